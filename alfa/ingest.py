@@ -1,0 +1,282 @@
+"""Stage 1, ingest: any table of follow-up questions -> the normalized *questions* table.
+
+Output columns (one row per follow-up question):
+    qid        str   unique question id
+    group_id   str   the post / thread the question belongs to; splits never cut a group
+    context    list[{role, content}]  chat messages the question answers: the patient's post,
+                     then earlier (doctor question, patient answer) turns
+    question   str   the original follow-up question (the thing the rewriter rewrites)
+    hindsight  str   JSON object of outcome fields (e.g. final diagnosis) a rewriter may see
+    meta       str   JSON object of any other fields the user asked to keep
+
+Bad rows never stop the others: each one goes to a reject file with file, line, field and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+log = logging.getLogger(__name__)
+
+QUESTION_COLUMNS = ["qid", "group_id", "context", "question", "hindsight", "meta"]
+
+
+@dataclass
+class FieldMap:
+    """Which input column feeds which output field.
+
+    `context` is a list: each named column becomes one paragraph of the patient's message, in order
+    (e.g. title then post). `turns` names a column holding earlier Q/A turns: a list of objects with
+    `question` and `patient_answer` keys. `hindsight` and `meta` list columns copied into those JSON
+    objects. `qid` may be omitted: the ids are then `<file stem>-<line>`.
+    """
+
+    question: str = "question"
+    context: list[str] = field(default_factory=lambda: ["context"])
+    group: str | None = None
+    qid: str | None = None
+    turns: str | None = None
+    hindsight: list[str] = field(default_factory=list)
+    meta: list[str] = field(default_factory=list)
+
+
+# The shipped real data (r/AskDocs threads, ../shared/data/askdocs): context is title + post + earlier
+# Q/A turns, the group is the post, hindsight is the thread's outcome.
+PRESETS: dict[str, FieldMap] = {
+    "askdocs": FieldMap(
+        question="question",
+        context=["title", "post"],
+        group="id_post",
+        qid="qid",
+        turns="prev_additional_contexts",
+        hindsight=["final_diagnosis", "conclusion"],
+        meta=["thread_id", "question_type"],
+    ),
+}
+
+
+def parse_map(spec: str) -> FieldMap:
+    """Parse `--map question=COL,context=COL+COL,group=COL,qid=COL,hindsight=COL+COL,...`."""
+    fm = FieldMap()
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        if "=" not in item:
+            raise ValueError(f"--map item {item!r} is not KEY=COLUMN (e.g. question=comment_body)")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key in ("context", "hindsight", "meta"):
+            setattr(fm, key, [c for c in value.split("+") if c])
+        elif key in ("question", "group", "qid", "turns"):
+            setattr(fm, key, value)
+        else:
+            raise ValueError(
+                f"--map key {key!r} is unknown; use question, context, group, qid, turns, hindsight, meta"
+            )
+    return fm
+
+
+@dataclass
+class Reject:
+    file: str
+    line: int
+    field: str
+    reason: str
+    raw: str
+
+
+@dataclass
+class IngestResult:
+    questions: pl.DataFrame
+    rejects: list[Reject]
+    read: int
+
+
+def _read_rows(path: Path, rejects: list[Reject]):
+    """Yield (line_number, dict) for each record; unreadable records become rejects."""
+    suffix = path.suffix.lower()
+    if path.is_dir():  # a dataset saved with datasets' save_to_disk
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            parts = list(ds.items())
+        else:
+            parts = [("", ds)]
+        n = 0
+        for _, part in parts:
+            for row in part:
+                n += 1
+                yield n, row
+        return
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    rejects.append(Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}",
+                                          raw[:200].decode("utf-8", "replace")))
+                    continue
+                if not text.strip():
+                    continue
+                try:
+                    row = json.loads(text)
+                except json.JSONDecodeError as e:
+                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg} (column {e.colno})",
+                                          text[:200]))
+                    continue
+                if not isinstance(row, dict):
+                    rejects.append(Reject(str(path), n, "*", f"a line must be a JSON object, got {type(row).__name__}",
+                                          text[:200]))
+                    continue
+                yield n, row
+    elif suffix in (".csv", ".tsv"):
+        with open(path, "rb") as f:
+            data = f.read()
+        # Decode line by line so one bad byte sequence rejects one line, not the file.
+        lines = []
+        for n, raw in enumerate(data.splitlines(keepends=True), start=1):
+            try:
+                lines.append(raw.decode("utf-8-sig" if n == 1 else "utf-8"))
+            except UnicodeDecodeError as e:
+                rejects.append(Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}",
+                                      raw[:200].decode("utf-8", "replace")))
+                lines.append("\n")  # keep line numbers aligned
+        reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
+        for row in reader:
+            n = reader.line_num
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            if None in row:
+                rejects.append(Reject(str(path), n, "*", "more cells than header columns", json.dumps(row[None])[:200]))
+                continue
+            yield n, row
+    elif suffix == ".parquet":
+        for n, row in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
+            yield n, row
+    else:
+        raise ValueError(
+            f"{path}: unsupported input type {suffix!r}; give .jsonl, .csv, .tsv, .parquet or a folder "
+            "written by datasets' save_to_disk"
+        )
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    return str(value).strip()
+
+
+def _turns(value) -> list[dict]:
+    """Earlier (doctor question, patient answer) turns -> alternating chat messages."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        value = json.loads(value)
+    messages = []
+    for turn in value:
+        q, a = _text(turn.get("question")), _text(turn.get("patient_answer"))
+        if q:
+            messages.append({"role": "assistant", "content": q})
+            messages.append({"role": "user", "content": a or "(no answer)"})
+    return messages
+
+
+def normalize_row(row: dict, fm: FieldMap, path: Path, line: int) -> dict:
+    """One input record -> one questions-table row. Raises KeyError/ValueError naming the field."""
+    if fm.question not in row:
+        raise KeyError(fm.question)
+    question = _text(row[fm.question])
+    if not question:
+        raise ValueError(f"{fm.question}: empty question")
+    paragraphs = []
+    for col in fm.context:
+        if col not in row:
+            raise KeyError(col)
+        paragraphs.append(_text(row[col]))
+    post = "\n\n".join(p for p in paragraphs if p)
+    if not post:
+        raise ValueError(f"{'+'.join(fm.context)}: empty context")
+    context = [{"role": "user", "content": post}]
+    if fm.turns:
+        try:
+            context += _turns(row.get(fm.turns))
+        except (TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{fm.turns}: earlier turns must be a list of objects with question/patient_answer ({e})")
+    qid = _text(row.get(fm.qid)) if fm.qid else f"{path.stem}-{line}"
+    if not qid:
+        raise ValueError(f"{fm.qid}: empty id")
+    group = _text(row.get(fm.group)) if fm.group else qid
+    if not group:
+        raise ValueError(f"{fm.group}: empty group id")
+    hindsight = {c: row.get(c) for c in fm.hindsight if _text(row.get(c))}
+    meta = {c: row.get(c) for c in fm.meta if c in row}
+    return {
+        "qid": qid,
+        "group_id": group,
+        "context": context,
+        "question": question,
+        "hindsight": json.dumps(hindsight, ensure_ascii=False, default=str),
+        "meta": json.dumps(meta, ensure_ascii=False, default=str),
+    }
+
+
+def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
+    """Read every input file and normalize it. Never raises for a bad row: it becomes a reject."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    rows, rejects, seen, read = [], [], {}, 0
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or folder")
+        for line, raw in _read_rows(path, rejects):
+            read += 1
+            try:
+                out = normalize_row(raw, fm, path, line)
+            except KeyError as e:
+                rejects.append(Reject(str(path), line, e.args[0], f"missing field {e.args[0]!r}",
+                                      json.dumps(raw, default=str)[:200]))
+                continue
+            except ValueError as e:
+                fld, _, reason = str(e).partition(": ")
+                rejects.append(Reject(str(path), line, fld, reason or str(e), json.dumps(raw, default=str)[:200]))
+                continue
+            if out["qid"] in seen:
+                rejects.append(Reject(str(path), line, fm.qid or "qid",
+                                      f"duplicate qid {out['qid']!r} (first at {seen[out['qid']]})",
+                                      json.dumps(raw, default=str)[:200]))
+                continue
+            seen[out["qid"]] = f"{path}:{line}"
+            rows.append(out)
+    schema = {
+        "qid": pl.String, "group_id": pl.String,
+        "context": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
+        "question": pl.String, "hindsight": pl.String, "meta": pl.String,
+    }
+    return IngestResult(pl.DataFrame(rows, schema=schema), rejects, read)
+
+
+def write_rejects(rejects: list[Reject], path: Path) -> None:
+    """Rejects as JSONL: one object per rejected record with file, line, field, reason, raw excerpt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rejects:
+            f.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
+
+
+def run_ingest(inputs: list[Path], fm: FieldMap, output: Path) -> IngestResult:
+    """Ingest and write `output` (Parquet) plus `<output stem>.rejects.jsonl` beside it."""
+    result = ingest(inputs, fm)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result.questions.write_parquet(output)
+    reject_path = output.with_name(output.stem + ".rejects.jsonl")
+    write_rejects(result.rejects, reject_path)
+    log.info("ingest: %d records read, %d questions kept in %s, %d rejected -> %s",
+             result.read, result.questions.height, output, len(result.rejects), reject_path)
+    return result

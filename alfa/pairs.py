@@ -1,0 +1,183 @@
+"""Stage 4, pairs: filtered variants -> a TRL-ready conversational preference dataset.
+
+Per question and attribute, up to three pairs:
+    enhanced_vs_corrupted   chosen = enhanced,  rejected = corrupted
+    enhanced_vs_original    chosen = enhanced,  rejected = original
+    original_vs_corrupted   chosen = original,  rejected = corrupted
+("original" is the standalone restatement when the run made one, so all three share one style.)
+
+Pairs dir layout:
+    data/{train,validation,test}.parquet   the dataset (what the card's `configs` point at)
+    hf_dataset/                            the same as a datasets.DatasetDict (load_from_disk)
+    rejected_variants.parquet              every variant the filter dropped, with its reason
+    filter_report.json                     pass rates per attribute and direction, with reasons
+    pairs.json                             manifest: run provenance, split sizes, filter config
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from alfa.filter import Embedder, FilterConfig, filter_variants
+
+log = logging.getLogger(__name__)
+
+PAIR_TYPES = ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")
+SPLITS = ("train", "validation", "test")
+MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+PAIR_SCHEMA = {
+    "pair_id": pl.String, "qid": pl.String, "group_id": pl.String, "split": pl.String,
+    "attribute": pl.String, "pair_type": pl.String,
+    "prompt": pl.List(MESSAGE), "chosen": pl.List(MESSAGE), "rejected": pl.List(MESSAGE),
+    "chosen_similarity": pl.Float64, "rejected_similarity": pl.Float64,
+    "rewriter": pl.String, "prompt_template_hash": pl.String, "attribute_pack": pl.String,
+}
+
+
+@dataclass
+class SplitConfig:
+    """Fractions of *groups* (posts) per split; a group never spans two splits."""
+
+    train: float = 0.8
+    validation: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6 or min(self.train, self.validation, self.test) < 0:
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {total:.3f}")
+
+
+def pair_id(qid: str, attribute: str, pair_type: str, chosen: str, rejected: str) -> str:
+    """Deterministic: the same pair built twice, anywhere, gets the same id."""
+    return hashlib.sha256("\x1f".join([qid, attribute, pair_type, chosen, rejected]).encode()).hexdigest()[:16]
+
+
+def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) -> dict[str, str]:
+    """Assign whole groups to splits so each split's share of *questions* approaches its fraction."""
+    order = sorted(set(groups))
+    random.Random(config.seed).shuffle(order)
+    total = sum(sizes[g] for g in order) or 1
+    targets = {"train": config.train, "validation": config.validation, "test": config.test}
+    filled = dict.fromkeys(SPLITS, 0)
+    assignment = {}
+    for g in order:
+        # The split furthest below its target share takes the next group.
+        split = max(SPLITS, key=lambda s: (targets[s] - filled[s] / total) if targets[s] > 0 else -9)
+        assignment[g] = split
+        filled[split] += sizes[g]
+    return assignment
+
+
+def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, split: SplitConfig) -> pl.DataFrame:
+    """All pair types from the kept variants; one row per pair with TRL's prompt/chosen/rejected."""
+    q_by_id = {r["qid"]: r for r in questions.to_dicts()}
+    variants: dict[tuple, dict] = {}
+    for r in kept.to_dicts():
+        variants.setdefault((r["qid"], r["attribute"]), {})[r["direction"]] = r
+    rewriter = manifest["rewriter"]["model"]
+    template = manifest["prompt_template_hash"]
+    pack = f"{manifest['attribute_pack']['name']}@{manifest['attribute_pack']['digest']}"
+    sizes: dict[str, int] = {}
+    for q in questions.to_dicts():
+        sizes[q["group_id"]] = sizes.get(q["group_id"], 0) + 1
+    assignment = split_groups(list(sizes), sizes, split)
+
+    rows = []
+    for (qid, attribute), d in sorted(variants.items()):
+        q = q_by_id[qid]
+        original = next(iter(d.values()))["source_question"]
+        enhanced, corrupted = d.get("enhance"), d.get("corrupt")
+        candidates = []
+        if enhanced and corrupted:
+            candidates.append(("enhanced_vs_corrupted", enhanced["text"], corrupted["text"],
+                               enhanced["similarity"], corrupted["similarity"]))
+        if enhanced:
+            candidates.append(("enhanced_vs_original", enhanced["text"], original, enhanced["similarity"], 1.0))
+        if corrupted:
+            candidates.append(("original_vs_corrupted", original, corrupted["text"], 1.0, corrupted["similarity"]))
+        for pair_type, chosen, rejected, cs, rs in candidates:
+            rows.append({
+                "pair_id": pair_id(qid, attribute, pair_type, chosen, rejected),
+                "qid": qid, "group_id": q["group_id"], "split": assignment[q["group_id"]],
+                "attribute": attribute, "pair_type": pair_type,
+                "prompt": list(q["context"]),
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "chosen_similarity": cs, "rejected_similarity": rs,
+                "rewriter": rewriter, "prompt_template_hash": template, "attribute_pack": pack,
+            })
+    return pl.DataFrame(rows, schema=PAIR_SCHEMA)
+
+
+def example_texts(run_dir: Path) -> set[str]:
+    """Few-shot example texts of the run's pack: a variant that copies one is not a rewrite."""
+    path = run_dir / "attribute_pack.yaml"
+    if not path.exists():
+        return set()
+    pack = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return {ex[k] for a in pack["attributes"].values() for ex in a.get("examples", [])
+            for k in ("question", "enhanced", "corrupted")}
+
+
+def make_pairs(run_dir: Path, out_dir: Path, filter_config: FilterConfig | None = None,
+               split: SplitConfig | None = None, embedder: Embedder | None = None) -> pl.DataFrame:
+    """Filter a synthesis run and write the pair dataset to `out_dir`. Returns the pairs."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    for name in ("run.json", "variants.parquet", "questions.parquet"):
+        if not (run_dir / name).exists():
+            raise FileNotFoundError(f"{run_dir}/{name} is missing: is {run_dir} a finished `alfa synthesize` run dir?")
+    filter_config = filter_config or FilterConfig()
+    split = split or SplitConfig()
+    manifest = json.loads((run_dir / "run.json").read_text())
+    variants = pl.read_parquet(run_dir / "variants.parquet")
+    questions = pl.read_parquet(run_dir / "questions.parquet")
+
+    result = filter_variants(variants, filter_config, embedder or Embedder(), example_texts(run_dir))
+    pairs = build_pairs(result.kept, questions, manifest, split)
+
+    (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    for s in SPLITS:
+        pairs.filter(pl.col("split") == s).write_parquet(out_dir / "data" / f"{s}.parquet")
+    result.rejected.write_parquet(out_dir / "rejected_variants.parquet")
+    result.kept.write_parquet(out_dir / "kept_variants.parquet")
+    (out_dir / "filter_report.json").write_text(json.dumps(result.pass_rates, indent=2))
+    _save_hf(pairs, out_dir)
+    split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}
+    (out_dir / "pairs.json").write_text(json.dumps({
+        "run_dir": str(run_dir), "run": manifest, "filter": asdict(filter_config), "split": asdict(split),
+        "pairs": pairs.height, "split_sizes": split_sizes,
+        "variants": variants.height, "kept_variants": result.kept.height, "rejected_variants": result.rejected.height,
+    }, indent=2))
+    log.info("pairs: %d variants -> %d kept, %d rejected (reasons in %s) -> %d pairs %s -> %s",
+             variants.height, result.kept.height, result.rejected.height,
+             out_dir / "rejected_variants.parquet", pairs.height, split_sizes, out_dir)
+    return pairs
+
+
+def _save_hf(pairs: pl.DataFrame, out_dir: Path) -> None:
+    import datasets
+
+    # datasets cannot reload a saved empty split, so a split with no pairs (small data) is left out
+    # here; it still exists as an empty Parquet file, and `alfa lint` reports it.
+    parts = {s: pairs.filter(pl.col("split") == s) for s in SPLITS}
+    dd = datasets.DatasetDict({s: datasets.Dataset(df.to_arrow()) for s, df in parts.items() if df.height})
+    dd.save_to_disk(str(out_dir / "hf_dataset"))
+
+
+def load_pairs(pairs_dir: Path) -> pl.DataFrame:
+    pairs_dir = Path(pairs_dir)
+    files = [pairs_dir / "data" / f"{s}.parquet" for s in SPLITS]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"{pairs_dir}: missing {missing}; build it with `alfa pairs RUN_DIR -o {pairs_dir}`")
+    return pl.concat([pl.read_parquet(f) for f in files])
