@@ -107,4 +107,7 @@ def from_dict(cls, data, path: Path, lines: dict[tuple, int], key_path: tuple = 
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"{where(path, lines, key_path)}: {e}") from None
+        # Validation messages start with the field at fault ("scale must ..."): point at its line.
+        first = str(e).split(" ", 1)[0]
+        at = key_path + (first,) if first in fields and first in data else key_path
+        raise ConfigError(f"{where(path, lines, at)}: {e}") from None

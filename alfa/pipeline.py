@@ -1,0 +1,118 @@
+"""`alfa build PIPELINE.yaml`: every data stage (ingest -> synthesize -> pairs -> lint -> card) from
+one YAML that maps one-to-one onto `PipelineConfig` below. Unknown keys are rejected with the line.
+
+Relative paths in the YAML are relative to the directory you run `alfa` from. Outputs:
+    OUTPUT_DIR/questions.parquet (+ questions.rejects.jsonl)
+    OUTPUT_DIR/run/      the synthesis run dir
+    OUTPUT_DIR/pairs/    the pair dataset, lint report, README.md card and plots
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alfa.attributes import load_pack
+from alfa.card import write_card
+from alfa.filter import FilterConfig
+from alfa.ingest import PRESETS, FieldMap, run_ingest
+from alfa.lint import LintConfig, lint, report, write_report
+from alfa.pairs import SplitConfig, make_pairs
+from alfa.rewriters import make_rewriter
+from alfa.synthesize import synthesize
+from alfa.yamlconfig import ConfigError, from_dict, load_yaml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InputConfig:
+    """What to ingest: files (JSONL/CSV/Parquet/saved HF dataset) and either a preset or a field map."""
+
+    paths: list[str]
+    preset: str | None = None
+    map: FieldMap | None = None
+
+    def __post_init__(self):
+        if (self.preset is None) == (self.map is None):
+            raise ValueError("give exactly one of `preset` (e.g. askdocs) or `map`")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; presets: {', '.join(PRESETS)}")
+
+
+@dataclass
+class RewriterConfig:
+    """`kind`: local (embedded SmolLM2, offline), transformers (local model folder), openai (endpoint)."""
+
+    kind: str = "local"
+    model: str | None = None
+    base_url: str | None = None       # comma-separated for several replicas
+    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key, never the key
+    concurrency: int = 16
+    batch_size: int = 16
+    max_new_tokens: int = 40
+
+
+@dataclass
+class SynthesisConfig:
+    standalone: bool = False
+    hindsight_for_enhance: bool = False
+    max_context_chars: int = 1200
+    limit: int | None = None          # first N questions only (a quick look before a full run)
+    cache: str | None = None          # share one call cache between runs (default: RUN_DIR/cache.sqlite)
+
+
+@dataclass
+class CardConfig:
+    license: str = "cc-by-4.0"
+    pretty_name: str | None = None
+    source_description: str | None = None
+
+
+@dataclass
+class PipelineConfig:
+    input: InputConfig
+    output_dir: str
+    attributes: str = "core"          # shipped pack name or path to your own pack YAML
+    select_attributes: list[str] | None = None
+    rewriter: RewriterConfig = field(default_factory=RewriterConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    lint: LintConfig = field(default_factory=LintConfig)
+    card: CardConfig = field(default_factory=CardConfig)
+
+
+def load_pipeline(path: Path) -> PipelineConfig:
+    data, lines = load_yaml(path)
+    return from_dict(PipelineConfig, data, Path(path), lines)
+
+
+def build(config: PipelineConfig) -> int:
+    """Run every stage; returns the lint exit code (0 clean or warnings only, 1 blocking findings)."""
+    t0 = time.perf_counter()
+    out = Path(config.output_dir)
+    fm = PRESETS[config.input.preset] if config.input.preset else config.input.map
+    ingested = run_ingest([Path(p) for p in config.input.paths], fm, out / "questions.parquet")
+    questions = ingested.questions
+    if config.synthesis.limit:
+        questions = questions.head(config.synthesis.limit)
+    if questions.height == 0:
+        raise ConfigError(f"no questions left to synthesize; see {out / 'questions.rejects.jsonl'}")
+    pack = load_pack(config.attributes).select(config.select_attributes)
+    r = config.rewriter
+    rewriter = make_rewriter(r.kind, r.model, r.base_url, r.concurrency, r.batch_size, r.max_new_tokens, r.api_key_env)
+    synthesize(questions, pack, rewriter, out / "run", standalone=config.synthesis.standalone,
+               hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
+               max_context_chars=config.synthesis.max_context_chars,
+               cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
+               questions_source=", ".join(config.input.paths))
+    make_pairs(out / "run", out / "pairs", config.filter, config.split)
+    findings = lint(out / "pairs", config.lint)
+    write_report(findings, out / "pairs")
+    print(report(findings, out / "pairs"))
+    card = write_card(out / "pairs", config.card.license, config.card.pretty_name, config.card.source_description)
+    log.info("build: done in %.0f s; dataset %s, card %s", time.perf_counter() - t0, out / "pairs", card)
+    return 1 if any(f.severity == "error" for f in findings) else 0

@@ -1,0 +1,120 @@
+import json
+
+import datasets
+import polars as pl
+import pytest
+
+from alfa.ingest import PRESETS, FieldMap, ingest, parse_map, run_ingest
+from conftest import SAMPLE, SAMPLE_MAP
+
+
+def test_askdocs_preset_reads_the_real_file_as_is(askdocs_path):
+    result = ingest(askdocs_path, PRESETS["askdocs"])
+    raw = [json.loads(line) for line in askdocs_path.read_text().splitlines()]
+    assert result.read == len(raw) == 433
+    assert result.questions.height + len(result.rejects) == 433
+    assert result.questions.height >= 430
+    q = result.questions.to_dicts()
+    by_id = {r["qid"]: r for r in raw}
+    for row in q:
+        src = by_id[row["qid"]]
+        assert row["group_id"] == src["id_post"]
+        assert row["question"] == src["question"].strip()
+        assert row["context"][0]["role"] == "user"
+        assert row["context"][0]["content"].startswith(src["title"].strip())
+        # earlier Q/A turns become assistant/user messages after the post
+        assert len(row["context"]) == 1 + 2 * sum(1 for t in src["prev_additional_contexts"] if t["question"].strip())
+        if src["final_diagnosis"]:
+            assert json.loads(row["hindsight"])["final_diagnosis"] == src["final_diagnosis"]
+    assert result.questions["group_id"].n_unique() == 190
+
+
+def _write(path, lines: list[bytes]):
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_bad_jsonl_rows_are_rejected_with_line_field_reason_and_nothing_else_is_lost(tmp_path):
+    good = {"id": "a", "q": "Does it hurt?", "post": "My knee hurts.", "g": "p1"}
+    lines = [
+        json.dumps(good).encode(),
+        b'{"id": "b", "q": "Is it swollen?", "post": "knee", ',                      # 2 malformed JSON
+        json.dumps({"id": "c", "post": "no question field", "g": "p2"}).encode(),  # 3 missing field
+        json.dumps({"id": "d", "q": "   ", "post": "empty question", "g": "p3"}).encode(),  # 4 empty
+        b'{"id": "e", "q": "Caf\xe9?", "post": "latin-1 bytes", "g": "p4"}',          # 5 not UTF-8
+        b"[1, 2, 3]",                                                                  # 6 not an object
+        json.dumps({**good, "q": "Same id again?"}).encode(),                         # 7 duplicate qid
+        json.dumps({"id": "f", "q": "When did it start?", "post": "Ankle pain.", "g": "p1"}).encode(),
+        b"",
+        json.dumps({"id": "g", "q": "Any fever?", "post": "", "g": "p5"}).encode(),  # 10 empty context
+    ]
+    path = _write(tmp_path / "in.jsonl", lines)
+    fm = parse_map("question=q,context=post,group=g,qid=id")
+    out = tmp_path / "q.parquet"
+    result = run_ingest([path], fm, out)
+    assert result.questions["qid"].to_list() == ["a", "f"]
+    rejects = {r.line: r for r in result.rejects}
+    assert set(rejects) == {2, 3, 4, 5, 6, 7, 10}
+    assert "malformed JSON" in rejects[2].reason
+    assert rejects[3].field == "q" and "missing" in rejects[3].reason
+    assert rejects[4].field == "q" and "empty" in rejects[4].reason
+    assert "UTF-8" in rejects[5].reason
+    assert "JSON object" in rejects[6].reason
+    assert "duplicate qid" in rejects[7].reason
+    assert rejects[10].field == "post"
+    assert all(r.file == str(path) for r in result.rejects)
+    # the reject file holds the same, one JSON object per line
+    written = [json.loads(x) for x in (tmp_path / "q.rejects.jsonl").read_text().splitlines()]
+    assert [w["line"] for w in written] == [r.line for r in result.rejects]
+    assert pl.read_parquet(out).height == 2
+
+
+def test_csv_with_a_bad_byte_and_a_ragged_row(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(
+        b"qid,question,post,thread\n"
+        b"1,Does it itch?,Red rash on arm.,t1\n"
+        b"2,Is it \xff raised?,Rash.,t1\n"
+        b"3,Any fever?,Cough for a week.,t2,EXTRA\n"
+        b'4,"Where, exactly, is the pain?","Pain, left side.",t3\n'
+    )
+    result = ingest(path, parse_map("question=question,context=post,group=thread,qid=qid"))
+    assert result.questions["qid"].to_list() == ["1", "4"]
+    assert result.questions["question"].to_list()[1] == "Where, exactly, is the pain?"
+    reasons = {r.line: r.reason for r in result.rejects}
+    assert "UTF-8" in reasons[3] and "more cells" in reasons[4]
+
+
+def test_parquet_and_saved_hf_dataset_inputs(tmp_path):
+    rows = [{"question": "Does it hurt when you walk?", "context": "Hip pain for a month.", "thread": "t1"},
+            {"question": "Any numbness?", "context": "Back pain.", "thread": "t2"}]
+    pl.DataFrame(rows).write_parquet(tmp_path / "in.parquet")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
+    fm = FieldMap(group="thread")
+    a = ingest(tmp_path / "in.parquet", fm)
+    b = ingest(tmp_path / "hf", fm)
+    assert a.questions["question"].to_list() == b.questions["question"].to_list() == [r["question"] for r in rows]
+    assert a.questions["group_id"].to_list() == ["t1", "t2"]
+    assert a.questions["qid"].to_list() == ["in-1", "in-2"]  # ids from file stem and row when none given
+
+
+def test_sample_ingests_cleanly():
+    result = ingest(SAMPLE, parse_map(SAMPLE_MAP))
+    assert result.questions.height == 40 and not result.rejects
+    assert result.questions["group_id"].n_unique() == 32
+
+
+def test_unusable_inputs_fail_with_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="unsupported input type '.txt'"):
+        ingest(_write(tmp_path / "x.txt", [b"hi"]), FieldMap())
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        ingest(tmp_path / "missing.jsonl", FieldMap())
+    with pytest.raises(ValueError, match="unknown; use question"):
+        parse_map("questoin=q")
+    with pytest.raises(ValueError, match="not KEY=COLUMN"):
+        parse_map("question")
+
+
+def test_empty_file_gives_no_questions_and_no_crash(tmp_path):
+    result = ingest(_write(tmp_path / "e.jsonl", [b""]), FieldMap())
+    assert result.questions.height == 0 and result.rejects == []

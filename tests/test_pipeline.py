@@ -1,0 +1,158 @@
+"""End to end through the CLI: real data, real models."""
+
+import json
+import textwrap
+
+import polars as pl
+import pytest
+from huggingface_hub import DatasetCard
+
+from alfa.cli import main
+from alfa.filter import __doc__ as FILTER_DOC
+from alfa.pairs import PAIR_TYPES, SPLITS, load_pairs
+from conftest import SAMPLE, SAMPLE_MAP
+
+REASONS = {line.split()[0] for line in FILTER_DOC.split("Reasons")[1].splitlines()[1:] if line.strip()}
+
+
+def _check_dataset(pairs_dir):
+    """Invariants every pair dataset must hold, whatever the model wrote."""
+    pairs = load_pairs(pairs_dir)
+    variants = pl.read_parquet(pairs_dir.parent / "run" / "variants.parquet") if (pairs_dir.parent / "run").exists() \
+        else None
+    kept = pl.read_parquet(pairs_dir / "kept_variants.parquet")
+    rejected = pl.read_parquet(pairs_dir / "rejected_variants.parquet")
+    info = json.loads((pairs_dir / "pairs.json").read_text())
+    # every variant is either kept or rejected with a reason
+    assert kept.height + rejected.height == info["variants"]
+    if variants is not None:
+        assert info["variants"] == variants.height
+    assert rejected["reason"].null_count() == 0
+    assert set(rejected["reason"].to_list()) <= REASONS
+    if pairs.height:
+        chosen = pairs["chosen"].list.last().struct.field("content")
+        rejected_text = pairs["rejected"].list.last().struct.field("content")
+        assert (chosen != rejected_text).all()
+        assert set(pairs["pair_type"].to_list()) <= set(PAIR_TYPES)
+        assert pairs.group_by("group_id").agg(pl.col("split").n_unique().alias("n"))["n"].max() == 1
+        assert pairs["pair_id"].n_unique() == pairs.height
+    return pairs, kept, rejected
+
+
+def test_embedded_model_on_real_askdocs_through_every_verb(tmp_path, askdocs_path, capsys):
+    q = tmp_path / "questions.parquet"
+    assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(q)]) == 0
+    run, out = tmp_path / "run", tmp_path / "pairs"
+    assert main(["synthesize", str(q), "--attributes", "core", "--select", "relevance,specificity",
+                 "--limit", "12", "-o", str(run)]) == 0
+    assert main(["pairs", str(run), "-o", str(out)]) == 0
+    pairs, kept, rejected = _check_dataset(out)
+    assert kept.height + rejected.height == 12 * 2 * 2
+    assert pairs.height > 0, "the embedded model should get some variants through on 48 tries"
+    # the prompt is the real post: title + body as the user's message
+    first = pl.read_parquet(q).filter(pl.col("qid") == pairs["qid"][0]).to_dicts()[0]
+    assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0] == first["context"]
+    code = main(["lint", str(out), "--tokenizer", "local", "--max-length", "2048"])
+    findings = json.loads((out / "lint_report.json").read_text())
+    assert code == (1 if any(f["severity"] == "error" for f in findings) else 0)
+    assert "truncated_diff" not in {f["check"] for f in findings}
+    assert main(["card", str(out), "--license", "cc-by-4.0"]) == 0
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc-by-4.0" and "dpo" in card.data.tags
+    assert card.data.configs[0]["data_files"][0]["path"].startswith("data/")
+    assert "Personal health information" in card.text
+    assert "SmolLM2-135M-Instruct" in card.text
+    for png in ("similarity_by_direction.png", "pairs_per_attribute.png", "pass_rate.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the HF copy loads and matches the Parquet files
+    import datasets
+
+    dd = datasets.load_from_disk(str(out / "hf_dataset"))
+    assert sum(len(dd[s]) for s in dd) == pairs.height
+    # a second run of the same job makes no model call
+    capsys.readouterr()
+    assert main(["synthesize", str(q), "--attributes", "core", "--select", "relevance,specificity",
+                 "--limit", "12", "-o", str(run)]) == 0
+    assert "0 model calls, 48 from cache" in capsys.readouterr().out
+
+
+def _pipeline_yaml(tmp_path, body):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
+    cfg = _pipeline_yaml(tmp_path, f"""\
+        input:
+          paths: [{SAMPLE}]
+          map: {{question: question, context: [title, post], group: post_id, qid: row_id}}
+        output_dir: {tmp_path / 'out'}
+        attributes: core
+        rewriter: {{kind: transformers, model: {tiny_model_dir}, batch_size: 8, max_new_tokens: 12}}
+        synthesis: {{limit: 8}}
+        lint: {{tokenizer: {tiny_model_dir}, max_length: 512}}
+        """)
+    code = main(["build", str(cfg)])
+    out = tmp_path / "out" / "pairs"
+    pairs, kept, rejected = _check_dataset(out)
+    assert kept.height + rejected.height == 8 * 3 * 2
+    findings = json.loads((out / "lint_report.json").read_text())
+    assert code == (1 if any(f["severity"] == "error" for f in findings) else 0)
+    # an untrained model writes noise: the filters must catch nearly all of it, each with a reason
+    assert rejected.height >= 40
+    assert (out / "README.md").exists() and (tmp_path / "out" / "run" / "run.json").exists()
+
+
+def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
+    cfg = _pipeline_yaml(tmp_path, """\
+        input:
+          paths: [x.jsonl]
+          preset: askdocs
+        output_dir: out
+        rewritter: {kind: local}
+        """)
+    assert main(["build", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline.yaml:5 (rewritter): unknown key 'rewritter'" in err and "allowed keys" in err
+    bad_filter = _pipeline_yaml(tmp_path, """\
+        input: {paths: [x.jsonl], preset: askdocs}
+        output_dir: out
+        filter: {enhance_min_similarity: high}
+        """)
+    assert main(["build", str(bad_filter)]) == 2
+    assert "pipeline.yaml:3 (filter.enhance_min_similarity): expected float" in capsys.readouterr().err
+    both = _pipeline_yaml(tmp_path, "input: {paths: [x.jsonl], preset: askdocs, map: {question: q}}\noutput_dir: o\n")
+    assert main(["build", str(both)]) == 2
+    assert "exactly one of `preset`" in capsys.readouterr().err
+
+
+def test_shipped_pipeline_configs_validate():
+    from pathlib import Path
+
+    from alfa.pipeline import load_pipeline
+
+    configs = sorted((Path(__file__).parents[1] / "configs" / "pipelines").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {"demo", "askdocs"}
+    for c in configs:
+        load_pipeline(c)
+
+
+@pytest.mark.parametrize("verb", ["ingest", "synthesize", "pairs", "lint", "card", "build"])
+def test_every_verb_has_help_with_an_example(verb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    assert e.value.code == 0
+    assert "Example" in capsys.readouterr().out
+
+
+def test_sample_map_is_the_demo_map():
+    """The README's ingest example and the demo pipeline use the same field map."""
+    from pathlib import Path
+
+    from alfa.pipeline import load_pipeline
+
+    demo = load_pipeline(Path(__file__).parents[1] / "configs" / "pipelines" / "demo.yaml")
+    m = demo.input.map
+    assert SAMPLE_MAP == f"question={m.question},context={'+'.join(m.context)},group={m.group},qid={m.qid},hindsight={'+'.join(m.hindsight)}"
+    assert SPLITS == ("train", "validation", "test")
