@@ -32,7 +32,7 @@ def _size_category(n: int) -> str:
     return "n>1M"
 
 
-def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict) -> list[Path]:
+def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict, bounds: dict) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display needed
@@ -53,9 +53,12 @@ def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict) -> lis
             vals = df.filter(pl.col("direction") == direction)["similarity"].drop_nulls().to_list()
             if vals:
                 ax.hist(vals, bins=20, range=(0, 1), alpha=0.6, label=f"{label} ({len(vals)})", color=color)
-        ax.set_title(f"{direction}: similarity to original")
+        for x in (bounds[f"{direction}_min_similarity"], bounds[f"{direction}_max_similarity"]):
+            ax.axvline(x, color="black", linestyle="--", linewidth=1)  # the filter's bounds
+        ax.set_title(f"{direction}: similarity to original (bounds dashed)")
         ax.set_xlabel("cosine similarity (MiniLM)")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("variants")
     fig.tight_layout()
     out.append(plots / "similarity_by_direction.png")
@@ -116,7 +119,7 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     lint_path = pairs_dir / "lint_report.json"
     lint_findings = json.loads(lint_path.read_text()) if lint_path.exists() else None
     run = info["run"]
-    plots = make_plots(pairs, pairs_dir, filter_report)
+    plots = make_plots(pairs, pairs_dir, filter_report, info["filter"])
 
     splits_present = [s for s in SPLITS if info["split_sizes"][s] > 0]
     data = DatasetCardData(

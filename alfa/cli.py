@@ -180,8 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "sentence_transformers", "transformers", "datasets"):
+    for noisy in ("httpx", "sentence_transformers", "transformers", "datasets", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Libraries' own bars (weights loading, dataset saving) bury alfa's; alfa's bars stay on.
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     from alfa.yamlconfig import ConfigError
 
     try:

@@ -63,7 +63,7 @@ def pair_id(qid: str, attribute: str, pair_type: str, chosen: str, rejected: str
 
 
 def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) -> dict[str, str]:
-    """Assign whole groups to splits so each split's share of *questions* approaches its fraction."""
+    """Assign whole groups to splits so each split's share of `sizes` approaches its fraction."""
     order = sorted(set(groups))
     random.Random(config.seed).shuffle(order)
     total = sum(sizes[g] for g in order) or 1
@@ -87,11 +87,6 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
     rewriter = manifest["rewriter"]["model"]
     template = manifest["prompt_template_hash"]
     pack = f"{manifest['attribute_pack']['name']}@{manifest['attribute_pack']['digest']}"
-    sizes: dict[str, int] = {}
-    for q in questions.to_dicts():
-        sizes[q["group_id"]] = sizes.get(q["group_id"], 0) + 1
-    assignment = split_groups(list(sizes), sizes, split)
-
     rows = []
     for (qid, attribute), d in sorted(variants.items()):
         q = q_by_id[qid]
@@ -108,7 +103,7 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
         for pair_type, chosen, rejected, cs, rs in candidates:
             rows.append({
                 "pair_id": pair_id(qid, attribute, pair_type, chosen, rejected),
-                "qid": qid, "group_id": q["group_id"], "split": assignment[q["group_id"]],
+                "qid": qid, "group_id": q["group_id"], "split": None,
                 "attribute": attribute, "pair_type": pair_type,
                 "prompt": list(q["context"]),
                 "chosen": [{"role": "assistant", "content": chosen}],
@@ -116,6 +111,14 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
                 "chosen_similarity": cs, "rejected_similarity": rs,
                 "rewriter": rewriter, "prompt_template_hash": template, "attribute_pack": pack,
             })
+    # Splits are sized by *pairs* per group, not questions: with a weak rewriter many groups yield no
+    # pair at all, and sizing by questions could leave a split empty.
+    sizes: dict[str, int] = {}
+    for r in rows:
+        sizes[r["group_id"]] = sizes.get(r["group_id"], 0) + 1
+    assignment = split_groups(list(sizes), sizes, split)
+    for r in rows:
+        r["split"] = assignment[r["group_id"]]
     return pl.DataFrame(rows, schema=PAIR_SCHEMA)
 
 

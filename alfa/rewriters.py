@@ -78,30 +78,63 @@ class TransformersRewriter:
         self.model_id = model_name or f"{self.model_path.name}@{_fingerprint(self.model_path)}"
 
     def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
+        """Generate for every request, batch by batch, calling `on_done` as each batch ends.
+
+        Requests are grouped by their shared prefix (every message but the last: system prompt and
+        few-shot turns, identical for one attribute and direction). The prefix is run through the
+        model once per group and its KV cache reused by every batch: on CPU, prefill of the ~450
+        shared tokens is most of the cost, and greedy outputs do not change.
+        """
+        groups: dict[str, list[int]] = {}
+        for i, messages in enumerate(requests):
+            groups.setdefault(json.dumps(messages[:-1], sort_keys=True), []).append(i)
+        for idx in groups.values():
+            self._complete_group([requests[i] for i in idx], lambda j, c, idx=idx: on_done(idx[j], c))
+
+    def _complete_group(self, requests: list[list[dict]], on_done: OnDone) -> None:
+        import copy
+
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-                   for m in requests]
-        # Longest first, so each batch holds prompts of similar length (less padding) and the slowest
-        # batch shows in the progress bar early rather than at the end.
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        tok = self.tokenizer
+        full = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in requests]
+        prefix = tok.apply_chat_template(requests[0][:-1], tokenize=False) if len(requests[0]) > 1 else ""
+        if not prefix or not all(f.startswith(prefix) for f in full):
+            prefix = ""  # a template that renders history differently: no sharing, still correct
+        suffixes = [f[len(prefix):] for f in full]
+        prefix_ids = tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"] if prefix else None
+        prefix_cache = None
+        if prefix_ids is not None and prefix_ids.shape[1]:
+            with torch.inference_mode():
+                prefix_cache = self.model(input_ids=prefix_ids, use_cache=True).past_key_values
+        # Longest first, so each batch holds prompts of similar length (less padding).
+        order = sorted(range(len(suffixes)), key=lambda i: -len(suffixes[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                                 add_special_tokens=False)
+            enc = tok([suffixes[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            input_ids, mask = enc["input_ids"], enc["attention_mask"]
+            kwargs = {}
+            if prefix_cache is not None:
+                # [prefix][left-padded suffix]: padding sits in the middle, masked out; positions
+                # come from the mask's cumulative sum, so they match an unpadded prompt.
+                n = len(idx)
+                input_ids = torch.cat([prefix_ids.expand(n, -1), input_ids], dim=1)
+                mask = torch.cat([torch.ones(n, prefix_ids.shape[1], dtype=mask.dtype), mask], dim=1)
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(n)
+                kwargs["past_key_values"] = cache
             with torch.inference_mode():
                 out = self.model.generate(
-                    **enc, do_sample=False, max_new_tokens=self.sampling["max_new_tokens"],
-                    stop_strings=self.sampling["stop"] or None, tokenizer=self.tokenizer,
-                    pad_token_id=self.tokenizer.pad_token_id,
+                    input_ids=input_ids, attention_mask=mask, do_sample=False,
+                    max_new_tokens=self.sampling["max_new_tokens"], stop_strings=self.sampling["stop"] or None,
+                    tokenizer=tok, pad_token_id=tok.pad_token_id, **kwargs,
                 )
-            new = out[:, enc["input_ids"].shape[1] :]
-            prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+            new = out[:, input_ids.shape[1] :]
+            prompt_tokens = mask.sum(dim=1).tolist()
             for j, (i, row) in enumerate(zip(idx, new)):
-                n_tokens = int((row != self.tokenizer.pad_token_id).sum())
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                on_done(i, Completion(text, usage={"prompt_tokens": prompt_tokens[j],
-                                                   "completion_tokens": n_tokens}))
+                n_tokens = int((row != tok.pad_token_id).sum())
+                on_done(i, Completion(tok.decode(row, skip_special_tokens=True),
+                                      usage={"prompt_tokens": prompt_tokens[j], "completion_tokens": n_tokens}))
 
 
 def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40) -> TransformersRewriter:

@@ -51,7 +51,7 @@ def test_embedded_model_on_real_askdocs_through_every_verb(tmp_path, askdocs_pat
     assert pairs.height > 0, "the embedded model should get some variants through on 48 tries"
     # the prompt is the real post: title + body as the user's message
     first = pl.read_parquet(q).filter(pl.col("qid") == pairs["qid"][0]).to_dicts()[0]
-    assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0] == first["context"]
+    assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0].to_list() == first["context"]
     code = main(["lint", str(out), "--tokenizer", "local", "--max-length", "2048"])
     findings = json.loads((out / "lint_report.json").read_text())
     assert code == (1 if any(f["severity"] == "error" for f in findings) else 0)
