@@ -152,6 +152,17 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     else:
         lint_text = "\n".join(f"- **{f['severity']}** `{f['check']}`: {f['message']}" for f in lint_findings)
     rel = [p.relative_to(pairs_dir).as_posix() for p in plots]
+    judge_text = "No LLM judge was used (`alfa pairs --judge ...` adds one)."
+    if info.get("judge"):
+        j = info["judge"]
+        report = json.loads((pairs_dir / "judge_report.json").read_text())
+        judge_rows = [[a, t, r["pairs"], r["kept"], f"{r['rate']:.0%}",
+                       ", ".join(f"{k} {v}" for k, v in sorted(r["decisions"].items(), key=lambda kv: -kv[1]))]
+                      for a, d in report.items() for t, r in d.items()]
+        judge_text = (f"Judge `{j['judge']}` ({j['backend']}) compared each pair on its attribute in both orders; "
+                      f"a pair was kept only if the judge preferred its chosen side both times: {j['pairs_kept']} of "
+                      f"{j['pairs_before']} kept. Verdicts and rationales: `judge_verdicts.parquet`.\n\n"
+                      + _table(["attribute", "pair type", "pairs", "kept", "pass rate", "decisions"], judge_rows))
 
     body = f"""
 # {data.pretty_name}
@@ -209,6 +220,9 @@ corrupted variants of one question that are near-duplicates are both dropped.
 
 ![pass rate]({rel[2]})
 ![similarity by direction]({rel[0]})
+
+## LLM verifier
+{judge_text}
 
 ## Lint
 {lint_text}

@@ -46,7 +46,7 @@ def _synthesize(args) -> int:
 
     from alfa.attributes import load_pack
     from alfa.rewriters import make_rewriter
-    from alfa.synthesize import synthesize
+    from alfa.synthesize import parse_shard, synthesize
 
     questions = pl.read_parquet(args.questions)
     if args.limit:
@@ -56,7 +56,8 @@ def _synthesize(args) -> int:
                              args.max_new_tokens, args.api_key_env)
     stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
                        hindsight_for_enhance=args.hindsight_for_enhance,
-                       cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions)
+                       cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
+                       shard=parse_shard(args.shard) if args.shard else None)
     print(f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
           f"{stats.failed} failed -> {args.output}")
     return 0
@@ -66,9 +67,14 @@ def _pairs(args) -> int:
     from alfa.filter import FilterConfig
     from alfa.pairs import SplitConfig, make_pairs
 
+    from alfa.rewriters import make_rewriter
+
     fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
     sc = SplitConfig(*[float(x) for x in args.split.split(",")], seed=args.seed)
-    pairs = make_pairs(Path(args.run_dir), Path(args.output), fc, sc)
+    judge = make_rewriter(args.judge, args.judge_model, args.judge_base_url, args.concurrency,
+                          max_new_tokens=args.judge_max_new_tokens, api_key_env=args.api_key_env,
+                          stop=()) if args.judge else None
+    pairs = make_pairs([Path(d) for d in args.run_dirs], Path(args.output), fc, sc, judge=judge)
     print(f"{pairs.height} pairs -> {args.output} (rejected variants and reasons: "
           f"{Path(args.output) / 'rejected_variants.parquet'})")
     return 0
@@ -138,19 +144,29 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--hindsight-for-enhance", action="store_true",
                    help="show outcome fields (e.g. final diagnosis) to enhance rewrites only")
     s.add_argument("--cache", help="call cache file to use/share (default RUN_DIR/cache.sqlite)")
+    s.add_argument("--shard", metavar="I/N", help="only shard I of N (whole posts, stable hash); give all N run "
+                   "dirs to `alfa pairs` to merge them")
     s.add_argument("-o", "--output", required=True, help="run dir to write")
     s.set_defaults(func=_synthesize)
 
     s = sub.add_parser("pairs", help="verify & filter variants, build the three pair types, split by group",
                        formatter_class=fmt, description="Filter a synthesis run (one question per reply, no echoes "
                        "or refusals, similarity bounds, near-duplicates) and write a TRL-ready preference dataset.",
-                       epilog="Example:\n  alfa pairs runs/r1 -o runs/r1-pairs --split 0.8,0.1,0.1")
-    s.add_argument("run_dir")
+                       epilog="Examples:\n  alfa pairs runs/r1 -o runs/r1-pairs --split 0.8,0.1,0.1\n"
+                       "  alfa pairs runs/shard0 runs/shard1 runs/shard2 -o runs/all-pairs   # merge shards")
+    s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run dir, or every shard's run dir")
     s.add_argument("-o", "--output", required=True, help="pairs dir to write")
     s.add_argument("--enhance-min", type=float, default=0.5, help="min similarity of an enhanced variant to the original")
     s.add_argument("--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original")
     s.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions of groups")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--judge", choices=["local", "transformers", "openai"],
+                   help="LLM verifier: keep a pair only if this judge prefers its chosen side in both orders")
+    s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
+    s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
+    s.add_argument("--judge-max-new-tokens", type=int, default=64)
+    s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the judge's key")
+    s.add_argument("--concurrency", type=int, default=16, help="parallel judge requests (openai)")
     s.set_defaults(func=_pairs)
 
     s = sub.add_parser("lint", help="check a pair dataset before training; exit 1 on blocking findings",

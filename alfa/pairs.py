@@ -132,23 +132,94 @@ def example_texts(run_dir: Path) -> set[str]:
             for k in ("question", "enhanced", "corrupted")}
 
 
-def make_pairs(run_dir: Path, out_dir: Path, filter_config: FilterConfig | None = None,
-               split: SplitConfig | None = None, embedder: Embedder | None = None) -> pl.DataFrame:
-    """Filter a synthesis run and write the pair dataset to `out_dir`. Returns the pairs."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    for name in ("run.json", "variants.parquet", "questions.parquet"):
-        if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir}/{name} is missing: is {run_dir} a finished `alfa synthesize` run dir?")
+# Keys of run.json that must agree for run dirs (shards) to be merged into one dataset.
+MERGE_KEYS = ("attribute_pack", "directions", "standalone", "hindsight_for_enhance", "rewriter",
+              "prompt_template_hash", "questions_digest")
+
+
+def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
+    """One run dir, or the n shard run dirs of one job, as (manifest, variants, questions).
+
+    Merging refuses run dirs made with different settings, a shard given twice, a missing shard and
+    any question present twice, naming the dirs at fault: a merged dataset has no duplicated and no
+    missing question.
+    """
+    manifests = []
+    for d in run_dirs:
+        for name in ("run.json", "variants.parquet", "questions.parquet"):
+            if not (d / name).exists():
+                raise FileNotFoundError(f"{d}/{name} is missing: is {d} a finished `alfa synthesize` run dir?")
+        manifests.append(json.loads((d / "run.json").read_text()))
+    first = manifests[0]
+    if len(run_dirs) > 1:
+        for d, m in zip(run_dirs[1:], manifests[1:]):
+            for key in MERGE_KEYS:
+                if m.get(key) != first.get(key):
+                    raise ValueError(f"cannot merge {run_dirs[0]} and {d}: they differ in {key!r} "
+                                     f"({first.get(key)!r} vs {m.get(key)!r})")
+        shards = [tuple(m["shard"]) if m.get("shard") else None for m in manifests]
+        if None in shards:
+            raise ValueError(f"cannot merge {run_dirs[shards.index(None)]}: it is not a shard (made without --shard)")
+        counts = {n for _, n in shards}
+        if len(counts) > 1:
+            raise ValueError(f"cannot merge shards of different shard counts: {sorted(counts)}")
+        n = counts.pop()
+        seen: dict[int, Path] = {}
+        for d, (i, _) in zip(run_dirs, shards):
+            if i in seen:
+                raise ValueError(f"shard {i}/{n} given twice: {seen[i]} and {d}")
+            seen[i] = d
+        missing = sorted(set(range(n)) - set(seen))
+        if missing:
+            raise ValueError(f"shard(s) {missing} of {n} missing: run `alfa synthesize ... --shard I/{n}` for them "
+                             "and pass every shard's run dir")
+    variants = pl.concat([pl.read_parquet(d / "variants.parquet") for d in run_dirs], how="diagonal_relaxed")
+    questions = pl.concat([pl.read_parquet(d / "questions.parquet") for d in run_dirs])
+    if len(run_dirs) == 1:
+        return first, variants, questions
+    dup = questions.filter(pl.col("qid").is_duplicated())["qid"].unique().to_list()
+    if dup:
+        raise ValueError(f"question(s) {dup[:5]} appear in more than one run dir")
+    if questions.height != first["all_questions"]:
+        raise ValueError(f"the shards hold {questions.height} questions, the job had {first['all_questions']}")
+    manifest = {**first, "questions": questions.height, "shard": None, "merged_from": [str(d) for d in run_dirs]}
+    manifest["stats"] = {k: sum(m["stats"][k] for m in manifests) for k in first["stats"]}
+    return manifest, variants, questions
+
+
+def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: FilterConfig | None = None,
+               split: SplitConfig | None = None, embedder: Embedder | None = None, judge=None) -> pl.DataFrame:
+    """Filter one synthesis run (or all shards of one) and write the pair dataset to `out_dir`.
+
+    `judge`: a rewriter-like backend used as the LLM verifier (alfa.judge); pairs it does not agree
+    with in both orders are dropped, and every verdict is kept in judge_verdicts.parquet.
+    """
+    run_dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
+    out_dir = Path(out_dir)
     filter_config = filter_config or FilterConfig()
     split = split or SplitConfig()
-    manifest = json.loads((run_dir / "run.json").read_text())
-    variants = pl.read_parquet(run_dir / "variants.parquet")
-    questions = pl.read_parquet(run_dir / "questions.parquet")
+    manifest, variants, questions = load_runs(run_dirs)
+    run_dir = run_dirs[0]
 
     result = filter_variants(variants, filter_config, embedder or Embedder(), example_texts(run_dir))
     pairs = build_pairs(result.kept, questions, manifest, split)
-
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
+    judged = None
+    if judge is not None:
+        from alfa.cache import CallCache
+        from alfa.judge import judge_pairs, judge_report, load_run_attributes
+
+        cache = CallCache(out_dir / "judge_cache.sqlite")
+        before = pairs.height
+        pairs, verdicts, judge_stats = judge_pairs(pairs, load_run_attributes(run_dir), judge, cache)
+        cache.close()
+        verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
+        (out_dir / "judge_report.json").write_text(json.dumps(judge_report(verdicts), indent=2))
+        judged = {"judge": judge.model_id, "backend": judge.backend, "pairs_before": before,
+                  "pairs_kept": pairs.height, "stats": asdict(judge_stats)}
+        log.info("judge %s kept %d of %d pairs (verdicts in %s)", judge.model_id, pairs.height, before,
+                 out_dir / "judge_verdicts.parquet")
+
     for s in SPLITS:
         pairs.filter(pl.col("split") == s).write_parquet(out_dir / "data" / f"{s}.parquet")
     result.rejected.write_parquet(out_dir / "rejected_variants.parquet")
@@ -157,8 +228,8 @@ def make_pairs(run_dir: Path, out_dir: Path, filter_config: FilterConfig | None 
     _save_hf(pairs, out_dir)
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}
     (out_dir / "pairs.json").write_text(json.dumps({
-        "run_dir": str(run_dir), "run": manifest, "filter": asdict(filter_config), "split": asdict(split),
-        "pairs": pairs.height, "split_sizes": split_sizes,
+        "run_dirs": [str(d) for d in run_dirs], "run": manifest, "filter": asdict(filter_config), "split": asdict(split),
+        "pairs": pairs.height, "split_sizes": split_sizes, "judge": judged,
         "variants": variants.height, "kept_variants": result.kept.height, "rejected_variants": result.rejected.height,
     }, indent=2))
     log.info("pairs: %d variants -> %d kept, %d rejected (reasons in %s) -> %d pairs %s -> %s",

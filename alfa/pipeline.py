@@ -80,6 +80,7 @@ class PipelineConfig:
     rewriter: RewriterConfig = field(default_factory=RewriterConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
+    judge: RewriterConfig | None = None  # the LLM verifier (same fields as rewriter); off when absent
     split: SplitConfig = field(default_factory=SplitConfig)
     lint: LintConfig = field(default_factory=LintConfig)
     card: CardConfig = field(default_factory=CardConfig)
@@ -109,7 +110,12 @@ def build(config: PipelineConfig) -> int:
                max_context_chars=config.synthesis.max_context_chars,
                cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
                questions_source=", ".join(config.input.paths))
-    make_pairs(out / "run", out / "pairs", config.filter, config.split)
+    judge = None
+    if config.judge:
+        j = config.judge
+        judge = make_rewriter(j.kind, j.model, j.base_url, j.concurrency, j.batch_size, j.max_new_tokens,
+                              j.api_key_env, stop=())
+    make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
     findings = lint(out / "pairs", config.lint)
     write_report(findings, out / "pairs")
     print(report(findings, out / "pairs"))

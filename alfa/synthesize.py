@@ -12,6 +12,7 @@ Run dir layout (every file a person can open):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +29,9 @@ from alfa.cache import CallCache, call_key
 from alfa.rewriters import Completion
 
 log = logging.getLogger(__name__)
+
+
+CHUNK = 4096  # requests handed to a rewriter at once (bounds memory for very large runs)
 
 
 @dataclass
@@ -75,13 +79,15 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
             results[i] = completion
         bar.update(1)
 
+    # Requests that share a prompt prefix (one attribute and direction) go to the rewriter together,
+    # so a local model batches them and computes the shared few-shot prefix once. The rewriter
+    # reports each request as its batch ends and on_done caches it at once, so an interrupted run
+    # loses at most the batches in flight.
+    todo_keys.sort(key=lambda k: json.dumps(requests[todo[k][0]][:-1], sort_keys=True))
     t0 = time.perf_counter()
     try:
-        # Hand the rewriter one batch-sized slice at a time: the cache gets every answer as soon as
-        # its batch ends, so an interrupted run loses at most one batch of work.
-        step = max(1, rewriter.batch_size)
-        for start in range(0, len(todo_keys), step):
-            chunk = [requests[todo[k][0]] for k in todo_keys[start : start + step]]
+        for start in range(0, len(todo_keys), CHUNK):
+            chunk = [requests[todo[k][0]] for k in todo_keys[start : start + CHUNK]]
             rewriter.complete(chunk, lambda j, c, start=start: on_done(start + j, c))
     finally:
         bar.close()
@@ -89,17 +95,47 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
     return results  # type: ignore[return-value]
 
 
+def parse_shard(spec: str) -> tuple[int, int]:
+    """`i/n` -> (i, n), 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r}: expected I/N, e.g. 0/4 for the first of four shards") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {spec!r}: need 0 <= I < N")
+    return i, n
+
+
+def questions_digest(questions: pl.DataFrame) -> str:
+    """Identity of a question set: merging shards checks they came from the same one."""
+    return hashlib.sha256("\n".join(sorted(questions["qid"].to_list())).encode()).hexdigest()[:16]
+
+
+def select_shard(questions: pl.DataFrame, index: int, count: int) -> pl.DataFrame:
+    """The questions of shard `index` of `count`: whole groups, by a stable hash of the group id, so
+    every machine computes the same split with no coordination."""
+    def shard_of(group: str) -> int:
+        return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % count
+
+    return questions.filter(pl.col("group_id").map_elements(shard_of, return_dtype=pl.Int64) == index)
+
+
 def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: Path, *,
                directions: tuple[str, ...] = prompts.DIRECTIONS, standalone: bool = False,
                hindsight_for_enhance: bool = False, max_context_chars: int = 1200,
-               cache_path: Path | None = None, questions_source: str = "") -> SynthesisStats:
+               cache_path: Path | None = None, questions_source: str = "",
+               shard: tuple[int, int] | None = None) -> SynthesisStats:
     """Write variants for every question x attribute x direction into `run_dir`.
 
     `standalone`: first restate each original as one self-contained question (the paper's step) and
     rewrite that, so the original and both variants share one style. `hindsight_for_enhance`: show
     the thread's outcome (e.g. final diagnosis) to the rewriter, for the enhance direction only:
     a corrupted variant written with hindsight could leak the answer into a rejected example.
+    `shard=(i, n)`: only shard i of n (see select_shard); `alfa pairs` merges the n run dirs.
     """
+    all_questions, digest = questions.height, questions_digest(questions)
+    if shard:
+        questions = select_shard(questions, *shard)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     questions.write_parquet(run_dir / "questions.parquet")
@@ -155,6 +191,9 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
     manifest = {
         "questions": questions.height,
         "questions_source": questions_source,
+        "shard": list(shard) if shard else None,
+        "all_questions": all_questions,
+        "questions_digest": digest,
         "attribute_pack": {"name": pack.name, "digest": pack.digest, "attributes": list(pack.attributes)},
         "directions": list(directions),
         "standalone": standalone,

@@ -82,7 +82,8 @@ def local_rewriter():
 
 
 class CountingRewriter:
-    """Wraps a real rewriter and counts the requests that reach it; can stop after N (an interrupt).
+    """Wraps a real rewriter and counts the requests it answers; with `stop_after`, raises
+    KeyboardInterrupt once that many answers were delivered (an interrupt between two batches).
 
     Not a fake: every request still goes to the wrapped model."""
 
@@ -94,10 +95,13 @@ class CountingRewriter:
         self.stop_after = stop_after
 
     def complete(self, requests, on_done):
-        if self.stop_after is not None and self.calls + len(requests) > self.stop_after:
-            raise KeyboardInterrupt(f"interrupted after {self.calls} calls")
-        self.calls += len(requests)
-        self.inner.complete(requests, on_done)
+        def counted(i, completion):
+            self.calls += 1
+            on_done(i, completion)
+            if self.stop_after is not None and self.calls >= self.stop_after:
+                raise KeyboardInterrupt(f"interrupted after {self.calls} calls")
+
+        self.inner.complete(requests, counted)
 
 
 @pytest.fixture

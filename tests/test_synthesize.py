@@ -46,14 +46,14 @@ def test_finished_run_rerun_makes_zero_calls(tmp_path, questions, tiny_rewriter,
 
 def test_interrupted_run_resumes_and_pays_no_call_twice(tmp_path, questions, tiny_rewriter, counting):
     pack = load_pack("core")
-    q = questions.head(6)  # 36 requests, batches of 8
-    interrupted = counting(tiny_rewriter, stop_after=20)
+    q = questions.head(6)  # 36 requests: 6 prompt prefixes (attribute x direction) of 6, one batch each
+    interrupted = counting(tiny_rewriter, stop_after=12)
     with pytest.raises(KeyboardInterrupt):
         synthesize(q, pack, interrupted, tmp_path / "run")
-    assert interrupted.calls == 16  # two whole batches got through before the interrupt
+    assert interrupted.calls == 12  # two whole batches got through before the interrupt
     resumed = counting(tiny_rewriter)
     stats = synthesize(q, pack, resumed, tmp_path / "run")
-    assert resumed.calls == 36 - 16 and stats.cache_hits == 16
+    assert resumed.calls == 36 - 12 and stats.cache_hits == 12
     # the resumed run produced exactly what an uninterrupted run produces
     clean = counting(tiny_rewriter)
     synthesize(q, pack, clean, tmp_path / "clean")
@@ -114,3 +114,35 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
     assert call_key(rw.model_id, enhance, rw.sampling) in keys
     assert call_key(rw.model_id, corrupt, rw.sampling) in keys
     assert diagnosis in enhance[-1]["content"] and diagnosis not in str(corrupt)
+
+
+def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, questions, tiny_rewriter, embedder):
+    from alfa.pairs import load_pairs, make_pairs
+    from alfa.synthesize import parse_shard, select_shard
+
+    q = questions.head(12)
+    shards = [select_shard(q, i, 3) for i in range(3)]
+    assert sum(s.height for s in shards) == 12
+    assert sorted(qid for s in shards for qid in s["qid"]) == sorted(q["qid"])
+    groups = [set(s["group_id"]) for s in shards]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])  # whole posts
+    pack = load_pack("core").select(["clarity"])
+    shared_cache = tmp_path / "shared-cache.sqlite"  # several shards may share one cache file
+    for i in range(3):
+        synthesize(q, pack, tiny_rewriter, tmp_path / f"s{i}", shard=(i, 3), cache_path=shared_cache)
+    assert not (tmp_path / "s0" / "cache.sqlite").exists()
+    pairs = make_pairs([tmp_path / f"s{i}" for i in range(3)], tmp_path / "pairs", embedder=embedder)
+    info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())
+    assert info["variants"] == 12 * 2 and info["run"]["questions"] == 12
+    assert load_pairs(tmp_path / "pairs").height == pairs.height
+    with pytest.raises(ValueError, match=r"shard\(s\) \[2\] of 3 missing"):
+        make_pairs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "p2", embedder=embedder)
+    with pytest.raises(ValueError, match="shard 1/3 given twice"):
+        make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "s1"], tmp_path / "p3", embedder=embedder)
+    synthesize(q, load_pack("core").select(["relevance"]), tiny_rewriter, tmp_path / "other", shard=(2, 3))
+    with pytest.raises(ValueError, match="differ in 'attribute_pack'"):
+        make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "other"], tmp_path / "p4", embedder=embedder)
+    with pytest.raises(ValueError, match="expected I/N"):
+        parse_shard("two of three")
+    with pytest.raises(ValueError, match="0 <= I < N"):
+        parse_shard("3/3")
