@@ -6,7 +6,7 @@ PIP     = $(PY) -m pip
 # constraints.txt pins torch to the CPU build and the versions the tests rely on.
 INSTALL = $(PIP) install -q -c constraints.txt
 
-.PHONY: demo test install install-dev clean-demo help
+.PHONY: demo test install install-dev clean-demo help bench
 
 help:
 	@echo "make demo   - create $(VENV), install alfa, build a preference dataset + card from examples/ offline"
@@ -35,3 +35,14 @@ test: $(VENV)/.installed-dev
 
 clean-demo:
 	rm -rf runs/demo
+
+# Benchmarks (not part of the tests): synthesis throughput against a loopback endpoint, with the openai
+# SDK and distilabel (in its own virtualenv, so its dependencies never touch alfa's) as baselines.
+.venv-distilabel/.installed:
+	$(PYTHON) -m venv .venv-distilabel
+	.venv-distilabel/bin/python -m pip install -q distilabel==1.5.3 openai requests
+	touch $@
+
+bench: $(VENV)/.installed .venv-distilabel/.installed
+	$(PIP) install -q openai
+	$(PY) bench/bench_synthesis.py

@@ -1,7 +1,10 @@
 """Disk cache of model calls, keyed by a content hash of (model, messages, sampling params).
 
 SQLite in WAL mode, one row per successful call, committed as soon as the call returns: a run killed
-at any moment keeps every answer it had received, and a rerun pays for no call twice. Several
+at any moment keeps every answer it had received, and a rerun pays for no call twice. Inside an
+asyncio loop (the HTTP backend), the answers that arrive in one loop iteration are committed together
+at the end of that iteration, before the loop does any more I/O: one transaction instead of dozens
+(~75 us each) keeps the cache off the critical path at ~1,000 requests/s. Several
 processes (shards) may share one cache file on a local disk. Failed calls are never cached, so a
 rerun retries them. Nothing secret goes in: the key hashes the model id and the request, never an
 API key or URL.
@@ -9,6 +12,7 @@ API key or URL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
@@ -27,6 +31,7 @@ class CallCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)  # autocommit
+        self.pending: list[tuple] = []
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
         self.db.execute(
@@ -43,13 +48,26 @@ class CallCache:
         return found
 
     def put(self, key: str, model_id: str, text: str, usage: dict | None = None) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)",
-            (key, model_id, text, json.dumps(usage or {}), time.time()),
-        )
+        self.pending.append((key, model_id, text, json.dumps(usage or {}), time.time()))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no event loop: commit now
+            return
+        if len(self.pending) == 1:
+            loop.call_soon(self.flush)  # runs at the end of this loop iteration
+
+    def flush(self) -> None:
+        if self.pending:
+            rows, self.pending = self.pending, []
+            self.db.execute("BEGIN")  # one transaction for the batch (the connection is in autocommit)
+            self.db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?)", rows)
+            self.db.execute("COMMIT")
 
     def __len__(self) -> int:
+        self.flush()
         return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
     def close(self) -> None:
+        self.flush()
         self.db.close()

@@ -90,6 +90,7 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
             chunk = [requests[todo[k][0]] for k in todo_keys[start : start + CHUNK]]
             rewriter.complete(chunk, lambda j, c, start=start: on_done(start + j, c))
     finally:
+        cache.flush()  # answers of the loop's last iteration
         bar.close()
         stats.seconds += time.perf_counter() - t0
     return results  # type: ignore[return-value]

@@ -11,7 +11,7 @@ from alfa.ingest import ingest, parse_map
 from alfa.rewriters import OpenAIRewriter, TransformersRewriter
 from alfa.synthesize import synthesize
 from chat_server import ChatServer, serve_in_thread
-from conftest import SAMPLE, SAMPLE_MAP
+from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +95,7 @@ def test_twenty_percent_faults_every_question_done_or_failed_with_reason(tmp_pat
 
 
 def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path, server, tiny_model_dir):
-    import os
-    import signal
-    import sqlite3
-    import subprocess
     import sys
-    import time
 
     qfile = tmp_path / "q.parquet"
     all_q = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions
@@ -109,21 +104,7 @@ def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path
     server.reset()
     cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(qfile), "--rewriter", "openai", "--model", "tiny",
            "--base-url", server.url, "--concurrency", "4", "--max-new-tokens", "8", "-o", str(run)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache, cached = run / "cache.sqlite", 0
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            cached = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] if cache.exists() else 0
-        except sqlite3.OperationalError:
-            cached = 0
-        if cached >= 40:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    cached_keys = {k for (k,) in sqlite3.connect(cache).execute("SELECT key FROM calls")}
+    cached_keys = kill_9_when_cached(cmd, run / "cache.sqlite", at_least=40)
     server.reset()
     rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8)
     stats = synthesize(all_q, load_pack("core"), rw, run)

@@ -1,10 +1,5 @@
 import json
-import os
-import signal
-import sqlite3
-import subprocess
 import sys
-import time
 
 import polars as pl
 import pytest
@@ -13,7 +8,7 @@ from alfa.attributes import load_pack
 from alfa.ingest import ingest, parse_map
 from alfa.rewriters import TransformersRewriter
 from alfa.synthesize import synthesize
-from conftest import SAMPLE, SAMPLE_MAP
+from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
 
 
 @pytest.fixture(scope="module")
@@ -68,23 +63,7 @@ def test_kill_9_mid_run_then_rerun_repeats_no_completed_call(tmp_path, questions
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(qfile), "--rewriter", "transformers",
            "--model", str(tiny_rewriter.model_path), "--batch-size", "8", "--max-new-tokens", "12", "-o", str(run)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cache = run / "cache.sqlite"
-    deadline = time.time() + 120
-    done_before_kill = 0
-    while time.time() < deadline and proc.poll() is None:
-        if cache.exists():
-            try:
-                done_before_kill = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-            except sqlite3.OperationalError:
-                done_before_kill = 0
-            if done_before_kill >= 24:
-                break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    cached = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    cached = len(kill_9_when_cached(cmd, run / "cache.sqlite", at_least=24))
     assert 24 <= cached < 240
     resumed = counting(tiny_rewriter)
     stats = synthesize(questions, load_pack("core"), resumed, run)
