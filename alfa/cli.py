@@ -38,6 +38,8 @@ def _ingest(args) -> int:
         print(f"  rejected {r.file}:{r.line} field {r.field!r}: {r.reason}")
     if len(result.rejects) > 5:
         print(f"  ... and {len(result.rejects) - 5} more")
+    if result.read == 0 and not result.rejects:
+        print(f"alfa ingest: error: no records in {' '.join(args.inputs)} (empty input?)", file=sys.stderr)
     return 0 if result.questions.height else 1
 
 
@@ -51,6 +53,8 @@ def _synthesize(args) -> int:
     questions = pl.read_parquet(args.questions)
     if args.limit:
         questions = questions.head(args.limit)
+    if questions.height == 0:
+        raise ValueError(f"{args.questions} holds no questions; check `alfa ingest`'s rejects file next to it")
     pack = load_pack(args.attributes).select(args.select.split(",") if args.select else None)
     rewriter = make_rewriter(args.rewriter, args.model, args.base_url, args.concurrency, args.batch_size,
                              args.max_new_tokens, args.api_key_env)

@@ -126,7 +126,7 @@ def _read_rows(path: Path, rejects: list[Reject]):
                 try:
                     row = json.loads(text)
                 except json.JSONDecodeError as e:
-                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg} (column {e.colno})",
+                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg} at character {e.pos}",
                                           text[:200]))
                     continue
                 if not isinstance(row, dict):

@@ -118,3 +118,14 @@ def test_unusable_inputs_fail_with_what_to_do(tmp_path):
 def test_empty_file_gives_no_questions_and_no_crash(tmp_path):
     result = ingest(_write(tmp_path / "e.jsonl", [b""]), FieldMap())
     assert result.questions.height == 0 and result.rejects == []
+
+
+def test_cli_says_when_input_is_empty_and_synthesize_refuses_no_questions(tmp_path, capsys):
+    from alfa.cli import main
+
+    (tmp_path / "e.jsonl").write_text("")
+    assert main(["ingest", str(tmp_path / "e.jsonl"), "-o", str(tmp_path / "q.parquet")]) == 1
+    assert "no records in" in capsys.readouterr().err
+    assert main(["synthesize", str(tmp_path / "q.parquet"), "-o", str(tmp_path / "run")]) == 2
+    assert "holds no questions" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
