@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(INSTALL) -e '.[dev]'
+	$(INSTALL) -e '.[dev,train]'
 	touch $@
 
 install: $(VENV)/.installed

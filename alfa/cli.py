@@ -107,6 +107,15 @@ def _build(args) -> int:
     return build(load_pipeline(Path(args.config)))
 
 
+def _train(args) -> int:
+    from alfa.recipe import dry_run
+
+    if args.dry_run:
+        return dry_run(Path(args.recipe))
+    raise SystemExit("alfa train: only --dry-run is available in this version (recipe checks and the launch "
+                     "command); the trainers are the next step on the roadmap (issue 5)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alfa", description="Build preference data that teaches language models to "
                                 "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
@@ -193,6 +202,17 @@ def parser() -> argparse.ArgumentParser:
                        epilog="Example:\n  alfa build configs/pipelines/demo.yaml", formatter_class=fmt)
     s.add_argument("config", help="pipeline YAML; keys map onto alfa.pipeline.PipelineConfig")
     s.set_defaults(func=_build)
+
+    s = sub.add_parser("train", help="check a training recipe (SFT / DPO / reward model) and print its launch command",
+                       formatter_class=fmt, description="A recipe YAML maps onto alfa.recipe.Recipe; its `trl:` block "
+                       "onto the installed TRL's DPOConfig / SFTConfig / RewardConfig. --dry-run checks, before any "
+                       "model loads: unknown keys (ours and TRL's, naming TRL's version), world size x micro batch x "
+                       "accumulation = global batch, the DeepSpeed JSON (validated by DeepSpeed with 'auto' resolved), "
+                       "dataset columns and splits, the tokenizer's chat template; then prints the launch command.",
+                       epilog="Example:\n  alfa train recipes/paper-scale/dpo_clinical_llama8b.yaml --dry-run")
+    s.add_argument("recipe", help="recipe YAML (see recipes/)")
+    s.add_argument("--dry-run", action="store_true", help="check and print; load no model, touch no GPU")
+    s.set_defaults(func=_train)
     return p
 
 

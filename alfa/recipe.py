@@ -1,0 +1,311 @@
+"""Training recipes: one YAML per run, mapping one-to-one onto `Recipe` below.
+
+    stage: dpo                       # sft | dpo | reward
+    model: {name_or_path: PATH}      # a local model folder (no hub here)
+    data: {pairs_dir: runs/demo/pairs, attributes: [specificity], exclude_pair_types: []}
+    launch: {num_processes: 1, deepspeed: configs/deepspeed/zero2.json}
+    global_batch_size: 8             # optional: checked against world size x micro batch x accumulation
+    trl: {output_dir: ..., learning_rate: 5.0e-7, beta: 2.0, ...}   # fields of TRL's DPOConfig/SFTConfig/RewardConfig
+
+Our keys are checked like every alfa YAML (unknown key -> error with its line). The `trl:` block is
+checked against the config class of the *installed* TRL, so a key TRL renamed or removed is rejected
+with TRL's version, before any model loads. `check_recipe` runs every pre-flight check; `alfa train
+RECIPE --dry-run` prints its findings, the resolved config and the launch command.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alfa.yamlconfig import ConfigError, from_dict, load_yaml, where
+
+STAGES = ("sft", "dpo", "reward")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str
+    tokenizer: str | None = None  # default: the model folder
+
+    def __post_init__(self):
+        self.name_or_path = os.path.expanduser(self.name_or_path)
+        self.tokenizer = os.path.expanduser(self.tokenizer) if self.tokenizer else None
+
+
+@dataclass
+class DataConfig:
+    """Which pairs to train on. `attributes`: one attribute (per-attribute run), several, or None (all:
+    the mixed run). SFT trains on the original questions of the run(s) behind the pairs dir."""
+
+    pairs_dir: str
+    attributes: list[str] | None = None
+    exclude_pair_types: list[str] = field(default_factory=list)
+    train_split: str = "train"
+    eval_split: str | None = "validation"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str = "all-linear"
+
+
+@dataclass
+class LaunchConfig:
+    num_processes: int = 1
+    num_machines: int = 1
+    deepspeed: str | None = None        # a DeepSpeed JSON (configs/deepspeed/); None: plain DDP / one process
+    mixed_precision: str = "no"         # no | bf16 | fp16 (accelerate's flag)
+    lora: LoraConfig | None = None      # train LoRA adapters with peft instead of all weights
+
+
+@dataclass
+class Recipe:
+    stage: str
+    model: ModelConfig
+    data: DataConfig
+    trl: dict[str, object]
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
+    global_batch_size: int | None = None
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+
+
+def trl_config_class(stage: str):
+    import trl
+
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "reward": trl.RewardConfig}[stage]
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Parse and check the keys of a recipe (ours and TRL's). Loads no model, touches no GPU."""
+    import trl
+
+    path = Path(path)
+    data, lines = load_yaml(path)
+    recipe = from_dict(Recipe, data, path, lines)
+    cls = trl_config_class(recipe.stage)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in recipe.trl:
+        if key not in known:
+            close = [k for k in known if k.split("_")[0] == str(key).split("_")[0]][:5]
+            raise ConfigError(
+                f"{where(path, lines, ('trl', key))}: {key!r} is not a field of trl.{cls.__name__} in the installed "
+                f"TRL {trl.__version__} (renamed, removed or misspelled)" + (f"; similar: {', '.join(sorted(close))}" if close else "")
+            )
+    if "output_dir" not in recipe.trl:
+        raise ConfigError(f"{where(path, lines, ('trl',))}: trl.output_dir is required (where checkpoints and the model go)")
+    return recipe
+
+
+def trl_value(recipe: Recipe, key: str):
+    """A TRL setting as the trainer will see it: the recipe's value, else TRL's default."""
+    if key in recipe.trl:
+        return recipe.trl[key]
+    f = {f.name: f for f in dataclasses.fields(trl_config_class(recipe.stage))}[key]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+
+
+def _batch(recipe: Recipe) -> tuple[int, int, int, int]:
+    world = recipe.launch.num_processes * recipe.launch.num_machines
+    micro = int(trl_value(recipe, "per_device_train_batch_size"))
+    accum = int(trl_value(recipe, "gradient_accumulation_steps"))
+    return world, micro, accum, world * micro * accum
+
+
+def resolve_deepspeed(recipe: Recipe, ds: dict, hidden_size: int | None) -> dict:
+    """Fill DeepSpeed's "auto" values the way the HF integration does at launch."""
+    world, micro, accum, global_batch = _batch(recipe)
+    out = json.loads(json.dumps(ds))
+    top = {"train_micro_batch_size_per_gpu": micro, "gradient_accumulation_steps": accum,
+           "train_batch_size": global_batch, "gradient_clipping": float(trl_value(recipe, "max_grad_norm"))}
+    for k, v in top.items():
+        if out.get(k) == "auto":
+            out[k] = v
+    for k, flag in (("bf16", "bf16"), ("fp16", "fp16")):
+        if isinstance(out.get(k), dict) and out[k].get("enabled") == "auto":
+            out[k]["enabled"] = bool(trl_value(recipe, flag))
+    zero = out.get("zero_optimization", {})
+    h = hidden_size or 1024
+    sizes = {"reduce_bucket_size": h * h, "stage3_prefetch_bucket_size": int(0.9 * h * h),
+             "stage3_param_persistence_threshold": 10 * h}
+    for k, v in sizes.items():
+        if zero.get(k) == "auto":
+            zero[k] = v
+    for section in ("optimizer", "scheduler"):
+        params = out.get(section, {}).get("params", {})
+        for k, v in list(params.items()):
+            if v == "auto":
+                params[k] = {"lr": float(trl_value(recipe, "learning_rate")),
+                             "weight_decay": float(trl_value(recipe, "weight_decay"))}.get(k, 0.0)
+    return out
+
+
+# DeepSpeed's top-level config sections (its config documentation); scalar keys come from its
+# constants module below. DeepSpeed itself ignores any other top-level key without a word.
+DEEPSPEED_SECTIONS = {
+    "zero_optimization", "bf16", "fp16", "amp", "optimizer", "scheduler", "activation_checkpointing",
+    "flops_profiler", "tensorboard", "wandb", "csv_monitor", "comet", "aio", "checkpoint",
+    "compression_training", "autotuning", "data_efficiency", "curriculum_learning", "elasticity", "nebula",
+    "weight_quantization", "hybrid_engine", "compile", "timers", "torch_autocast", "pipeline",
+}
+
+
+def deepspeed_top_level_keys() -> set[str]:
+    from deepspeed.runtime import constants
+
+    return DEEPSPEED_SECTIONS | {v for k, v in vars(constants).items() if k.isupper() and isinstance(v, str)}
+
+
+def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[Check]:
+    """Every pre-flight check; loads no model weights."""
+    checks: list[Check] = []
+    world, micro, accum, global_batch = _batch(recipe)
+    if recipe.global_batch_size is not None:
+        ok = recipe.global_batch_size == global_batch
+        checks.append(Check("global_batch", ok, f"{world} processes x {micro} per device x {accum} accumulation = "
+                            f"{global_batch}" + ("" if ok else f", but global_batch_size is {recipe.global_batch_size}: "
+                                                 "change per_device_train_batch_size or gradient_accumulation_steps")))
+    else:
+        checks.append(Check("global_batch", True, f"{world} x {micro} x {accum} = {global_batch}"))
+
+    hidden = None
+    model_dir = Path(recipe.model.name_or_path)
+    if (model_dir / "config.json").exists():
+        cfg = json.loads((model_dir / "config.json").read_text())
+        hidden = cfg.get("hidden_size") or cfg.get("d_model")
+        checks.append(Check("model", True, f"{model_dir} ({cfg.get('model_type', '?')}, hidden {hidden})"))
+    else:
+        checks.append(Check("model", False, f"{model_dir}: no config.json: give a local model folder"))
+
+    if recipe.launch.deepspeed:
+        checks.append(_check_deepspeed(recipe, Path(recipe.launch.deepspeed), hidden))
+
+    checks.append(_check_data(recipe))
+
+    tok_path = recipe.model.tokenizer or recipe.model.name_or_path
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tok_path)
+        ok = tok.chat_template is not None
+        checks.append(Check("chat_template", ok, f"tokenizer {tok_path} " + ("has a chat template" if ok else
+                            "has no chat template: the conversational pairs cannot be rendered; use a chat model "
+                            "or set model.tokenizer to one that has a template")))
+    except (OSError, ValueError) as e:
+        checks.append(Check("chat_template", False, f"tokenizer {tok_path} does not load: {e}"))
+    return checks
+
+
+def _check_deepspeed(recipe: Recipe, path: Path, hidden: int | None) -> Check:
+    if not path.exists():
+        return Check("deepspeed", False, f"{path}: no such file (shipped configs are in configs/deepspeed/)")
+    try:
+        ds = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        return Check("deepspeed", False, f"{path}: not valid JSON: {e}")
+    unknown = sorted(set(ds) - deepspeed_top_level_keys())
+    if unknown:
+        return Check("deepspeed", False, f"{path}: unknown top-level key(s) {unknown}: DeepSpeed would ignore them silently")
+    resolved = resolve_deepspeed(recipe, ds, hidden)
+    try:
+        from deepspeed.runtime.config import DeepSpeedConfig
+
+        # Offline there is no process group and DeepSpeed assumes one process, so it validates the
+        # one-process view of the batch; the world-size arithmetic is the global_batch check's job.
+        one_process = {**resolved}
+        if isinstance(one_process.get("train_batch_size"), int):
+            one_process["train_batch_size"] = one_process["train_batch_size"] // (
+                recipe.launch.num_processes * recipe.launch.num_machines)
+        DeepSpeedConfig(one_process)
+    except Exception as e:  # DeepSpeed raises assertion/value/pydantic errors alike
+        return Check("deepspeed", False, f"{path}: DeepSpeed rejects it after resolving 'auto': {e}")
+    _, micro, accum, global_batch = _batch(recipe)
+    for k, v in (("train_micro_batch_size_per_gpu", micro), ("gradient_accumulation_steps", accum),
+                 ("train_batch_size", global_batch)):
+        if k in resolved and resolved[k] != v:
+            return Check("deepspeed", False, f"{path}: {k} is {resolved[k]} but the recipe gives {v}: set it to \"auto\"")
+    stage = resolved.get("zero_optimization", {}).get("stage", 0)
+    return Check("deepspeed", True, f"{path} validates (ZeRO stage {stage}) with 'auto' resolved")
+
+
+def _check_data(recipe: Recipe) -> Check:
+    import polars as pl
+
+    from alfa.pairs import PAIR_TYPES
+
+    d = Path(recipe.data.pairs_dir)
+    bad_types = [t for t in recipe.data.exclude_pair_types if t not in PAIR_TYPES]
+    if bad_types:
+        return Check("data", False, f"exclude_pair_types {bad_types} unknown; pair types: {', '.join(PAIR_TYPES)}")
+    splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
+    need = {"sft": ["prompt", "chosen"], "dpo": ["prompt", "chosen", "rejected"],
+            "reward": ["prompt", "chosen", "rejected"]}[recipe.stage]
+    counts = []
+    for s in splits:
+        f = d / "data" / f"{s}.parquet"
+        if not f.exists():
+            return Check("data", False, f"{f}: split {s!r} not found; build the pairs with `alfa pairs`")
+        df = pl.read_parquet(f)
+        missing = [c for c in need + ["attribute", "pair_type"] if c not in df.columns]
+        if missing:
+            return Check("data", False, f"{f}: missing columns {missing}")
+        if recipe.data.attributes:
+            unknown = sorted(set(recipe.data.attributes) - set(df["attribute"].unique().to_list()))
+            if unknown and s == recipe.data.train_split:
+                return Check("data", False, f"{f}: no pairs for attribute(s) {unknown}; it has "
+                             f"{', '.join(sorted(df['attribute'].unique().to_list()))}")
+            df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
+        df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
+        if s == recipe.data.train_split and df.height == 0:
+            return Check("data", False, f"{f}: no training pairs left after the attribute / pair-type selection")
+        counts.append(f"{s} {df.height}")
+    return Check("data", True, f"{d}: " + ", ".join(counts) + " pairs after selection")
+
+
+def launch_command(recipe_path: Path, recipe: Recipe) -> list[str]:
+    """The exact command `alfa train` runs: accelerate's launcher around `alfa train` itself."""
+    cmd = ["accelerate", "launch", "--num_processes", str(recipe.launch.num_processes),
+           "--num_machines", str(recipe.launch.num_machines), "--mixed_precision", recipe.launch.mixed_precision]
+    if recipe.launch.deepspeed:
+        cmd += ["--use_deepspeed", "--deepspeed_config_file", recipe.launch.deepspeed]
+    return cmd + ["-m", "alfa.cli", "train", str(recipe_path)]
+
+
+def dry_run(recipe_path: Path) -> int:
+    """Print the resolved recipe, each check, and the launch command. 0 when every check passes."""
+    recipe = load_recipe(recipe_path)
+    resolved = {**dataclasses.asdict(recipe)}
+    print(f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})")
+    print(json.dumps(resolved, indent=2, default=str))
+    checks = check_recipe(recipe, recipe_path)
+    for c in checks:
+        print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
+    print("launch: " + shlex.join(launch_command(recipe_path, recipe)))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        print(f"{len(failed)} check(s) failed: fix them before training", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _trl_version() -> str:
+    import trl
+
+    return trl.__version__

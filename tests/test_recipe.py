@@ -1,0 +1,119 @@
+"""Training recipes: key validation against the installed TRL, and every --dry-run check."""
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import polars as pl
+import pytest
+import trl
+
+from alfa.cli import main
+from alfa.pairs import PAIR_SCHEMA, SPLITS
+from alfa.recipe import check_recipe, load_recipe
+from alfa.yamlconfig import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    rows = [{"pair_id": f"p{i}", "qid": f"q{i}", "group_id": f"g{i}", "split": SPLITS[i % 3],
+             "attribute": ["clarity", "specificity"][i % 2], "pair_type": "enhanced_vs_original",
+             "prompt": [{"role": "user", "content": "My knee hurts."}],
+             "chosen": [{"role": "assistant", "content": "When did it start?"}],
+             "rejected": [{"role": "assistant", "content": "Anything else?"}],
+             "chosen_similarity": 0.9, "rejected_similarity": 1.0, "rewriter": "m",
+             "prompt_template_hash": "t", "attribute_pack": "core@d"} for i in range(12)]
+    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    (tmp_path / "pairs" / "data").mkdir(parents=True)
+    for s in SPLITS:
+        df.filter(pl.col("split") == s).write_parquet(tmp_path / "pairs" / "data" / f"{s}.parquet")
+    return tmp_path / "pairs"
+
+
+def _recipe(tmp_path, body: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def _base(model, pairs, extra_trl="", launch="{num_processes: 1}", top=""):
+    return f"""\
+        stage: dpo
+        model: {{name_or_path: {model}}}
+        data: {{pairs_dir: {pairs}, attributes: [specificity]}}
+        launch: {launch}
+        {top}
+        trl:
+          output_dir: out
+          per_device_train_batch_size: 2
+          gradient_accumulation_steps: 2
+          beta: 0.1
+        {extra_trl}
+        """
+
+
+def test_every_shipped_recipe_parses_against_the_installed_trl():
+    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
+    assert len(recipes) >= 3
+    for path in recipes:
+        recipe = load_recipe(path)
+        checks = {c.name: c for c in check_recipe(recipe)}
+        assert checks["global_batch"].ok, (path, checks["global_batch"].message)
+        if recipe.launch.deepspeed:
+            assert checks["deepspeed"].ok, (path, checks["deepspeed"].message)
+
+
+def test_dry_run_passes_on_a_good_recipe_and_prints_the_launch_command(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 2, deepspeed: "
+                                   f"{ROOT / 'configs/deepspeed/zero2.json'}}}", top="global_batch_size: 8"))
+    assert main(["train", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] global_batch: 2 processes x 2 per device x 2 accumulation = 8" in out
+    assert "[ok] data:" in out and "train 2" in out  # specificity pairs in train only
+    assert "[ok] chat_template" in out and "ZeRO stage 2" in out
+    assert "accelerate launch --num_processes 2" in out and "--use_deepspeed --deepspeed_config_file" in out
+    assert f"-m alfa.cli train {path}" in out
+
+
+def test_unknown_keys_name_the_line_and_the_trl_version(tmp_path, tiny_model_dir, pairs_dir):
+    with pytest.raises(ConfigError, match=r"recipe.yaml:11 \(trl.max_prompt_length\): 'max_prompt_length' is not a field "
+                       rf"of trl.DPOConfig in the installed TRL {trl.__version__}"):
+        load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  max_prompt_length: 128")))
+    with pytest.raises(ConfigError, match=r"recipe.yaml:4 \(launch.num_procs\): unknown key 'num_procs'"):
+        load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_procs: 2}")))
+    with pytest.raises(ConfigError, match="stage must be one of"):
+        load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir).replace("stage: dpo", "stage: ppo")))
+
+
+def test_failed_checks(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    checks = lambda body: {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, body)))}  # noqa: E731
+    c = checks(_base(tiny_model_dir, pairs_dir, top="global_batch_size: 256"))
+    assert not c["global_batch"].ok and "global_batch_size is 256" in c["global_batch"].message
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": "auto", "zero_optimisation": {"stage": 2}}))
+    c = checks(_base(tiny_model_dir, pairs_dir, launch=f"{{deepspeed: {ds}}}"))
+    assert not c["deepspeed"].ok and "zero_optimisation" in c["deepspeed"].message
+    ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": "auto",
+                              "zero_optimization": {"stage": 2}}))
+    c = checks(_base(tiny_model_dir, pairs_dir, launch=f"{{deepspeed: {ds}}}"))
+    assert not c["deepspeed"].ok and "train_micro_batch_size_per_gpu is 16 but the recipe gives 2" in c["deepspeed"].message
+    c = checks(_base(tiny_model_dir, pairs_dir).replace("attributes: [specificity]", "attributes: [empathy]"))
+    assert not c["data"].ok and "no pairs for attribute(s) ['empathy']" in c["data"].message
+    c = checks(_base(tiny_model_dir, pairs_dir).replace("attributes: [specificity]", "eval_split: dev"))
+    assert not c["data"].ok and "split 'dev' not found" in c["data"].message
+    no_template = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, no_template)
+    cfg = json.loads((no_template / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(cfg))
+    for f in no_template.glob("chat_template.*"):
+        f.unlink()
+    c = checks(_base(no_template, pairs_dir))
+    assert not c["chat_template"].ok and "no chat template" in c["chat_template"].message
+    path = _recipe(tmp_path, _base(tmp_path / "nowhere", pairs_dir))
+    assert main(["train", str(path), "--dry-run"]) == 1
+    captured = capsys.readouterr()
+    assert "[FAIL] model" in captured.out and "check(s) failed" in captured.err
