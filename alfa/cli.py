@@ -109,11 +109,11 @@ def _build(args) -> int:
 
 def _train(args) -> int:
     from alfa.recipe import dry_run
+    from alfa.train import train_command
 
     if args.dry_run:
         return dry_run(Path(args.recipe))
-    raise SystemExit("alfa train: only --dry-run is available in this version (recipe checks and the launch "
-                     "command); the trainers are the next step on the roadmap (issue 5)")
+    return train_command(Path(args.recipe), Path(args.ref_store) if args.ref_store else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -203,15 +203,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("config", help="pipeline YAML; keys map onto alfa.pipeline.PipelineConfig")
     s.set_defaults(func=_build)
 
-    s = sub.add_parser("train", help="check a training recipe (SFT / DPO / reward model) and print its launch command",
+    s = sub.add_parser("train", help="train from a recipe YAML (SFT / DPO / reward model); --dry-run checks it first",
                        formatter_class=fmt, description="A recipe YAML maps onto alfa.recipe.Recipe; its `trl:` block "
                        "onto the installed TRL's DPOConfig / SFTConfig / RewardConfig. --dry-run checks, before any "
                        "model loads: unknown keys (ours and TRL's, naming TRL's version), world size x micro batch x "
                        "accumulation = global batch, the DeepSpeed JSON (validated by DeepSpeed with 'auto' resolved), "
                        "dataset columns and splits, the tokenizer's chat template; then prints the launch command.",
-                       epilog="Example:\n  alfa train recipes/paper-scale/dpo_clinical_llama8b.yaml --dry-run")
+                       epilog="Examples:\n  alfa train recipes/paper-scale/dpo_clinical_llama8b.yaml --dry-run\n"
+                       "  alfa train recipes/tiny/dpo_specificity.yaml --ref-store runs/ref_logps.sqlite")
     s.add_argument("recipe", help="recipe YAML (see recipes/)")
     s.add_argument("--dry-run", action="store_true", help="check and print; load no model, touch no GPU")
+    s.add_argument("--ref-store", help="DPO: SQLite file of reference log-probs shared by all runs from the same "
+                   "model (computed once per pair, reused by every per-attribute and mixed run)")
     s.set_defaults(func=_train)
     return p
 

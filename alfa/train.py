@@ -1,0 +1,231 @@
+"""Stage 8, train: one recipe -> one TRL run (SFT, DPO or a reward model).
+
+Each stage is a plain function over TRL: load the pairs the recipe selects, load the model, build
+TRL's config from the recipe's `trl:` block, train, save the model with a model card that names its
+data card and recipe. `alfa train RECIPE` calls `run_recipe`; with several processes or DeepSpeed it
+re-runs itself under `accelerate launch` (see alfa.recipe.launch_command).
+
+Reference log-prob store (DPO): per-attribute and mixed DPO runs from the same starting model need
+the same reference log-probs for the same pairs. TRL caches them per dataset fingerprint, so every
+subset recomputes them. `RefLogpStore` keeps them once per (reference model hash, pair_id) in a
+SQLite file shared by all runs; each run computes only the pairs the store lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from alfa.recipe import Recipe, launch_command, load_recipe, trl_config_class
+
+log = logging.getLogger(__name__)
+
+
+def load_split(recipe: Recipe, split: str):
+    """The recipe's selection of one split as a datasets.Dataset (prompt/chosen/rejected + pair_id)."""
+    import datasets
+
+    df = pl.read_parquet(Path(recipe.data.pairs_dir) / "data" / f"{split}.parquet")
+    if recipe.data.attributes:
+        df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
+    df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
+    if recipe.stage == "sft":
+        # SFT on the original questions in context: one row per question, completion = the original.
+        originals = df.filter(pl.col("pair_type") == "original_vs_corrupted").unique("qid", keep="first")
+        return datasets.Dataset.from_dict({
+            "prompt": originals["prompt"].to_list(),
+            "completion": originals["chosen"].to_list(),
+        })
+    return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
+
+
+class RefLogpStore:
+    """SQLite: (reference model hash, pair_id) -> (ref_chosen_logps, ref_rejected_logps)."""
+
+    def __init__(self, path: Path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS ref_logps (model TEXT, pair_id TEXT, chosen REAL, rejected REAL, "
+                        "PRIMARY KEY (model, pair_id))")
+
+    def get(self, model_hash: str, pair_ids: list[str]) -> dict[str, tuple[float, float]]:
+        out = {}
+        for i in range(0, len(pair_ids), 500):
+            chunk = pair_ids[i : i + 500]
+            q = f"SELECT pair_id, chosen, rejected FROM ref_logps WHERE model = ? AND pair_id IN ({','.join('?' * len(chunk))})"
+            out.update({p: (c, r) for p, c, r in self.db.execute(q, [model_hash, *chunk])})
+        return out
+
+    def put(self, model_hash: str, rows: list[tuple[str, float, float]]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO ref_logps VALUES (?, ?, ?, ?)", [(model_hash, *r) for r in rows])
+        self.db.execute("COMMIT")
+
+    def close(self):
+        self.db.close()
+
+
+def _dpo_trainer_class():
+    from trl import DPOTrainer
+
+    class StoredRefDPOTrainer(DPOTrainer):
+        """TRL's DPOTrainer, except that a dataset which already carries reference log-probs (from the
+        shared store) is used as is instead of being recomputed."""
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            if "ref_chosen_logps" in dataset.column_names:
+                return dataset
+            return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    return StoredRefDPOTrainer
+
+
+def attach_ref_logps(store: RefLogpStore, model, tokenizer, config, datasets_by_split: dict) -> dict:
+    """Add ref_chosen_logps/ref_rejected_logps to each dataset, computing (with TRL itself) only the
+    pairs the store lacks. Returns counts {"cached": n, "computed": n}."""
+    from trl.trainer.utils import hash_module
+
+    model_hash = hash_module(model)
+    counts = {"cached": 0, "computed": 0}
+    for split, ds in datasets_by_split.items():
+        ids = ds["pair_id"]
+        have = store.get(model_hash, ids)
+        missing = [i for i, p in enumerate(ids) if p not in have]
+        counts["cached"] += len(ids) - len(missing)
+        if missing:
+            sub = ds.select(missing)
+            probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
+                                             output_dir=str(Path(config.output_dir) / "ref-precompute"))
+            probe = _dpo_trainer_class()(model=model, args=probe_args, train_dataset=sub, processing_class=tokenizer)
+            computed = probe.train_dataset
+            store.put(model_hash, list(zip(sub["pair_id"], computed["ref_chosen_logps"], computed["ref_rejected_logps"])))
+            have.update(store.get(model_hash, sub["pair_id"]))
+            counts["computed"] += len(missing)
+            del probe
+        datasets_by_split[split] = ds.add_column("ref_chosen_logps", [have[p][0] for p in ids]).add_column(
+            "ref_rejected_logps", [have[p][1] for p in ids])
+    return counts
+
+
+def _peft_config(recipe: Recipe):
+    if recipe.launch.lora is None:
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.launch.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                      task_type="SEQ_CLS" if recipe.stage == "reward" else "CAUSAL_LM")
+
+
+def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
+    """Train what the recipe says, in this process. Returns a summary (also written as alfa_train.json)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    recipe = load_recipe(recipe_path)
+    config = trl_config_class(recipe.stage)(**recipe.trl)
+    tokenizer = AutoTokenizer.from_pretrained(recipe.model.tokenizer or recipe.model.name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train = load_split(recipe, recipe.data.train_split)
+    evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
+    if evals is not None and len(evals) == 0:
+        evals = None
+    summary = {"recipe": str(recipe_path), "stage": recipe.stage, "train_rows": len(train),
+               "eval_rows": len(evals) if evals is not None else 0}
+
+    if recipe.stage == "reward":
+        from trl import RewardTrainer
+
+        model = AutoModelForSequenceClassification.from_pretrained(recipe.model.name_or_path, num_labels=1,
+                                                                   dtype=torch.float32)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        trainer = RewardTrainer(model=model, args=config, train_dataset=train.remove_columns("pair_id"),
+                                eval_dataset=evals.remove_columns("pair_id") if evals is not None else None,
+                                processing_class=tokenizer, peft_config=_peft_config(recipe))
+    elif recipe.stage == "dpo":
+        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, dtype=torch.float32)
+        splits = {"train": train, **({"eval": evals} if evals is not None else {})}
+        if ref_store is not None:
+            if recipe.launch.lora is not None:
+                raise ValueError("the reference log-prob store needs a full model as reference; drop launch.lora")
+            config.precompute_ref_log_probs = True
+            store = RefLogpStore(ref_store)
+            summary["ref_logps"] = attach_ref_logps(store, model, tokenizer, config, splits)
+            store.close()
+        trainer = _dpo_trainer_class()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
+                                       eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,
+                                       processing_class=tokenizer, peft_config=_peft_config(recipe))
+    else:
+        from trl import SFTTrainer
+
+        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, dtype=torch.float32)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evals,
+                             processing_class=tokenizer, peft_config=_peft_config(recipe))
+
+    result = trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
+    trainer.save_model(config.output_dir)
+    tokenizer.save_pretrained(config.output_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
+                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                    "log_history": trainer.state.log_history})
+    _write_model_card(recipe, recipe_path, config.output_dir, summary)
+    Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    """Resume from the newest checkpoint in output_dir, if a previous run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
+def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
+    data_card = Path(recipe.data.pairs_dir) / "README.md"
+    text = f"""---
+library_name: transformers
+tags: [alfa, {recipe.stage}, trl]
+---
+# {Path(output_dir).name}
+
+Trained by alfa (`alfa train {recipe_path}`), stage `{recipe.stage}`, from `{recipe.model.name_or_path}`.
+
+- Data: `{recipe.data.pairs_dir}` (data card: `{data_card}`), attributes: {recipe.data.attributes or 'all (mixed)'},
+  excluded pair types: {recipe.data.exclude_pair_types or 'none'}; {summary['train_rows']} training rows.
+- Recipe: `{recipe_path}` (copied below); TRL settings as given there, TRL defaults otherwise.
+- Steps: {summary.get('global_steps')}; training loss {summary.get('first_loss')} -> {summary.get('last_loss')}.
+
+The training questions come from patient posts that may contain personal health information; see the
+data card's statement. Not for clinical use.
+
+```yaml
+{Path(recipe_path).read_text()}```
+"""
+    Path(output_dir, "README.md").write_text(text)
+
+
+def train_command(recipe_path: Path, ref_store: Path | None = None) -> int:
+    """`alfa train RECIPE`: in this process for one process without DeepSpeed, else under accelerate."""
+    recipe = load_recipe(recipe_path)
+    launched = os.environ.get("ALFA_LAUNCHED") == "1"
+    if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
+        cmd = launch_command(recipe_path, recipe)
+        if ref_store is not None:
+            cmd += ["--ref-store", str(ref_store)]
+        log.info("launching: %s", " ".join(cmd))
+        return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
+    summary = run_recipe(recipe_path, ref_store)
+    print(f"trained {summary['stage']}: {summary['global_steps']} steps, loss {summary['first_loss']} -> "
+          f"{summary['last_loss']}; model in {load_recipe(recipe_path).trl['output_dir']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,119 @@
+"""Real TRL training on CPU with the tiny Llama: DPO with the shared reference log-prob store (and its
+numerical parity with TRL's own precompute), a reward model, SFT, and resuming from a checkpoint."""
+
+import json
+import textwrap
+
+import polars as pl
+import pytest
+
+from alfa.cli import main
+from alfa.pairs import PAIR_SCHEMA, SPLITS
+from alfa.train import run_recipe
+
+POSTS = ["My knee hurts when I climb stairs.", "I have had a cough for three weeks.",
+         "My son has a rash on his arms.", "I get headaches every afternoon.",
+         "My stomach burns after meals.", "I feel dizzy when I stand up."]
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    """Pairs with a learnable signal: chosen questions are specific, rejected ones vague."""
+    rows = []
+    for i in range(36):
+        post = POSTS[i % len(POSTS)]
+        attribute = ["clarity", "specificity"][i % 2]
+        rows.append({"pair_id": f"p{i:02d}", "qid": f"q{i}", "group_id": f"g{i % 12}",
+                     "split": "train" if i % 12 < 10 else ("validation" if i % 12 == 10 else "test"),
+                     "attribute": attribute, "pair_type": ["enhanced_vs_original", "original_vs_corrupted"][i % 3 == 0],
+                     "prompt": [{"role": "user", "content": post}],
+                     "chosen": [{"role": "assistant", "content": f"When exactly did it start, and how bad is it from 1 to 10, case {i}?"}],
+                     "rejected": [{"role": "assistant", "content": "Anything else?"}],
+                     "chosen_similarity": 0.8, "rejected_similarity": 1.0, "rewriter": "m",
+                     "prompt_template_hash": "t", "attribute_pack": "core@d"})
+    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    d = tmp_path_factory.mktemp("pairs")
+    (d / "data").mkdir()
+    for s in SPLITS:
+        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    return d
+
+
+def _recipe(tmp_path, name, model, pairs, stage="dpo", attributes="null", **trl):
+    settings = {"output_dir": str(tmp_path / name), "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3, "max_steps": 12, "max_length": 256,
+                "logging_steps": 1, "save_strategy": "no", "bf16": False, "report_to": [], "seed": 0, **trl}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        stage: {stage}
+        model: {{name_or_path: {model}}}
+        data: {{pairs_dir: {pairs}, attributes: {attributes}}}
+        """) + "trl:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items()))
+    return path
+
+
+def _losses(summary):
+    return [h["loss"] for h in summary["log_history"] if "loss" in h]
+
+
+def test_dpo_shared_ref_store_matches_trl_and_computes_each_pair_once(tmp_path, tiny_model_dir, pairs_dir):
+    store = tmp_path / "ref.sqlite"
+    clarity = run_recipe(_recipe(tmp_path, "clarity", tiny_model_dir, pairs_dir, attributes="[clarity]",
+                                 beta=0.1), store)
+    n_clarity = clarity["train_rows"] + clarity["eval_rows"]
+    assert clarity["ref_logps"] == {"cached": 0, "computed": n_clarity}
+    mixed = run_recipe(_recipe(tmp_path, "mixed", tiny_model_dir, pairs_dir, beta=0.1), store)
+    assert mixed["ref_logps"] == {"cached": n_clarity, "computed": mixed["train_rows"] + mixed["eval_rows"] - n_clarity}
+    # parity: the same mixed run with TRL computing its own reference log-probs
+    plain = run_recipe(_recipe(tmp_path, "plain", tiny_model_dir, pairs_dir,
+                               beta=0.1, precompute_ref_log_probs=True))
+    assert "ref_logps" not in plain
+    assert _losses(mixed) == pytest.approx(_losses(plain), abs=1e-4)
+    # and DPO learned: the loss fell from log 2
+    assert _losses(mixed)[0] == pytest.approx(0.6931, abs=1e-3)
+    assert _losses(mixed)[-1] < 0.6
+    card = (tmp_path / "mixed" / "README.md").read_text()
+    assert "stage `dpo`" in card and str(pairs_dir) in card and "personal health information" in card
+
+
+def test_reward_model_ranks_training_pairs_above_chance(tmp_path, tiny_model_dir, pairs_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    summary = run_recipe(_recipe(tmp_path, "rm", tiny_model_dir, pairs_dir, stage="reward",
+                                 max_steps=30))
+    assert summary["last_loss"] < summary["first_loss"]
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "rm")
+    train = pl.read_parquet(pairs_dir / "data" / "train.parquet").to_dicts()
+
+    def score(row, side):
+        text = tok.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+        with torch.no_grad():
+            return model(**tok(text, return_tensors="pt")).logits[0, 0].item()
+
+    accuracy = sum(score(r, "chosen") > score(r, "rejected") for r in train) / len(train)
+    assert accuracy > 0.8
+
+
+def test_sft_on_original_questions(tmp_path, tiny_model_dir, pairs_dir):
+    summary = run_recipe(_recipe(tmp_path, "sft", tiny_model_dir, pairs_dir, stage="sft"))
+    train = pl.read_parquet(pairs_dir / "data" / "train.parquet")
+    originals = train.filter(pl.col("pair_type") == "original_vs_corrupted")["qid"].n_unique()
+    assert summary["train_rows"] == originals > 0  # one row per question, completion = its original
+    assert summary["last_loss"] < summary["first_loss"]
+
+
+def test_resume_from_checkpoint(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    path = _recipe(tmp_path, "resume", tiny_model_dir, pairs_dir, beta=0.1)
+    text = path.read_text().replace('save_strategy: "no"', 'save_strategy: "steps"\n  save_steps: 6').replace(
+        "max_steps: 12", "max_steps: 6")
+    path.write_text(text)
+    first = run_recipe(path)
+    assert first["global_steps"] == 6 and (tmp_path / "resume" / "checkpoint-6").is_dir()
+    path.write_text(text.replace("max_steps: 6", "max_steps: 10"))
+    assert main(["train", str(path)]) == 0
+    second = json.loads((tmp_path / "resume" / "alfa_train.json").read_text())
+    steps = [h["step"] for h in second["log_history"] if "loss" in h]
+    assert second["global_steps"] == 10 and steps[-1] == 10
+    assert min(s for s in steps if s > 6) == 7  # continued after step 6 instead of starting over
