@@ -116,6 +116,14 @@ def _train(args) -> int:
     return train_command(Path(args.recipe), Path(args.ref_store) if args.ref_store else None)
 
 
+def _merge(args) -> int:
+    from alfa.merge import load_merge_recipe, run_merge_recipe
+
+    for out in run_merge_recipe(load_merge_recipe(Path(args.recipe))):
+        print(f"merged -> {out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alfa", description="Build preference data that teaches language models to "
                                 "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
@@ -216,6 +224,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ref-store", help="DPO: SQLite file of reference log-probs shared by all runs from the same "
                    "model (computed once per pair, reused by every per-attribute and mixed run)")
     s.set_defaults(func=_train)
+
+    s = sub.add_parser("merge", help="merge per-attribute models into one (mergekit): uniform average, TIES, DARE...",
+                       formatter_class=fmt, description="A merge YAML maps onto alfa.merge.MergeRecipe. The models "
+                       "are checked against each other first (model type, every tensor's shape, tokenizer vocabulary).",
+                       epilog="Example:\n  alfa merge configs/merge/uniform.yaml")
+    s.add_argument("recipe", help="merge YAML (see configs/merge/)")
+    s.set_defaults(func=_merge)
     return p
 
 

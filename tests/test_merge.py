@@ -1,0 +1,114 @@
+"""Merging with mergekit: linear 0.5/0.5 is the exact average; incompatible models are refused first."""
+
+import json
+import shutil
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from alfa.cli import main
+from alfa.merge import check_compatible, load_merge_recipe
+from alfa.yamlconfig import ConfigError
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory, tiny_model_dir):
+    """The tiny Llama and two copies with different weights (as if trained on different attributes)."""
+    root = tmp_path_factory.mktemp("models")
+    dirs = []
+    for seed in range(3):
+        d = root / f"m{seed}"
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        model.save_pretrained(d)
+        for f in tiny_model_dir.glob("tokenizer*"):
+            shutil.copy(f, d)
+        for f in tiny_model_dir.glob("chat_template*"):
+            shutil.copy(f, d)
+        dirs.append(d)
+    return dirs
+
+
+def _weights(d):
+    return load_file(str(next(d.glob("*.safetensors"))))
+
+
+def _yaml(tmp_path, body):
+    p = tmp_path / "merge.yaml"
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def test_linear_half_half_is_the_exact_average_and_leave_one_out(tmp_path, three_models):
+    a, b, c = three_models
+    path = _yaml(tmp_path, f"""\
+        method: linear
+        models: [{a}, {b}, {c}]
+        output_dir: {tmp_path / 'uniform'}
+        leave_one_out: true
+        """)
+    assert main(["merge", str(path)]) == 0
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    merged = _weights(tmp_path / "uniform")
+    for k in wa:
+        torch.testing.assert_close(merged[k], (wa[k] + wb[k] + wc[k]) / 3, rtol=0, atol=1e-6)
+    pair = _weights(tmp_path / "uniform" / "without-m2")  # a and b, 0.5 / 0.5
+    for k in wa:
+        torch.testing.assert_close(pair[k], (wa[k] + wb[k]) / 2, rtol=0, atol=1e-6)
+    assert (tmp_path / "uniform" / "without-m0").is_dir() and (tmp_path / "uniform" / "without-m1").is_dir()
+    # the merged folder is a loadable model with its tokenizer
+    AutoModelForCausalLM.from_pretrained(tmp_path / "uniform")
+    assert json.loads((tmp_path / "uniform" / "alfa_merge.json").read_text())["mergekit_config"]["merge_method"] == "linear"
+
+
+def test_task_arithmetic_against_a_base(tmp_path, three_models):
+    base, a, b = three_models
+    path = _yaml(tmp_path, f"""\
+        method: task_arithmetic
+        models: [{a}, {b}]
+        base_model: {base}
+        weights: [0.5, 0.5]
+        output_dir: {tmp_path / 'ta'}
+        """)
+    assert main(["merge", str(path)]) == 0
+    wbase, wa, wb = _weights(base), _weights(a), _weights(b)
+    merged = _weights(tmp_path / "ta")
+    for k in wa:
+        expected = wbase[k] + 0.5 * (wa[k] - wbase[k]) + 0.5 * (wb[k] - wbase[k])
+        torch.testing.assert_close(merged[k], expected, rtol=0, atol=1e-5)
+
+
+def test_incompatible_models_are_refused_before_merging(tmp_path, three_models, capsys):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    a = three_models[0]
+    cfg = LlamaConfig.from_pretrained(a)
+    cfg.hidden_size, cfg.intermediate_size = 32, 64
+    wide = tmp_path / "other"
+    LlamaForCausalLM(cfg).save_pretrained(wide)
+    for f in a.glob("tokenizer*"):
+        shutil.copy(f, wide)
+    with pytest.raises(ValueError, match="differ in the shape of"):
+        check_compatible([a, wide])
+    path = _yaml(tmp_path, f"method: linear\nmodels: [{a}, {wide}]\noutput_dir: {tmp_path / 'x'}\n")
+    assert main(["merge", str(path)]) == 2
+    assert "differ in the shape of" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match="needs base_model"):
+        load_merge_recipe(_yaml(tmp_path, f"method: ties\nmodels: [{a}, {a}]\noutput_dir: o\n"))
+    with pytest.raises(ConfigError, match=r"merge.yaml:1 \(method\): method must be one of"):
+        load_merge_recipe(_yaml(tmp_path, f"method: average\nmodels: [{a}, {a}]\noutput_dir: o\n"))
+
+
+def test_shipped_merge_configs_parse():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "configs" / "merge").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {"uniform", "ties"}
+    for c in configs:
+        load_merge_recipe(c)
