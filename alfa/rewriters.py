@@ -205,7 +205,6 @@ class OpenAIRewriter:
         self.model_id = model
         self.sampling = {"temperature": temperature, "max_tokens": max_tokens}
         self.concurrency = concurrency
-        self.batch_size = concurrency
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.api_key_env = api_key_env

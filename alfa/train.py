@@ -8,7 +8,8 @@ re-runs itself under `accelerate launch` (see alfa.recipe.launch_command).
 Reference log-prob store (DPO): per-attribute and mixed DPO runs from the same starting model need
 the same reference log-probs for the same pairs. TRL caches them per dataset fingerprint, so every
 subset recomputes them. `RefLogpStore` keeps them once per (reference model hash, pair_id) in a
-SQLite file shared by all runs; each run computes only the pairs the store lacks.
+SQLite file shared by all runs: the first run fills it for every pair of the pairs dir in one pass,
+every later run from the same model only reads.
 """
 
 from __future__ import annotations
@@ -89,31 +90,42 @@ def _dpo_trainer_class():
     return StoredRefDPOTrainer
 
 
-def attach_ref_logps(store: RefLogpStore, model, tokenizer, config, datasets_by_split: dict) -> dict:
-    """Add ref_chosen_logps/ref_rejected_logps to each dataset, computing (with TRL itself) only the
-    pairs the store lacks. Returns counts {"cached": n, "computed": n}."""
+def all_pairs(recipe: Recipe):
+    """Every pair of the pairs dir (all splits, attributes and pair types) as one Dataset."""
+    import datasets
+
+    d = Path(recipe.data.pairs_dir) / "data"
+    df = pl.concat([pl.read_parquet(f) for f in sorted(d.glob("*.parquet"))])
+    return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
+
+
+def attach_ref_logps(store: RefLogpStore, model, tokenizer, config, recipe: Recipe, datasets_by_split: dict) -> dict:
+    """Add ref_chosen_logps/ref_rejected_logps to each dataset from the store. The first run that
+    uses a store fills it for *every* pair of the pairs dir in one pass (with TRL's own code), so the
+    later per-attribute and mixed runs from the same model only read. Returns {"cached", "computed"}."""
     from trl.trainer.utils import hash_module
 
     model_hash = hash_module(model)
-    counts = {"cached": 0, "computed": 0}
+    everything = all_pairs(recipe)
+    have = store.get(model_hash, everything["pair_id"])
+    missing = [i for i, p in enumerate(everything["pair_id"]) if p not in have]
+    if missing:
+        sub = everything.select(missing)
+        probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
+                                         output_dir=str(Path(config.output_dir) / "ref-precompute"))
+        probe = _dpo_trainer_class()(model=model, args=probe_args, train_dataset=sub.remove_columns("pair_id"),
+                                     processing_class=tokenizer)
+        computed = probe.train_dataset
+        store.put(model_hash, list(zip(sub["pair_id"], computed["ref_chosen_logps"], computed["ref_rejected_logps"])))
+        have = store.get(model_hash, everything["pair_id"])
+        del probe
+    used = 0
     for split, ds in datasets_by_split.items():
         ids = ds["pair_id"]
-        have = store.get(model_hash, ids)
-        missing = [i for i, p in enumerate(ids) if p not in have]
-        counts["cached"] += len(ids) - len(missing)
-        if missing:
-            sub = ds.select(missing)
-            probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
-                                             output_dir=str(Path(config.output_dir) / "ref-precompute"))
-            probe = _dpo_trainer_class()(model=model, args=probe_args, train_dataset=sub, processing_class=tokenizer)
-            computed = probe.train_dataset
-            store.put(model_hash, list(zip(sub["pair_id"], computed["ref_chosen_logps"], computed["ref_rejected_logps"])))
-            have.update(store.get(model_hash, sub["pair_id"]))
-            counts["computed"] += len(missing)
-            del probe
+        used += len(ids)
         datasets_by_split[split] = ds.add_column("ref_chosen_logps", [have[p][0] for p in ids]).add_column(
             "ref_rejected_logps", [have[p][1] for p in ids])
-    return counts
+    return {"cached": len(everything) - len(missing), "computed": len(missing), "used": used}
 
 
 def _peft_config(recipe: Recipe):
@@ -160,7 +172,7 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
                 raise ValueError("the reference log-prob store needs a full model as reference; drop launch.lora")
             config.precompute_ref_log_probs = True
             store = RefLogpStore(ref_store)
-            summary["ref_logps"] = attach_ref_logps(store, model, tokenizer, config, splits)
+            summary["ref_logps"] = attach_ref_logps(store, model, tokenizer, config, recipe, splits)
             store.close()
         trainer = _dpo_trainer_class()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
                                        eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,

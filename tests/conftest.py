@@ -3,7 +3,6 @@ the real askdocs data by path, and the project's own demo sample."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,12 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ASKDOCS = ROOT.parent / "shared" / "data" / "askdocs" / "questions_dev.jsonl"
 SAMPLE = ROOT / "examples" / "clinical_sample.jsonl"
 SAMPLE_MAP = "question=question,context=title+post,group=post_id,qid=row_id,hindsight=diagnosis"
-
-CHATML = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _offline(tmp_path_factory):
@@ -38,33 +31,10 @@ def askdocs_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A real (untrained) Llama: hidden 64, 2 layers, with a BPE tokenizer trained on the demo sample
-    and a ChatML chat template. Generates noise fast, which is what filter tests need."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    and a ChatML chat template (alfa.tiny). Generates noise fast, which is what filter tests need."""
+    from alfa.tiny import build_tiny_llama
 
-    out = tmp_path_factory.mktemp("tiny-llama")
-    texts = []
-    for line in SAMPLE.read_text().splitlines():
-        row = json.loads(line)
-        texts += [row["post"], row["question"], row["title"]]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
-    tok.train_from_iterator(texts * 3, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|im_start|>",
-                                   eos_token="<|im_end|>")
-    fast.chat_template = CHATML
-    fast.save_pretrained(out)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
-                         pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id,
-                         eos_token_id=fast.eos_token_id)
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +60,6 @@ class CountingRewriter:
     def __init__(self, inner, stop_after: int | None = None):
         self.inner = inner
         self.backend, self.model_id, self.sampling = inner.backend, inner.model_id, inner.sampling
-        self.batch_size = inner.batch_size
         self.calls = 0
         self.stop_after = stop_after
 
