@@ -184,6 +184,9 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
         trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evals,
                              processing_class=tokenizer, peft_config=_peft_config(recipe))
 
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    summary["deepspeed"] = {"enabled": bool(trainer.is_deepspeed_enabled),
+                            "zero_stage": plugin.zero_stage if plugin is not None else None}
     result = trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
     trainer.save_model(config.output_dir)
     tokenizer.save_pretrained(config.output_dir)

@@ -119,3 +119,25 @@ def test_resume_from_checkpoint(tmp_path, tiny_model_dir, pairs_dir, capsys):
     steps = [h["step"] for h in second["log_history"] if "loss" in h]
     assert second["global_steps"] == 10 and steps[-1] == 10
     assert min(s for s in steps if s > 6) == 7  # continued after step 6 instead of starting over
+
+
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_deepspeed_dpo_launch_on_cpu(tmp_path, tiny_model_dir, pairs_dir, zero):
+    """The launcher users use: `alfa train` re-runs itself under `accelerate launch --use_deepspeed`
+    (one CPU process, gloo), with the shipped ZeRO config."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ds = Path(__file__).resolve().parents[1] / "configs" / "deepspeed" / f"{zero}.json"
+    path = _recipe(tmp_path, zero, tiny_model_dir, pairs_dir, beta=0.1, max_steps=4, per_device_train_batch_size=2)
+    text = path.read_text().replace("trl:\n", f"launch: {{num_processes: 1, deepspeed: {ds}}}\ntrl:\n", 1)
+    path.write_text(text)
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
+    out = subprocess.run([sys.executable, "-m", "alfa.cli", "train", str(path)], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "accelerate launch --num_processes 1" in out.stderr and "--use_deepspeed" in out.stderr
+    summary = json.loads((tmp_path / zero / "alfa_train.json").read_text())
+    assert summary["deepspeed"] == {"enabled": True, "zero_stage": int(zero[-1])}
+    assert summary["global_steps"] == 4 and (tmp_path / zero / "model.safetensors").exists()
