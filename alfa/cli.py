@@ -57,7 +57,8 @@ def _synthesize(args) -> int:
         raise ValueError(f"{args.questions} holds no questions; check `alfa ingest`'s rejects file next to it")
     pack = load_pack(args.attributes).select(args.select.split(",") if args.select else None)
     rewriter = make_rewriter(args.rewriter, args.model, args.base_url, args.concurrency, args.batch_size,
-                             args.max_new_tokens, args.api_key_env)
+                             args.max_new_tokens, args.api_key_env, timeout_s=args.timeout,
+                             requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
     stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
                        hindsight_for_enhance=args.hindsight_for_enhance,
                        cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
@@ -158,6 +159,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--base-url", help="OpenAI-compatible base URL(s), comma-separated, e.g. http://localhost:8000/v1")
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the API key")
     s.add_argument("--concurrency", type=int, default=16, help="parallel requests (openai)")
+    s.add_argument("--rpm", type=float, help="at most this many requests per minute (openai; a provider's quota)")
+    s.add_argument("--tpm", type=float, help="at most this many tokens per minute (openai; estimated before each call)")
+    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried (openai)")
     s.add_argument("--batch-size", type=int, default=16, help="generation batch size (local/transformers)")
     s.add_argument("--max-new-tokens", type=int, default=40)
     s.add_argument("--limit", type=int, help="only the first N questions")

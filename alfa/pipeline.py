@@ -53,6 +53,9 @@ class RewriterConfig:
     concurrency: int = 16
     batch_size: int = 16
     max_new_tokens: int = 40
+    timeout_s: float = 60.0
+    requests_per_minute: float | None = None  # a provider's quota (openai)
+    tokens_per_minute: float | None = None
 
 
 @dataclass
@@ -104,7 +107,9 @@ def build(config: PipelineConfig) -> int:
         raise ConfigError(f"no questions left to synthesize; see {out / 'questions.rejects.jsonl'}")
     pack = load_pack(config.attributes).select(config.select_attributes)
     r = config.rewriter
-    rewriter = make_rewriter(r.kind, r.model, r.base_url, r.concurrency, r.batch_size, r.max_new_tokens, r.api_key_env)
+    rewriter = make_rewriter(r.kind, r.model, r.base_url, r.concurrency, r.batch_size, r.max_new_tokens, r.api_key_env,
+                             timeout_s=r.timeout_s, requests_per_minute=r.requests_per_minute,
+                             tokens_per_minute=r.tokens_per_minute)
     synthesize(questions, pack, rewriter, out / "run", standalone=config.synthesis.standalone,
                hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
                max_context_chars=config.synthesis.max_context_chars,
@@ -114,7 +119,8 @@ def build(config: PipelineConfig) -> int:
     if config.judge:
         j = config.judge
         judge = make_rewriter(j.kind, j.model, j.base_url, j.concurrency, j.batch_size, j.max_new_tokens,
-                              j.api_key_env, stop=())
+                              j.api_key_env, stop=(), timeout_s=j.timeout_s, requests_per_minute=j.requests_per_minute,
+                              tokens_per_minute=j.tokens_per_minute)
     make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
     findings = lint(out / "pairs", config.lint)
     write_report(findings, out / "pairs")

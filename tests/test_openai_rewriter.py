@@ -113,3 +113,24 @@ def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path
     # no request whose answer was cached before the kill reached the server again
     assert not set(server.answered) & cached_keys
     assert set(server.answered) | cached_keys == set(pl.read_parquet(run / "variants.parquet")["call_key"])
+
+
+@pytest.mark.parametrize("rpm, tpm, cost", [(120, None, 1), (None, 12000, 100)])
+def test_rate_limits_allow_a_full_bucket_then_pace_requests(rpm, tpm, cost):
+    """A bucket of a minute's budget goes at once; after that each request waits for its share:
+    here 60 s / 120 = 0.5 s per request, in either dimension."""
+    import asyncio
+    import time
+
+    from alfa.rewriters import RateLimiter
+
+    async def run(n):
+        limiter = RateLimiter(rpm, tpm)
+        t = time.monotonic()
+        for _ in range(n):
+            await limiter.acquire(cost)
+        return time.monotonic() - t
+
+    assert asyncio.run(run(120)) < 0.2        # the first minute's budget is there at once
+    assert 0.9 <= asyncio.run(run(122)) < 1.6  # two more requests wait ~0.5 s each
+    assert asyncio.run(RateLimiter(None, None).acquire(10**9)) is None  # no limits: never waits
