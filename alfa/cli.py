@@ -125,6 +125,21 @@ def _merge(args) -> int:
     return 0
 
 
+def _evaluate_rm(args) -> int:
+    from alfa.evaluate import scorecard
+
+    models = {}
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--model {spec!r}: expected NAME=PATH, e.g. clarity=runs/train/rm-clarity")
+        models[name] = Path(path)
+    table = scorecard(models, Path(args.pairs), args.split, Path(args.output))
+    print((Path(args.output) / "scorecard.md").read_text())
+    print(f"table, CSV and heatmap -> {args.output}")
+    return 0 if table.height else 1
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alfa", description="Build preference data that teaches language models to "
                                 "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
@@ -228,6 +243,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--ref-store", help="DPO: SQLite file of reference log-probs shared by all runs from the same "
                    "model (computed once per pair, reused by every per-attribute and mixed run)")
     s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate-rm", help="reward-model accuracy per attribute: a scorecard table and heatmap",
+                       formatter_class=fmt, description="Each reward model is scored on every attribute's pairs of a "
+                       "split (right when chosen scores above rejected). Writes scorecard.csv/.md/.png.",
+                       epilog="Example:\n  alfa evaluate-rm --model clarity=runs/train/rm-clarity "
+                       "--model focus=runs/train/rm-focus --pairs runs/pairs --split test -o runs/eval")
+    s.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="a reward model (repeat)")
+    s.add_argument("--pairs", required=True, help="pairs dir")
+    s.add_argument("--split", default="test")
+    s.add_argument("-o", "--output", required=True, help="folder for the scorecard")
+    s.set_defaults(func=_evaluate_rm)
 
     s = sub.add_parser("merge", help="merge per-attribute models into one (mergekit): uniform average, TIES, DARE...",
                        formatter_class=fmt, description="A merge YAML maps onto alfa.merge.MergeRecipe. The models "

@@ -138,7 +138,7 @@ def test_shipped_pipeline_configs_validate():
         load_pipeline(c)
 
 
-@pytest.mark.parametrize("verb", ["ingest", "synthesize", "pairs", "lint", "card", "build", "train", "merge"])
+@pytest.mark.parametrize("verb", ["ingest", "synthesize", "pairs", "lint", "card", "build", "train", "merge", "evaluate-rm"])
 def test_every_verb_has_help_with_an_example(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([verb, "--help"])

@@ -78,24 +78,27 @@ def test_dpo_shared_ref_store_matches_trl_and_computes_each_pair_once(tmp_path, 
     assert "stage `dpo`" in card and str(pairs_dir) in card and "personal health information" in card
 
 
-def test_reward_model_ranks_training_pairs_above_chance(tmp_path, tiny_model_dir, pairs_dir):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def test_reward_models_rank_training_pairs_above_chance_and_the_scorecard(tmp_path, tiny_model_dir, pairs_dir,
+                                                                          capsys):
+    from alfa.evaluate import RewardScorer, accuracy_by_attribute
 
-    summary = run_recipe(_recipe(tmp_path, "rm", tiny_model_dir, pairs_dir, stage="reward",
-                                 max_steps=30))
-    assert summary["last_loss"] < summary["first_loss"]
-    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm").eval()
-    tok = AutoTokenizer.from_pretrained(tmp_path / "rm")
-    train = pl.read_parquet(pairs_dir / "data" / "train.parquet").to_dicts()
-
-    def score(row, side):
-        text = tok.apply_chat_template(row["prompt"] + row[side], tokenize=False)
-        with torch.no_grad():
-            return model(**tok(text, return_tensors="pt")).logits[0, 0].item()
-
-    accuracy = sum(score(r, "chosen") > score(r, "rejected") for r in train) / len(train)
-    assert accuracy > 0.8
+    for attribute in ("clarity", "specificity"):
+        summary = run_recipe(_recipe(tmp_path, f"rm-{attribute}", tiny_model_dir, pairs_dir, stage="reward",
+                                     attributes=f"[{attribute}]", max_steps=30))
+        assert summary["last_loss"] < summary["first_loss"]
+    train = pl.read_parquet(pairs_dir / "data" / "train.parquet")
+    acc = accuracy_by_attribute(RewardScorer(tmp_path / "rm-clarity"), train)
+    assert acc["clarity"][0] > 0.8 and acc["clarity"][1] == train.filter(pl.col("attribute") == "clarity").height
+    # scorecard: every model on every attribute, as CSV, a markdown table and a heatmap
+    assert main(["evaluate-rm", "--model", f"clarity={tmp_path / 'rm-clarity'}",
+                 "--model", f"specificity={tmp_path / 'rm-specificity'}", "--pairs", str(pairs_dir),
+                 "--split", "train", "-o", str(tmp_path / "eval")]) == 0
+    table = pl.read_csv(tmp_path / "eval" / "scorecard.csv")
+    assert table["model"].to_list() == ["clarity", "specificity"]
+    assert table.filter(pl.col("model") == "clarity")["clarity"][0] == pytest.approx(acc["clarity"][0])
+    assert table.filter(pl.col("model") == "specificity")["specificity"][0] > 0.8
+    assert (tmp_path / "eval" / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| clarity |" in capsys.readouterr().out
 
 
 def test_sft_on_original_questions(tmp_path, tiny_model_dir, pairs_dir):

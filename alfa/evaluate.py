@@ -1,0 +1,99 @@
+"""Stage 10, evaluate: reward-model accuracy on held-out pairs, per attribute, and the scorecard.
+
+A reward model is right on a pair when it scores `chosen` above `rejected` (prompt and completion
+rendered with the model's chat template, as TRL's RewardTrainer renders them). The scorecard puts each
+attribute's reward model against every attribute's pairs: the diagonal says whether a model learned its
+attribute, the rest whether the attributes are really separate.
+
+    alfa evaluate-rm --model clarity=runs/train/rm-clarity --model focus=runs/train/rm-focus \\
+        --pairs runs/askdocs/pairs --split test -o runs/eval/rm
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+
+class RewardScorer:
+    def __init__(self, model_dir: Path, batch_size: int = 16):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.torch = torch
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batch_size = batch_size
+
+    def score(self, conversations: list[list[dict]]) -> list[float]:
+        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
+                                 add_special_tokens=False)
+            with self.torch.no_grad():
+                out += self.model(**enc).logits[:, 0].tolist()
+        return out
+
+
+def accuracy_by_attribute(scorer: RewardScorer, pairs: pl.DataFrame) -> dict[str, tuple[float, int]]:
+    """{attribute: (share of pairs where chosen scores above rejected, number of pairs)}"""
+    rows = pairs.to_dicts()
+    chosen = scorer.score([r["prompt"] + r["chosen"] for r in rows])
+    rejected = scorer.score([r["prompt"] + r["rejected"] for r in rows])
+    right: dict[str, list[bool]] = {}
+    for r, c, j in zip(rows, chosen, rejected):
+        right.setdefault(r["attribute"], []).append(c > j)
+    return {a: (sum(v) / len(v), len(v)) for a, v in sorted(right.items())}
+
+
+def scorecard(models: dict[str, Path], pairs_dir: Path, split: str, out_dir: Path) -> pl.DataFrame:
+    """Every model on every attribute's pairs of `split`; writes scorecard.csv, .md and .png."""
+    pairs = pl.read_parquet(Path(pairs_dir) / "data" / f"{split}.parquet")
+    if pairs.height == 0:
+        raise ValueError(f"{pairs_dir}: split {split!r} has no pairs to evaluate on")
+    attributes = sorted(pairs["attribute"].unique().to_list())
+    rows = []
+    for name, model_dir in models.items():
+        acc = accuracy_by_attribute(RewardScorer(Path(model_dir)), pairs)
+        rows.append({"model": name, **{a: acc[a][0] for a in attributes}})
+    table = pl.DataFrame(rows)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.write_csv(out_dir / "scorecard.csv")
+    counts = pairs.group_by("attribute").len()
+    n = dict(counts.iter_rows())
+    header = "| model | " + " | ".join(f"{a} (n={n[a]})" for a in attributes) + " |"
+    lines = [f"Reward-model accuracy on `{pairs_dir}` split `{split}` (chosen scored above rejected)", "",
+             header, "|" + "---|" * (len(attributes) + 1)]
+    lines += ["| " + r["model"] + " | " + " | ".join(f"{r[a]:.2f}" for a in attributes) + " |" for r in rows]
+    (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
+    _heatmap(table, attributes, out_dir / "scorecard.png", split)
+    return table
+
+
+def _heatmap(table: pl.DataFrame, attributes: list[str], path: Path, split: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = [[r[a] for a in attributes] for r in table.to_dicts()]
+    fig, ax = plt.subplots(figsize=(1.2 * len(attributes) + 2.5, 0.6 * len(values) + 1.8))
+    im = ax.imshow(values, vmin=0, vmax=1, cmap="RdYlGn")
+    ax.set_xticks(range(len(attributes)), attributes, rotation=30, ha="right")
+    ax.set_yticks(range(len(values)), table["model"].to_list())
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel(f"pairs of attribute ({split} split)")
+    ax.set_ylabel("reward model")
+    ax.set_title("Reward-model accuracy")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
