@@ -77,7 +77,7 @@ def judge_pairs(pairs: pl.DataFrame, attributes: dict[str, Attribute], judge, ca
         requests.append(judge_messages(attribute, post, chosen, rejected, max_context_chars))
         requests.append(judge_messages(attribute, post, rejected, chosen, max_context_chars))
     stats = SynthesisStats()
-    replies = run_calls(judge, cache, requests, "judge", stats)
+    replies, _ = run_calls(judge, cache, requests, "judge", stats)
     verdicts = []
     for k, r in enumerate(rows):
         first, second = replies[2 * k], replies[2 * k + 1]

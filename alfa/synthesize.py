@@ -46,8 +46,9 @@ class SynthesisStats:
 
 
 def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
-              stats: SynthesisStats) -> list[Completion]:
-    """Answer every request, from the cache where possible; new answers are cached as they arrive."""
+              stats: SynthesisStats) -> tuple[list[Completion], list[str]]:
+    """Answer every request, from the cache where possible; new answers are cached as they arrive.
+    Returns the completions and each request's cache key, in request order."""
     keys = [call_key(rewriter.model_id, m, rewriter.sampling) for m in requests]
     cached = cache.get_many(list(set(keys)))
     results: list[Completion | None] = [Completion(cached[k]) if k in cached else None for k in keys]
@@ -93,7 +94,7 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
         cache.flush()  # answers of the loop's last iteration
         bar.close()
         stats.seconds += time.perf_counter() - t0
-    return results  # type: ignore[return-value]
+    return results, keys  # type: ignore[return-value]
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -152,7 +153,7 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
     if standalone:
         from alfa.filter import extract_question
 
-        replies = run_calls(rewriter, cache,
+        replies, _ = run_calls(rewriter, cache,
                             [prompts.standalone_messages(p, q, max_context_chars) for p, q in zip(posts, sources)],
                             "standalone", stats)
         for i, reply in enumerate(replies):
@@ -170,12 +171,11 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
                 plan.append((i, name, direction))
                 requests.append(prompts.rewrite_messages(attribute, direction, posts[i], sources[i], shown,
                                                          max_context_chars))
-    replies = run_calls(rewriter, cache, requests, "synthesize", stats)
+    replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
     cache.close()
 
     out, failures = [], []
-    for (i, name, direction), messages, reply in zip(plan, requests, replies):
-        key = call_key(rewriter.model_id, messages, rewriter.sampling)
+    for (i, name, direction), key, reply in zip(plan, keys, replies):
         out.append({
             "qid": rows[i]["qid"], "group_id": rows[i]["group_id"], "attribute": name, "direction": direction,
             "original": rows[i]["question"], "source_question": sources[i], "standalone": standalone_texts[i],

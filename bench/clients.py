@@ -61,7 +61,7 @@ def alfa(url: str, n: int, c: int) -> float:
         reqs = [messages(i) for i in range(n)]
         stats = SynthesisStats()
         t = time.perf_counter()
-        out = run_calls(rw, cache, reqs, f"alfa c={c}", stats)
+        out, _ = run_calls(rw, cache, reqs, f"alfa c={c}", stats)
         dt = time.perf_counter() - t
         assert stats.failed == 0 and len(out) == n and len(cache) == n, stats
         cache.close()
