@@ -133,7 +133,9 @@ def filter_variants(variants: pl.DataFrame, config: FilterConfig, embedder: Embe
         else:
             kept.append({**row, "text": text})
 
-    # Similarity to the question that was rewritten, one batched encode for all texts.
+    # Similarity to the question that was rewritten, one batched encode for all texts (reused below
+    # for the near-duplicate check: every survivor's text is among them).
+    emb = {}
     if kept:
         texts = sorted({r["text"] for r in kept} | {r["source_question"] for r in kept})
         emb = dict(zip(texts, embedder.encode(texts)))
@@ -156,16 +158,13 @@ def filter_variants(variants: pl.DataFrame, config: FilterConfig, embedder: Embe
         by_item.setdefault((r["qid"], r["attribute"]), {})[r["direction"]] = r
     duplicates = set()
     pairs = [(d["enhance"], d["corrupt"]) for d in by_item.values() if len(d) == 2]
-    if pairs:
-        texts = sorted({t for e, c in pairs for t in (e["text"], c["text"])})
-        emb = dict(zip(texts, embedder.encode(texts)))
-        for e, c in pairs:
-            sim = float(emb[e["text"]] @ emb[c["text"]])
-            if sim > config.near_duplicate_similarity or normalize(e["text"]) == normalize(c["text"]):
-                for r in (e, c):
-                    duplicates.add(id(r))
-                    rejected.append({**r, "reason": "near_duplicate",
-                                     "detail": f"enhanced vs corrupted similarity {sim:.3f}"})
+    for e, c in pairs:
+        sim = float(emb[e["text"]] @ emb[c["text"]])
+        if sim > config.near_duplicate_similarity or normalize(e["text"]) == normalize(c["text"]):
+            for r in (e, c):
+                duplicates.add(id(r))
+                rejected.append({**r, "reason": "near_duplicate",
+                                 "detail": f"enhanced vs corrupted similarity {sim:.3f}"})
     final = [r for r in survivors if id(r) not in duplicates]
 
     kept_df = pl.DataFrame(final, infer_schema_length=None) if final else variants.head(0).with_columns(

@@ -174,7 +174,7 @@ def deepspeed_top_level_keys() -> set[str]:
     return DEEPSPEED_SECTIONS | {v for k, v in vars(constants).items() if k.isupper() and isinstance(v, str)}
 
 
-def check_recipe(recipe: Recipe, recipe_path: Path | None = None) -> list[Check]:
+def check_recipe(recipe: Recipe) -> list[Check]:
     """Every pre-flight check; loads no model weights."""
     checks: list[Check] = []
     world, micro, accum, global_batch = _batch(recipe)
@@ -295,7 +295,7 @@ def dry_run(recipe_path: Path) -> int:
     resolved = {**dataclasses.asdict(recipe)}
     print(f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})")
     print(json.dumps(resolved, indent=2, default=str))
-    checks = check_recipe(recipe, recipe_path)
+    checks = check_recipe(recipe)
     for c in checks:
         print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
     print("launch: " + shlex.join(launch_command(recipe_path, recipe)))

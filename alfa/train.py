@@ -152,7 +152,8 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
     if evals is not None and len(evals) == 0:
         evals = None
-    summary = {"recipe": str(recipe_path), "stage": recipe.stage, "train_rows": len(train),
+    summary = {"recipe": str(recipe_path), "stage": recipe.stage, "output_dir": config.output_dir,
+               "train_rows": len(train),
                "eval_rows": len(evals) if evals is not None else 0}
 
     if recipe.stage == "reward":
@@ -242,5 +243,5 @@ def train_command(recipe_path: Path, ref_store: Path | None = None) -> int:
         return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
     summary = run_recipe(recipe_path, ref_store)
     print(f"trained {summary['stage']}: {summary['global_steps']} steps, loss {summary['first_loss']} -> "
-          f"{summary['last_loss']}; model in {load_recipe(recipe_path).trl['output_dir']}", file=sys.stderr)
+          f"{summary['last_loss']}; model in {summary['output_dir']}", file=sys.stderr)
     return 0
