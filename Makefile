@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(INSTALL) -e '.[dev,train]'
+	$(INSTALL) -e '.[dev,train,review]'
 	touch $@
 
 install: $(VENV)/.installed

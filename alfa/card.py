@@ -107,6 +107,47 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def review_section(pairs_dir: Path) -> str:
+    """The card's account of `alfa review pull`: verdicts, agreement, and what changed in the data."""
+    path = pairs_dir / "review_report.json"
+    if not path.exists():
+        return "No human review yet (`alfa review push` / `alfa review pull` add one)."
+    r = json.loads(path.read_text())
+    pvh, policy = r["pipeline_vs_humans"], r["policy"]
+    cells = _table(["attribute", "pair type", "reviewed", "agree", "reversed", "tie", "split", "agreement"],
+                   [[c["attribute"], c["pair_type"], c["reviewed"], c["agree"], c["reversed"], c["tie"], c["split"],
+                     f"{c['agreement']:.0%}"] for c in pvh["by_attribute_and_pair_type"]])
+    between = []
+    for question, a in r["between_annotators"].items():
+        kappas = "; ".join(f"{' & '.join(k['annotators'])}: {_fmt(k['kappa'])} (n={k['records']})"
+                           for k in a["cohen_kappa"]) or "n/a"
+        between.append([question, a["records_with_2plus"], a["annotators"], _fmt(a["raw_agreement"], ".0%"),
+                        _fmt(a["krippendorff_alpha"]), kappas])
+    return f"""People reviewed a stratified sample of pairs blind (the order of the two questions random per pair)
+in Argilla ({r['source']}): {r['reviewed']} of {r['records']} pushed records have at least one submitted answer.
+A pair's verdict is the majority of its answers, relative to the pipeline's choice (a 2-2 vote is *split*).
+
+Pipeline vs humans: humans agree with the pipeline's chosen question on {pvh['agree']} of {pvh['reviewed']}
+reviewed pairs ({_fmt(pvh['agreement'], '.0%')}).
+
+{cells}
+
+Between annotators (records with two or more answers):
+
+{_table(['question', 'records', 'annotators', 'raw agreement', "Krippendorff's alpha", "Cohen's kappa per pair"], between)}
+
+What the review changed (policy: reversed -> {policy['on_reversed']}, tie -> {policy['on_tie']}, split ->
+{policy['on_split']}, drop when reviewers say the two differ in more than the attribute: {policy['drop_confounded']},
+drop when {policy['flag_quorum']}+ reviewer(s) tick a problem): {r['pairs_out']} of {r['pairs_in']} pairs kept,
+{r['flipped']} flipped, {r['dropped']} dropped (`review/dropped.parquet`, each with its reason). Every row says who
+decided it (`decided_by`: `pipeline` or `humans: NAMES`) with `review_verdict`, `review_action`, `review_reason`;
+every answer is in `review/answers.parquet`."""
+
+
 def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | None = None,
                source_description: str | None = None) -> Path:
     """Write PAIRS_DIR/README.md and PAIRS_DIR/plots/*.png. Returns the README path."""
@@ -121,7 +162,8 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     run = info["run"]
     plots = make_plots(pairs, pairs_dir, filter_report, info["filter"])
 
-    splits_present = [s for s in SPLITS if info["split_sizes"][s] > 0]
+    split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}  # after a review, not pairs.json's
+    splits_present = [s for s in SPLITS if split_sizes[s] > 0]
     data = DatasetCardData(
         license=license,
         language=["en"],
@@ -164,6 +206,7 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
                       f"{j['pairs_before']} kept. Verdicts and rationales: `judge_verdicts.parquet`.\n\n"
                       + _table(["attribute", "pair type", "pairs", "kept", "pass rate", "decisions"], judge_rows))
 
+    review_text = review_section(pairs_dir)
     body = f"""
 # {data.pretty_name}
 
@@ -194,7 +237,7 @@ ds = load_dataset("parquet", data_dir="data")  # or datasets.load_from_disk("hf_
 
 | split | pairs |
 |---|---|
-""" + "\n".join(f"| {s} | {info['split_sizes'][s]} |" for s in SPLITS) + f"""
+""" + "\n".join(f"| {s} | {split_sizes[s]} |" for s in SPLITS) + f"""
 
 ## Pairs per attribute and pair type
 {_table(['attribute', *PAIR_TYPES, 'all'], count_rows)}
@@ -223,6 +266,9 @@ corrupted variants of one question that are near-duplicates are both dropped.
 
 ## LLM verifier
 {judge_text}
+
+## Human review
+{review_text}
 
 ## Lint
 {lint_text}

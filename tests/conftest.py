@@ -37,6 +37,39 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
+TRAIN_POSTS = ["My knee hurts when I climb stairs.", "I have had a cough for three weeks.",
+               "My son has a rash on his arms.", "I get headaches every afternoon.",
+               "My stomach burns after meals.", "I feel dizzy when I stand up."]
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory):
+    """Synthetic pairs with a learnable signal (chosen questions specific, rejected ones vague), for the
+    training tests: 36 pairs, clarity and specificity, two pair types, all three splits."""
+    import polars as pl
+
+    from alfa.pairs import PAIR_SCHEMA, SPLITS
+
+    rows = []
+    for i in range(36):
+        post = TRAIN_POSTS[i % len(TRAIN_POSTS)]
+        attribute = ["clarity", "specificity"][i % 2]
+        rows.append({"pair_id": f"p{i:02d}", "qid": f"q{i}", "group_id": f"g{i % 12}",
+                     "split": "train" if i % 12 < 10 else ("validation" if i % 12 == 10 else "test"),
+                     "attribute": attribute, "pair_type": ["enhanced_vs_original", "original_vs_corrupted"][i % 3 == 0],
+                     "prompt": [{"role": "user", "content": post}],
+                     "chosen": [{"role": "assistant", "content": f"When exactly did it start, and how bad is it from 1 to 10, case {i}?"}],
+                     "rejected": [{"role": "assistant", "content": "Anything else?"}],
+                     "chosen_similarity": 0.8, "rejected_similarity": 1.0, "rewriter": "m",
+                     "prompt_template_hash": "t", "attribute_pack": "core@d"})
+    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    d = tmp_path_factory.mktemp("pairs")
+    (d / "data").mkdir()
+    for s in SPLITS:
+        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    return d
+
+
 @pytest.fixture(scope="session")
 def embedder():
     from alfa.filter import Embedder
@@ -100,3 +133,44 @@ def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return {k for (k,) in sqlite3.connect(cache).execute("SELECT key FROM calls")}
+
+
+@pytest.fixture(scope="session")
+def askdocs_run(tmp_path_factory, askdocs_path):
+    """Real pairs from the real askdocs data: 12 questions, relevance and specificity, rewritten by the
+    embedded SmolLM2 through the CLI (~1 min on 2 cores). Shared by the pipeline and review tests."""
+    from types import SimpleNamespace
+
+    from alfa.cli import main
+
+    d = tmp_path_factory.mktemp("askdocs")
+    run = SimpleNamespace(questions=d / "questions.parquet", run=d / "run", pairs=d / "pairs",
+                          synthesize=["synthesize", str(d / "questions.parquet"), "--attributes", "core",
+                                      "--select", "relevance,specificity", "--limit", "12", "-o", str(d / "run")])
+    assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(run.questions)]) == 0
+    assert main(run.synthesize) == 0
+    assert main(["pairs", str(run.run), "-o", str(run.pairs)]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def argilla(tmp_path_factory):
+    """A real Argilla server (argilla-server 2.8.0 + noida-db) on free ports, stopped by pid at the end.
+    Yields (state dir, URL, owner API key)."""
+    from alfa.review_server import owner_credentials, server_down, server_up
+
+    state_dir = tmp_path_factory.mktemp("argilla")
+    state = server_up(state_dir)
+    yield state_dir, state.url, owner_credentials(state_dir)["api_key"]
+    server_down(state_dir)
+
+
+@pytest.fixture
+def owner(argilla, monkeypatch):
+    """A connection with the owner's key, passed the way users pass it: in the environment."""
+    from alfa.review import connect
+
+    _, url, key = argilla
+    monkeypatch.setenv("ARGILLA_API_URL", url)
+    monkeypatch.setenv("ARGILLA_API_KEY", key)
+    return connect()

@@ -39,13 +39,10 @@ def _check_dataset(pairs_dir):
     return pairs, kept, rejected
 
 
-def test_embedded_model_on_real_askdocs_through_every_verb(tmp_path, askdocs_path, capsys):
-    q = tmp_path / "questions.parquet"
-    assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(q)]) == 0
-    run, out = tmp_path / "run", tmp_path / "pairs"
-    assert main(["synthesize", str(q), "--attributes", "core", "--select", "relevance,specificity",
-                 "--limit", "12", "-o", str(run)]) == 0
-    assert main(["pairs", str(run), "-o", str(out)]) == 0
+def test_embedded_model_on_real_askdocs_through_every_verb(askdocs_run, capsys):
+    # askdocs_run (conftest) ran: alfa ingest --preset askdocs, alfa synthesize (12 questions x relevance,
+    # specificity x 2 directions with the embedded model), alfa pairs
+    q, out = askdocs_run.questions, askdocs_run.pairs
     pairs, kept, rejected = _check_dataset(out)
     assert kept.height + rejected.height == 12 * 2 * 2
     assert pairs.height > 0, "the embedded model should get some variants through on 48 tries"
@@ -71,8 +68,7 @@ def test_embedded_model_on_real_askdocs_through_every_verb(tmp_path, askdocs_pat
     assert sum(len(dd[s]) for s in dd) == pairs.height
     # a second run of the same job makes no model call
     capsys.readouterr()
-    assert main(["synthesize", str(q), "--attributes", "core", "--select", "relevance,specificity",
-                 "--limit", "12", "-o", str(run)]) == 0
+    assert main(askdocs_run.synthesize) == 0
     assert "0 model calls, 48 from cache" in capsys.readouterr().out
 
 

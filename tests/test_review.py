@@ -1,0 +1,196 @@
+"""Human review against a real Argilla server (argilla-server 2.8.0 + the noida-db binary, started by
+`alfa.review_server` on free ports and stopped by pid): push real askdocs pairs, answer them as two annotator
+users through the REST calls the web UI makes, pull, and check verdicts, flips and agreement figures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import polars as pl
+import pytest
+import requests
+
+from alfa.cli import main
+from alfa.pairs import load_pairs
+from alfa.review import ReviewError, _dataset, chosen_side, connect, push, review_status
+from alfa.review_server import server_down, server_up
+
+# Two annotators' blind answers to `better` on eight records, the hand-computed case of tests/test_agreement.py:
+# Cohen's kappa 11/19, Krippendorff's alpha 23/38.
+ALICE = ["A", "A", "B", "B", "A", "tie", "B", "A"]
+BOB = ["A", "B", "B", "B", "A", "tie", "A", "A"]
+
+
+def ui_session(url: str, username: str, password: str) -> requests.Session:
+    """Log in the way the web UI does (POST /api/v1/token) and keep the bearer token."""
+    r = requests.post(f"{url}/api/v1/token", data={"username": username, "password": password})
+    r.raise_for_status()
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    return s
+
+
+def ui_records(session: requests.Session, url: str, dataset_id: str) -> list[dict]:
+    r = session.post(f"{url}/api/v1/me/datasets/{dataset_id}/records/search", json={"query": {}},
+                     params={"limit": 100, "include": "responses"})
+    r.raise_for_status()
+    return [item["record"] for item in r.json()["items"]]
+
+
+def ui_submit(session, url, record_id, better, only="yes", problems=()):
+    values = {"better": {"value": better}, "differ_only_in_attribute": {"value": only}}
+    if problems:
+        values["problems"] = {"value": list(problems)}
+    r = session.post(f"{url}/api/v1/records/{record_id}/responses", json={"values": values, "status": "submitted"})
+    assert r.status_code == 201, r.text
+
+
+def _dataset_id(conn, name, workspace="alfa"):
+    return str(conn.client.datasets(name=name, workspace=workspace).id)
+
+
+def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_path, capsys):
+    state_dir, url, _ = argilla
+    pairs_dir = askdocs_run.pairs
+    pairs = load_pairs(pairs_dir)
+    assert pairs.height >= 8, "the askdocs fixture should give at least 8 pairs"
+
+    # push a stratified sample; pushing again adds nothing (deterministic ids), a bigger sample adds the rest
+    assert main(["review", "push", str(pairs_dir), "--sample", "8", "--min-submitted", "2"]) == 0
+    assert "8 records pushed, 0 were already there" in capsys.readouterr().out
+    assert main(["review", "push", str(pairs_dir), "--sample", "8", "--min-submitted", "2"]) == 0
+    assert "0 records pushed, 8 were already there" in capsys.readouterr().out
+    ds = owner.client.datasets(name="alfa-review", workspace="alfa")
+    records = list(ds.records)
+    assert len(records) == 8 and len({r.id for r in records}) == 8
+    # blind: the chosen side is random per pair, recorded in hidden metadata
+    sides = {r.id: r.metadata["chosen_side"] for r in records}
+    assert sides == {pid: chosen_side(pid) for pid in sides}
+    sampled = pairs.filter(pl.col("pair_id").is_in(list(sides)))
+    assert sampled["attribute"].n_unique() == pairs["attribute"].n_unique()  # strata share the sample
+    for rec in records:
+        row = sampled.filter(pl.col("pair_id") == rec.id).to_dicts()[0]
+        a, b = rec.fields["question_a"], rec.fields["question_b"]
+        assert (a, b) == ((row["chosen"][0]["content"], row["rejected"][0]["content"]) if sides[rec.id] == "A"
+                          else (row["rejected"][0]["content"], row["chosen"][0]["content"]))
+        assert row["prompt"][0]["content"].strip()[:40] in rec.fields["context"]
+
+    # two annotators, created as annotators (not owners) and added to the workspace
+    creds = tmp_path / "reviewers.csv"
+    assert main(["review", "users", "add", "alice", "bob", "--credentials", str(creds)]) == 0
+    passwords = {line.split(",")[0]: line.split(",")[1] for line in creds.read_text().splitlines()[1:]}
+    assert set(passwords) == {"alice", "bob"} and (creds.stat().st_mode & 0o777) == 0o600
+    users = {u.username: u for u in owner.client.users}
+    assert str(users["alice"].role.value) == "annotator"
+
+    # answer through the web UI's REST calls; hidden metadata never reaches an annotator
+    dataset_id = _dataset_id(owner, "alfa-review")
+    alice, bob = (ui_session(url, name, passwords[name]) for name in ("alice", "bob"))
+    seen = sorted(ui_records(alice, url, dataset_id), key=lambda r: r["external_id"])
+    assert len(seen) == 8 and all("chosen_side" not in r["metadata"] for r in seen)
+    for i, rec in enumerate(seen):
+        only = "no" if i == 4 else "yes"  # both say record 4 differs in more than its attribute
+        ui_submit(alice, url, rec["id"], ALICE[i], only=only, problems=["unsafe"] if i == 0 else ())
+        ui_submit(bob, url, rec["id"], BOB[i], only=only)
+
+    status = review_status(owner)
+    assert status["per_annotator"].filter(pl.col("annotator") == "alice")["submitted"].item() == 8
+    assert status["per_stratum"]["done"].sum() == 8
+
+    out = tmp_path / "reviewed"
+    assert main(["review", "pull", str(pairs_dir), "-o", str(out), "--on-reversed", "flip"]) == 0
+    report = __import__("json").loads((out / "review_report.json").read_text())
+    better = report["between_annotators"]["better"]
+    assert better["records_with_2plus"] == 8 and better["annotators"] == 2 and better["answers"] == 16
+    assert better["raw_agreement"] == pytest.approx(6 / 8)
+    assert better["krippendorff_alpha"] == pytest.approx(23 / 38)
+    assert better["cohen_kappa"][0]["kappa"] == pytest.approx(11 / 19) and better["cohen_kappa"][0]["records"] == 8
+
+    # expected verdicts, record by record (blind labels turned relative to the hidden chosen side)
+    ids = [r["external_id"] for r in seen]
+    def rel(label, pid):
+        return "tie" if label == "tie" else ("agree" if label == chosen_side(pid) else "reversed")
+    expected = {pid: rel(a, pid) if rel(a, pid) == rel(b, pid) else "split" for pid, a, b in zip(ids, ALICE, BOB)}
+    decisions = {**{r["pair_id"]: r for r in pl.read_parquet(out / "review" / "dropped.parquet").to_dicts()},
+                 **{r["pair_id"]: r for r in load_pairs(out).to_dicts()}}
+    for pid in ids:
+        assert decisions[pid]["review_verdict"] == expected[pid]
+        assert decisions[pid]["decided_by"] == "humans: alice,bob"
+    assert decisions[ids[0]]["review_action"] == "drop" and "unsafe" in decisions[ids[0]]["review_reason"]
+    assert decisions[ids[4]]["review_action"] == "drop" and "more than the attribute" in decisions[ids[4]]["review_reason"]
+    assert decisions[ids[5]]["review_action"] == "drop" and decisions[ids[5]]["review_verdict"] == "tie"
+    original = {r["pair_id"]: r for r in pairs.to_dicts()}
+    for pid in ids[1:]:
+        d = decisions[pid]
+        if d["review_verdict"] == "reversed":
+            assert d["review_action"] == "flip"
+            assert d["chosen"] == original[pid]["rejected"] and d["rejected"] == original[pid]["chosen"]
+        elif d["review_verdict"] in ("agree", "split") and pid != ids[4]:
+            assert d["review_action"] == "keep" and d["chosen"] == original[pid]["chosen"]
+    # nothing is lost: kept + dropped = every pair, unreviewed pairs are decided by the pipeline
+    assert load_pairs(out).height + pl.read_parquet(out / "review" / "dropped.parquet").height == pairs.height
+    assert set(load_pairs(out).filter(~pl.col("pair_id").is_in(ids))["decided_by"]) <= {"pipeline"}
+    pvh = report["pipeline_vs_humans"]
+    assert pvh["reviewed"] == 8 and pvh["agree"] == sum(v == "agree" for v in expected.values())
+    cells = pvh["by_attribute_and_pair_type"]
+    assert sum(c["reviewed"] for c in cells) == 8
+
+    # the card reports the review
+    assert main(["card", str(out)]) == 0
+    card = (out / "README.md").read_text()
+    assert "## Human review" in card and "Krippendorff" in card
+
+
+def test_failures_say_what_to_do(owner, argilla, askdocs_run, monkeypatch, tmp_path, capsys):
+    _, url, key = argilla
+    # server down: nothing listens on this port
+    from alfa.review_server import free_port
+
+    monkeypatch.setenv("ARGILLA_API_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ReviewError, match="cannot reach the Argilla server.*alfa review server"):
+        connect()
+    # wrong key
+    monkeypatch.setenv("ARGILLA_API_URL", url)
+    monkeypatch.setenv("ARGILLA_API_KEY", "not-the-key")
+    with pytest.raises(ReviewError, match="refused the API key in \\$ARGILLA_API_KEY"):
+        connect()
+    monkeypatch.setenv("ARGILLA_API_KEY", key)
+    # a dataset of that name exists with another schema
+    import argilla as rg
+
+    settings = rg.Settings(fields=[rg.TextField("text")], questions=[rg.LabelQuestion("label", labels=["x", "y"])])
+    rg.Dataset(name="other-schema", workspace="argilla", settings=settings, client=owner.client).create()
+    with pytest.raises(ReviewError, match="exists with another schema.*--dataset"):
+        push(owner, askdocs_run.pairs, sample=2, dataset="other-schema", workspace="argilla")
+    # an annotator outside the workspace
+    push(owner, askdocs_run.pairs, sample=2, dataset="access-check", workspace="restricted")
+    creds = tmp_path / "r.csv"
+    assert main(["review", "users", "add", "carol", "--workspace", "argilla", "--credentials", str(creds)]) == 0
+    carol_pw = creds.read_text().splitlines()[1].split(",")[1]
+    token = requests.post(f"{url}/api/v1/token", data={"username": "carol", "password": carol_pw}).json()["access_token"]
+    # carol's own API key, as the UI's settings page shows it to her
+    monkeypatch.setenv("CAROL_KEY", requests.get(f"{url}/api/v1/me",
+                                                 headers={"Authorization": f"Bearer {token}"}).json()["api_key"])
+    capsys.readouterr()
+    assert main(["review", "pull", str(askdocs_run.pairs), "-o", str(tmp_path / "x"), "--api-key-env", "CAROL_KEY",
+                 "--dataset", "access-check", "--workspace", "restricted"]) == 2
+    assert "annotator" in capsys.readouterr().err
+    with pytest.raises(ReviewError, match="no access to workspace 'restricted'.*users add carol --workspace restricted"):
+        _dataset(connect(api_key_env="CAROL_KEY"), "access-check", "restricted")
+    status = review_status(owner, dataset="access-check", workspace="restricted")
+    assert status["annotators_without_access"] == ["carol"] and status["records"] == 2
+
+
+def test_push_survives_a_server_restart_and_resumes(owner, argilla, askdocs_run):
+    state_dir, url, _ = argilla
+    push(owner, askdocs_run.pairs, sample=3, dataset="restart")      # an earlier, partial push
+    server_down(state_dir, only="argilla")                           # the server goes away...
+    threading.Timer(2.0, server_up, args=(state_dir,)).start()       # ...and comes back while we push
+    t = time.time()
+    result = push(owner, askdocs_run.pairs, dataset="restart", retry_for_s=120)
+    assert time.time() - t > 2.0
+    total = load_pairs(askdocs_run.pairs).height
+    assert (result.already_there, result.pushed) == (3, total - 3)
+    ids = [r.id for r in owner.client.datasets(name="restart", workspace="alfa").records]
+    assert len(ids) == len(set(ids)) == total
