@@ -91,7 +91,7 @@ def connect(api_url: str | None = None, api_key_env: str = "ARGILLA_API_KEY") ->
     return Connection(url, key, me["username"], me["role"])
 
 
-def _dataset(conn: Connection, name: str, workspace: str, must_exist: bool = True):
+def open_dataset(conn: Connection, name: str, workspace: str, must_exist: bool = True):
     """The dataset, or a clear error: missing, or not readable with this key."""
     r = requests.get(f"{conn.url}/api/v1/me/datasets", headers=conn.headers, timeout=30)
     r.raise_for_status()
@@ -284,7 +284,7 @@ def push(conn: Connection, pairs_dir: Path, sample: int | None = None, stratify:
             if conn.role == "annotator":
                 raise ReviewError(f"user {conn.username!r} is an annotator and cannot push; use an owner or admin key")
             rg.Workspace(name=workspace, client=client).create()
-        ds = _dataset(conn, dataset, workspace, must_exist=False)
+        ds = open_dataset(conn, dataset, workspace, must_exist=False)
         if ds is None:
             ds = rg.Dataset(name=dataset, workspace=workspace, settings=settings, client=client).create()
         else:
@@ -297,7 +297,7 @@ def push(conn: Connection, pairs_dir: Path, sample: int | None = None, stratify:
         first_look.append(there)
         todo = [to_record(row, attribute_pack, suggestions) for row in chosen.to_dicts() if row["pair_id"] not in there]
         if todo:
-            ds.records.log(todo, batch_size=batch_size)
+            ds.records.log(todo, batch_size=min(batch_size, len(todo)))
 
     deadline, delay = time.time() + retry_for_s, 0.5
     while True:
@@ -352,7 +352,7 @@ def add_users(conn: Connection, usernames: list[str], workspace: str = DEFAULT_W
             user = rg.User(username=name, password=password, role="annotator", client=client).create()
         if name not in members:
             ws.add_user(user)
-        out.append({"username": name, "role": user.role.value if hasattr(user.role, "value") else str(user.role),
+        out.append({"username": name, "role": user.role.value,
                     "workspace": workspace, "password": password})
     new = [u for u in out if u["password"]]
     if new:
@@ -374,12 +374,15 @@ def fetch(conn: Connection, dataset: str = DEFAULT_DATASET, workspace: str = DEF
     if conn.role == "annotator":
         raise ReviewError(f"user {conn.username!r} is an annotator and sees only their own answers; "
                           "status and pull need an owner or admin key")
-    ds = _dataset(conn, dataset, workspace)
+    ds = open_dataset(conn, dataset, workspace)
     client = conn.client
     names = {str(u.id): u.username for u in client.users}
     records, answers = [], []
     for rec in ds.records(with_responses=True, with_suggestions=False):
         md = rec.metadata
+        if "chosen_side" not in md:
+            raise ReviewError(f"record {rec.id} of dataset {dataset!r} has no chosen_side metadata: this dataset was "
+                              "not made by `alfa review push`")
         records.append({"pair_id": rec.id, "attribute": md["attribute"], "pair_type": md["pair_type"],
                         "chosen_side": md["chosen_side"], "record_status": str(rec.status)})
         by_user: dict[str, dict] = {}
@@ -405,7 +408,7 @@ def review_status(conn: Connection, dataset: str = DEFAULT_DATASET, workspace: s
     """Progress per annotator (submitted / draft / discarded) and per stratum (records with enough answers)."""
     records, answers = fetch(conn, dataset, workspace)
     if min_submitted is None:
-        min_submitted = _dataset(conn, dataset, workspace).settings.distribution.min_submitted
+        min_submitted = open_dataset(conn, dataset, workspace).settings.distribution.min_submitted
     per_annotator = (answers.group_by("annotator").agg(
         [(pl.col("status") == s).sum().alias(s) for s in ("submitted", "draft", "discarded")]).sort("annotator"))
     submitted = answers.filter(pl.col("status") == "submitted").group_by("pair_id").len("answers")
@@ -416,8 +419,7 @@ def review_status(conn: Connection, dataset: str = DEFAULT_DATASET, workspace: s
                    .sort("attribute", "pair_type"))
     client = conn.client
     members = {u.username for u in client.workspaces(workspace).users}
-    no_access = sorted(u.username for u in client.users if str(u.role) in ("annotator", "Role.annotator")
-                       and u.username not in members)
+    no_access = sorted(u.username for u in client.users if u.role == "annotator" and u.username not in members)
     return {"records": records.height, "min_submitted": min_submitted, "per_annotator": per_annotator,
             "per_stratum": per_stratum, "annotators_without_access": no_access}
 

@@ -137,8 +137,8 @@ def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
 
 @pytest.fixture(scope="session")
 def askdocs_run(tmp_path_factory, askdocs_path):
-    """Real pairs from the real askdocs data: 12 questions, relevance and specificity, rewritten by the
-    embedded SmolLM2 through the CLI (~1 min on 2 cores). Shared by the pipeline and review tests."""
+    """Real pairs from the real askdocs data: 40 questions, relevance and specificity, rewritten by the
+    embedded SmolLM2 through the CLI (160 generations, ~3 min on 2 cores; 26 pairs). Shared by the pipeline and review tests."""
     from types import SimpleNamespace
 
     from alfa.cli import main
@@ -146,7 +146,7 @@ def askdocs_run(tmp_path_factory, askdocs_path):
     d = tmp_path_factory.mktemp("askdocs")
     run = SimpleNamespace(questions=d / "questions.parquet", run=d / "run", pairs=d / "pairs",
                           synthesize=["synthesize", str(d / "questions.parquet"), "--attributes", "core",
-                                      "--select", "relevance,specificity", "--limit", "12", "-o", str(d / "run")])
+                                      "--select", "relevance,specificity", "--limit", "40", "-o", str(d / "run")])
     assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(run.questions)]) == 0
     assert main(run.synthesize) == 0
     assert main(["pairs", str(run.run), "-o", str(run.pairs)]) == 0

@@ -40,12 +40,12 @@ def _check_dataset(pairs_dir):
 
 
 def test_embedded_model_on_real_askdocs_through_every_verb(askdocs_run, capsys):
-    # askdocs_run (conftest) ran: alfa ingest --preset askdocs, alfa synthesize (12 questions x relevance,
+    # askdocs_run (conftest) ran: alfa ingest --preset askdocs, alfa synthesize (40 questions x relevance,
     # specificity x 2 directions with the embedded model), alfa pairs
     q, out = askdocs_run.questions, askdocs_run.pairs
     pairs, kept, rejected = _check_dataset(out)
-    assert kept.height + rejected.height == 12 * 2 * 2
-    assert pairs.height > 0, "the embedded model should get some variants through on 48 tries"
+    assert kept.height + rejected.height == 40 * 2 * 2
+    assert pairs.height > 0, "the embedded model should get some variants through on 160 tries"
     # the prompt is the real post: title + body as the user's message
     first = pl.read_parquet(q).filter(pl.col("qid") == pairs["qid"][0]).to_dicts()[0]
     assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0].to_list() == first["context"]
@@ -69,7 +69,7 @@ def test_embedded_model_on_real_askdocs_through_every_verb(askdocs_run, capsys):
     # a second run of the same job makes no model call
     capsys.readouterr()
     assert main(askdocs_run.synthesize) == 0
-    assert "0 model calls, 48 from cache" in capsys.readouterr().out
+    assert "0 model calls, 160 from cache" in capsys.readouterr().out
 
 
 def _pipeline_yaml(tmp_path, body):
