@@ -1,9 +1,10 @@
 """Stage 10, evaluate: reward-model accuracy on held-out pairs, per attribute, and the scorecard.
 
-A reward model is right on a pair when it scores `chosen` above `rejected` (prompt and completion
-rendered with the model's chat template, as TRL's RewardTrainer renders them). The scorecard puts each
-attribute's reward model against every attribute's pairs: the diagonal says whether a model learned its
-attribute, the rest whether the attributes are really separate.
+A reward model is right on a pair when it scores `chosen` above `rejected`. Both training and scoring
+render a (prompt, completion) with `reward_input_ids`: the model's chat template when it has one (as TRL's
+RewardTrainer renders conversations), else, for an encoder such as MiniLM, a text pair (context, question).
+The scorecard puts each attribute's reward model against every attribute's pairs: the diagonal says
+whether a model learned its attribute, the rest whether the attributes are really separate.
 
     alfa evaluate-rm --model clarity=runs/train/rm-clarity --model focus=runs/train/rm-focus \\
         --pairs runs/askdocs/pairs --split test -o runs/eval/rm
@@ -14,6 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+
+
+def reward_input_ids(tokenizer, prompt: list[dict], completion: list[dict], max_length: int | None) -> list[int]:
+    """The token ids a reward model reads for one (prompt, completion) conversation.
+
+    With a chat template: the whole conversation rendered by it, exactly as TRL's RewardTrainer does.
+    Without one (BERT-style encoders): "[CLS] context [SEP] question [SEP]", truncating the *context* to
+    max_length, so the question being judged is never cut (TRL would drop an over-long pair instead)."""
+    if tokenizer.chat_template is not None:
+        return tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+    context = "\n\n".join(m["content"] for m in prompt)
+    question = "\n".join(m["content"] for m in completion)
+    return tokenizer(context, question, truncation="only_first" if max_length else False,
+                     max_length=max_length)["input_ids"]
+
+
+def encoder_max_length(tokenizer, model_config, wanted: int | None) -> int:
+    """The longest input an encoder takes: its position embeddings (MiniLM: 512), capped by `wanted`."""
+    limit = min(tokenizer.model_max_length, getattr(model_config, "max_position_embeddings", None) or 10**9)
+    return min(limit, wanted) if wanted else limit
 
 
 class RewardScorer:
@@ -27,24 +48,28 @@ class RewardScorer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.max_length = (None if self.tokenizer.chat_template else
+                           encoder_max_length(self.tokenizer, self.model.config, None))
         self.batch_size = batch_size
 
-    def score(self, conversations: list[list[dict]]) -> list[float]:
-        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    def score(self, prompts: list[list[dict]], completions: list[list[dict]]) -> list[float]:
+        ids = [reward_input_ids(self.tokenizer, p, c, self.max_length) for p, c in zip(prompts, completions)]
         out = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                                 add_special_tokens=False)
+        for i in range(0, len(ids), self.batch_size):
+            # input_ids and attention_mask only: what TRL's collator gives the model in training
+            enc = self.tokenizer.pad({"input_ids": ids[i : i + self.batch_size]}, return_tensors="pt")
             with self.torch.no_grad():
-                out += self.model(**enc).logits[:, 0].tolist()
+                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            out += logits[:, 0].tolist()
         return out
 
 
 def accuracy_by_attribute(scorer: RewardScorer, pairs: pl.DataFrame) -> dict[str, tuple[float, int]]:
     """{attribute: (share of pairs where chosen scores above rejected, number of pairs)}"""
     rows = pairs.to_dicts()
-    chosen = scorer.score([r["prompt"] + r["chosen"] for r in rows])
-    rejected = scorer.score([r["prompt"] + r["rejected"] for r in rows])
+    prompts = [r["prompt"] for r in rows]
+    chosen = scorer.score(prompts, [r["chosen"] for r in rows])
+    rejected = scorer.score(prompts, [r["rejected"] for r in rows])
     right: dict[str, list[bool]] = {}
     for r, c, j in zip(rows, chosen, rejected):
         right.setdefault(r["attribute"], []).append(c > j)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.evaluate import encoder_max_length, reward_input_ids
 from alfa.recipe import Recipe, launch_command, load_recipe, trl_config_class
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,17 @@ def load_split(recipe: Recipe, split: str):
             "completion": originals["chosen"].to_list(),
         })
     return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
+
+
+def text_pair_ids(ds, tokenizer, max_length: int):
+    """Reward pairs pre-tokenized for a model without a chat template (TRL's RewardTrainer would call
+    apply_chat_template on them and fail); the same rendering alfa.evaluate scores them with."""
+    import datasets
+
+    ids = {side: [reward_input_ids(tokenizer, p, c, max_length) for p, c in zip(ds["prompt"], ds[side])]
+           for side in ("chosen", "rejected")}
+    return datasets.Dataset.from_dict({"pair_id": ds["pair_id"], "chosen_ids": ids["chosen"],
+                                       "rejected_ids": ids["rejected"]})
 
 
 class RefLogpStore:
@@ -162,6 +174,10 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
         model = AutoModelForSequenceClassification.from_pretrained(recipe.model.name_or_path, num_labels=1,
                                                                    dtype=torch.float32)
         model.config.pad_token_id = tokenizer.pad_token_id
+        if tokenizer.chat_template is None:  # an encoder (MiniLM/BERT): text pairs, tokenized by us
+            max_length = encoder_max_length(tokenizer, model.config, config.max_length)
+            train, evals = (text_pair_ids(d, tokenizer, max_length) if d is not None else None for d in (train, evals))
+            summary["input"] = f"text pairs (context, question), context truncated to {max_length} tokens"
         trainer = RewardTrainer(model=model, args=config, train_dataset=train.remove_columns("pair_id"),
                                 eval_dataset=evals.remove_columns("pair_id") if evals is not None else None,
                                 processing_class=tokenizer, peft_config=_peft_config(recipe))
@@ -194,10 +210,29 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
                     "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                    **throughput(trainer.state.log_history, result.metrics),
                     "log_history": trainer.state.log_history})
     _write_model_card(recipe, recipe_path, config.output_dir, summary)
     Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def throughput(log_history: list[dict], metrics: dict) -> dict:
+    """Wall time, tokens and peak accelerator memory of a finished run, for the summary and benchmarks.
+
+    Tokens are TRL's `num_tokens`: non-padding tokens the model read (DPO: prompt + chosen and prompt +
+    rejected), summed over processes. TRL logs it at logging steps only: the count is the last one logged,
+    exact with logging_steps: 1."""
+    import torch
+
+    tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
+    runtime = metrics.get("train_runtime")
+    out = {"train_runtime_s": runtime, "num_tokens": tokens[-1] if tokens else None,
+           "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None}
+    if torch.cuda.is_available():  # this process's peak: PyTorch's allocator, and what it held from the driver
+        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    return out
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
@@ -237,11 +272,17 @@ def train_command(recipe_path: Path, ref_store: Path | None = None) -> int:
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
         cmd = launch_command(recipe_path, recipe)
+        # The accelerate installed beside this Python (the venv's), also when the venv is not activated.
+        beside = Path(sys.executable).parent / "accelerate"
+        if beside.exists():
+            cmd[0] = str(beside)
         if ref_store is not None:
             cmd += ["--ref-store", str(ref_store)]
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
     summary = run_recipe(recipe_path, ref_store)
-    print(f"trained {summary['stage']}: {summary['global_steps']} steps, loss {summary['first_loss']} -> "
-          f"{summary['last_loss']}; model in {summary['output_dir']}", file=sys.stderr)
+    loss = (f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if summary["first_loss"] is not None
+            else f"mean loss {summary['train_loss']:.4f} (no step logged: logging_steps > steps)")
+    print(f"trained {summary['stage']}: {summary['global_steps']} steps, {loss}; model in {summary['output_dir']}",
+          file=sys.stderr)
     return 0

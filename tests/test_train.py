@@ -1,5 +1,6 @@
 """Real TRL training on CPU with the tiny Llama: DPO with the shared reference log-prob store (and its
-numerical parity with TRL's own precompute), a reward model, SFT, and resuming from a checkpoint."""
+numerical parity with TRL's own precompute), a reward model, SFT, and resuming from a checkpoint; and a
+MiniLM reward model (no chat template: text pairs)."""
 
 import json
 import textwrap
@@ -8,36 +9,7 @@ import polars as pl
 import pytest
 
 from alfa.cli import main
-from alfa.pairs import PAIR_SCHEMA, SPLITS
 from alfa.train import run_recipe
-
-POSTS = ["My knee hurts when I climb stairs.", "I have had a cough for three weeks.",
-         "My son has a rash on his arms.", "I get headaches every afternoon.",
-         "My stomach burns after meals.", "I feel dizzy when I stand up."]
-
-
-@pytest.fixture(scope="module")
-def pairs_dir(tmp_path_factory):
-    """Pairs with a learnable signal: chosen questions are specific, rejected ones vague."""
-    rows = []
-    for i in range(36):
-        post = POSTS[i % len(POSTS)]
-        attribute = ["clarity", "specificity"][i % 2]
-        rows.append({"pair_id": f"p{i:02d}", "qid": f"q{i}", "group_id": f"g{i % 12}",
-                     "split": "train" if i % 12 < 10 else ("validation" if i % 12 == 10 else "test"),
-                     "attribute": attribute, "pair_type": ["enhanced_vs_original", "original_vs_corrupted"][i % 3 == 0],
-                     "prompt": [{"role": "user", "content": post}],
-                     "chosen": [{"role": "assistant", "content": f"When exactly did it start, and how bad is it from 1 to 10, case {i}?"}],
-                     "rejected": [{"role": "assistant", "content": "Anything else?"}],
-                     "chosen_similarity": 0.8, "rejected_similarity": 1.0, "rewriter": "m",
-                     "prompt_template_hash": "t", "attribute_pack": "core@d"})
-    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
-    d = tmp_path_factory.mktemp("pairs")
-    (d / "data").mkdir()
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
-    return d
-
 
 def _recipe(tmp_path, name, model, pairs, stage="dpo", attributes="null", **trl):
     settings = {"output_dir": str(tmp_path / name), "per_device_train_batch_size": 4,
@@ -144,3 +116,40 @@ def test_deepspeed_dpo_launch_on_cpu(tmp_path, tiny_model_dir, pairs_dir, zero):
     summary = json.loads((tmp_path / zero / "alfa_train.json").read_text())
     assert summary["deepspeed"] == {"enabled": True, "zero_stage": int(zero[-1])}
     assert summary["global_steps"] == 4 and (tmp_path / zero / "model.safetensors").exists()
+
+
+def test_minilm_reward_model_reads_text_pairs(tmp_path, pairs_dir):
+    """An encoder without a chat template (MiniLM, the real backbone the package ships) trains and scores
+    on (context, question) text pairs; a long context is cut, never the question."""
+    from transformers import AutoTokenizer
+
+    from alfa.embedded import minilm_path
+    from alfa.evaluate import RewardScorer, accuracy_by_attribute, reward_input_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    question = [{"role": "assistant", "content": "When did the pain start?"}]
+    ids = reward_input_ids(tokenizer, [{"role": "user", "content": "My knee hurts. " * 400}], question, 128)
+    tail = tokenizer(question[0]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+    assert len(ids) == 128 and ids[-len(tail):] == tail
+    summary = run_recipe(_recipe(tmp_path, "rm-minilm", minilm_path(), pairs_dir, stage="reward",
+                                 attributes="[specificity]", max_steps=5, learning_rate=2.0e-4))
+    assert summary["input"].startswith("text pairs (context, question)")
+    train = pl.read_parquet(pairs_dir / "data" / "train.parquet")
+    assert accuracy_by_attribute(RewardScorer(tmp_path / "rm-minilm"), train)["specificity"][0] > 0.9
+
+
+def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir, pairs_dir):
+    """One epoch: num_tokens is exactly both rendered conversations of every training pair (what the
+    tokens/s of docs/training.md and bench/bench_gpu_dpo.py divide), and tokens/s uses TRL's runtime."""
+    from transformers import AutoTokenizer
+
+    summary = run_recipe(_recipe(tmp_path, "tokens", tiny_model_dir, pairs_dir, max_steps=-1, num_train_epochs=1,
+                                 beta=0.1))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    length = lambda messages: len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])  # noqa: E731
+    train = pl.read_parquet(pairs_dir / "data" / "train.parquet").to_dicts()
+    assert summary["train_rows"] == len(train)
+    assert summary["num_tokens"] == sum(length(r["prompt"] + r["chosen"]) + length(r["prompt"] + r["rejected"])
+                                        for r in train)
+    assert summary["tokens_per_second"] == pytest.approx(summary["num_tokens"] / summary["train_runtime_s"])
+    assert "peak_gpu_allocated_gib" not in summary  # CPU: no accelerator figure is made up
