@@ -1,18 +1,32 @@
-"""Stage 9, merge: per-attribute policies (or reward models) -> one model, through mergekit.
+"""Stage 9, merge: per-attribute policies (or reward models) -> one model, through mergekit, or
+per-attribute LoRA adapters -> one adapter, through peft.
 
 `alfa merge MERGE.yaml` maps onto `MergeRecipe`:
 
-    method: linear                 # linear (uniform average: the ALFA paper), task_arithmetic, ties, dare_ties, model_stock
-    models: [runs/train/dpo-clarity, runs/train/dpo-specificity]
-    base_model: runs/train/sft     # required by task_arithmetic, ties, dare_ties, model_stock
+    method: linear                 # full models (mergekit): linear (uniform average: the ALFA paper),
+                                   #   task_arithmetic, ties, dare_ties, model_stock
+                                   # LoRA adapters (peft add_weighted_adapter): lora_cat, lora_linear,
+                                   #   lora_svd, lora_ties, lora_dare_ties, lora_dare_linear
+    models: [runs/train/dpo-clarity, runs/train/dpo-specificity]   # model folders, or adapter folders for lora_*
+    base_model: runs/train/sft     # required by task_arithmetic, ties, dare_ties, model_stock; for lora_*:
+                                   #   optional, where to load the adapters' base from (default: as recorded)
     weights: null                  # default: uniform
-    density: 0.5                   # ties / dare_ties: share of each task vector kept
+    density: 0.5                   # ties / dare_ties (and lora_ties, lora_dare_*): share of each task vector kept
     output_dir: runs/merged/uniform
     leave_one_out: false           # also OUTPUT_DIR/without-<model> for every model
 
-Before mergekit runs, the models are checked against each other without loading weights: model type,
-every tensor's name and shape (safetensors headers), and the tokenizer vocabulary. A mismatch names
-the two models and the first difference.
+Before anything loads, the inputs are checked against each other. Full models: model type, every
+tensor's name and shape (safetensors headers), and the tokenizer vocabulary. Adapters: LoRA, the same
+base model, the same target modules, no `modules_to_save` (peft cannot merge full module copies such
+as a reward head), and the same rank for the methods that need it. A mismatch names the two inputs
+and the first difference.
+
+LoRA combination types (peft's semantics, for weights w_i and each adapter's delta dW_i = s_i B_i A_i):
+`lora_cat` stacks the scaled factors, so the merged delta is exactly sum w_i dW_i (rank = sum of ranks);
+`lora_svd` computes that sum and truncates it to the largest input rank; `lora_linear` averages A and B
+separately (sqrt(w_i s_i) on each), which is cheap but not the weighted sum of deltas; `lora_ties` and
+`lora_dare_*` apply TIES / DARE to A and B separately. The output is a peft adapter folder
+(adapter_config.json + adapter_model.safetensors) for the same base model.
 """
 
 from __future__ import annotations
@@ -26,8 +40,13 @@ from alfa.yamlconfig import from_dict, load_yaml
 
 log = logging.getLogger(__name__)
 
-METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "model_stock")
+MERGEKIT_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "model_stock")
 NEEDS_BASE = {"task_arithmetic", "ties", "dare_ties", "model_stock"}
+# peft's add_weighted_adapter combination types, prefixed so one `method` key says what is merged
+LORA_METHODS = ("lora_cat", "lora_linear", "lora_svd", "lora_ties", "lora_dare_ties", "lora_dare_linear")
+LORA_SAME_RANK = {"lora_linear", "lora_ties", "lora_dare_ties", "lora_dare_linear"}  # peft merges A, B directly
+LORA_DENSITY = {"lora_ties", "lora_dare_ties", "lora_dare_linear"}
+METHODS = MERGEKIT_METHODS + LORA_METHODS
 
 
 @dataclass
@@ -99,6 +118,81 @@ def check_compatible(model_dirs: list[Path]) -> None:
             raise ValueError(f"{ref} and {d} have different tokenizer vocabularies: merging would mix token ids")
 
 
+def _adapter_config(d: Path, method: str) -> dict:
+    f = d / "adapter_config.json"
+    if not f.exists():
+        raise ValueError(f"{d}: no adapter_config.json, but method {method} merges peft LoRA adapters (trained with "
+                         f"launch.lora); to merge full models use one of {', '.join(MERGEKIT_METHODS)}")
+    return json.loads(f.read_text())
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    if a == b or not a or not b:
+        return a == b
+    return Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve()
+
+
+def check_lora_compatible(adapter_dirs: list[Path], method: str) -> str:
+    """Raise ValueError naming the first difference that makes these adapters unmergeable with `method`;
+    return the base model they were trained on (adapter_config.json's base_model_name_or_path)."""
+    configs = [_adapter_config(d, method) for d in adapter_dirs]
+    for d, c in zip(adapter_dirs, configs):
+        if c.get("peft_type") != "LORA":
+            raise ValueError(f"{d}: a {c.get('peft_type')} adapter; {method} merges LoRA adapters only")
+        if c.get("modules_to_save"):
+            raise ValueError(f"{d}: the adapter keeps full copies of {c['modules_to_save']} (modules_to_save, e.g. a "
+                             "reward model's head), which peft's add_weighted_adapter cannot merge; merge_and_unload "
+                             "each adapter and merge the full models with method: linear instead")
+        if c.get("task_type") != "CAUSAL_LM":
+            raise ValueError(f"{d}: task_type {c.get('task_type')}; LoRA merging here is for CAUSAL_LM policies")
+    ref, ref_cfg = adapter_dirs[0], configs[0]
+
+    def targets(c):
+        t = c.get("target_modules")
+        return sorted(t) if isinstance(t, list) else t
+
+    for d, c in zip(adapter_dirs[1:], configs[1:]):
+        if not _same_path(c.get("base_model_name_or_path"), ref_cfg.get("base_model_name_or_path")):
+            raise ValueError(f"{ref} and {d} were trained on different base models: "
+                             f"{ref_cfg.get('base_model_name_or_path')} vs {c.get('base_model_name_or_path')}")
+        if targets(c) != targets(ref_cfg):
+            raise ValueError(f"{ref} and {d} adapt different modules: {targets(ref_cfg)} vs {targets(c)}")
+        ranks = (ref_cfg.get("r"), c.get("r"))
+        if method in LORA_SAME_RANK and (ranks[0] != ranks[1] or c.get("rank_pattern") or ref_cfg.get("rank_pattern")):
+            raise ValueError(f"{ref} and {d} have LoRA ranks {ranks[0]} and {ranks[1]} (or a rank_pattern): {method} "
+                             "needs one rank for all; use lora_cat or lora_svd, which take different ranks")
+    return ref_cfg["base_model_name_or_path"]
+
+
+def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[float] | None, base: str,
+                        out: Path) -> dict:
+    """peft's add_weighted_adapter over the adapters, saved as one adapter folder. Returns what was done."""
+    import torch
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = weights or [1.0 / len(adapters)] * len(adapters)
+    names = [f"adapter{i}" for i in range(len(adapters))]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapters[0],
+                                      adapter_name=names[0])
+    for name, adapter in zip(names[1:], adapters[1:]):
+        model.load_adapter(adapter, adapter_name=name)
+    combination = recipe.method.removeprefix("lora_")
+    density = {"density": recipe.density} if recipe.method in LORA_DENSITY else {}
+    torch.manual_seed(0)  # DARE drops entries at random: the same YAML gives the same merge
+    model.add_weighted_adapter(names, weights, "merged", combination_type=combination, **density)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.peft_config["merged"]
+    config.base_model_name_or_path = base
+    config.save_pretrained(out)
+    save_file(get_peft_model_state_dict(model, adapter_name="merged"), out / "adapter_model.safetensors")
+    if (Path(adapters[0]) / "tokenizer_config.json").exists():
+        AutoTokenizer.from_pretrained(adapters[0]).save_pretrained(out)
+    return {"peft_add_weighted_adapter": {"combination_type": combination, "adapters": adapters, "weights": weights,
+                                          "base_model": base, "merged_rank": config.r, **density}}
+
+
 def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float] | None) -> dict:
     weights = weights or [1.0 / len(models)] * len(models)
     entries = []
@@ -119,11 +213,14 @@ def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float]
 
 def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
     """Check, then merge (and leave-one-out merges). Returns the output folders."""
-    from mergekit.config import MergeConfiguration
-    from mergekit.merge import MergeOptions, run_merge
-
-    dirs = [Path(m) for m in recipe.models] + ([Path(recipe.base_model)] if recipe.base_model else [])
-    check_compatible(dirs)
+    lora = recipe.method in LORA_METHODS
+    if lora:
+        recorded = check_lora_compatible([Path(m) for m in recipe.models], recipe.method)
+        base = recipe.base_model or recorded  # base_model: where the recorded base lives now, if it moved
+        if not base:
+            raise ValueError(f"{recipe.models[0]}: adapter_config.json records no base model; set base_model")
+    else:
+        check_compatible([Path(m) for m in recipe.models] + ([Path(recipe.base_model)] if recipe.base_model else []))
     jobs = [(Path(recipe.output_dir), recipe.models, recipe.weights)]
     if recipe.leave_one_out:
         for i, m in enumerate(recipe.models):
@@ -133,12 +230,23 @@ def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
                 kept = recipe.weights[:i] + recipe.weights[i + 1:]
                 w = [x / sum(kept) for x in kept]
             jobs.append((Path(recipe.output_dir) / f"without-{Path(m).name}", rest, w))
-    options = MergeOptions(cuda=False, copy_tokenizer=True, lazy_unpickle=False, quiet=True)
     outputs = []
     for out, models, weights in jobs:
-        config = mergekit_config(recipe, models, weights)
         log.info("merge %s of %d models -> %s", recipe.method, len(models), out)
-        run_merge(MergeConfiguration.model_validate(config), str(out), options=options)
-        (out / "alfa_merge.json").write_text(json.dumps({"mergekit_config": config}, indent=2))
+        if lora:
+            record = merge_lora_adapters(recipe, models, weights, base, out)
+        else:
+            record = _mergekit(recipe, models, weights, out)
+        (out / "alfa_merge.json").write_text(json.dumps(record, indent=2))
         outputs.append(out)
     return outputs
+
+
+def _mergekit(recipe: MergeRecipe, models: list[str], weights: list[float] | None, out: Path) -> dict:
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import MergeOptions, run_merge
+
+    config = mergekit_config(recipe, models, weights)
+    options = MergeOptions(cuda=False, copy_tokenizer=True, lazy_unpickle=False, quiet=True)
+    run_merge(MergeConfiguration.model_validate(config), str(out), options=options)
+    return {"mergekit_config": config}

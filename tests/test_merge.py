@@ -1,4 +1,6 @@
-"""Merging with mergekit: linear 0.5/0.5 is the exact average; incompatible models are refused first."""
+"""Merging with mergekit: linear 0.5/0.5 is the exact average; incompatible models are refused first.
+Merging LoRA adapters with peft: cat 0.5/0.5 is the exact average of the weight deltas; incompatible
+adapters (rank, base model, not an adapter) are refused first."""
 
 import json
 import shutil
@@ -112,3 +114,67 @@ def test_shipped_merge_configs_parse():
     assert {c.stem for c in configs} >= {"uniform", "ties"}
     for c in configs:
         load_merge_recipe(c)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, tiny_model_dir):
+    """Three peft LoRA adapters on the tiny Llama with random A and B (as if trained): a and b rank 4,
+    c rank 8."""
+    from peft import LoraConfig, get_peft_model
+
+    root = tmp_path_factory.mktemp("adapters")
+    dirs = {}
+    for name, seed, r in (("a", 1, 4), ("b", 2, 4), ("c", 3, 8)):
+        torch.manual_seed(seed)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(
+            r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
+            task_type="CAUSAL_LM"))
+        model.save_pretrained(root / name)
+        dirs[name] = root / name
+    return dirs
+
+
+def _deltas(adapter_dir):
+    """{module: scaling * B @ A} of a saved LoRA adapter."""
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    w = _weights(adapter_dir)
+    scaling = cfg["lora_alpha"] / cfg["r"]
+    return {k.removesuffix(".lora_A.weight"): scaling * w[k.replace("lora_A", "lora_B")] @ w[k]
+            for k in w if k.endswith("lora_A.weight")}
+
+
+def test_lora_cat_half_half_is_the_exact_average_of_the_deltas(tmp_path, adapters, tiny_model_dir):
+    from peft import PeftModel
+
+    path = _yaml(tmp_path, f"""\
+        method: lora_cat
+        models: [{adapters['a']}, {adapters['b']}]
+        weights: [0.5, 0.5]
+        output_dir: {tmp_path / 'cat'}
+        """)
+    assert main(["merge", str(path)]) == 0
+    da, db, merged = _deltas(adapters["a"]), _deltas(adapters["b"]), _deltas(tmp_path / "cat")
+    assert set(merged) == set(da) and len(merged) == 2 * 3  # 2 layers x 3 target modules
+    for k in da:
+        torch.testing.assert_close(merged[k], 0.5 * da[k] + 0.5 * db[k], rtol=0, atol=1e-5)
+    assert json.loads((tmp_path / "cat" / "adapter_config.json").read_text())["r"] == 8  # ranks stacked
+    # the output is a peft adapter on the same base
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "cat")
+
+
+def test_incompatible_adapters_are_refused(tmp_path, adapters, three_models, capsys):
+    a, c = adapters["a"], adapters["c"]
+    path = _yaml(tmp_path, f"method: lora_linear\nmodels: [{a}, {c}]\noutput_dir: {tmp_path / 'x'}\n")
+    assert main(["merge", str(path)]) == 2
+    assert "LoRA ranks 4 and 8" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    other_base = tmp_path / "other-base"
+    shutil.copytree(c, other_base)
+    cfg = json.loads((other_base / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(three_models[1])
+    (other_base / "adapter_config.json").write_text(json.dumps(cfg))
+    path = _yaml(tmp_path, f"method: lora_cat\nmodels: [{a}, {other_base}]\noutput_dir: {tmp_path / 'x'}\n")
+    assert main(["merge", str(path)]) == 2
+    assert "trained on different base models" in capsys.readouterr().err
+    path = _yaml(tmp_path, f"method: lora_cat\nmodels: [{a}, {three_models[0]}]\noutput_dir: {tmp_path / 'x'}\n")
+    assert main(["merge", str(path)]) == 2
+    assert "no adapter_config.json, but method lora_cat merges peft LoRA adapters" in capsys.readouterr().err
