@@ -6,6 +6,7 @@
     launch: {num_processes: 1, deepspeed: configs/deepspeed/zero2.json}
     global_batch_size: 8             # optional: checked against world size x micro batch x accumulation
     trl: {output_dir: ..., learning_rate: 5.0e-7, beta: 2.0, ...}   # fields of TRL's DPOConfig/SFTConfig/RewardConfig
+                                     # report_to defaults to [tensorboard] (OUTPUT_DIR/runs/); [] logs nowhere
 
 Our keys are checked like every alfa YAML (unknown key -> error with its line). The `trl:` block is
 checked against the config class of the *installed* TRL, so a key TRL renamed or removed is rejected
@@ -26,6 +27,10 @@ from pathlib import Path
 from alfa.yamlconfig import ConfigError, from_dict, load_yaml, where
 
 STAGES = ("sft", "dpo", "reward")
+DEFAULT_REPORT_TO = ("tensorboard",)
+# report_to names whose transformers availability check or pip package is not named after them
+AVAILABILITY_CHECK = {"comet_ml": "comet", "azure_ml": "azureml", "flyte": "flytekit"}
+PIP_PACKAGE = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "flyte": "flytekit"}
 
 
 @dataclass
@@ -105,6 +110,9 @@ def load_recipe(path: Path) -> Recipe:
             )
     if "output_dir" not in recipe.trl:
         raise ConfigError(f"{where(path, lines, ('trl',))}: trl.output_dir is required (where checkpoints and the model go)")
+    # transformers logs nowhere unless told; alfa's default is TensorBoard (in the `train` extra), under
+    # OUTPUT_DIR/runs/. `report_to: [wandb]` (or [] for nothing) in the recipe overrides it.
+    recipe.trl.setdefault("report_to", list(DEFAULT_REPORT_TO))
     return recipe
 
 
@@ -199,16 +207,27 @@ def check_recipe(recipe: Recipe) -> list[Check]:
         checks.append(_check_deepspeed(recipe, Path(recipe.launch.deepspeed), hidden))
 
     checks.append(_check_data(recipe))
+    checks.append(_check_report_to(recipe))
 
     tok_path = recipe.model.tokenizer or recipe.model.name_or_path
+    if not Path(tok_path).is_dir():
+        # Not a local folder: transformers would take it for a hub id and retry the network for a minute.
+        checks.append(Check("chat_template", False, f"tokenizer {tok_path}: no such local folder"))
+        return checks
     try:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(tok_path)
-        ok = tok.chat_template is not None
-        checks.append(Check("chat_template", ok, f"tokenizer {tok_path} " + ("has a chat template" if ok else
-                            "has no chat template: the conversational pairs cannot be rendered; use a chat model "
-                            "or set model.tokenizer to one that has a template")))
+        if tok.chat_template is not None:
+            checks.append(Check("chat_template", True, f"tokenizer {tok_path} has a chat template"))
+        elif recipe.stage == "reward":
+            # An encoder reward model (MiniLM/BERT) reads (context, question) as a text pair instead.
+            checks.append(Check("chat_template", True, f"tokenizer {tok_path} has no chat template: the reward model "
+                                "reads each pair as a text pair (context, question)"))
+        else:
+            checks.append(Check("chat_template", False, f"tokenizer {tok_path} has no chat template: the "
+                                "conversational pairs cannot be rendered; use a chat model or set model.tokenizer "
+                                "to one that has a template"))
     except (OSError, ValueError) as e:
         checks.append(Check("chat_template", False, f"tokenizer {tok_path} does not load: {e}"))
     return checks
@@ -278,6 +297,29 @@ def _check_data(recipe: Recipe) -> Check:
             return Check("data", False, f"{f}: no training pairs left after the attribute / pair-type selection")
         counts.append(f"{s} {df.height}")
     return Check("data", True, f"{d}: " + ", ".join(counts) + " pairs after selection")
+
+
+def _check_report_to(recipe: Recipe) -> Check:
+    """Every logger in trl.report_to is installed: transformers would fail only once the model is loaded."""
+    from transformers.integrations import integration_utils as hf
+
+    value = trl_value(recipe, "report_to")
+    names = [value] if isinstance(value, str) else list(value or [])
+    if names in ([], ["none"]):
+        return Check("report_to", True, "no logger (report_to is empty)")
+    if names == ["all"]:
+        installed = hf.get_available_reporting_integrations()
+        return Check("report_to", True, f"every installed logger: {', '.join(installed) or 'none installed'}")
+    unknown = [n for n in names if n not in hf.INTEGRATION_TO_CALLBACK]
+    if unknown:
+        return Check("report_to", False, f"trl.report_to {unknown}: unknown; transformers knows "
+                     f"{', '.join(sorted(hf.INTEGRATION_TO_CALLBACK))}")
+    missing = [n for n in names if not getattr(hf, f"is_{AVAILABILITY_CHECK.get(n, n)}_available")()]
+    if missing:
+        install = " ".join(PIP_PACKAGE.get(n, n) for n in missing)
+        return Check("report_to", False, f"trl.report_to {missing}: not installed; `pip install {install}` "
+                     "or drop it from report_to")
+    return Check("report_to", True, ", ".join(names))
 
 
 def launch_command(recipe_path: Path, recipe: Recipe) -> list[str]:

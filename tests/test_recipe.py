@@ -55,15 +55,53 @@ def _base(model, pairs, extra_trl="", launch="{num_processes: 1}", top=""):
         """
 
 
-def test_every_shipped_recipe_parses_against_the_installed_trl():
-    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
-    assert len(recipes) >= 3
-    for path in recipes:
-        recipe = load_recipe(path)
-        checks = {c.name: c for c in check_recipe(recipe)}
-        assert checks["global_batch"].ok, (path, checks["global_batch"].message)
-        if recipe.launch.deepspeed:
-            assert checks["deepspeed"].ok, (path, checks["deepspeed"].message)
+@pytest.fixture(scope="module")
+def every_attribute_pairs(tmp_path_factory):
+    """Pairs for every attribute of the shipped packs, in all three splits, both model kinds' worth."""
+    from alfa.attributes import load_pack, shipped_packs
+
+    attributes = sorted({a for pack in shipped_packs() for a in load_pack(pack).attributes})
+    rows = [{"pair_id": f"p{i}-{a}", "qid": f"q{i}", "group_id": f"g{i}", "split": s, "attribute": a,
+             "pair_type": t, "prompt": [{"role": "user", "content": "My knee hurts."}],
+             "chosen": [{"role": "assistant", "content": "When did it start?"}],
+             "rejected": [{"role": "assistant", "content": "Anything else?"}],
+             "chosen_similarity": 0.9, "rejected_similarity": 1.0, "rewriter": "m",
+             "prompt_template_hash": "t", "attribute_pack": "core@d"}
+            for i, s in enumerate(SPLITS) for a in attributes
+            for t in ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")]
+    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
+    d = tmp_path_factory.mktemp("every-attribute") / "pairs"
+    (d / "data").mkdir(parents=True)
+    for s in SPLITS:
+        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    return d
+
+
+SHIPPED = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("shipped", SHIPPED, ids=[str(p.relative_to(ROOT / "recipes")) for p in SHIPPED])
+def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_dir, every_attribute_pairs, capsys):
+    """Each recipe as shipped, with only the places it reads from pointed at test stand-ins of the same
+    kind (a chat model for policies, MiniLM for the MiniLM reward models; pairs covering every
+    attribute) and its paths made absolute: every dry-run check passes, the launch command is printed."""
+    import yaml
+
+    from alfa.embedded import minilm_path
+
+    data = yaml.safe_load(shipped.read_text())
+    data["model"]["name_or_path"] = str(minilm_path() if "minilm" in data["model"]["name_or_path"] else tiny_model_dir)
+    data["data"]["pairs_dir"] = str(every_attribute_pairs)
+    data["trl"]["output_dir"] = str(tmp_path / "out")
+    if data.get("launch", {}).get("deepspeed"):
+        data["launch"]["deepspeed"] = str(ROOT / data["launch"]["deepspeed"])
+    path = tmp_path / shipped.name
+    path.write_text(yaml.safe_dump(data))
+    assert main(["train", str(path), "--dry-run"]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "[FAIL]" not in out and f"-m alfa.cli train {path}" in out
+    if data.get("launch", {}).get("deepspeed"):
+        assert "[ok] deepspeed" in out and "--use_deepspeed" in out
 
 
 def test_dry_run_passes_on_a_good_recipe_and_prints_the_launch_command(tmp_path, tiny_model_dir, pairs_dir, capsys):
@@ -117,3 +155,20 @@ def test_failed_checks(tmp_path, tiny_model_dir, pairs_dir, capsys):
     assert main(["train", str(path), "--dry-run"]) == 1
     captured = capsys.readouterr()
     assert "[FAIL] model" in captured.out and "check(s) failed" in captured.err
+
+
+def test_report_to_defaults_to_tensorboard_and_a_missing_logger_fails_the_dry_run(tmp_path, tiny_model_dir, pairs_dir,
+                                                                                    capsys):
+    import importlib.util
+
+    checks = lambda body: {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, body)))}  # noqa: E731
+    recipe = load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir)))
+    assert recipe.trl["report_to"] == ["tensorboard"]
+    assert checks(_base(tiny_model_dir, pairs_dir))["report_to"].ok  # tensorboard is in the train extra
+    c = checks(_base(tiny_model_dir, pairs_dir, extra_trl="  report_to: [tensorbored]"))
+    assert not c["report_to"].ok and "unknown" in c["report_to"].message
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here: the missing-logger half cannot be checked")
+    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  report_to: [wandb]"))
+    assert main(["train", str(path), "--dry-run"]) == 1
+    assert "[FAIL] report_to: trl.report_to ['wandb']: not installed; `pip install wandb`" in capsys.readouterr().out
