@@ -295,8 +295,17 @@ def _check_data(recipe: Recipe) -> Check:
         df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
         if s == recipe.data.train_split and df.height == 0:
             return Check("data", False, f"{f}: no training pairs left after the attribute / pair-type selection")
+        if s == recipe.data.eval_split and df.height == 0 and trl_value(recipe, "eval_strategy") != "no":
+            return Check("data", False, empty_eval_message(recipe))
         counts.append(f"{s} {df.height}")
     return Check("data", True, f"{d}: " + ", ".join(counts) + " pairs after selection")
+
+
+def empty_eval_message(recipe: Recipe) -> str:
+    return (f"{recipe.data.pairs_dir}: the {recipe.data.eval_split!r} split has no pairs after the attribute / "
+            f"pair-type selection, but trl.eval_strategy is {trl_value(recipe, 'eval_strategy')!r}: set "
+            "`trl: {eval_strategy: 'no'}` or `data: {eval_split: null}` to train without evaluation, or build "
+            "more pairs")
 
 
 def _check_report_to(recipe: Recipe) -> Check:

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from alfa.evaluate import encoder_max_length, reward_input_ids
-from alfa.recipe import Recipe, launch_command, load_recipe, trl_config_class
+from alfa.recipe import Recipe, empty_eval_message, launch_command, load_recipe, trl_config_class
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
     if evals is not None and len(evals) == 0:
         evals = None
+    if evals is None and config.eval_strategy != "no":  # the Trainer would fail only after the model loads
+        raise ValueError(empty_eval_message(recipe))
     summary = {"recipe": str(recipe_path), "stage": recipe.stage, "output_dir": config.output_dir,
                "train_rows": len(train),
                "eval_rows": len(evals) if evals is not None else 0}
@@ -218,17 +220,21 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
 
 
 def throughput(log_history: list[dict], metrics: dict) -> dict:
-    """Wall time, tokens and peak accelerator memory of a finished run, for the summary and benchmarks.
+    """Wall time, tokens and peak memory of a finished run, for the summary and benchmarks.
 
     Tokens are TRL's `num_tokens`: non-padding tokens the model read (DPO: prompt + chosen and prompt +
     rejected), summed over processes. TRL logs it at logging steps only: the count is the last one logged,
     exact with logging_steps: 1."""
+    import resource
+
     import torch
 
     tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
     runtime = metrics.get("train_runtime")
     out = {"train_runtime_s": runtime, "num_tokens": tokens[-1] if tokens else None,
-           "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None}
+           "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None,
+           # this process's peak resident memory (Linux reports KiB): the figure on a CPU-only machine
+           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if torch.cuda.is_available():  # this process's peak: PyTorch's allocator, and what it held from the driver
         out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30

@@ -172,3 +172,23 @@ def test_report_to_defaults_to_tensorboard_and_a_missing_logger_fails_the_dry_ru
     path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  report_to: [wandb]"))
     assert main(["train", str(path), "--dry-run"]) == 1
     assert "[FAIL] report_to: trl.report_to ['wandb']: not installed; `pip install wandb`" in capsys.readouterr().out
+
+
+def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_loads(tmp_path, tiny_model_dir, pairs_dir,
+                                                                                   capsys):
+    """A per-attribute run whose attribute has no validation pairs (thin data) while eval_strategy asks for
+    evaluation: the Trainer would fail after loading the model; alfa says what to change, up front."""
+    from alfa.train import run_recipe
+
+    validation = pairs_dir / "data" / "validation.parquet"
+    pl.read_parquet(validation).filter(pl.col("attribute") == "clarity").write_parquet(validation)
+    body = _base(tiny_model_dir, pairs_dir, extra_trl="  eval_strategy: epoch\n          bf16: false")
+    path = _recipe(tmp_path, body)
+    assert main(["train", str(path), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] data:" in out and "the 'validation' split has no pairs" in out and "eval_strategy: 'no'" in out
+    with pytest.raises(ValueError, match="the 'validation' split has no pairs"):
+        run_recipe(path)
+    assert not (tmp_path / "out").exists()
+    # without evaluation the same selection is fine
+    assert {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir))))}["data"].ok

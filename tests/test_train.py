@@ -140,7 +140,7 @@ def test_minilm_reward_model_reads_text_pairs(tmp_path, pairs_dir):
 
 def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir, pairs_dir):
     """One epoch: num_tokens is exactly both rendered conversations of every training pair (what the
-    tokens/s of docs/training.md and bench/bench_gpu_dpo.py divide), and tokens/s uses TRL's runtime."""
+    tokens/s of docs/training.md and bench/bench_train_vs_trl.py divide), and tokens/s uses TRL's runtime."""
     from transformers import AutoTokenizer
 
     summary = run_recipe(_recipe(tmp_path, "tokens", tiny_model_dir, pairs_dir, max_steps=-1, num_train_epochs=1,
@@ -153,3 +153,4 @@ def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir
                                         for r in train)
     assert summary["tokens_per_second"] == pytest.approx(summary["num_tokens"] / summary["train_runtime_s"])
     assert "peak_gpu_allocated_gib" not in summary  # CPU: no accelerator figure is made up
+    assert 0.2 < summary["peak_rss_gib"] < 20  # this process, torch loaded: hundreds of MiB, not bytes or TiB
