@@ -1,0 +1,57 @@
+"""The baseline of bench/bench_train_vs_trl.py: DPO written the way a TRL user writes it, with no alfa code.
+
+Reads the pairs' train split with `datasets`, keeps prompt/chosen/rejected, builds `DPOConfig` from the
+settings given as JSON (the bench passes the recipe's resolved `trl:` block, so both runs use the same
+settings), trains, and writes the same figures alfa's run summary holds (wall time, tokens, tokens/s,
+peak memory) to OUTPUT_DIR/plain_trl.json. Run it alone, or under the same `accelerate launch
+--use_deepspeed ...` command alfa uses:
+
+    python bench/plain_trl_dpo.py --model PATH --pairs runs/demo/pairs --config '{"output_dir": "...", ...}'
+"""
+
+import argparse
+import json
+import resource
+from pathlib import Path
+
+import torch
+from datasets import load_dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a local model folder")
+    ap.add_argument("--pairs", required=True, help="a pairs dir (reads PAIRS/data/train.parquet)")
+    ap.add_argument("--config", required=True, help="DPOConfig keyword arguments as JSON")
+    args = ap.parse_args()
+
+    config = DPOConfig(**json.loads(args.config))
+    train = load_dataset("parquet", data_files=str(Path(args.pairs) / "data" / "train.parquet"), split="train")
+    train = train.select_columns(["prompt", "chosen", "rejected"])
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    trainer = DPOTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
+    result = trainer.train()
+
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    runtime = result.metrics["train_runtime"]
+    out = {"global_steps": trainer.state.global_step, "train_rows": len(train), "train_runtime_s": runtime,
+           "num_tokens": tokens[-1] if tokens else None,
+           "tokens_per_second": tokens[-1] / runtime if tokens else None,
+           "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+           "deepspeed": {"enabled": bool(trainer.is_deepspeed_enabled), "zero_stage": plugin.zero_stage if plugin else None}}
+    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if torch.cuda.is_available():
+        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+    if trainer.accelerator.is_main_process:
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        Path(config.output_dir, "plain_trl.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
