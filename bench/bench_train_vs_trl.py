@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -120,6 +121,8 @@ def main() -> int:
     results = {}
     for name in args.only.split(","):
         cmd, summary_file = runs[name]
+        # a fresh output dir: alfa train would resume from a checkpoint an earlier bench run left there
+        shutil.rmtree(summary_file.parent, ignore_errors=True)
         wall = run(name, cmd, out / f"{name}.log")
         summary = json.loads(summary_file.read_text()) if summary_file.exists() and wall == wall else {}
         summary.pop("log_history", None)

@@ -2,7 +2,7 @@
 
 Reads the pairs' train split with `datasets`, keeps prompt/chosen/rejected, builds `DPOConfig` from the
 settings given as JSON (the bench passes the recipe's resolved `trl:` block, so both runs use the same
-settings), trains, and writes the same figures alfa's run summary holds (wall time, tokens, tokens/s,
+settings), trains, saves the model, and writes the same figures alfa's run summary holds (wall time, tokens, tokens/s,
 peak memory) to OUTPUT_DIR/plain_trl.json. Run it alone, or under the same `accelerate launch
 --use_deepspeed ...` command alfa uses:
 
@@ -34,6 +34,7 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
     trainer = DPOTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
     result = trainer.train()
+    trainer.save_model(config.output_dir)  # as every TRL example script ends (alfa train does the same)
 
     plugin = trainer.accelerator.state.deepspeed_plugin
     tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
