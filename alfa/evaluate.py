@@ -64,15 +64,19 @@ class RewardScorer:
         return out
 
 
+def chosen_ranked_first(scorer: RewardScorer, pairs: pl.DataFrame) -> list[bool]:
+    """Per pair, in row order: does the reward model score `chosen` above `rejected`?"""
+    prompts = pairs["prompt"].to_list()
+    chosen = scorer.score(prompts, pairs["chosen"].to_list())
+    rejected = scorer.score(prompts, pairs["rejected"].to_list())
+    return [c > r for c, r in zip(chosen, rejected)]
+
+
 def accuracy_by_attribute(scorer: RewardScorer, pairs: pl.DataFrame) -> dict[str, tuple[float, int]]:
     """{attribute: (share of pairs where chosen scores above rejected, number of pairs)}"""
-    rows = pairs.to_dicts()
-    prompts = [r["prompt"] for r in rows]
-    chosen = scorer.score(prompts, [r["chosen"] for r in rows])
-    rejected = scorer.score(prompts, [r["rejected"] for r in rows])
     right: dict[str, list[bool]] = {}
-    for r, c, j in zip(rows, chosen, rejected):
-        right.setdefault(r["attribute"], []).append(c > j)
+    for attribute, ok in zip(pairs["attribute"].to_list(), chosen_ranked_first(scorer, pairs)):
+        right.setdefault(attribute, []).append(ok)
     return {a: (sum(v) / len(v), len(v)) for a, v in sorted(right.items())}
 
 

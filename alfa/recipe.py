@@ -331,13 +331,22 @@ def _check_report_to(recipe: Recipe) -> Check:
     return Check("report_to", True, ", ".join(names))
 
 
-def launch_command(recipe_path: Path, recipe: Recipe) -> list[str]:
-    """The exact command `alfa train` runs: accelerate's launcher around `alfa train` itself."""
-    cmd = ["accelerate", "launch", "--num_processes", str(recipe.launch.num_processes),
-           "--num_machines", str(recipe.launch.num_machines), "--mixed_precision", recipe.launch.mixed_precision]
+def launcher(recipe: Recipe) -> list[str]:
+    """`accelerate launch` with the recipe's processes, machines, precision and DeepSpeed config; the
+    program to launch goes after it."""
+    # The accelerate installed beside this Python (the venv's), also when the venv is not activated.
+    beside = Path(sys.executable).parent / "accelerate"
+    cmd = [str(beside) if beside.exists() else "accelerate", "launch",
+           "--num_processes", str(recipe.launch.num_processes), "--num_machines", str(recipe.launch.num_machines),
+           "--mixed_precision", recipe.launch.mixed_precision]
     if recipe.launch.deepspeed:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", recipe.launch.deepspeed]
-    return cmd + ["-m", "alfa.cli", "train", str(recipe_path)]
+    return cmd
+
+
+def launch_command(recipe_path: Path, recipe: Recipe) -> list[str]:
+    """The exact command `alfa train` runs: accelerate's launcher around `alfa train` itself."""
+    return launcher(recipe) + ["-m", "alfa.cli", "train", str(recipe_path)]
 
 
 def dry_run(recipe_path: Path) -> int:

@@ -209,18 +209,17 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     result = trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
     trainer.save_model(config.output_dir)
     tokenizer.save_pretrained(config.output_dir)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
-                    "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-                    **throughput(trainer.state.log_history, result.metrics),
+                    **run_figures(trainer.state.log_history, result.metrics),
                     "log_history": trainer.state.log_history})
     _write_model_card(recipe, recipe_path, config.output_dir, summary)
     Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def throughput(log_history: list[dict], metrics: dict) -> dict:
-    """Wall time, tokens and peak memory of a finished run, for the summary and benchmarks.
+def run_figures(log_history: list[dict], metrics: dict) -> dict:
+    """First and last logged loss, wall time, tokens and peak memory of a finished run, for the summary
+    and for bench/plain_trl_dpo.py (so alfa and the plain TRL baseline are measured the same way).
 
     Tokens are TRL's `num_tokens`: non-padding tokens the model read (DPO: prompt + chosen and prompt +
     rejected), summed over processes. TRL logs it at logging steps only: the count is the last one logged,
@@ -229,9 +228,11 @@ def throughput(log_history: list[dict], metrics: dict) -> dict:
 
     import torch
 
+    losses = [h["loss"] for h in log_history if "loss" in h]
     tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
     runtime = metrics.get("train_runtime")
-    out = {"train_runtime_s": runtime, "num_tokens": tokens[-1] if tokens else None,
+    out = {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+           "train_runtime_s": runtime, "num_tokens": tokens[-1] if tokens else None,
            "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None,
            # this process's peak resident memory (Linux reports KiB): the figure on a CPU-only machine
            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
@@ -278,10 +279,6 @@ def train_command(recipe_path: Path, ref_store: Path | None = None) -> int:
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
         cmd = launch_command(recipe_path, recipe)
-        # The accelerate installed beside this Python (the venv's), also when the venv is not activated.
-        beside = Path(sys.executable).parent / "accelerate"
-        if beside.exists():
-            cmd[0] = str(beside)
         if ref_store is not None:
             cmd += ["--ref-store", str(ref_store)]
         log.info("launching: %s", " ".join(cmd))

@@ -17,8 +17,10 @@ after --set overrides, passed verbatim to the plain script's DPOConfig):
 Tokens are TRL's `num_tokens` (non-padding tokens read, prompt counted with each side), logged every
 step; tokens/s = tokens / TRL's train_runtime (model loading and DeepSpeed start-up excluded, the first
 steps included). Peak memory, in the training process: the peak resident set (RSS) everywhere, and
-PyTorch's max_memory_allocated / max_memory_reserved on a GPU. Writes OUTPUT/results.json and
-OUTPUT/results.md, and prints the table.
+PyTorch's max_memory_allocated / max_memory_reserved on a GPU. "wall s" is the whole command, start-up
+included; on a CPU the first DeepSpeed launch after an install JIT-builds a shared-memory op (~1 min),
+and the run that pays it (alfa's, the first) shows it in its wall time, not in tokens/s. Writes
+OUTPUT/results.json and OUTPUT/results.md, and prints the table.
 """
 
 import argparse
@@ -36,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alfa.recipe import check_recipe, launch_command, load_recipe  # noqa: E402
+from alfa.recipe import check_recipe, launcher, load_recipe  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "recipes" / "smollm2-135m" / "dpo_mixed_zero2.yaml"
 
@@ -55,16 +57,17 @@ def apply_overrides(data: dict, sets: list[str]) -> dict:
     return data
 
 
-def run(name: str, cmd: list[str], log: Path) -> float:
+def run(name: str, cmd: list[str], log: Path) -> float | None:
+    """Run one command, its output to `log`; the wall seconds, or None when it failed."""
     print(f"[{name}] {shlex.join(cmd)}", flush=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
     t0 = time.perf_counter()
     with log.open("w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    wall = time.perf_counter() - t0
     if rc != 0:
         print(f"[{name}] failed (exit {rc}); the last lines of {log}:\n" + "".join(log.read_text().splitlines(True)[-30:]))
-    return wall if rc == 0 else float("nan")
+        return None
+    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -107,12 +110,10 @@ def main() -> int:
 
     plain = [str(ROOT / "bench" / "plain_trl_dpo.py"), "--model", recipe.model.name_or_path,
              "--pairs", recipe.data.pairs_dir]
-    accelerate = str(Path(sys.executable).parent / "accelerate")
-    launcher = launch_command(recipe_path, recipe)[:-4]  # without "-m alfa.cli train RECIPE"
-    launcher[0] = accelerate if Path(accelerate).exists() else launcher[0]
+    accelerate = launcher(recipe)  # the very command alfa train re-launches itself under
     runs = {
         "alfa": ([sys.executable, "-m", "alfa.cli", "train", str(recipe_path)], out / "alfa" / "alfa_train.json"),
-        "trl-launcher": (launcher + plain + ["--config", trl_config("trl-launcher")],
+        "trl-launcher": (accelerate + plain + ["--config", trl_config("trl-launcher")],
                          out / "trl-launcher" / "plain_trl.json"),
         "trl-plain": ([sys.executable] + plain + ["--config", trl_config("trl-plain")],
                       out / "trl-plain" / "plain_trl.json"),
@@ -124,7 +125,7 @@ def main() -> int:
         # a fresh output dir: alfa train would resume from a checkpoint an earlier bench run left there
         shutil.rmtree(summary_file.parent, ignore_errors=True)
         wall = run(name, cmd, out / f"{name}.log")
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() and wall == wall else {}
+        summary = json.loads(summary_file.read_text()) if wall is not None else {}
         summary.pop("log_history", None)
         results[name] = {"command": shlex.join(cmd), "wall_s": wall, **summary}
 
@@ -140,18 +141,21 @@ def main() -> int:
         return f"{r[key] / base[key]:.2f}" if r.get(key) and base.get(key) else "-"
 
     def num(v, fmt):
-        return format(v, fmt) if isinstance(v, (int, float)) and v == v else "-"
+        return "-" if v is None else format(v, fmt)
+
+    def zero(r: dict) -> str:
+        ds = r.get("deepspeed", {})
+        return f"ZeRO-{ds['zero_stage']}" if ds.get("zero_stage") else ("yes" if ds.get("enabled") else "no")
 
     lines = [f"device: {device}; recipe {args.recipe.name} with {' '.join(args.set) or 'no overrides'}; "
-             f"launcher: {shlex.join(launcher)}", "",
+             f"launcher: {shlex.join(accelerate)}", "",
              "| run | DeepSpeed | train pairs | steps | tokens | train s | tokens/s | x TRL same launcher | "
              "peak GPU alloc GiB | peak GPU reserved GiB | x TRL (GPU alloc) | peak RSS GiB | x TRL (RSS) | "
              "loss first -> last | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        ds = r.get("deepspeed", {})
         lines.append(
-            f"| {labels[name]} | {'ZeRO-' + str(ds['zero_stage']) if ds.get('zero_stage') else ('yes' if ds.get('enabled') else 'no')} "
+            f"| {labels[name]} | {zero(r)} "
             f"| {r.get('train_rows', '-')} | {r.get('global_steps', '-')} | {num(r.get('num_tokens'), ',.0f')} "
             f"| {num(r.get('train_runtime_s'), '.1f')} | {num(r.get('tokens_per_second'), ',.0f')} "
             f"| {ratio(r, 'tokens_per_second')} | {num(r.get('peak_gpu_allocated_gib'), '.2f')} "

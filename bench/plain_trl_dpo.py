@@ -1,23 +1,29 @@
-"""The baseline of bench/bench_train_vs_trl.py: DPO written the way a TRL user writes it, with no alfa code.
+"""The baseline of bench/bench_train_vs_trl.py: DPO written the way a TRL user writes it.
 
 Reads the pairs' train split with `datasets`, keeps prompt/chosen/rejected, builds `DPOConfig` from the
 settings given as JSON (the bench passes the recipe's resolved `trl:` block, so both runs use the same
-settings), trains, saves the model, and writes the same figures alfa's run summary holds (wall time, tokens, tokens/s,
-peak memory) to OUTPUT_DIR/plain_trl.json. Run it alone, or under the same `accelerate launch
---use_deepspeed ...` command alfa uses:
+settings), trains with TRL's DPOTrainer and saves the model: no alfa code in any of that. Afterwards the
+figures (losses, wall time, tokens, tokens/s, peak memory) are taken with `alfa.train.run_figures`, the
+function alfa's own run summary uses, so both sides are measured the same way, and written to
+OUTPUT_DIR/plain_trl.json. Run it alone, or under the same `accelerate launch --use_deepspeed ...`
+command alfa uses:
 
     python bench/plain_trl_dpo.py --model PATH --pairs runs/demo/pairs --config '{"output_dir": "...", ...}'
 """
 
 import argparse
 import json
-import resource
+import sys
 from pathlib import Path
 
 import torch
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from alfa.train import run_figures  # noqa: E402  (measuring only, after training)
 
 
 def main() -> None:
@@ -37,18 +43,9 @@ def main() -> None:
     trainer.save_model(config.output_dir)  # as every TRL example script ends (alfa train does the same)
 
     plugin = trainer.accelerator.state.deepspeed_plugin
-    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    runtime = result.metrics["train_runtime"]
-    out = {"global_steps": trainer.state.global_step, "train_rows": len(train), "train_runtime_s": runtime,
-           "num_tokens": tokens[-1] if tokens else None,
-           "tokens_per_second": tokens[-1] / runtime if tokens else None,
-           "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+    out = {"global_steps": trainer.state.global_step, "train_rows": len(train),
+           **run_figures(trainer.state.log_history, result.metrics),
            "deepspeed": {"enabled": bool(trainer.is_deepspeed_enabled), "zero_stage": plugin.zero_stage if plugin else None}}
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    if torch.cuda.is_available():
-        out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
     if trainer.accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         Path(config.output_dir, "plain_trl.json").write_text(json.dumps(out, indent=2))

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alfa.embedded import minilm_path  # noqa: E402
-from alfa.evaluate import RewardScorer, accuracy_by_attribute, scorecard  # noqa: E402
+from alfa.evaluate import RewardScorer, accuracy_by_attribute, chosen_ranked_first, scorecard  # noqa: E402
 from alfa.pairs import PAIR_SCHEMA  # noqa: E402
 from alfa.recipe import load_recipe  # noqa: E402
 from alfa.train import run_recipe  # noqa: E402
@@ -41,10 +41,17 @@ from alfa.train import run_recipe  # noqa: E402
 ATTRIBUTES = ("clarity", "relevance", "specificity")
 
 
+def _words(col: str) -> pl.Expr:
+    return pl.col(col).list.first().struct.field("content").str.split(" ").list.len()
+
+
+# "the longer question is the chosen one": the length shortcut, per pair
+CHOSEN_IS_LONGER = (_words("chosen") > _words("rejected")).alias("longer_wins")
+
+
 def longer_wins(pairs: pl.DataFrame) -> dict[str, float]:
-    """Accuracy of 'the longer question is the chosen one', per attribute."""
-    words = lambda col: pl.col(col).list.first().struct.field("content").str.split(" ").list.len()  # noqa: E731
-    return dict(pairs.group_by("attribute").agg((words("chosen") > words("rejected")).mean()).iter_rows())
+    """Accuracy of the length shortcut, per attribute."""
+    return dict(pairs.group_by("attribute").agg(CHOSEN_IS_LONGER.mean()).iter_rows())
 
 
 def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,7 +77,7 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
     the held-out fold. Returns one row per held-out pair (attribute, fold, pair_id, and whether the
     trained model, the untrained model and "longer wins" ranked it right)."""
     pairs = deal_folds(pairs, k)
-    rows = []
+    scored_folds = []
     with tempfile.TemporaryDirectory(prefix="alfa-rm-cv-") as tmp:
         for attribute, recipe_path in recipes.items():
             mine = pairs.filter(pl.col("attribute") == attribute)
@@ -88,23 +95,15 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                 (fold_dir / "recipe.yaml").write_text(yaml.safe_dump(data))
                 t0 = time.perf_counter()
                 summary = run_recipe(fold_dir / "recipe.yaml")
-                trained = RewardScorer(fold_dir / "model")
-                prompts = held_out["prompt"].to_list()
-                scored = {}
-                for name, scorer in (("trained", trained), ("untrained", untrained)):
-                    chosen = scorer.score(prompts, held_out["chosen"].to_list())
-                    rejected = scorer.score(prompts, held_out["rejected"].to_list())
-                    scored[name] = [c > r for c, r in zip(chosen, rejected)]
-                words = lambda col: [len(m[0]["content"].split()) for m in held_out[col].to_list()]  # noqa: E731
-                longer = [c > r for c, r in zip(words("chosen"), words("rejected"))]
-                for i, pair_id in enumerate(held_out["pair_id"].to_list()):
-                    rows.append({"attribute": attribute, "fold": fold, "pair_id": pair_id,
-                                 "group_id": held_out["group_id"][i], "trained": scored["trained"][i],
-                                 "untrained": scored["untrained"][i], "longer_wins": longer[i]})
+                scored = held_out.select(
+                    "attribute", "fold", "pair_id", "group_id",
+                    trained=pl.Series(chosen_ranked_first(RewardScorer(fold_dir / "model"), held_out)),
+                    untrained=pl.Series(chosen_ranked_first(untrained, held_out)), longer_wins=CHOSEN_IS_LONGER)
+                scored_folds.append(scored)
                 print(f"cv {attribute} fold {fold}: trained on {summary['train_rows']} pairs in "
-                      f"{time.perf_counter() - t0:.0f} s, {sum(scored['trained'])}/{held_out.height} held-out right",
+                      f"{time.perf_counter() - t0:.0f} s, {scored['trained'].sum()}/{held_out.height} held-out right",
                       flush=True)
-    per_pair = pl.DataFrame(rows)
+    per_pair = pl.concat(scored_folds)
     per_pair.write_csv(out / "cv_pairs.csv")
     return per_pair
 
