@@ -220,8 +220,7 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
         log.info("judge %s kept %d of %d pairs (verdicts in %s)", judge.model_id, pairs.height, before,
                  out_dir / "judge_verdicts.parquet")
 
-    for s in SPLITS:
-        pairs.filter(pl.col("split") == s).write_parquet(out_dir / "data" / f"{s}.parquet")
+    write_split_files(pairs, out_dir)
     result.rejected.write_parquet(out_dir / "rejected_variants.parquet")
     result.kept.write_parquet(out_dir / "kept_variants.parquet")
     (out_dir / "filter_report.json").write_text(json.dumps(result.pass_rates, indent=2))
@@ -236,6 +235,14 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
              variants.height, result.kept.height, result.rejected.height,
              out_dir / "rejected_variants.parquet", pairs.height, split_sizes, out_dir)
     return pairs
+
+
+def write_split_files(pairs: pl.DataFrame, pairs_dir: Path) -> None:
+    """PAIRS_DIR/data/{train,validation,test}.parquet, one per split (an empty split gets an empty file):
+    the layout `alfa lint`, `alfa card`, `alfa train` and `load_dataset("parquet", data_dir=...)` read."""
+    (Path(pairs_dir) / "data").mkdir(parents=True, exist_ok=True)
+    for s in SPLITS:
+        pairs.filter(pl.col("split") == s).write_parquet(Path(pairs_dir) / "data" / f"{s}.parquet")
 
 
 def _save_hf(pairs: pl.DataFrame, out_dir: Path) -> None:

@@ -20,7 +20,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alfa.pairs import PAIR_SCHEMA, SPLITS  # noqa: E402
+from alfa.pairs import PAIR_SCHEMA, write_split_files  # noqa: E402
 from alfa.train import run_recipe  # noqa: E402
 
 ATTRIBUTES = ["clarity", "focus", "answerability", "medical_accuracy", "diagnostic_relevance", "avoiding_diagnostic_bias"]
@@ -45,11 +45,8 @@ def make_pairs(root: Path, per_attribute: int) -> Path:
                          "rejected": [{"role": "assistant", "content": f"Anything else about your back, case {i}?"}],
                          "chosen_similarity": 0.8, "rejected_similarity": 0.7, "rewriter": "bench",
                          "prompt_template_hash": "t", "attribute_pack": "clinical@bench"})
-    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
     d = root / "pairs"
-    (d / "data").mkdir(parents=True)
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
 
 

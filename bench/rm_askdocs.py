@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from alfa.embedded import minilm_path  # noqa: E402
 from alfa.evaluate import RewardScorer, accuracy_by_attribute, chosen_ranked_first, scorecard  # noqa: E402
-from alfa.pairs import PAIR_SCHEMA  # noqa: E402
+from alfa.pairs import write_split_files  # noqa: E402
 from alfa.recipe import load_recipe  # noqa: E402
 from alfa.train import run_recipe  # noqa: E402
 
@@ -86,9 +86,8 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                 if held_out.height == 0:
                     continue
                 fold_dir = Path(tmp) / f"{attribute}-{fold}"
-                (fold_dir / "pairs" / "data").mkdir(parents=True)
-                mine.filter(pl.col("fold") != fold).drop("fold").with_columns(split=pl.lit("train")).cast(
-                    PAIR_SCHEMA).write_parquet(fold_dir / "pairs" / "data" / "train.parquet")
+                write_split_files(mine.filter(pl.col("fold") != fold).drop("fold").with_columns(split=pl.lit("train")),
+                                  fold_dir / "pairs")
                 data = yaml.safe_load(recipe_path.read_text())
                 data["data"].update({"pairs_dir": str(fold_dir / "pairs"), "eval_split": None})
                 data["trl"].update({"output_dir": str(fold_dir / "model"), "eval_strategy": "no", "report_to": []})

@@ -48,7 +48,7 @@ def pairs_dir(tmp_path_factory):
     training tests: 36 pairs, clarity and specificity, two pair types, all three splits."""
     import polars as pl
 
-    from alfa.pairs import PAIR_SCHEMA, SPLITS
+    from alfa.pairs import PAIR_SCHEMA, write_split_files
 
     rows = []
     for i in range(36):
@@ -62,11 +62,8 @@ def pairs_dir(tmp_path_factory):
                      "rejected": [{"role": "assistant", "content": "Anything else?"}],
                      "chosen_similarity": 0.8, "rejected_similarity": 1.0, "rewriter": "m",
                      "prompt_template_hash": "t", "attribute_pack": "core@d"})
-    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
     d = tmp_path_factory.mktemp("pairs")
-    (d / "data").mkdir()
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
 
 

@@ -6,7 +6,7 @@ import pytest
 from alfa.cli import main
 from alfa.ingest import PRESETS, ingest
 from alfa.lint import LintConfig, lint
-from alfa.pairs import PAIR_SCHEMA, PAIR_TYPES, SPLITS, SplitConfig, build_pairs, pair_id, split_groups
+from alfa.pairs import PAIR_SCHEMA, PAIR_TYPES, SPLITS, SplitConfig, build_pairs, pair_id, split_groups, write_split_files
 
 MANIFEST = {"rewriter": {"model": "m"}, "prompt_template_hash": "t", "attribute_pack": {"name": "core", "digest": "d"}}
 
@@ -60,10 +60,7 @@ def test_group_aware_split_on_real_posts(askdocs_path):
 def _pairs_dir(tmp_path, rows):
     base = {"rewriter": "m", "prompt_template_hash": "t", "attribute_pack": "core@d",
             "chosen_similarity": 0.9, "rejected_similarity": 0.8}
-    df = pl.DataFrame([{**base, **r} for r in rows], schema=PAIR_SCHEMA)
-    (tmp_path / "data").mkdir()
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(tmp_path / "data" / f"{s}.parquet")
+    write_split_files(pl.DataFrame([{**base, **r} for r in rows], schema=PAIR_SCHEMA), tmp_path)
     return tmp_path
 
 

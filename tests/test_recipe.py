@@ -10,7 +10,7 @@ import pytest
 import trl
 
 from alfa.cli import main
-from alfa.pairs import PAIR_SCHEMA, SPLITS
+from alfa.pairs import PAIR_SCHEMA, SPLITS, write_split_files
 from alfa.recipe import check_recipe, load_recipe
 from alfa.yamlconfig import ConfigError
 
@@ -26,10 +26,7 @@ def pairs_dir(tmp_path):
              "rejected": [{"role": "assistant", "content": "Anything else?"}],
              "chosen_similarity": 0.9, "rejected_similarity": 1.0, "rewriter": "m",
              "prompt_template_hash": "t", "attribute_pack": "core@d"} for i in range(12)]
-    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
-    (tmp_path / "pairs" / "data").mkdir(parents=True)
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(tmp_path / "pairs" / "data" / f"{s}.parquet")
+    write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), tmp_path / "pairs")
     return tmp_path / "pairs"
 
 
@@ -69,11 +66,8 @@ def every_attribute_pairs(tmp_path_factory):
              "prompt_template_hash": "t", "attribute_pack": "core@d"}
             for i, s in enumerate(SPLITS) for a in attributes
             for t in ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")]
-    df = pl.DataFrame(rows, schema=PAIR_SCHEMA)
     d = tmp_path_factory.mktemp("every-attribute") / "pairs"
-    (d / "data").mkdir(parents=True)
-    for s in SPLITS:
-        df.filter(pl.col("split") == s).write_parquet(d / "data" / f"{s}.parquet")
+    write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
 
 
