@@ -6,11 +6,12 @@ PIP     = $(PY) -m pip
 # constraints.txt pins torch to the CPU build and the versions the tests rely on.
 INSTALL = $(PIP) install -q -c constraints.txt
 
-.PHONY: demo test install install-dev clean-demo help bench
+.PHONY: demo test install install-dev clean-demo help bench example-card
 
 help:
 	@echo "make demo   - create $(VENV), install alfa, build a preference dataset + card from examples/ offline"
 	@echo "make test   - install the test extras into $(VENV) and run the whole test suite"
+	@echo "make example-card - refresh data_cards/demo/ (the committed example card) from make demo"
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,14 @@ test: $(VENV)/.installed-dev
 
 clean-demo:
 	rm -rf runs/demo
+
+# The demo's card (from a fresh build), committed as an example a reader can open on the web (tests/test_example_card.py fails
+# when it is stale). The card's data files stay in runs/demo/pairs/.
+example-card: $(VENV)/.installed
+	rm -rf runs/demo  # a fresh build, as on a new machine (a rerun would answer every call from the cache)
+	$(VENV)/bin/alfa build configs/pipelines/demo.yaml
+	rm -rf data_cards/demo && mkdir -p data_cards/demo
+	cp -r runs/demo/pairs/README.md runs/demo/pairs/plots data_cards/demo/
 
 # Benchmarks (not part of the tests): synthesis throughput against a loopback endpoint, with the openai
 # SDK and distilabel (in its own virtualenv, so its dependencies never touch alfa's) as baselines.

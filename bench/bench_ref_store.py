@@ -4,7 +4,7 @@ side in one process. Prints wall times, reference forward passes and the ratio.
 
     .venv/bin/python bench/bench_ref_store.py [--model PATH] [--pairs-per-attribute 48] [--steps 5]
 
-Without --model it builds a small Llama from a config (alfa.tiny, hidden 256, 4 layers):
+Without --model it builds a small Llama from a config (alfa.train.tiny, hidden 256, 4 layers):
 CPU-sized, so the reference pass is a realistic share of each short run.
 """
 
@@ -20,8 +20,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alfa.pairs import PAIR_SCHEMA, write_split_files  # noqa: E402
-from alfa.train import run_recipe  # noqa: E402
+from alfa.data.pairs import PAIR_SCHEMA, write_split_files  # noqa: E402
+from alfa.train.run import run_recipe  # noqa: E402
 
 ATTRIBUTES = ["clarity", "focus", "answerability", "medical_accuracy", "diagnostic_relevance", "avoiding_diagnostic_bias"]
 POST = ("I'm 45M and for two weeks I have had a dull ache in my lower back that gets worse after sitting and "
@@ -29,7 +29,7 @@ POST = ("I'm 45M and for two weeks I have had a dull ache in my lower back that 
 
 
 def make_model(root: Path) -> Path:
-    from alfa.tiny import build_tiny_llama
+    from alfa.train.tiny import build_tiny_llama
 
     return build_tiny_llama(root / "model", hidden_size=256, num_layers=4)
 

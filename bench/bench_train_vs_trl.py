@@ -38,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alfa.recipe import check_recipe, launcher, load_recipe  # noqa: E402
+from alfa.train.recipe import check_recipe, launcher, load_recipe  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "recipes" / "smollm2-135m" / "dpo_mixed_zero2.yaml"
 
@@ -88,7 +88,7 @@ def main() -> int:
         data["data"]["pairs_dir"] = args.pairs
     model = Path(os.path.expanduser(data["model"]["name_or_path"]))
     if not model.exists() and "SmolLM2-135M-Instruct" in model.name:
-        from alfa.embedded import smollm2_path
+        from alfa.llm.embedded import smollm2_path
 
         data["model"]["name_or_path"] = str(smollm2_path())
     if data["data"].get("attributes") or data["data"].get("exclude_pair_types"):

@@ -51,15 +51,15 @@ def minimal(url: str, n: int, c: int) -> float:
 
 def alfa(url: str, n: int, c: int) -> float:
     """alfa's whole synthesis call path: OpenAIRewriter plus the disk cache (a fresh one)."""
-    from alfa.cache import CallCache
-    from alfa.rewriters import OpenAIRewriter
-    from alfa.synthesize import SynthesisStats, run_calls
+    from alfa.llm.backends import OpenAIRewriter
+    from alfa.llm.cache import CallCache
+    from alfa.llm.calls import CallStats, run_calls
 
     rw = OpenAIRewriter("bench", url, concurrency=c, max_tokens=16, max_retries=0)
     with tempfile.TemporaryDirectory() as d:
         cache = CallCache(Path(d) / "cache.sqlite")
         reqs = [messages(i) for i in range(n)]
-        stats = SynthesisStats()
+        stats = CallStats()
         t = time.perf_counter()
         out, _ = run_calls(rw, cache, reqs, f"alfa c={c}", stats)
         dt = time.perf_counter() - t

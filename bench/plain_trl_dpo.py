@@ -3,7 +3,7 @@
 Reads the pairs' train split with `datasets`, keeps prompt/chosen/rejected, builds `DPOConfig` from the
 settings given as JSON (the bench passes the recipe's resolved `trl:` block, so both runs use the same
 settings), trains with TRL's DPOTrainer and saves the model: no alfa code in any of that. Afterwards the
-figures (losses, wall time, tokens, tokens/s, peak memory) are taken with `alfa.train.run_figures`, the
+figures (losses, wall time, tokens, tokens/s, peak memory) are taken with `alfa.train.run.run_figures`, the
 function alfa's own run summary uses, so both sides are measured the same way, and written to
 OUTPUT_DIR/plain_trl.json. Run it alone, or under the same `accelerate launch --use_deepspeed ...`
 command alfa uses:
@@ -23,7 +23,7 @@ from trl import DPOConfig, DPOTrainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alfa.train import run_figures  # noqa: E402  (measuring only, after training)
+from alfa.train.run import run_figures  # noqa: E402  (measuring only, after training)
 
 
 def main() -> None:

@@ -32,11 +32,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alfa.embedded import minilm_path  # noqa: E402
-from alfa.evaluate import RewardScorer, accuracy_by_attribute, chosen_ranked_first, scorecard  # noqa: E402
-from alfa.pairs import write_split_files  # noqa: E402
-from alfa.recipe import load_recipe  # noqa: E402
-from alfa.train import run_recipe  # noqa: E402
+from alfa.data.pairs import write_split_files  # noqa: E402
+from alfa.eval.reward_scorecard import RewardScorer, accuracy_by_attribute, chosen_ranked_first, scorecard  # noqa: E402
+from alfa.llm.embedded import minilm_path  # noqa: E402
+from alfa.train.recipe import load_recipe  # noqa: E402
+from alfa.train.run import run_recipe  # noqa: E402
 
 ATTRIBUTES = ("clarity", "relevance", "specificity")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from alfa.cache import call_key
+from alfa.llm.cache import call_key
 
 FAULTS = ("429", "500", "slow", "drop", "bad_json", "empty_choices")
 
@@ -109,7 +109,7 @@ def serve_in_thread(server: ChatServer):
 
 
 def main():
-    from alfa.rewriters import TransformersRewriter
+    from alfa.llm.backends import TransformersRewriter
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True)

@@ -31,8 +31,8 @@ def askdocs_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A real (untrained) Llama: hidden 64, 2 layers, with a BPE tokenizer trained on the demo sample
-    and a ChatML chat template (alfa.tiny). Generates noise fast, which is what filter tests need."""
-    from alfa.tiny import build_tiny_llama
+    and a ChatML chat template (alfa.train.tiny). Generates noise fast, which is what filter tests need."""
+    from alfa.train.tiny import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
@@ -48,7 +48,7 @@ def pairs_dir(tmp_path_factory):
     training tests: 36 pairs, clarity and specificity, two pair types, all three splits."""
     import polars as pl
 
-    from alfa.pairs import PAIR_SCHEMA, write_split_files
+    from alfa.data.pairs import PAIR_SCHEMA, write_split_files
 
     rows = []
     for i in range(36):
@@ -69,14 +69,14 @@ def pairs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from alfa.filter import Embedder
+    from alfa.data.filter import Embedder
 
     return Embedder()
 
 
 @pytest.fixture(scope="session")
 def local_rewriter():
-    from alfa.rewriters import local_rewriter
+    from alfa.llm.backends import local_rewriter
 
     return local_rewriter()
 
@@ -154,7 +154,7 @@ def askdocs_run(tmp_path_factory, askdocs_path):
 def argilla(tmp_path_factory):
     """A real Argilla server (argilla-server 2.8.0 + noida-db) on free ports, stopped by pid at the end.
     Yields (state dir, URL, owner API key)."""
-    from alfa.review_server import owner_credentials, server_down, server_up
+    from alfa.review.server import owner_credentials, server_down, server_up
 
     state_dir = tmp_path_factory.mktemp("argilla")
     state = server_up(state_dir)
@@ -165,7 +165,7 @@ def argilla(tmp_path_factory):
 @pytest.fixture
 def owner(argilla, monkeypatch):
     """A connection with the owner's key, passed the way users pass it: in the environment."""
-    from alfa.review import connect
+    from alfa.review.connection import connect
 
     _, url, key = argilla
     monkeypatch.setenv("ARGILLA_API_URL", url)

@@ -4,8 +4,10 @@
 import polars as pl
 import pytest
 
-from alfa.agreement import annotator_agreement, cohen_kappa, krippendorff_alpha, majority, relative_label
-from alfa.review import ReviewError, ReviewPolicy, chosen_side, sample_pairs, verdicts
+from alfa.review.agreement import annotator_agreement, cohen_kappa, krippendorff_alpha, majority, relative_label
+from alfa.review.connection import ReviewError
+from alfa.review.pull import ReviewPolicy, verdicts
+from alfa.review.records import chosen_side, sample_pairs
 
 X = ["A", "A", "B", "B", "A", "tie", "B", "A"]
 Y = ["A", "B", "B", "B", "A", "tie", "A", "A"]

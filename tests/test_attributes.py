@@ -2,8 +2,8 @@ import textwrap
 
 import pytest
 
-from alfa.attributes import load_pack, shipped_packs
-from alfa.prompts import DIRECTIONS, rewrite_messages
+from alfa.data.attributes import load_pack, shipped_packs
+from alfa.data.prompts import DIRECTIONS, rewrite_messages
 from alfa.yamlconfig import ConfigError
 
 CLINICAL = ["clarity", "focus", "answerability", "medical_accuracy", "diagnostic_relevance", "avoiding_diagnostic_bias"]

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from alfa.filter import FilterConfig, extract_question, filter_variants
+from alfa.data.filter import FilterConfig, extract_question, filter_variants
 
 
 @pytest.mark.parametrize("reply, expected", [

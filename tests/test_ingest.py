@@ -3,9 +3,9 @@ import json
 import datasets
 import polars as pl
 import pytest
-
-from alfa.ingest import PRESETS, FieldMap, ingest, parse_map, run_ingest
 from conftest import SAMPLE, SAMPLE_MAP
+
+from alfa.data.ingest import PRESETS, FieldMap, ingest, parse_map, run_ingest
 
 
 def test_askdocs_preset_reads_the_real_file_as_is(askdocs_path):

@@ -4,9 +4,9 @@ import shutil
 import polars as pl
 import pytest
 
-from alfa.attributes import PACKS_DIR
-from alfa.judge import decide, parse_verdict
-from alfa.pairs import make_pairs
+from alfa.data.attributes import PACKS_DIR
+from alfa.data.judge import decide, parse_verdict
+from alfa.data.pairs import make_pairs
 
 
 @pytest.mark.parametrize("reply, verdict", [
@@ -54,8 +54,8 @@ def _run_dir(tmp_path):
 
 
 def test_embedded_judge_keeps_only_pairs_it_agrees_with_in_both_orders(tmp_path, embedder, counting):
-    from alfa.card import write_card
-    from alfa.rewriters import local_rewriter
+    from alfa.data.card import write_card
+    from alfa.llm.backends import local_rewriter
 
     run = _run_dir(tmp_path)
     judge = counting(local_rewriter(max_new_tokens=32, stop=()))

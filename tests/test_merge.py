@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from alfa.cli import main
-from alfa.merge import check_compatible, load_merge_recipe
+from alfa.train.merge import check_compatible, load_merge_recipe
 from alfa.yamlconfig import ConfigError
 
 

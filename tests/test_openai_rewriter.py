@@ -5,13 +5,13 @@ import json
 
 import polars as pl
 import pytest
-
-from alfa.attributes import load_pack
-from alfa.ingest import ingest, parse_map
-from alfa.rewriters import OpenAIRewriter, TransformersRewriter
-from alfa.synthesize import synthesize
 from chat_server import ChatServer, serve_in_thread
 from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
+
+from alfa.data.attributes import load_pack
+from alfa.data.ingest import ingest, parse_map
+from alfa.data.synthesize import synthesize
+from alfa.llm.backends import OpenAIRewriter, TransformersRewriter
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_rate_limits_allow_a_full_bucket_then_pace_requests(rpm, tpm, cost):
     import asyncio
     import time
 
-    from alfa.rewriters import RateLimiter
+    from alfa.llm.backends import RateLimiter
 
     async def run(n):
         limiter = RateLimiter(rpm, tpm)

@@ -4,9 +4,18 @@ import polars as pl
 import pytest
 
 from alfa.cli import main
-from alfa.ingest import PRESETS, ingest
-from alfa.lint import LintConfig, lint
-from alfa.pairs import PAIR_SCHEMA, PAIR_TYPES, SPLITS, SplitConfig, build_pairs, pair_id, split_groups, write_split_files
+from alfa.data.ingest import PRESETS, ingest
+from alfa.data.lint import LintConfig, lint
+from alfa.data.pairs import (
+    PAIR_SCHEMA,
+    PAIR_TYPES,
+    SPLITS,
+    SplitConfig,
+    build_pairs,
+    pair_id,
+    split_groups,
+    write_split_files,
+)
 
 MANIFEST = {"rewriter": {"model": "m"}, "prompt_template_hash": "t", "attribute_pack": {"name": "core", "digest": "d"}}
 

@@ -5,12 +5,12 @@ import textwrap
 
 import polars as pl
 import pytest
+from conftest import SAMPLE, SAMPLE_MAP
 from huggingface_hub import DatasetCard
 
 from alfa.cli import main
-from alfa.filter import __doc__ as FILTER_DOC
-from alfa.pairs import PAIR_TYPES, SPLITS, load_pairs
-from conftest import SAMPLE, SAMPLE_MAP
+from alfa.data.filter import __doc__ as FILTER_DOC
+from alfa.data.pairs import PAIR_TYPES, SPLITS, load_pairs
 
 REASONS = {line.split()[0] for line in FILTER_DOC.split("Reasons")[1].splitlines()[1:] if line.strip()}
 
@@ -126,7 +126,7 @@ def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
 def test_shipped_pipeline_configs_validate():
     from pathlib import Path
 
-    from alfa.pipeline import load_pipeline
+    from alfa.data.pipeline import load_pipeline
 
     configs = sorted((Path(__file__).parents[1] / "configs" / "pipelines").glob("*.yaml"))
     assert {c.stem for c in configs} >= {"demo", "askdocs"}
@@ -146,7 +146,7 @@ def test_sample_map_is_the_demo_map():
     """The README's ingest example and the demo pipeline use the same field map."""
     from pathlib import Path
 
-    from alfa.pipeline import load_pipeline
+    from alfa.data.pipeline import load_pipeline
 
     demo = load_pipeline(Path(__file__).parents[1] / "configs" / "pipelines" / "demo.yaml")
     m = demo.input.map

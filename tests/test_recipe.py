@@ -10,8 +10,8 @@ import pytest
 import trl
 
 from alfa.cli import main
-from alfa.pairs import PAIR_SCHEMA, SPLITS, write_split_files
-from alfa.recipe import check_recipe, load_recipe
+from alfa.data.pairs import PAIR_SCHEMA, SPLITS, write_split_files
+from alfa.train.recipe import check_recipe, load_recipe
 from alfa.yamlconfig import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _base(model, pairs, extra_trl="", launch="{num_processes: 1}", top=""):
 @pytest.fixture(scope="module")
 def every_attribute_pairs(tmp_path_factory):
     """Pairs for every attribute of the shipped packs, in all three splits, both model kinds' worth."""
-    from alfa.attributes import load_pack, shipped_packs
+    from alfa.data.attributes import load_pack, shipped_packs
 
     attributes = sorted({a for pack in shipped_packs() for a in load_pack(pack).attributes})
     rows = [{"pair_id": f"p{i}-{a}", "qid": f"q{i}", "group_id": f"g{i}", "split": s, "attribute": a,
@@ -81,7 +81,7 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
     attribute) and its paths made absolute: every dry-run check passes, the launch command is printed."""
     import yaml
 
-    from alfa.embedded import minilm_path
+    from alfa.llm.embedded import minilm_path
 
     data = yaml.safe_load(shipped.read_text())
     data["model"]["name_or_path"] = str(minilm_path() if "minilm" in data["model"]["name_or_path"] else tiny_model_dir)
@@ -172,7 +172,7 @@ def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_load
                                                                                    capsys):
     """A per-attribute run whose attribute has no validation pairs (thin data) while eval_strategy asks for
     evaluation: the Trainer would fail after loading the model; alfa says what to change, up front."""
-    from alfa.train import run_recipe
+    from alfa.train.run import run_recipe
 
     validation = pairs_dir / "data" / "validation.parquet"
     pl.read_parquet(validation).filter(pl.col("attribute") == "clarity").write_parquet(validation)

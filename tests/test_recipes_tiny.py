@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from alfa.cli import main
-from alfa.merge import load_merge_recipe
-from alfa.train import run_recipe
+from alfa.train.merge import load_merge_recipe
+from alfa.train.run import run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = sorted((ROOT / "recipes" / "tiny").glob("*.yaml"))

@@ -1,5 +1,5 @@
 """Human review against a real Argilla server (argilla-server 2.8.0 + the noida-db binary, started by
-`alfa.review_server` on free ports and stopped by pid): push real askdocs pairs, answer them as two annotator
+`alfa.review.server` on free ports and stopped by pid): push real askdocs pairs, answer them as two annotator
 users through the REST calls the web UI makes, pull, and check verdicts, flips and agreement figures."""
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import pytest
 import requests
 
 from alfa.cli import main
-from alfa.pairs import load_pairs
-from alfa.review import ReviewError, chosen_side, connect, open_dataset, push, review_status
-from alfa.review_server import server_down, server_up
+from alfa.data.pairs import load_pairs
+from alfa.review.connection import ReviewError, connect, open_dataset
+from alfa.review.pull import review_status
+from alfa.review.push import push
+from alfa.review.records import chosen_side
+from alfa.review.server import server_down, server_up
 
 # Two annotators' blind answers to `better` on eight records, the hand-computed case of tests/test_agreement.py:
 # Cohen's kappa 11/19, Krippendorff's alpha 23/38.
@@ -146,7 +149,7 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
 def test_failures_say_what_to_do(owner, argilla, askdocs_run, monkeypatch, tmp_path, capsys):
     _, url, key = argilla
     # server down: nothing listens on this port
-    from alfa.review_server import free_port
+    from alfa.review.server import free_port
 
     monkeypatch.setenv("ARGILLA_API_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(ReviewError, match="cannot reach the Argilla server.*alfa review server"):

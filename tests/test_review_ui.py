@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from alfa.cli import main
-from alfa.pairs import load_pairs
-from alfa.review import chosen_side, fetch
+from alfa.data.pairs import load_pairs
+from alfa.review.pull import fetch
+from alfa.review.records import chosen_side
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags keep Chromium from calling out to Google's services, which a closed network refuses.

@@ -3,12 +3,12 @@ import sys
 
 import polars as pl
 import pytest
-
-from alfa.attributes import load_pack
-from alfa.ingest import ingest, parse_map
-from alfa.rewriters import TransformersRewriter
-from alfa.synthesize import synthesize
 from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
+
+from alfa.data.attributes import load_pack
+from alfa.data.ingest import ingest, parse_map
+from alfa.data.synthesize import synthesize
+from alfa.llm.backends import TransformersRewriter
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +79,14 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
     assert stats.requests == 2 + 2 * 2 and rw.calls == 6
     v = _variants(tmp_path / "run")
     diagnosis = json.loads(questions.head(1)["hindsight"][0])["diagnosis"]
-    from alfa.prompts import rewrite_messages
-    from alfa.synthesize import _post_text
+    from alfa.data.prompts import post_text, rewrite_messages
 
     row = questions.head(1).to_dicts()[0]
     src = v.filter(pl.col("qid") == row["qid"])["source_question"][0]
-    enhance = rewrite_messages(pack.attributes["relevance"], "enhance", _post_text(row["context"]), src,
+    enhance = rewrite_messages(pack.attributes["relevance"], "enhance", post_text(row["context"]), src,
                                {"diagnosis": diagnosis})
-    corrupt = rewrite_messages(pack.attributes["relevance"], "corrupt", _post_text(row["context"]), src)
-    from alfa.cache import call_key
+    corrupt = rewrite_messages(pack.attributes["relevance"], "corrupt", post_text(row["context"]), src)
+    from alfa.llm.cache import call_key
 
     keys = set(v["call_key"].to_list())
     assert call_key(rw.model_id, enhance, rw.sampling) in keys
@@ -96,8 +95,8 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
 
 
 def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, questions, tiny_rewriter, embedder):
-    from alfa.pairs import load_pairs, make_pairs
-    from alfa.synthesize import parse_shard, select_shard
+    from alfa.data.pairs import load_pairs, make_pairs
+    from alfa.data.synthesize import parse_shard, select_shard
 
     q = questions.head(12)
     shards = [select_shard(q, i, 3) for i in range(3)]

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from alfa.cli import main
-from alfa.train import run_recipe
+from alfa.train.run import run_recipe
+
 
 def _recipe(tmp_path, name, model, pairs, stage="dpo", attributes="null", **trl):
     settings = {"output_dir": str(tmp_path / name), "per_device_train_batch_size": 4,
@@ -52,7 +53,7 @@ def test_dpo_shared_ref_store_matches_trl_and_computes_each_pair_once(tmp_path, 
 
 def test_reward_models_rank_training_pairs_above_chance_and_the_scorecard(tmp_path, tiny_model_dir, pairs_dir,
                                                                           capsys):
-    from alfa.evaluate import RewardScorer, accuracy_by_attribute
+    from alfa.eval.reward_scorecard import RewardScorer, accuracy_by_attribute
 
     for attribute in ("clarity", "specificity"):
         summary = run_recipe(_recipe(tmp_path, f"rm-{attribute}", tiny_model_dir, pairs_dir, stage="reward",
@@ -123,8 +124,8 @@ def test_minilm_reward_model_reads_text_pairs(tmp_path, pairs_dir):
     on (context, question) text pairs; a long context is cut, never the question."""
     from transformers import AutoTokenizer
 
-    from alfa.embedded import minilm_path
-    from alfa.evaluate import RewardScorer, accuracy_by_attribute, reward_input_ids
+    from alfa.eval.reward_scorecard import RewardScorer, accuracy_by_attribute, reward_input_ids
+    from alfa.llm.embedded import minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     question = [{"role": "assistant", "content": "When did the pain start?"}]

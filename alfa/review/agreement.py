@@ -11,6 +11,7 @@ import math
 from collections import Counter
 
 import numpy as np
+import polars as pl
 
 # A pair's human verdict, relative to the pipeline's choice.
 AGREE, REVERSED, TIE, SPLIT = "agree", "reversed", "tie", "split"
@@ -87,3 +88,28 @@ def annotator_agreement(units: dict[str, dict[str, str]]) -> dict:
             "raw_agreement": pairs_same / pairs_all if pairs_all else None,
             "krippendorff_alpha": krippendorff_alpha(list(multi.values())) if multi else None,
             "cohen_kappa": kappas}
+
+
+def agreement_report(records: pl.DataFrame, answers: pl.DataFrame, decided: pl.DataFrame) -> dict:
+    """Pipeline vs humans per attribute x pair type, and annotators among themselves."""
+    per_cell = []
+    joined = decided.join(records, on="pair_id")
+    for (attribute, pair_type), g in joined.group_by("attribute", "pair_type", maintain_order=True):
+        counts = {v: int((g["review_verdict"] == v).sum()) for v in (AGREE, REVERSED, TIE, SPLIT)}
+        per_cell.append({"attribute": attribute, "pair_type": pair_type, "reviewed": g.height, **counts,
+                         "agreement": counts[AGREE] / g.height})
+    per_cell.sort(key=lambda r: (r["attribute"], r["pair_type"]))
+    submitted = answers.filter(pl.col("status") == "submitted")
+    between = {}
+    for question in ("better", "differ_only_in_attribute"):
+        units: dict[str, dict[str, str]] = {}
+        for row in submitted.select("pair_id", "annotator", question).drop_nulls().iter_rows():
+            units.setdefault(row[0], {})[row[1]] = row[2]
+        between[question] = annotator_agreement(units)
+    overall = int((decided["review_verdict"] == AGREE).sum())
+    return {"records": records.height, "reviewed": decided.height,
+            "pipeline_vs_humans": {"agree": overall, "reviewed": decided.height,
+                                   "agreement": overall / decided.height if decided.height else None,
+                                   "by_attribute_and_pair_type": per_cell},
+            "between_annotators": between,
+            "actions": {a: int((decided["review_action"] == a).sum()) for a in ("keep", "flip", "drop")}}

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from alfa.filter import Embedder, FilterConfig, filter_variants
+from alfa.data.filter import Embedder, FilterConfig, filter_variants
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
                split: SplitConfig | None = None, embedder: Embedder | None = None, judge=None) -> pl.DataFrame:
     """Filter one synthesis run (or all shards of one) and write the pair dataset to `out_dir`.
 
-    `judge`: a rewriter-like backend used as the LLM verifier (alfa.judge); pairs it does not agree
+    `judge`: a rewriter-like backend used as the LLM verifier (alfa.data.judge); pairs it does not agree
     with in both orders are dropped, and every verdict is kept in judge_verdicts.parquet.
     """
     run_dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
@@ -206,8 +206,8 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     judged = None
     if judge is not None:
-        from alfa.cache import CallCache
-        from alfa.judge import judge_pairs, judge_report, load_run_attributes
+        from alfa.data.judge import judge_pairs, judge_report, load_run_attributes
+        from alfa.llm.cache import CallCache
 
         cache = CallCache(out_dir / "judge_cache.sqlite")
         before = pairs.height

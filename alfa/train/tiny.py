@@ -2,7 +2,7 @@
 chat template: real transformers weights (untrained), small enough to train DPO for 20 steps on a CPU
 in seconds. The `tiny` recipes, the tests and the benchmarks use it; no hub needed.
 
-    python -m alfa.tiny runs/tiny-model            # then: alfa train recipes/tiny/dpo_specificity.yaml
+    python -m alfa.train.tiny runs/tiny-model            # then: alfa train recipes/tiny/dpo_specificity.yaml
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "clinical_sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clinical_sample.jsonl"
 
 
 def sample_texts() -> list[str]:
@@ -55,5 +55,5 @@ def build_tiny_llama(out: Path, texts: list[str] | None = None, hidden_size: int
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m alfa.tiny OUTPUT_DIR")
+        sys.exit("usage: python -m alfa.train.tiny OUTPUT_DIR")
     print(build_tiny_llama(Path(sys.argv[1])))

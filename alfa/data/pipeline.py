@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alfa.attributes import load_pack
-from alfa.card import write_card
-from alfa.filter import FilterConfig
-from alfa.ingest import PRESETS, FieldMap, run_ingest
-from alfa.lint import LintConfig, lint, report, write_report
-from alfa.pairs import SplitConfig, make_pairs
-from alfa.rewriters import make_rewriter
-from alfa.synthesize import synthesize
+from alfa.data.attributes import load_pack
+from alfa.data.card import write_card
+from alfa.data.filter import FilterConfig
+from alfa.data.ingest import PRESETS, FieldMap, run_ingest
+from alfa.data.lint import LintConfig, lint, report, write_report
+from alfa.data.pairs import SplitConfig, make_pairs
+from alfa.data.synthesize import synthesize
+from alfa.llm.backends import make_rewriter
 from alfa.yamlconfig import ConfigError, from_dict, load_yaml
 
 log = logging.getLogger(__name__)

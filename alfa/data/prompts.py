@@ -11,7 +11,7 @@ import hashlib
 import inspect
 import json
 
-from alfa.attributes import Attribute
+from alfa.data.attributes import Attribute
 
 DIRECTIONS = ("enhance", "corrupt")
 
@@ -74,3 +74,12 @@ def template_hash() -> str:
     src = json.dumps([SYSTEM, STANDALONE_TASK, inspect.getsource(_turn), inspect.getsource(task_text),
                       inspect.getsource(rewrite_messages)])
     return hashlib.sha256(src.encode()).hexdigest()[:16]
+
+
+def post_text(context: list[dict]) -> str:
+    """The rewriter sees the patient's post plus earlier turns as plain text."""
+    parts = [context[0]["content"]]
+    for m in context[1:]:
+        who = "Doctor" if m["role"] == "assistant" else "Patient"
+        parts.append(f"{who}: {m['content']}")
+    return "\n".join(parts)

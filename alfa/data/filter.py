@@ -102,7 +102,7 @@ class Embedder:
     def __init__(self, model_path: str | None = None, batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
 
-        from alfa.embedded import minilm_path
+        from alfa.llm.embedded import minilm_path
 
         self.model = SentenceTransformer(str(model_path or minilm_path()), device="cpu")
         self.batch_size = batch_size

@@ -3,30 +3,26 @@
 Each stage is a plain function over TRL: load the pairs the recipe selects, load the model, build
 TRL's config from the recipe's `trl:` block, train, save the model with a model card that names its
 data card and recipe. `alfa train RECIPE` calls `run_recipe`; with several processes or DeepSpeed it
-re-runs itself under `accelerate launch` (see alfa.recipe.launch_command).
+re-runs itself under `accelerate launch` (see alfa.train.recipe.launch_command).
 
-Reference log-prob store (DPO): per-attribute and mixed DPO runs from the same starting model need
-the same reference log-probs for the same pairs. TRL caches them per dataset fingerprint, so every
-subset recomputes them. `RefLogpStore` keeps them once per (reference model hash, pair_id) in a
-SQLite file shared by all runs: the first run fills it for every pair of the pairs dir in one pass,
-every later run from the same model only reads.
+The reference log-prob store shared by DPO runs lives in alfa.train.ref_store.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 
-from alfa.evaluate import encoder_max_length, reward_input_ids
-from alfa.recipe import Recipe, empty_eval_message, launch_command, load_recipe, trl_config_class
+from alfa.data.card_templates import render
+from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
+from alfa.train.recipe import Recipe, empty_eval_message, launch_command, load_recipe, trl_config_class
+from alfa.train.ref_store import RefLogpStore, attach_ref_logps, stored_ref_dpo_trainer
 
 log = logging.getLogger(__name__)
 
@@ -51,93 +47,13 @@ def load_split(recipe: Recipe, split: str):
 
 def text_pair_ids(ds, tokenizer, max_length: int):
     """Reward pairs pre-tokenized for a model without a chat template (TRL's RewardTrainer would call
-    apply_chat_template on them and fail); the same rendering alfa.evaluate scores them with."""
+    apply_chat_template on them and fail); the same rendering alfa.eval.reward_scorecard scores them with."""
     import datasets
 
     ids = {side: [reward_input_ids(tokenizer, p, c, max_length) for p, c in zip(ds["prompt"], ds[side])]
            for side in ("chosen", "rejected")}
     return datasets.Dataset.from_dict({"pair_id": ds["pair_id"], "chosen_ids": ids["chosen"],
                                        "rejected_ids": ids["rejected"]})
-
-
-class RefLogpStore:
-    """SQLite: (reference model hash, pair_id) -> (ref_chosen_logps, ref_rejected_logps)."""
-
-    def __init__(self, path: Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS ref_logps (model TEXT, pair_id TEXT, chosen REAL, rejected REAL, "
-                        "PRIMARY KEY (model, pair_id))")
-
-    def get(self, model_hash: str, pair_ids: list[str]) -> dict[str, tuple[float, float]]:
-        out = {}
-        for i in range(0, len(pair_ids), 500):
-            chunk = pair_ids[i : i + 500]
-            q = f"SELECT pair_id, chosen, rejected FROM ref_logps WHERE model = ? AND pair_id IN ({','.join('?' * len(chunk))})"
-            out.update({p: (c, r) for p, c, r in self.db.execute(q, [model_hash, *chunk])})
-        return out
-
-    def put(self, model_hash: str, rows: list[tuple[str, float, float]]) -> None:
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO ref_logps VALUES (?, ?, ?, ?)", [(model_hash, *r) for r in rows])
-        self.db.execute("COMMIT")
-
-    def close(self):
-        self.db.close()
-
-
-def _dpo_trainer_class():
-    from trl import DPOTrainer
-
-    class StoredRefDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer, except that a dataset which already carries reference log-probs (from the
-        shared store) is used as is instead of being recomputed."""
-
-        def _precompute_ref_logps(self, dataset, name, batch_size):
-            if "ref_chosen_logps" in dataset.column_names:
-                return dataset
-            return super()._precompute_ref_logps(dataset, name, batch_size)
-
-    return StoredRefDPOTrainer
-
-
-def all_pairs(recipe: Recipe):
-    """Every pair of the pairs dir (all splits, attributes and pair types) as one Dataset."""
-    import datasets
-
-    d = Path(recipe.data.pairs_dir) / "data"
-    df = pl.concat([pl.read_parquet(f) for f in sorted(d.glob("*.parquet"))])
-    return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
-
-
-def attach_ref_logps(store: RefLogpStore, model, tokenizer, config, recipe: Recipe, datasets_by_split: dict) -> dict:
-    """Add ref_chosen_logps/ref_rejected_logps to each dataset from the store. The first run that
-    uses a store fills it for *every* pair of the pairs dir in one pass (with TRL's own code), so the
-    later per-attribute and mixed runs from the same model only read. Returns {"cached", "computed"}."""
-    from trl.trainer.utils import hash_module
-
-    model_hash = hash_module(model)
-    everything = all_pairs(recipe)
-    have = store.get(model_hash, everything["pair_id"])
-    missing = [i for i, p in enumerate(everything["pair_id"]) if p not in have]
-    if missing:
-        sub = everything.select(missing)
-        probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
-                                         output_dir=str(Path(config.output_dir) / "ref-precompute"))
-        probe = _dpo_trainer_class()(model=model, args=probe_args, train_dataset=sub.remove_columns("pair_id"),
-                                     processing_class=tokenizer)
-        computed = probe.train_dataset
-        store.put(model_hash, list(zip(sub["pair_id"], computed["ref_chosen_logps"], computed["ref_rejected_logps"])))
-        have = store.get(model_hash, everything["pair_id"])
-        del probe
-    used = 0
-    for split, ds in datasets_by_split.items():
-        ids = ds["pair_id"]
-        used += len(ids)
-        datasets_by_split[split] = ds.add_column("ref_chosen_logps", [have[p][0] for p in ids]).add_column(
-            "ref_rejected_logps", [have[p][1] for p in ids])
-    return {"cached": len(everything) - len(missing), "computed": len(missing), "used": used}
 
 
 def _peft_config(recipe: Recipe):
@@ -193,7 +109,7 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
             store = RefLogpStore(ref_store)
             summary["ref_logps"] = attach_ref_logps(store, model, tokenizer, config, recipe, splits)
             store.close()
-        trainer = _dpo_trainer_class()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
+        trainer = stored_ref_dpo_trainer()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
                                        eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,
                                        processing_class=tokenizer, peft_config=_peft_config(recipe))
     else:
@@ -250,26 +166,10 @@ def _last_checkpoint(output_dir: str) -> str | None:
 
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
-    data_card = Path(recipe.data.pairs_dir) / "README.md"
-    text = f"""---
-library_name: transformers
-tags: [alfa, {recipe.stage}, trl]
----
-# {Path(output_dir).name}
-
-Trained by alfa (`alfa train {recipe_path}`), stage `{recipe.stage}`, from `{recipe.model.name_or_path}`.
-
-- Data: `{recipe.data.pairs_dir}` (data card: `{data_card}`), attributes: {recipe.data.attributes or 'all (mixed)'},
-  excluded pair types: {recipe.data.exclude_pair_types or 'none'}; {summary['train_rows']} training rows.
-- Recipe: `{recipe_path}` (copied below); TRL settings as given there, TRL defaults otherwise.
-- Steps: {summary.get('global_steps')}; training loss {summary.get('first_loss')} -> {summary.get('last_loss')}.
-
-The training questions come from patient posts that may contain personal health information; see the
-data card's statement. Not for clinical use.
-
-```yaml
-{Path(recipe_path).read_text()}```
-"""
+    """OUTPUT_DIR/README.md from data_cards/templates/model_card.md.j2."""
+    text = render("model_card.md.j2", recipe=recipe, recipe_path=recipe_path, model_name=Path(output_dir).name,
+                  data_card=Path(recipe.data.pairs_dir) / "README.md", summary=summary,
+                  recipe_text=Path(recipe_path).read_text())
     Path(output_dir, "README.md").write_text(text)
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.filter import normalize
-from alfa.pairs import PAIR_TYPES, SPLITS, load_pairs
+from alfa.data.filter import normalize
+from alfa.data.pairs import PAIR_TYPES, SPLITS, load_pairs
 
 
 @dataclass
@@ -96,7 +96,7 @@ def check_truncation(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     from transformers import AutoTokenizer
 
     if config.tokenizer == "local":
-        from alfa.embedded import smollm2_path
+        from alfa.llm.embedded import smollm2_path
 
         tok = AutoTokenizer.from_pretrained(smollm2_path())
     else:

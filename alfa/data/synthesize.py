@@ -1,0 +1,150 @@
+"""Stage 2, synthesize: ask a rewriter for one enhanced and one corrupted variant of every question
+along every attribute.
+
+Run dir layout (every file a person can open):
+    questions.parquet      the questions this run used (a copy, so later stages need only the run dir)
+    attribute_pack.yaml    the pack this run used (a copy: provenance, and few-shot texts the filter rejects)
+    variants.parquet       one row per (qid, attribute, direction): the raw reply or the error
+    failed_calls.jsonl     calls that failed, with their reason (retried on the next run)
+    run.json               config, rewriter, prompt/pack hashes, counts, timings
+    cache.sqlite           the call cache (unless --cache points elsewhere)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import polars as pl
+
+from alfa.data import prompts
+from alfa.data.attributes import AttributePack
+from alfa.llm.cache import CallCache
+from alfa.llm.calls import CallStats, run_calls
+
+log = logging.getLogger(__name__)
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """`i/n` -> (i, n), 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r}: expected I/N, e.g. 0/4 for the first of four shards") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {spec!r}: need 0 <= I < N")
+    return i, n
+
+
+def questions_digest(questions: pl.DataFrame) -> str:
+    """Identity of a question set: merging shards checks they came from the same one."""
+    return hashlib.sha256("\n".join(sorted(questions["qid"].to_list())).encode()).hexdigest()[:16]
+
+
+def select_shard(questions: pl.DataFrame, index: int, count: int) -> pl.DataFrame:
+    """The questions of shard `index` of `count`: whole groups, by a stable hash of the group id, so
+    every machine computes the same split with no coordination."""
+    def shard_of(group: str) -> int:
+        return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % count
+
+    return questions.filter(pl.col("group_id").map_elements(shard_of, return_dtype=pl.Int64) == index)
+
+
+def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: Path, *,
+               directions: tuple[str, ...] = prompts.DIRECTIONS, standalone: bool = False,
+               hindsight_for_enhance: bool = False, max_context_chars: int = 1200,
+               cache_path: Path | None = None, questions_source: str = "",
+               shard: tuple[int, int] | None = None) -> CallStats:
+    """Write variants for every question x attribute x direction into `run_dir`.
+
+    `standalone`: first restate each original as one self-contained question (the paper's step) and
+    rewrite that, so the original and both variants share one style. `hindsight_for_enhance`: show
+    the thread's outcome (e.g. final diagnosis) to the rewriter, for the enhance direction only:
+    a corrupted variant written with hindsight could leak the answer into a rejected example.
+    `shard=(i, n)`: only shard i of n (see select_shard); `alfa pairs` merges the n run dirs.
+    """
+    all_questions, digest = questions.height, questions_digest(questions)
+    if shard:
+        questions = select_shard(questions, *shard)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    questions.write_parquet(run_dir / "questions.parquet")
+    if pack.source:
+        shutil.copyfile(pack.source, run_dir / "attribute_pack.yaml")
+    cache = CallCache(cache_path or run_dir / "cache.sqlite")
+    stats = CallStats()
+    rows = questions.to_dicts()
+    posts = [prompts.post_text(r["context"]) for r in rows]
+
+    sources = [r["question"] for r in rows]
+    standalone_texts: list[str | None] = [None] * len(rows)
+    if standalone:
+        standalone_texts = restate_standalone(rewriter, cache, posts, sources, max_context_chars, stats)
+        sources = [s or q for s, q in zip(standalone_texts, sources)]  # a failed restatement keeps the original
+
+    plan, requests = [], []
+    for i, r in enumerate(rows):
+        hindsight = json.loads(r["hindsight"] or "{}")
+        for name, attribute in pack.attributes.items():
+            for direction in directions:
+                shown = hindsight if (hindsight_for_enhance and direction == "enhance") else None
+                plan.append((i, name, direction))
+                requests.append(prompts.rewrite_messages(attribute, direction, posts[i], sources[i], shown,
+                                                         max_context_chars))
+    replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
+    cache.close()
+
+    out = write_variants(run_dir, rows, plan, keys, replies, sources, standalone_texts)
+    manifest = {
+        "questions": questions.height,
+        "questions_source": questions_source,
+        "shard": list(shard) if shard else None,
+        "all_questions": all_questions,
+        "questions_digest": digest,
+        "attribute_pack": {"name": pack.name, "digest": pack.digest, "attributes": list(pack.attributes)},
+        "directions": list(directions),
+        "standalone": standalone,
+        "hindsight_for_enhance": hindsight_for_enhance,
+        "rewriter": {"backend": rewriter.backend, "model": rewriter.model_id, "sampling": rewriter.sampling},
+        "prompt_template_hash": prompts.template_hash(),
+        "stats": asdict(stats),
+    }
+    (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    log.info("synthesize: %d variants (%d calls made, %d from cache, %d failed) -> %s",
+             len(out), stats.calls_made, stats.cache_hits, stats.failed, run_dir)
+    return stats
+
+
+def restate_standalone(rewriter, cache: CallCache, posts: list[str], questions: list[str], max_context_chars: int,
+                       stats: CallStats) -> list[str | None]:
+    """Each question restated as one self-contained question, or None where the reply holds no question."""
+    from alfa.data.filter import extract_question
+
+    replies, _ = run_calls(rewriter, cache,
+                           [prompts.standalone_messages(p, q, max_context_chars) for p, q in zip(posts, questions)],
+                           "standalone", stats)
+    return [extract_question(reply.text or "")[0] or None for reply in replies]
+
+
+def write_variants(run_dir: Path, rows: list[dict], plan: list[tuple], keys: list[str], replies: list,
+                   sources: list[str], standalone_texts: list[str | None]) -> list[dict]:
+    """variants.parquet (one row per request: the reply or the error) and failed_calls.jsonl."""
+    out, failures = [], []
+    for (i, name, direction), key, reply in zip(plan, keys, replies):
+        out.append({
+            "qid": rows[i]["qid"], "group_id": rows[i]["group_id"], "attribute": name, "direction": direction,
+            "original": rows[i]["question"], "source_question": sources[i], "standalone": standalone_texts[i],
+            "reply": reply.text if reply.error is None else None, "error": reply.error, "call_key": key,
+        })
+        if reply.error is not None:
+            failures.append({"qid": rows[i]["qid"], "attribute": name, "direction": direction,
+                             "call_key": key, "error": reply.error})
+    pl.DataFrame(out, infer_schema_length=None).write_parquet(run_dir / "variants.parquet")
+    with open(run_dir / "failed_calls.jsonl", "w", encoding="utf-8") as f:
+        for row in failures:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out
