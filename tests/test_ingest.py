@@ -129,3 +129,38 @@ def test_cli_says_when_input_is_empty_and_synthesize_refuses_no_questions(tmp_pa
     assert main(["synthesize", str(tmp_path / "q.parquet"), "-o", str(tmp_path / "run")]) == 2
     assert "holds no questions" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_byte_order_mark_keeps_the_first_row_and_non_text_questions_are_rejected(tmp_path):
+    rows = [{"id": "a", "q": "Does it hurt?", "post": "Knee.", "g": "p1"},
+            {"id": "b", "q": 42, "post": "A number, not a question.", "g": "p2"},
+            {"id": "c", "q": ["Is it", "a list?"], "post": "A list.", "g": "p3"},
+            {"id": "d", "q": "When did it start?", "post": "Ankle.", "g": "p4"}]
+    path = tmp_path / "excel.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(r) for r in rows).encode() + b"\n")
+    result = ingest(path, parse_map("question=q,context=post,group=g,qid=id"))
+    assert result.questions["qid"].to_list() == ["a", "d"]  # the first row survives the BOM
+    rejects = {r.line: r for r in result.rejects}
+    assert set(rejects) == {2, 3}
+    assert rejects[2].field == "q" and "must be text, got int" in rejects[2].reason
+    assert "got list" in rejects[3].reason
+
+
+def test_json_error_wording(tmp_path):
+    path = _write(tmp_path / "bad.jsonl", [b'{"q": "unterminated', b'{"q": "x" "y"}'])
+    reasons = [r.reason for r in ingest(path, parse_map("question=q,context=q")).rejects]
+    # json's own messages end in "at" ("Invalid control character at"): one "at", then the offset
+    assert reasons == ["malformed JSON: Invalid control character at character 19",
+                       "malformed JSON: Expecting ',' delimiter at character 10"]
+
+
+def test_no_group_mapped_warns_and_is_recorded_in_the_table(tmp_path, caplog):
+    from alfa.data.ingest import groups_of
+
+    path = _write(tmp_path / "in.jsonl", [json.dumps({"q": "Any fever?", "post": "Cough."}).encode()])
+    with caplog.at_level("WARNING"):
+        run_ingest([path], parse_map("question=q,context=post"), tmp_path / "none.parquet")
+    assert "no group column mapped" in caplog.text
+    assert groups_of(tmp_path / "none.parquet") == "none"
+    run_ingest([path], parse_map("question=q,context=post,group=post"), tmp_path / "given.parquet")
+    assert groups_of(tmp_path / "given.parquet") == "given"

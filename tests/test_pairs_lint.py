@@ -94,7 +94,8 @@ def test_lint_blocks_identical_pairs_and_group_leakage(tmp_path, capsys):
     assert main(["lint", str(d)]) == 1
     out = capsys.readouterr().out
     assert "[ERROR] identical_pair" in out and "[ERROR] group_leakage" in out
-    assert json.loads((d / "lint_report.json").read_text())
+    saved = json.loads((d / "lint_report.json").read_text())
+    assert {f["check"] for f in saved["findings"] if f["severity"] == "error"} == {"identical_pair", "group_leakage"}
 
 
 def test_lint_warns_on_length_bias_balance_and_empty_split(tmp_path):

@@ -10,7 +10,7 @@ from huggingface_hub import DatasetCard
 
 from alfa.cli import main
 from alfa.data.filter import __doc__ as FILTER_DOC
-from alfa.data.pairs import PAIR_TYPES, SPLITS, load_pairs
+from alfa.data.pairs import PAIR_TYPES, SPLITS, data_digest, load_pairs
 
 REASONS = {line.split()[0] for line in FILTER_DOC.split("Reasons")[1].splitlines()[1:] if line.strip()}
 
@@ -50,9 +50,13 @@ def test_embedded_model_on_real_askdocs_through_every_verb(askdocs_run, capsys):
     first = pl.read_parquet(q).filter(pl.col("qid") == pairs["qid"][0]).to_dicts()[0]
     assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0].to_list() == first["context"]
     code = main(["lint", str(out), "--tokenizer", "local", "--max-length", "2048"])
-    findings = json.loads((out / "lint_report.json").read_text())
-    assert code == (1 if any(f["severity"] == "error" for f in findings) else 0)
-    assert "truncated_diff" not in {f["check"] for f in findings}
+    report = json.loads((out / "lint_report.json").read_text())
+    assert report["data_digest"] == data_digest(out)  # the report describes this data
+    checks = {f["check"] for f in report["findings"]}
+    # the filters drop echoes and near-duplicates, splits never cut a post, 2048 tokens hold every pair:
+    # nothing blocks, and what is found is only the warnings a weak rewriter earns
+    assert code == 0 and not {"identical_pair", "group_leakage", "truncated_diff"} & checks
+    assert all(f["severity"] == "warning" for f in report["findings"])
     assert main(["card", str(out), "--license", "cc-by-4.0"]) == 0
     card = DatasetCard.load(out / "README.md")
     assert card.data.license == "cc-by-4.0" and "dpo" in card.data.tags
@@ -93,8 +97,11 @@ def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
     out = tmp_path / "out" / "pairs"
     pairs, kept, rejected = _check_dataset(out)
     assert kept.height + rejected.height == 8 * 3 * 2
-    findings = json.loads((out / "lint_report.json").read_text())
-    assert code == (1 if any(f["severity"] == "error" for f in findings) else 0)
+    findings = json.loads((out / "lint_report.json").read_text())["findings"]
+    errors = {f["check"] for f in findings if f["severity"] == "error"}
+    # the only thing that can block here: an untrained model's noise left no pair at all
+    assert errors == ({"balance"} if pairs.height == 0 else set())
+    assert code == (1 if errors else 0)
     # an untrained model writes noise: the filters must catch nearly all of it, each with a reason
     assert rejected.height >= 40
     assert (out / "README.md").exists() and (tmp_path / "out" / "run" / "run.json").exists()

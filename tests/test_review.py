@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import polars as pl
 import pytest
 import requests
 
 from alfa.cli import main
-from alfa.data.pairs import load_pairs
+from alfa.data.pairs import FLIPPED_PAIR_TYPES, data_digest, load_pairs
 from alfa.review.connection import ReviewError, connect, open_dataset
 from alfa.review.pull import review_status
 from alfa.review.push import push
@@ -82,6 +83,8 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
 
     # two annotators, created as annotators (not owners) and added to the workspace
     creds = tmp_path / "reviewers.csv"
+    creds.write_text("username,password,workspace\n")
+    creds.chmod(0o644)  # an existing file readable by everyone: new passwords must not land in it as it is
     assert main(["review", "users", "add", "alice", "bob", "--credentials", str(creds)]) == 0
     passwords = {line.split(",")[0]: line.split(",")[1] for line in creds.read_text().splitlines()[1:]}
     assert set(passwords) == {"alice", "bob"} and (creds.stat().st_mode & 0o777) == 0o600
@@ -117,7 +120,7 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
         return "tie" if label == "tie" else ("agree" if label == chosen_side(pid) else "reversed")
     expected = {pid: rel(a, pid) if rel(a, pid) == rel(b, pid) else "split" for pid, a, b in zip(ids, ALICE, BOB)}
     decisions = {**{r["pair_id"]: r for r in pl.read_parquet(out / "review" / "dropped.parquet").to_dicts()},
-                 **{r["pair_id"]: r for r in load_pairs(out).to_dicts()}}
+                 **{r["flipped_from"] or r["pair_id"]: r for r in load_pairs(out).to_dicts()}}
     for pid in ids:
         assert decisions[pid]["review_verdict"] == expected[pid]
         assert decisions[pid]["decided_by"] == "humans: alice,bob"
@@ -130,11 +133,15 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
         if d["review_verdict"] == "reversed":
             assert d["review_action"] == "flip"
             assert d["chosen"] == original[pid]["rejected"] and d["rejected"] == original[pid]["chosen"]
+            assert d["pair_id"] != pid and d["pair_type"] == FLIPPED_PAIR_TYPES[original[pid]["pair_type"]]
         elif d["review_verdict"] in ("agree", "split") and pid != ids[4]:
             assert d["review_action"] == "keep" and d["chosen"] == original[pid]["chosen"]
     # nothing is lost: kept + dropped = every pair, unreviewed pairs are decided by the pipeline
     assert load_pairs(out).height + pl.read_parquet(out / "review" / "dropped.parquet").height == pairs.height
-    assert set(load_pairs(out).filter(~pl.col("pair_id").is_in(ids))["decided_by"]) <= {"pipeline"}
+    assert set(load_pairs(out).filter(~pl.col("pair_id").is_in(ids) & pl.col("flipped_from").is_null())
+               ["decided_by"]) <= {"pipeline"}
+    # the reviewed folder got its own lint, of its own data; the pipeline's report was not copied
+    assert json.loads((out / "lint_report.json").read_text())["data_digest"] == data_digest(out)
     pvh = report["pipeline_vs_humans"]
     assert pvh["reviewed"] == 8 and pvh["agree"] == sum(v == "agree" for v in expected.values())
     cells = pvh["by_attribute_and_pair_type"]
@@ -198,6 +205,19 @@ def test_push_survives_a_server_restart_and_resumes(owner, argilla, askdocs_run)
     assert (result.already_there, result.pushed) == (3, total - 3)
     ids = [r.id for r in owner.client.datasets(name="restart", workspace="alfa").records]
     assert len(ids) == len(set(ids)) == total
+
+
+def test_the_server_gets_only_the_environment_it_needs(argilla):
+    """The user's API keys and tokens stay out of the Argilla server's processes."""
+    from alfa.review.server import SERVER_ENV_PASSED, ServerState
+
+    state_dir, _, _ = argilla
+    pids = ServerState.load(state_dir).pids
+    assert set(pids) == {"search", "argilla"}
+    for name, pid in pids.items():
+        keys = {item.split(b"=", 1)[0].decode() for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item}
+        extra = {k for k in keys - set(SERVER_ENV_PASSED) if not k.startswith(("ARGILLA_", "HF_HUB_"))}
+        assert extra == set(), f"{name} (pid {pid}) inherited {sorted(extra)}"
 
 
 def test_server_commands(argilla, tmp_path, capsys):

@@ -79,6 +79,7 @@ def _synthesize(args) -> int:
     import polars as pl
 
     from alfa.data.attributes import load_pack
+    from alfa.data.ingest import groups_of
     from alfa.data.synthesize import parse_shard, synthesize
     from alfa.llm.backends import make_rewriter
 
@@ -94,7 +95,8 @@ def _synthesize(args) -> int:
     stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
                        hindsight_for_enhance=args.hindsight_for_enhance,
                        cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
-                       shard=parse_shard(args.shard) if args.shard else None)
+                       shard=parse_shard(args.shard) if args.shard else None,
+                       groups=groups_of(Path(args.questions)))
     print(f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
           f"{stats.failed} failed -> {args.output}")
     return 0

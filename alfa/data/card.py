@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from alfa.data.card_templates import fmt, render
-from alfa.data.pairs import PAIR_TYPES, SPLITS, load_pairs
+from alfa.data.pairs import FLIPPED_PAIR_TYPES, PAIR_TYPES, SPLITS, data_digest, load_pairs
 
 PHI_STATEMENT = (
     "**Personal health information.** The patient posts in this dataset describe health conditions. "
@@ -71,7 +71,7 @@ def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict, bounds
     attributes = sorted(pairs["attribute"].unique().to_list()) or sorted(filter_report)
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(attributes)), 3.2))
     bottom = [0] * len(attributes)
-    for t in PAIR_TYPES:
+    for t in pair_types_present(pairs):
         counts = [pairs.filter((pl.col("attribute") == a) & (pl.col("pair_type") == t)).height for a in attributes]
         ax.bar(attributes, counts, bottom=bottom, label=t)
         bottom = [b + c for b, c in zip(bottom, counts)]
@@ -105,10 +105,12 @@ def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict, bounds
 
 def review_section(pairs_dir: Path) -> str:
     """The card's account of `alfa review pull`: verdicts, agreement, and what changed in the data."""
-    path = pairs_dir / "review_report.json"
-    if not path.exists():
+    r = current_report(pairs_dir, "review_report.json")
+    if r is None:
         return "No human review yet (`alfa review push` / `alfa review pull` add one)."
-    r = json.loads(path.read_text())
+    if r == "stale":
+        return ("The review report in this folder was made for other data (an earlier build): it is left out. "
+                "Pull the review again (`alfa review pull`) for this data.")
     cells = [[c["attribute"], c["pair_type"], c["reviewed"], c["agree"], c["reversed"], c["tie"], c["split"],
               f"{c['agreement']:.0%}"] for c in r["pipeline_vs_humans"]["by_attribute_and_pair_type"]]
     between = []
@@ -120,13 +122,31 @@ def review_section(pairs_dir: Path) -> str:
     return render("review_section.md.j2", review=r, review_cells=cells, between_rows=between).rstrip("\n")
 
 
+def current_report(pairs_dir: Path, name: str) -> dict | list | str | None:
+    """A report of this folder (lint_report.json, review_report.json) if it describes the data now here,
+    "stale" if it was made for other data (or carries no digest), None if there is none."""
+    path = pairs_dir / name
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    if not isinstance(report, dict) or report.get("data_digest") != data_digest(pairs_dir):
+        return "stale"
+    return report
+
+
+def pair_types_present(pairs: pl.DataFrame) -> list[str]:
+    """The three pair types, and the flipped ones where a review made them."""
+    present = set(pairs["pair_type"].unique().to_list())
+    return list(PAIR_TYPES) + [t for t in FLIPPED_PAIR_TYPES.values() if t in present]
+
+
 def count_rows(pairs: pl.DataFrame) -> list[list]:
     """Pairs per attribute and pair type, with a total row."""
-    rows = []
+    types, rows = pair_types_present(pairs), []
     for a in sorted(pairs["attribute"].unique().to_list()):
         sub = pairs.filter(pl.col("attribute") == a)
-        rows.append([a] + [sub.filter(pl.col("pair_type") == t).height for t in PAIR_TYPES] + [sub.height])
-    rows.append(["**total**"] + [pairs.filter(pl.col("pair_type") == t).height for t in PAIR_TYPES] + [pairs.height])
+        rows.append([a] + [sub.filter(pl.col("pair_type") == t).height for t in types] + [sub.height])
+    rows.append(["**total**"] + [pairs.filter(pl.col("pair_type") == t).height for t in types] + [pairs.height])
     return rows
 
 
@@ -174,7 +194,6 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     pairs = load_pairs(pairs_dir)
     info = json.loads((pairs_dir / "pairs.json").read_text())
     filter_report = json.loads((pairs_dir / "filter_report.json").read_text())
-    lint_path = pairs_dir / "lint_report.json"
     run = info["run"]
     plots = make_plots(pairs, pairs_dir, filter_report, info["filter"])
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}  # after a review, not pairs.json's
@@ -182,12 +201,13 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     text = render(
         "dataset_card.md.j2", front_matter=data.to_yaml(), pretty_name=data.pretty_name,
         phi_statement=PHI_STATEMENT, source=source_description or run.get("questions_source") or "See pairs.json.",
-        run=run, split_sizes=split_sizes, pair_types=list(PAIR_TYPES), count_rows=count_rows(pairs),
+        run=run, split_sizes=split_sizes, pair_types=pair_types_present(pairs), count_rows=count_rows(pairs),
         plots=[p.relative_to(pairs_dir).as_posix() for p in plots], bounds=info["filter"],
         kept_variants=info["kept_variants"], variants=info["variants"], rate_rows=filter_rate_rows(filter_report),
         judge=info.get("judge"), judge_rows=judge_rows(pairs_dir) if info.get("judge") else [],
-        review_text=review_section(pairs_dir),
-        lint_findings=json.loads(lint_path.read_text()) if lint_path.exists() else None)
+        review_text=review_section(pairs_dir), lint=current_report(pairs_dir, "lint_report.json"),
+        question_split_sizes=info.get("question_split_sizes"), split=info["split"],
+        groups=run.get("groups", "unknown"), fallbacks=run.get("standalone_fallbacks"))
     path = pairs_dir / "README.md"
     DatasetCard(text).save(path)
     return path

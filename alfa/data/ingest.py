@@ -93,6 +93,17 @@ class IngestResult:
     questions: pl.DataFrame
     rejects: list[Reject]
     read: int
+    groups_given: bool = True  # False: no group column mapped, every question is its own group
+
+
+# Key of the questions table's Parquet metadata that says whether groups (posts) were given: "given" or
+# "none". With none, questions of one post can land in two splits, and the card says so.
+GROUPS_KEY = "alfa.groups"
+
+
+def groups_of(questions_path: Path) -> str:
+    """"given", "none", or "unknown" (a table not written by `alfa ingest`)."""
+    return pl.read_parquet_metadata(questions_path).get(GROUPS_KEY, "unknown")
 
 
 def _read_rows(path: Path, rejects: list[Reject]):
@@ -115,8 +126,8 @@ def _read_rows(path: Path, rejects: list[Reject]):
     if suffix in (".jsonl", ".json", ".ndjson"):
         with open(path, "rb") as f:
             for n, raw in enumerate(f, start=1):
-                try:
-                    text = raw.decode("utf-8")
+                try:  # Excel and many Windows tools start a file with a byte-order mark
+                    text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
                 except UnicodeDecodeError as e:
                     rejects.append(Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}",
                                           raw[:200].decode("utf-8", "replace")))
@@ -126,7 +137,7 @@ def _read_rows(path: Path, rejects: list[Reject]):
                 try:
                     row = json.loads(text)
                 except json.JSONDecodeError as e:
-                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg} at character {e.pos}",
+                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg.removesuffix(' at')} at character {e.pos}",
                                           text[:200]))
                     continue
                 if not isinstance(row, dict):
@@ -192,6 +203,9 @@ def normalize_row(row: dict, fm: FieldMap, path: Path, line: int) -> dict:
     """One input record -> one questions-table row. Raises KeyError/ValueError naming the field."""
     if fm.question not in row:
         raise KeyError(fm.question)
+    if row[fm.question] is not None and not isinstance(row[fm.question], str):
+        raise ValueError(f"{fm.question}: a question must be text, got {type(row[fm.question]).__name__} "
+                         f"{json.dumps(row[fm.question], default=str)[:80]}")
     question = _text(row[fm.question])
     if not question:
         raise ValueError(f"{fm.question}: empty question")
@@ -259,7 +273,7 @@ def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
         "context": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
         "question": pl.String, "hindsight": pl.String, "meta": pl.String,
     }
-    return IngestResult(pl.DataFrame(rows, schema=schema), rejects, read)
+    return IngestResult(pl.DataFrame(rows, schema=schema), rejects, read, groups_given=fm.group is not None)
 
 
 def write_rejects(rejects: list[Reject], path: Path) -> None:
@@ -274,7 +288,10 @@ def run_ingest(inputs: list[Path], fm: FieldMap, output: Path) -> IngestResult:
     """Ingest and write `output` (Parquet) plus `<output stem>.rejects.jsonl` beside it."""
     result = ingest(inputs, fm)
     output.parent.mkdir(parents=True, exist_ok=True)
-    result.questions.write_parquet(output)
+    result.questions.write_parquet(output, metadata={GROUPS_KEY: "given" if result.groups_given else "none"})
+    if not result.groups_given:
+        log.warning("ingest: no group column mapped (--map group=COL): every question is its own group, so "
+                    "questions of one post can land in different splits; the card will say so")
     reject_path = output.with_name(output.stem + ".rejects.jsonl")
     write_rejects(result.rejects, reject_path)
     log.info("ingest: %d records read, %d questions kept in %s, %d rejected -> %s",

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from alfa.data.filter import normalize
-from alfa.data.pairs import PAIR_TYPES, SPLITS, load_pairs
+from alfa.data.pairs import PAIR_TYPES, SPLITS, data_digest, load_pairs
 
 
 @dataclass
@@ -144,7 +144,7 @@ def check_splits(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
 
 def check_balance(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     counts = {(a, t): 0 for a in pairs["attribute"].unique().to_list() for t in PAIR_TYPES}
-    for (a, t), g in pairs.group_by(["attribute", "pair_type"]):
+    for (a, t), g in pairs.filter(pl.col("pair_type").is_in(PAIR_TYPES)).group_by(["attribute", "pair_type"]):
         counts[(a, t)] = g.height
     if not counts:
         return [Finding("balance", "error", "the dataset has no pairs")]
@@ -182,6 +182,9 @@ def report(findings: list[Finding], pairs_dir: Path) -> str:
 
 
 def write_report(findings: list[Finding], pairs_dir: Path) -> Path:
+    """PAIRS_DIR/lint_report.json, stamped with the digest of the data it describes: the card includes a
+    report only while the data is still the data that was linted."""
     path = Path(pairs_dir) / "lint_report.json"
-    path.write_text(json.dumps([asdict(f) for f in findings], indent=2))
+    path.write_text(json.dumps({"data_digest": data_digest(pairs_dir), "findings": [asdict(f) for f in findings]},
+                               indent=2))
     return path

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +31,12 @@ from alfa.data.filter import Embedder, FilterConfig, filter_variants
 log = logging.getLogger(__name__)
 
 PAIR_TYPES = ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")
+# A pair that reviewers reversed (`alfa review pull --on-reversed flip`) becomes a new pair of the mirror type:
+# chosen and rejected swap, so its type must say what `chosen` now is (SFT takes `chosen` of
+# original_vs_corrupted as a good question; a flipped one is corrupted_vs_original and is left out).
+FLIPPED_PAIR_TYPES = {"enhanced_vs_corrupted": "corrupted_vs_enhanced", "enhanced_vs_original": "original_vs_enhanced",
+                      "original_vs_corrupted": "corrupted_vs_original"}
+ALL_PAIR_TYPES = PAIR_TYPES + tuple(FLIPPED_PAIR_TYPES.values())
 SPLITS = ("train", "validation", "test")
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 PAIR_SCHEMA = {
@@ -44,7 +50,7 @@ PAIR_SCHEMA = {
 
 @dataclass
 class SplitConfig:
-    """Fractions of *groups* (posts) per split; a group never spans two splits."""
+    """Fractions of the questions per split, cut at whole groups (posts): a group never spans two splits."""
 
     train: float = 0.8
     validation: float = 0.1
@@ -63,18 +69,22 @@ def pair_id(qid: str, attribute: str, pair_type: str, chosen: str, rejected: str
 
 
 def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) -> dict[str, str]:
-    """Assign whole groups to splits so each split's share of `sizes` approaches its fraction."""
-    order = sorted(set(groups))
-    random.Random(config.seed).shuffle(order)
+    """Assign whole groups to splits by a stable hash of the group id: groups in hash order, cut where the
+    running count of `sizes` (questions per group) crosses each split's fraction, so the fractions come as
+    close as whole groups allow. A group's split depends only on the seed and the question set, never on
+    which variants a rewriter or filter let through: every rebuild of the same questions keeps every post
+    in its split."""
+    def rank(g: str) -> str:
+        return hashlib.sha256(f"{config.seed}:{g}".encode()).hexdigest()
+
+    order = sorted(set(groups), key=rank)
     total = sum(sizes[g] for g in order) or 1
-    targets = {"train": config.train, "validation": config.validation, "test": config.test}
-    filled = dict.fromkeys(SPLITS, 0)
-    assignment = {}
+    bounds = (("train", config.train), ("validation", config.train + config.validation), ("test", float("inf")))
+    assignment, done = {}, 0
     for g in order:
-        # The split furthest below its target share takes the next group.
-        split = max(SPLITS, key=lambda s: (targets[s] - filled[s] / total) if targets[s] > 0 else -9)
-        assignment[g] = split
-        filled[split] += sizes[g]
+        middle = (done + sizes[g] / 2) / total  # where the group's questions sit on the 0..1 line
+        assignment[g] = next(s for s, upper in bounds if middle < upper)
+        done += sizes[g]
     return assignment
 
 
@@ -111,11 +121,9 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
                 "chosen_similarity": cs, "rejected_similarity": rs,
                 "rewriter": rewriter, "prompt_template_hash": template, "attribute_pack": pack,
             })
-    # Splits are sized by *pairs* per group, not questions: with a weak rewriter many groups yield no
-    # pair at all, and sizing by questions could leave a split empty.
-    sizes: dict[str, int] = {}
-    for r in rows:
-        sizes[r["group_id"]] = sizes.get(r["group_id"], 0) + 1
+    # Sized by the questions table, not by the pairs: a post's split must not move when another rewriter
+    # or filter setting changes which of its questions yield pairs.
+    sizes = dict(questions.group_by("group_id").len().iter_rows())
     assignment = split_groups(list(sizes), sizes, split)
     for r in rows:
         r["split"] = assignment[r["group_id"]]
@@ -134,7 +142,7 @@ def example_texts(run_dir: Path) -> set[str]:
 
 # Keys of run.json that must agree for run dirs (shards) to be merged into one dataset.
 MERGE_KEYS = ("attribute_pack", "directions", "standalone", "hindsight_for_enhance", "rewriter",
-              "prompt_template_hash", "questions_digest")
+              "prompt_template_hash", "questions_digest", "groups")
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
@@ -184,6 +192,11 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
         raise ValueError(f"the shards hold {questions.height} questions, the job had {first['all_questions']}")
     manifest = {**first, "questions": questions.height, "shard": None, "merged_from": [str(d) for d in run_dirs]}
     manifest["stats"] = {k: sum(m["stats"][k] for m in manifests) for k in first["stats"]}
+    if "standalone_fallbacks" in first:
+        reasons = Counter()
+        for m in manifests:
+            reasons.update(m["standalone_fallbacks"]["reasons"])
+        manifest["standalone_fallbacks"] = {"count": sum(reasons.values()), "reasons": dict(reasons)}
     return manifest, variants, questions
 
 
@@ -226,15 +239,28 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
     (out_dir / "filter_report.json").write_text(json.dumps(result.pass_rates, indent=2))
     _save_hf(pairs, out_dir)
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}
+    assignment = split_groups(questions["group_id"].to_list(), dict(questions.group_by("group_id").len().iter_rows()),
+                              split)
+    question_split_sizes = {s: sum(1 for g in questions["group_id"] if assignment[g] == s) for s in SPLITS}
     (out_dir / "pairs.json").write_text(json.dumps({
         "run_dirs": [str(d) for d in run_dirs], "run": manifest, "filter": asdict(filter_config), "split": asdict(split),
-        "pairs": pairs.height, "split_sizes": split_sizes, "judge": judged,
+        "pairs": pairs.height, "split_sizes": split_sizes, "question_split_sizes": question_split_sizes,
+        "judge": judged,
         "variants": variants.height, "kept_variants": result.kept.height, "rejected_variants": result.rejected.height,
     }, indent=2))
     log.info("pairs: %d variants -> %d kept, %d rejected (reasons in %s) -> %d pairs %s -> %s",
              variants.height, result.kept.height, result.rejected.height,
              out_dir / "rejected_variants.parquet", pairs.height, split_sizes, out_dir)
     return pairs
+
+
+def data_digest(pairs_dir: Path) -> str:
+    """Identity of a pairs dir's data (its split files' bytes): reports (lint, review) carry it, and the card
+    includes a report only when it matches, so a report from an earlier build never describes new data."""
+    h = hashlib.sha256()
+    for f in sorted((Path(pairs_dir) / "data").glob("*.parquet")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def write_split_files(pairs: pl.DataFrame, pairs_dir: Path) -> None:

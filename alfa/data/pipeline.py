@@ -114,7 +114,7 @@ def build(config: PipelineConfig) -> int:
                hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
                max_context_chars=config.synthesis.max_context_chars,
                cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
-               questions_source=", ".join(config.input.paths))
+               questions_source=", ".join(config.input.paths), groups="given" if ingested.groups_given else "none")
     judge = None
     if config.judge:
         j = config.judge

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import polars as pl
 
 from alfa.data import prompts
 from alfa.data.attributes import AttributePack
+from alfa.data.ingest import GROUPS_KEY
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
 
@@ -58,7 +60,7 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
                directions: tuple[str, ...] = prompts.DIRECTIONS, standalone: bool = False,
                hindsight_for_enhance: bool = False, max_context_chars: int = 1200,
                cache_path: Path | None = None, questions_source: str = "",
-               shard: tuple[int, int] | None = None) -> CallStats:
+               shard: tuple[int, int] | None = None, groups: str | None = None) -> CallStats:
     """Write variants for every question x attribute x direction into `run_dir`.
 
     `standalone`: first restate each original as one self-contained question (the paper's step) and
@@ -66,13 +68,17 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
     the thread's outcome (e.g. final diagnosis) to the rewriter, for the enhance direction only:
     a corrupted variant written with hindsight could leak the answer into a rejected example.
     `shard=(i, n)`: only shard i of n (see select_shard); `alfa pairs` merges the n run dirs.
+    `groups`: "given" or "none", as `alfa ingest` recorded in the questions table (alfa.data.ingest.groups_of);
+    by default "none" when every question is its own group.
     """
+    if groups is None:
+        groups = "none" if questions["group_id"].equals(questions["qid"], check_names=False) else "given"
     all_questions, digest = questions.height, questions_digest(questions)
     if shard:
         questions = select_shard(questions, *shard)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    questions.write_parquet(run_dir / "questions.parquet")
+    questions.write_parquet(run_dir / "questions.parquet", metadata={GROUPS_KEY: groups})
     if pack.source:
         shutil.copyfile(pack.source, run_dir / "attribute_pack.yaml")
     cache = CallCache(cache_path or run_dir / "cache.sqlite")
@@ -82,8 +88,9 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
 
     sources = [r["question"] for r in rows]
     standalone_texts: list[str | None] = [None] * len(rows)
+    fallbacks: list[str | None] = [None] * len(rows)
     if standalone:
-        standalone_texts = restate_standalone(rewriter, cache, posts, sources, max_context_chars, stats)
+        standalone_texts, fallbacks = restate_standalone(rewriter, cache, posts, sources, max_context_chars, stats)
         sources = [s or q for s, q in zip(standalone_texts, sources)]  # a failed restatement keeps the original
 
     plan, requests = [], []
@@ -98,7 +105,7 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
     replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
     cache.close()
 
-    out = write_variants(run_dir, rows, plan, keys, replies, sources, standalone_texts)
+    out = write_variants(run_dir, rows, plan, keys, replies, sources, standalone_texts, fallbacks)
     manifest = {
         "questions": questions.height,
         "questions_source": questions_source,
@@ -108,8 +115,13 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
         "attribute_pack": {"name": pack.name, "digest": pack.digest, "attributes": list(pack.attributes)},
         "directions": list(directions),
         "standalone": standalone,
+        # questions whose restatement failed and that were rewritten from the original instead, with why
+        "standalone_fallbacks": {"count": sum(f is not None for f in fallbacks),
+                                 "reasons": dict(Counter(f for f in fallbacks if f is not None))},
+        "groups": groups,
         "hindsight_for_enhance": hindsight_for_enhance,
-        "rewriter": {"backend": rewriter.backend, "model": rewriter.model_id, "sampling": rewriter.sampling},
+        "rewriter": {"backend": rewriter.backend, "model": rewriter.model_id, "sampling": rewriter.sampling,
+                     "cache_id": rewriter.cache_id},
         "prompt_template_hash": prompts.template_hash(),
         "stats": asdict(stats),
     }
@@ -120,24 +132,31 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
 
 
 def restate_standalone(rewriter, cache: CallCache, posts: list[str], questions: list[str], max_context_chars: int,
-                       stats: CallStats) -> list[str | None]:
-    """Each question restated as one self-contained question, or None where the reply holds no question."""
+                       stats: CallStats) -> tuple[list[str | None], list[str | None]]:
+    """Each question restated as one self-contained question, and where that failed (None), why: the call
+    failed, or the reply held no single question (the filter's reason)."""
     from alfa.data.filter import extract_question
 
     replies, _ = run_calls(rewriter, cache,
                            [prompts.standalone_messages(p, q, max_context_chars) for p, q in zip(posts, questions)],
                            "standalone", stats)
-    return [extract_question(reply.text or "")[0] or None for reply in replies]
+    texts, fallbacks = [], []
+    for reply in replies:
+        text, reason = extract_question(reply.text or "") if reply.error is None else (None, "call_failed")
+        texts.append(text or None)
+        fallbacks.append(None if text else reason or "empty")
+    return texts, fallbacks
 
 
 def write_variants(run_dir: Path, rows: list[dict], plan: list[tuple], keys: list[str], replies: list,
-                   sources: list[str], standalone_texts: list[str | None]) -> list[dict]:
+                   sources: list[str], standalone_texts: list[str | None], fallbacks: list[str | None]) -> list[dict]:
     """variants.parquet (one row per request: the reply or the error) and failed_calls.jsonl."""
     out, failures = [], []
     for (i, name, direction), key, reply in zip(plan, keys, replies):
         out.append({
             "qid": rows[i]["qid"], "group_id": rows[i]["group_id"], "attribute": name, "direction": direction,
             "original": rows[i]["question"], "source_question": sources[i], "standalone": standalone_texts[i],
+            "standalone_fallback": fallbacks[i],
             "reply": reply.text if reply.error is None else None, "error": reply.error, "call_key": key,
         })
         if reply.error is not None:

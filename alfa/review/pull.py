@@ -11,7 +11,10 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.pairs import SPLITS, load_pairs
+from alfa.data.lint import lint
+from alfa.data.lint import write_report as write_lint_report
+from alfa.data.pairs import FLIPPED_PAIR_TYPES, SPLITS, data_digest, load_pairs
+from alfa.data.pairs import pair_id as make_pair_id
 from alfa.review.agreement import AGREE, REVERSED, TIE, agreement_report, majority, relative_label
 from alfa.review.connection import DEFAULT_DATASET, DEFAULT_WORKSPACE, Connection, ReviewError, open_dataset
 
@@ -127,13 +130,14 @@ def verdicts(records: pl.DataFrame, answers: pl.DataFrame, policy: ReviewPolicy)
 def apply_review(pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers: pl.DataFrame, report: dict,
                  source: str) -> dict:
     """Write the reviewed dataset: every pair of PAIRS_DIR, each saying who decided it. Dropped pairs go to
-    review/dropped.parquet with their reason; flipped pairs swap chosen and rejected."""
+    review/dropped.parquet with their reason; flipped pairs swap chosen and rejected and become new pairs (new
+    pair_id, the mirror pair_type, flipped_from = the old id)."""
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     if out_dir.resolve() == pairs_dir.resolve():
         raise ReviewError("write the reviewed dataset to a new folder (-o), so the pipeline's version stays as it was")
     out_dir.mkdir(parents=True, exist_ok=True)
     for item in pairs_dir.iterdir():  # the pipeline's reports and plots travel with the data
-        if item.name in ("data", "hf_dataset", "review", "README.md"):
+        if item.name in ("data", "hf_dataset", "review", "README.md", "lint_report.json"):  # the reviewed data gets its own
             continue
         (shutil.copytree(item, out_dir / item.name, dirs_exist_ok=True) if item.is_dir()
          else shutil.copy2(item, out_dir / item.name))
@@ -147,6 +151,13 @@ def apply_review(pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers:
         ("chosen", "rejected"), ("rejected", "chosen"),
         ("chosen_similarity", "rejected_similarity"), ("rejected_similarity", "chosen_similarity"))}
     pairs = pairs.with_columns(**swapped)
+    # A flipped pair is a new pair: a new id and a type that says what `chosen` now is; flipped_from keeps the old id.
+    pairs = pairs.with_columns(
+        flipped_from=pl.when(flip).then(pl.col("pair_id")).otherwise(None),
+        pair_type=pl.when(flip).then(pl.col("pair_type").replace_strict(FLIPPED_PAIR_TYPES, default=None))
+        .otherwise(pl.col("pair_type")))
+    pairs = pairs.with_columns(pair_id=pl.Series([_new_pair_id(r) if r["review_action"] == "flip" else r["pair_id"]
+                                                  for r in pairs.iter_rows(named=True)], dtype=pl.String))
     (out_dir / "data").mkdir(exist_ok=True)
     (out_dir / "review").mkdir(exist_ok=True)
     kept = pairs.filter(pl.col("review_action") != "drop")
@@ -156,9 +167,14 @@ def apply_review(pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers:
     answers.write_parquet(out_dir / "review" / "answers.parquet")
     report = {**report, "source": source, "pairs_in": pairs.height, "pairs_out": kept.height,
               "flipped": int(kept["review_action"].eq("flip").sum()),
-              "dropped": pairs.height - kept.height}
+              "dropped": pairs.height - kept.height, "data_digest": data_digest(out_dir)}
     (out_dir / "review_report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _new_pair_id(row: dict) -> str:
+    return make_pair_id(row["qid"], row["attribute"], row["pair_type"], row["chosen"][0]["content"],
+                   row["rejected"][0]["content"])
 
 
 def pull(conn: Connection, pairs_dir: Path, out_dir: Path, dataset: str = DEFAULT_DATASET,
@@ -172,5 +188,7 @@ def pull(conn: Connection, pairs_dir: Path, out_dir: Path, dataset: str = DEFAUL
     decided = verdicts(records, answers, policy)
     report = agreement_report(records, answers, decided)
     report["policy"] = policy.__dict__
-    return apply_review(pairs_dir, out_dir, decided, answers, report,
-                        source=f"Argilla {conn.url}, workspace {workspace}, dataset {dataset}")
+    report = apply_review(pairs_dir, out_dir, decided, answers, report,
+                          source=f"Argilla {conn.url}, workspace {workspace}, dataset {dataset}")
+    write_lint_report(lint(out_dir), out_dir)  # the reviewed data is other data: its own lint, not the pipeline's
+    return report
