@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from alfa.llm.backends import endpoint_cache_id
 from alfa.llm.cache import call_key
 
 FAULTS = ("429", "500", "slow", "drop", "bad_json", "empty_choices")
@@ -56,6 +57,8 @@ class ChatServer:
             return web.Response(status=500, text="boom")
         if fault == "401":
             return web.Response(status=401, text="bad key")
+        if fault == "echo_headers":  # some gateways echo the request back in their error body
+            return web.Response(status=400, text=f"bad request; headers were {dict(request.headers)}")
         if fault == "slow":
             await asyncio.sleep(self.slow_s)
         if fault == "drop":
@@ -63,6 +66,9 @@ class ChatServer:
             return web.Response(status=200)
         if fault == "empty_choices":
             return web.json_response({"choices": []})
+        if fault in ("empty_content", "null_content"):  # a 200 with a choice but no text
+            return web.json_response({"choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "content": "" if fault == "empty_content" else None}}]})
         if fault == "bad_json":
             return web.Response(status=200, text="{not json", content_type="application/json")
         out = {}
@@ -73,12 +79,21 @@ class ChatServer:
 
         await asyncio.get_running_loop().run_in_executor(None, generate)
         # Recorded under the key alfa's cache uses for this request, so tests can match the two.
-        self.answered.append(call_key(body["model"], body["messages"],
+        self.answered.append(call_key(endpoint_cache_id(body["model"], self.listing()), body["messages"],
                                       {"temperature": body["temperature"], "max_tokens": body["max_tokens"]}))
         return web.json_response({"id": f"c{hit}", "object": "chat.completion", "model": body["model"],
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
                                                "finish_reason": "stop"}],
                                   "usage": out["usage"]})
+
+    def listing(self) -> dict:
+        """What /v1/models reports: like llama.cpp, whatever name is asked for, the one model it serves,
+        with the identity of its weights."""
+        return {"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "alfa-tests",
+                                            "meta": {"weights": self.model.cache_id}}]}
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(self.listing())
 
     async def stats(self, request: web.Request) -> web.Response:
         return web.json_response({"hits": self.hits, "answered": self.answered, "faults": self.fault_log})
@@ -86,6 +101,7 @@ class ChatServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
         return app
 
@@ -93,7 +109,7 @@ class ChatServer:
 def serve_in_thread(server: ChatServer):
     """Start on a free loopback port in a daemon thread; returns (base_url, stop)."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(server.app())
+    runner = web.AppRunner(server.app(), shutdown_timeout=0.1)
     loop.run_until_complete(runner.setup())
     site = web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site.start())
@@ -102,8 +118,15 @@ def serve_in_thread(server: ChatServer):
     thread.start()
 
     def stop():
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
+        """Close the listening socket and every connection (clients see refused / dropped connections: a
+        server that died), then end the thread."""
+        if not loop.is_running():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
 
     return f"http://127.0.0.1:{port}/v1", stop
 

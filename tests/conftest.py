@@ -90,6 +90,7 @@ class CountingRewriter:
     def __init__(self, inner, stop_after: int | None = None):
         self.inner = inner
         self.backend, self.model_id, self.sampling = inner.backend, inner.model_id, inner.sampling
+        self.cache_id = inner.cache_id
         self.calls = 0
         self.stop_after = stop_after
 

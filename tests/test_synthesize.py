@@ -89,8 +89,8 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
     from alfa.llm.cache import call_key
 
     keys = set(v["call_key"].to_list())
-    assert call_key(rw.model_id, enhance, rw.sampling) in keys
-    assert call_key(rw.model_id, corrupt, rw.sampling) in keys
+    assert call_key(rw.cache_id, enhance, rw.sampling) in keys
+    assert call_key(rw.cache_id, corrupt, rw.sampling) in keys
     assert diagnosis in enhance[-1]["content"] and diagnosis not in str(corrupt)
 
 
@@ -124,3 +124,14 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
         parse_shard("two of three")
     with pytest.raises(ValueError, match="0 <= I < N"):
         parse_shard("3/3")
+
+
+def test_local_models_run_where_default_device_says(tiny_rewriter, embedder, monkeypatch):
+    """On the GPU when there is one (this test passes on a CPU machine and on a GPU machine alike), and where
+    ALFA_DEVICE says when it is set."""
+    from alfa.llm.backends import default_device
+
+    assert tiny_rewriter.model.device.type == default_device().split(":")[0]
+    assert embedder.model.device.type == default_device().split(":")[0]
+    monkeypatch.setenv("ALFA_DEVICE", "cpu")
+    assert default_device() == "cpu"

@@ -102,9 +102,10 @@ class Embedder:
     def __init__(self, model_path: str | None = None, batch_size: int = 64):
         from sentence_transformers import SentenceTransformer
 
+        from alfa.llm.backends import default_device
         from alfa.llm.embedded import minilm_path
 
-        self.model = SentenceTransformer(str(model_path or minilm_path()), device="cpu")
+        self.model = SentenceTransformer(str(model_path or minilm_path()), device=default_device())
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
+from alfa.llm.backends import default_device
 
 
 class RewardScorer:
@@ -25,7 +26,8 @@ class RewardScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+        self.device = default_device()
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -41,7 +43,8 @@ class RewardScorer:
             # input_ids and attention_mask only: what TRL's collator gives the model in training
             enc = self.tokenizer.pad({"input_ids": ids[i : i + self.batch_size]}, return_tensors="pt")
             with self.torch.no_grad():
-                logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+                logits = self.model(input_ids=enc["input_ids"].to(self.device),
+                                    attention_mask=enc["attention_mask"].to(self.device)).logits
             out += logits[:, 0].tolist()
         return out
 

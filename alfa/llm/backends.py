@@ -4,9 +4,10 @@ A rewriter turns chat requests into completions:
 
     rewriter.complete(requests, on_done)   # calls on_done(index, Completion) as each one finishes
 
-plus three attributes the cache keys on: `backend`, `model_id` and `sampling`. Three backends:
+plus `backend`, `model_id` (the name cards show), `sampling` and `cache_id` (what the call cache keys on,
+with `sampling`: the model's identity, see weights_digest and endpoint_cache_id). Three backends:
 
-- `TransformersRewriter`: any local causal LM folder, batched greedy generation on CPU or GPU.
+- `TransformersRewriter`: any local causal LM folder, batched greedy generation, on the GPU when there is one.
 - `local`: the same class on the embedded SmolLM2-135M-Instruct (see alfa.llm.embedded), fully offline.
 - `OpenAIRewriter`: any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, llama.cpp server),
   async with bounded concurrency and retries; the API key comes from an environment variable.
@@ -15,11 +16,13 @@ plus three attributes the cache keys on: `backend`, `model_id` and `sampling`. T
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import os
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,16 +40,58 @@ class Completion:
 OnDone = Callable[[int, Completion], None]
 
 
-def _fingerprint(model_dir: Path) -> str:
-    """Stable id of a local model folder: its config plus the sizes of its weight files."""
+def default_device() -> str:
+    """Where local models run: $ALFA_DEVICE if set (cpu, cuda, cuda:1, mps), else the GPU when there is one."""
+    import torch
+
+    return os.environ.get("ALFA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+DIGEST_FILE = "alfa-weights.sha256.json"
+
+
+def weights_digest(model_dir: Path) -> str:
+    """Content digest of a model folder's weight files: sha256 over every weight file's bytes, computed once
+    and kept beside them (DIGEST_FILE, or under $ALFA_CACHE when the folder is read-only). Recomputed when a
+    file's size or modification time changes, so a model retrained into the same folder is another model."""
+    model_dir = Path(model_dir).resolve()
+    files = sorted(p for p in model_dir.iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    stamp = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    cache = Path(os.environ.get("ALFA_CACHE", Path.home() / ".cache" / "alfa")) / "weights-digests"
+    sidecars = [model_dir / DIGEST_FILE, cache / (hashlib.sha256(str(model_dir).encode()).hexdigest()[:16] + ".json")]
+    for sidecar in sidecars:
+        if sidecar.exists():
+            kept = json.loads(sidecar.read_text())
+            if kept.get("files") == stamp:
+                return kept["sha256"]
     h = hashlib.sha256()
-    for name in sorted(os.listdir(model_dir)):
-        p = model_dir / name
-        if name == "config.json":
-            h.update(p.read_bytes())
-        elif name.endswith((".safetensors", ".bin")):
-            h.update(f"{name}:{p.stat().st_size}".encode())
-    return h.hexdigest()[:12]
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+    digest = h.hexdigest()
+    for sidecar in sidecars:
+        try:
+            sidecar.parent.mkdir(parents=True, exist_ok=True)
+            sidecar.write_text(json.dumps({"sha256": digest, "files": stamp}, indent=1))
+            break
+        except OSError:  # a read-only model folder (site-packages, a shared mount): keep it in alfa's cache
+            continue
+    return digest
+
+
+def endpoint_cache_id(model: str, listing: dict | None) -> str:
+    """The identity of a served model for the call cache: its name plus what the server's /models reports
+    for it (llama.cpp ignores the request's model name and reports its weights' metadata there)."""
+    if listing is None:
+        return f"{model}|served=unlisted"
+    entries = listing.get("data") or listing.get("models") or []
+    mine = [e for e in entries if isinstance(e, dict) and e.get("id") == model] or entries
+    return f"{model}|served={hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]}"
 
 
 class TransformersRewriter:
@@ -71,11 +116,16 @@ class TransformersRewriter:
         self.tokenizer.padding_side = "left"  # decoder-only batched generation pads on the left
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).eval()
+        self.device = default_device()
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
         self.batch_size = batch_size
         # Generation stops at the first '?': we want one question, and a small model rambles on.
         self.sampling = {"do_sample": False, "max_new_tokens": max_new_tokens, "stop": list(stop)}
-        self.model_id = model_name or f"{self.model_path.name}@{_fingerprint(self.model_path)}"
+        digest = weights_digest(self.model_path)
+        self.model_id = model_name or f"{self.model_path.name}@{digest[:12]}"
+        # What the cache keys on: the weights' content and the chat template that renders every request.
+        template = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:12]
+        self.cache_id = f"{self.model_id}|weights={digest[:16]}|chat_template={template}"
 
     def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
         """Generate for every request, batch by batch, calling `on_done` as each batch ends.
@@ -102,7 +152,8 @@ class TransformersRewriter:
         if not prefix or not all(f.startswith(prefix) for f in full):
             prefix = ""  # a template that renders history differently: no sharing, still correct
         suffixes = [f[len(prefix):] for f in full]
-        prefix_ids = tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"] if prefix else None
+        prefix_ids = (tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
+                      if prefix else None)
         prefix_cache = None
         if prefix_ids is not None and prefix_ids.shape[1]:
             with torch.inference_mode():
@@ -112,14 +163,14 @@ class TransformersRewriter:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             enc = tok([suffixes[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            input_ids, mask = enc["input_ids"], enc["attention_mask"]
+            input_ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
             kwargs = {}
             if prefix_cache is not None:
                 # [prefix][left-padded suffix]: padding sits in the middle, masked out; positions
                 # come from the mask's cumulative sum, so they match an unpadded prompt.
                 n = len(idx)
                 input_ids = torch.cat([prefix_ids.expand(n, -1), input_ids], dim=1)
-                mask = torch.cat([torch.ones(n, prefix_ids.shape[1], dtype=mask.dtype), mask], dim=1)
+                mask = torch.cat([torch.ones(n, prefix_ids.shape[1], dtype=mask.dtype, device=self.device), mask], dim=1)
                 cache = copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(n)
                 kwargs["past_key_values"] = cache
@@ -215,6 +266,27 @@ class OpenAIRewriter:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    @functools.cached_property
+    def cache_id(self) -> str:
+        """The model name plus the first replica's /models listing, fetched once (unlisted if it has none)."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.base_urls[0] + "/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                listing = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            log.warning("%s/models: %s; the cache identifies the model by its name only", self.base_urls[0],
+                        self._redact(str(e)))
+            listing = None
+        return endpoint_cache_id(self.model_id, listing)
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        text = text.replace(key, "<redacted>") if key else text
+        return re.sub(r"(?i)(bearer\s+)\S+", r"\1<redacted>", text)
+
     def _pick(self, avoid: int | None) -> int:
         """The replica with the fewest requests in flight, other than `avoid` when there is a choice."""
         choices = [u for u in range(len(self.base_urls)) if u != avoid] or [0]
@@ -238,18 +310,19 @@ class OpenAIRewriter:
                         if resp.status == 200:
                             data = await resp.json(content_type=None)
                             choices = data.get("choices") if isinstance(data, dict) else None
-                            if choices:
-                                text = (choices[0].get("message") or {}).get("content")
-                                on_done(i, Completion(text or "", usage=data.get("usage")))
+                            text = (choices[0].get("message") or {}).get("content") if choices else None
+                            if text and text.strip():
+                                on_done(i, Completion(text, usage=data.get("usage")))
                                 return
-                            error = "endpoint returned no choices"
-                        else:
-                            error = f"HTTP {resp.status}: {(await resp.text())[:200]}"
+                            # a 200 without text is a failed call: retried, never cached as an answer
+                            error = "endpoint returned no choices" if not choices else "endpoint returned empty content"
+                        else:  # an error body may echo the request's headers: never keep the key
+                            error = self._redact(f"HTTP {resp.status}: {(await resp.text())[:200]}")
                             if resp.status not in self.RETRY_STATUS:
                                 break  # 400/401/404: retrying cannot help
                             retry_after = resp.headers.get("Retry-After")
                 except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError, ValueError) as e:
-                    error = f"{type(e).__name__}: {e}"[:300] if str(e) else type(e).__name__
+                    error = self._redact(f"{type(e).__name__}: {e}"[:300]) if str(e) else type(e).__name__
                 finally:
                     self.in_flight[u] -= 1
                 if attempt < self.max_retries:

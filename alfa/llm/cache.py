@@ -1,4 +1,8 @@
-"""Disk cache of model calls, keyed by a content hash of (model, messages, sampling params).
+"""Disk cache of model calls, keyed by a content hash of (model identity, messages, sampling params).
+
+The model identity is a backend's `cache_id`: for local weights their content digest and chat template, for
+an endpoint the model name and what its /models listing reports (alfa.llm.backends), so other weights under
+the same name never get an earlier model's answers.
 
 SQLite in WAL mode, one row per successful call, committed as soon as the call returns: a run killed
 at any moment keeps every answer it had received, and a rerun pays for no call twice. Inside an
@@ -39,12 +43,13 @@ class CallCache:
             "usage TEXT, created REAL)"
         )
 
-    def get_many(self, keys: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+    def get_many(self, keys: list[str]) -> dict[str, tuple[str, dict]]:
+        """{key: (text, usage)} for the keys in the cache; usage is what the call cost when it was made."""
+        found: dict[str, tuple[str, dict]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = f"SELECT key, text FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update(self.db.execute(q, chunk).fetchall())
+            q = f"SELECT key, text, usage FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update((k, (text, json.loads(usage or "{}"))) for k, text, usage in self.db.execute(q, chunk))
         return found
 
     def put(self, key: str, model_id: str, text: str, usage: dict | None = None) -> None:

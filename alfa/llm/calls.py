@@ -28,20 +28,27 @@ class CallStats:
     cache_hits: int = 0
     calls_made: int = 0
     failed: int = 0
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0             # tokens of the calls this run made
     completion_tokens: int = 0
     seconds: float = 0.0
+    cached_prompt_tokens: int = 0      # tokens of the answers taken from the cache (paid by an earlier run)
+    cached_completion_tokens: int = 0
 
 
 def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
               stats: CallStats) -> tuple[list[Completion], list[str]]:
     """Answer every request, from the cache where possible; new answers are cached as they arrive.
     Returns the completions and each request's cache key, in request order."""
-    keys = [call_key(rewriter.model_id, m, rewriter.sampling) for m in requests]
+    keys = [call_key(rewriter.cache_id, m, rewriter.sampling) for m in requests]
     cached = cache.get_many(list(set(keys)))
-    results: list[Completion | None] = [Completion(cached[k]) if k in cached else None for k in keys]
+    results: list[Completion | None] = [Completion(cached[k][0], usage=cached[k][1]) if k in cached else None
+                                        for k in keys]
     stats.requests += len(requests)
     stats.cache_hits += sum(r is not None for r in results)
+    for r in results:  # answers an earlier run paid for: cost figures count them too
+        if r is not None:
+            stats.cached_prompt_tokens += int(r.usage.get("prompt_tokens") or 0)
+            stats.cached_completion_tokens += int(r.usage.get("completion_tokens") or 0)
     # Identical requests (same key) are called once.
     todo: dict[str, list[int]] = {}
     for i, (k, r) in enumerate(zip(keys, results)):
@@ -57,10 +64,13 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
     def on_done(j: int, completion: Completion) -> None:
         key = todo_keys[j]
         stats.calls_made += 1
+        if completion.error is None and not (completion.text or "").strip():
+            # an empty reply is a failed call, from any backend: not cached, so the next run retries it
+            completion = Completion(None, error="empty reply", usage=completion.usage)
         if completion.usage:
             stats.prompt_tokens += int(completion.usage.get("prompt_tokens") or 0)
             stats.completion_tokens += int(completion.usage.get("completion_tokens") or 0)
-        if completion.error is None and completion.text is not None:
+        if completion.error is None:
             cache.put(key, rewriter.model_id, completion.text, completion.usage)
         else:
             stats.failed += 1
