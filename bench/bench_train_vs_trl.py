@@ -38,7 +38,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alfa.train.recipe import check_recipe, launcher, load_recipe  # noqa: E402
+from alfa.train.launch import launcher  # noqa: E402
+from alfa.train.recipe import check_recipe, load_recipe  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "recipes" / "smollm2-135m" / "dpo_mixed_zero2.yaml"
 

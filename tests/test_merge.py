@@ -178,3 +178,84 @@ def test_incompatible_adapters_are_refused(tmp_path, adapters, three_models, cap
     path = _yaml(tmp_path, f"method: lora_cat\nmodels: [{a}, {three_models[0]}]\noutput_dir: {tmp_path / 'x'}\n")
     assert main(["merge", str(path)]) == 2
     assert "no adapter_config.json, but method lora_cat merges peft LoRA adapters" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def same_sign_pair(tmp_path_factory, three_models):
+    """(base, a, b) where b's task vector is exactly twice a's: every element's delta agrees in sign."""
+    base, a, _ = three_models
+    d = tmp_path_factory.mktemp("double")
+    wbase, wa = _weights(base), _weights(a)
+    model = AutoModelForCausalLM.from_pretrained(a)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(wbase[name] + 2 * (wa[name] - wbase[name]))
+    model.save_pretrained(d)
+    for f in list(a.glob("tokenizer*")) + list(a.glob("chat_template*")):
+        shutil.copy(f, d)
+    return base, a, d
+
+
+@pytest.mark.parametrize("method", ["ties", "dare_ties"])
+def test_ties_and_dare_ties_with_full_density_are_the_normalized_sum_when_signs_agree(tmp_path, same_sign_pair,
+                                                                                       method):
+    """density 1 keeps every element (DARE drops none and rescales by 1); all signs agree, so the merge is
+    base + (0.5 da + 0.5 db) / (0.5 + 0.5) = base + 1.5 da."""
+    base, a, b = same_sign_pair
+    path = _yaml(tmp_path, f"""\
+        method: {method}
+        models: [{a}, {b}]
+        base_model: {base}
+        weights: [0.5, 0.5]
+        density: 1.0
+        output_dir: {tmp_path / method}
+        """)
+    assert main(["merge", str(path)]) == 0
+    wbase, wa, merged = _weights(base), _weights(a), _weights(tmp_path / method)
+    for k in wa:
+        torch.testing.assert_close(merged[k], wbase[k] + 1.5 * (wa[k] - wbase[k]), rtol=0, atol=1e-5)
+
+
+def test_model_stock_moves_from_the_base_toward_the_average(tmp_path, three_models):
+    """model_stock interpolates per tensor between the base and the average of the models:
+    merged - base = t (average - base) with 0 <= t <= 1."""
+    base, a, b = three_models
+    path = _yaml(tmp_path, f"method: model_stock\nmodels: [{a}, {b}]\nbase_model: {base}\n"
+                           f"output_dir: {tmp_path / 'stock'}\n")
+    assert main(["merge", str(path)]) == 0
+    wbase, wa, wb, merged = _weights(base), _weights(a), _weights(b), _weights(tmp_path / "stock")
+    moved = 0
+    for k in wa:
+        toward, step = (wa[k] + wb[k]) / 2 - wbase[k], merged[k] - wbase[k]
+        if toward.abs().max() < 1e-6:
+            continue
+        t = float((step * toward).sum() / (toward * toward).sum())
+        assert -1e-4 <= t <= 1 + 1e-4, k
+        torch.testing.assert_close(step, t * toward, rtol=0, atol=1e-4)
+        moved += t > 1e-3
+    assert moved > 0
+
+
+def test_lora_svd_of_one_adapter_twice_is_that_adapter(tmp_path, adapters):
+    path = _yaml(tmp_path, f"method: lora_svd\nmodels: [{adapters['a']}, {adapters['a']}]\nweights: [0.5, 0.5]\n"
+                           f"output_dir: {tmp_path / 'svd'}\n")
+    assert main(["merge", str(path)]) == 0
+    da, merged = _deltas(adapters["a"]), _deltas(tmp_path / "svd")
+    for k in da:
+        torch.testing.assert_close(merged[k], da[k], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora_linear", "lora_ties", "lora_dare_ties", "lora_dare_linear"])
+def test_every_other_lora_method_writes_an_adapter_peft_loads(tmp_path, adapters, tiny_model_dir, method):
+    from peft import PeftModel
+
+    extra = "density: 0.5\n" if method != "lora_linear" else ""
+    path = _yaml(tmp_path, f"method: {method}\nmodels: [{adapters['a']}, {adapters['b']}]\nweights: [0.5, 0.5]\n"
+                           f"{extra}output_dir: {tmp_path / method}\n")
+    assert main(["merge", str(path)]) == 0
+    da, merged = _deltas(adapters["a"]), _deltas(tmp_path / method)
+    assert set(merged) == set(da)
+    for k in da:
+        assert merged[k].shape == da[k].shape and torch.isfinite(merged[k]).all() and merged[k].abs().sum() > 0
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / method)
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.isfinite().all()

@@ -186,3 +186,26 @@ def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_load
     assert not (tmp_path / "out").exists()
     # without evaluation the same selection is fine
     assert {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir))))}["data"].ok
+
+
+def test_multi_node_dry_run_prints_each_nodes_exact_command(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    """num_processes counts per machine; accelerate's --num_processes is the total over all machines."""
+    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 8, num_machines: 2, "
+                                   "main_process_ip: node0.cluster.example, main_process_port: 29511}",
+                                   top="global_batch_size: 64"))
+    assert main(["train", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] global_batch: 16 processes x 2 per device x 2 accumulation = 64" in out
+    lines = [line for line in out.splitlines() if line.startswith("launch on machine")]
+    assert len(lines) == 2
+    for rank, line in enumerate(lines):
+        assert line.startswith(f"launch on machine {rank} of 2: ")
+        assert (f"--num_processes 16 --num_machines 2 --mixed_precision no --machine_rank {rank} "
+                "--main_process_ip node0.cluster.example --main_process_port 29511") in line
+        assert line.endswith(f"-m alfa.cli train {path} --machine-rank {rank}")
+
+
+def test_multi_node_without_the_main_address_is_refused(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 8, num_machines: 2}"))
+    assert main(["train", str(path), "--dry-run"]) == 2
+    assert "set launch.main_process_ip" in capsys.readouterr().err

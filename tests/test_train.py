@@ -89,12 +89,22 @@ def test_resume_from_checkpoint(tmp_path, tiny_model_dir, pairs_dir, capsys):
     path.write_text(text)
     first = run_recipe(path)
     assert first["global_steps"] == 6 and (tmp_path / "resume" / "checkpoint-6").is_dir()
+    # a changed recipe does not silently continue another recipe's checkpoint: it stops, naming both ways on
     path.write_text(text.replace("max_steps: 6", "max_steps: 10"))
-    assert main(["train", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-6 from another recipe" in err and "--overwrite" in err and "--resume" in err
+    assert main(["train", str(path), "--resume"]) == 0
     second = json.loads((tmp_path / "resume" / "alfa_train.json").read_text())
     steps = [h["step"] for h in second["log_history"] if "loss" in h]
     assert second["global_steps"] == 10 and steps[-1] == 10
     assert min(s for s in steps if s > 6) == 7  # continued after step 6 instead of starting over
+    # --overwrite starts over from step 1
+    path.write_text(text.replace("max_steps: 6", "max_steps: 4"))
+    assert main(["train", str(path), "--overwrite"]) == 0
+    third = json.loads((tmp_path / "resume" / "alfa_train.json").read_text())
+    assert [h["step"] for h in third["log_history"] if "loss" in h] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
@@ -155,3 +165,49 @@ def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir
     assert summary["tokens_per_second"] == pytest.approx(summary["num_tokens"] / summary["train_runtime_s"])
     assert "peak_gpu_allocated_gib" not in summary  # CPU: no accelerator figure is made up
     assert 0.2 < summary["peak_rss_gib"] < 20  # this process, torch loaded: hundreds of MiB, not bytes or TiB
+
+
+def test_a_checkpoint_is_resumed_only_by_the_recipe_that_made_it(tmp_path, tiny_model_dir, pairs_dir):
+    from alfa.train.recipe import load_recipe
+    from alfa.train.run import checkpoint_to_resume
+
+    path = _recipe(tmp_path, "out", tiny_model_dir, pairs_dir)
+    recipe = load_recipe(path)
+    out = tmp_path / "out"
+    assert checkpoint_to_resume(recipe, path, str(out), resume=False, overwrite=False) is None  # a fresh start
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    assert checkpoint_to_resume(recipe, path, str(out), False, False) == str(out / "checkpoint-3")  # same recipe
+    other = load_recipe(_recipe(tmp_path, "out", tiny_model_dir, pairs_dir, learning_rate=5e-4))
+    with pytest.raises(ValueError, match="checkpoint-3 from another recipe"):
+        checkpoint_to_resume(other, path, str(out), False, False)
+    assert checkpoint_to_resume(other, path, str(out), resume=True, overwrite=False) == str(out / "checkpoint-3")
+    assert checkpoint_to_resume(other, path, str(out), resume=False, overwrite=True) is None
+    assert not (out / "checkpoint-3").exists()
+
+
+def test_the_ref_store_keys_on_what_the_reference_scores(tmp_path, tiny_model_dir, pairs_dir):
+    """A reviewed copy whose pair was flipped keeps its pair_id: the store must not hand it the values of its
+    mirror image. Another max_length is another entry too; the same pairs again are only read."""
+    import shutil
+
+    from alfa.data.pairs import load_pairs, write_split_files
+
+    store = tmp_path / "ref.sqlite"
+    n_all = sum(pl.read_parquet(f).height for f in (pairs_dir / "data").glob("*.parquet"))
+    first = run_recipe(_recipe(tmp_path, "a", tiny_model_dir, pairs_dir, max_steps=1), store)
+    assert first["ref_logps"]["computed"] == n_all
+    flipped_dir = tmp_path / "flipped"
+    shutil.copytree(pairs_dir, flipped_dir)
+    pairs = load_pairs(pairs_dir)
+    target = pairs["pair_id"][0]
+    swap = pl.col("pair_id") == target
+    flipped = pairs.with_columns(chosen=pl.when(swap).then(pl.col("rejected")).otherwise(pl.col("chosen")),
+                                 rejected=pl.when(swap).then(pl.col("chosen")).otherwise(pl.col("rejected")))
+    write_split_files(flipped, flipped_dir)  # same pair_id, chosen and rejected swapped
+    again = run_recipe(_recipe(tmp_path, "b", tiny_model_dir, flipped_dir, max_steps=1), store)
+    assert again["ref_logps"]["computed"] == 1 and again["ref_logps"]["cached"] == n_all - 1
+    shorter = run_recipe(_recipe(tmp_path, "c", tiny_model_dir, pairs_dir, max_steps=1, max_length=64), store)
+    assert shorter["ref_logps"]["computed"] == n_all
+    same = run_recipe(_recipe(tmp_path, "d", tiny_model_dir, pairs_dir, max_steps=1), store)
+    assert same["ref_logps"] == {"cached": n_all, "computed": 0, "used": same["train_rows"] + same["eval_rows"]}

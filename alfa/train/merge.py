@@ -186,7 +186,9 @@ def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[
     config = model.peft_config["merged"]
     config.base_model_name_or_path = base
     config.save_pretrained(out)
-    save_file(get_peft_model_state_dict(model, adapter_name="merged"), out / "adapter_model.safetensors")
+    # lora_svd leaves transposed views (non-contiguous), which safetensors refuses to save
+    state = {k: v.contiguous() for k, v in get_peft_model_state_dict(model, adapter_name="merged").items()}
+    save_file(state, out / "adapter_model.safetensors")
     if (Path(adapters[0]) / "tokenizer_config.json").exists():
         AutoTokenizer.from_pretrained(adapters[0]).save_pretrained(out)
     return {"peft_add_weighted_adapter": {"combination_type": combination, "adapters": adapters, "weights": weights,

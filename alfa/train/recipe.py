@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +65,10 @@ class LoraConfig:
 
 @dataclass
 class LaunchConfig:
-    num_processes: int = 1
+    num_processes: int = 1              # processes (GPUs) per machine; the world size is this x num_machines
     num_machines: int = 1
+    main_process_ip: str | None = None  # several machines: the address of machine 0, which every node reaches
+    main_process_port: int = 29500
     deepspeed: str | None = None        # a DeepSpeed JSON (configs/deepspeed/); None: plain DDP / one process
     mixed_precision: str = "no"         # no | bf16 | fp16 (accelerate's flag)
     lora: LoraConfig | None = None      # train LoRA adapters with peft instead of all weights
@@ -268,12 +270,12 @@ def _check_deepspeed(recipe: Recipe, path: Path, hidden: int | None) -> Check:
 def _check_data(recipe: Recipe) -> Check:
     import polars as pl
 
-    from alfa.data.pairs import PAIR_TYPES
+    from alfa.data.pairs import ALL_PAIR_TYPES
 
     d = Path(recipe.data.pairs_dir)
-    bad_types = [t for t in recipe.data.exclude_pair_types if t not in PAIR_TYPES]
+    bad_types = [t for t in recipe.data.exclude_pair_types if t not in ALL_PAIR_TYPES]
     if bad_types:
-        return Check("data", False, f"exclude_pair_types {bad_types} unknown; pair types: {', '.join(PAIR_TYPES)}")
+        return Check("data", False, f"exclude_pair_types {bad_types} unknown; pair types: {', '.join(ALL_PAIR_TYPES)}")
     splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
     need = {"sft": ["prompt", "chosen"], "dpo": ["prompt", "chosen", "rejected"],
             "reward": ["prompt", "chosen", "rejected"]}[recipe.stage]
@@ -331,34 +333,38 @@ def _check_report_to(recipe: Recipe) -> Check:
     return Check("report_to", True, ", ".join(names))
 
 
-def launcher(recipe: Recipe) -> list[str]:
-    """`accelerate launch` with the recipe's processes, machines, precision and DeepSpeed config; the
-    program to launch goes after it."""
-    # The accelerate installed beside this Python (the venv's), also when the venv is not activated.
-    beside = Path(sys.executable).parent / "accelerate"
-    cmd = [str(beside) if beside.exists() else "accelerate", "launch",
-           "--num_processes", str(recipe.launch.num_processes), "--num_machines", str(recipe.launch.num_machines),
-           "--mixed_precision", recipe.launch.mixed_precision]
-    if recipe.launch.deepspeed:
-        cmd += ["--use_deepspeed", "--deepspeed_config_file", recipe.launch.deepspeed]
-    return cmd
+# Keys whose values are secrets (hub_token, api_key, ...): never copied into a card, a summary or a run dir.
+SECRET_KEY = re.compile(r"(?i)(?<![\w.-])((?:hub_|hf_|access_|auth_|api_|bearer_)?token|[\w.-]*(?:api_?key|secret|password)"
+                        r"[\w.-]*)(\s*:\s*)([^\s,}#]+)")
 
 
-def launch_command(recipe_path: Path, recipe: Recipe) -> list[str]:
-    """The exact command `alfa train` runs: accelerate's launcher around `alfa train` itself."""
-    return launcher(recipe) + ["-m", "alfa.cli", "train", str(recipe_path)]
+def redact_secrets(text: str) -> str:
+    """A recipe's text with every secret-named key's value replaced by <redacted> (block and flow style)."""
+    return SECRET_KEY.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
+
+
+def redact_mapping(value):
+    """A resolved recipe (dicts and lists) with every secret-named key's value replaced by <redacted>."""
+    if isinstance(value, dict):
+        return {k: "<redacted>" if SECRET_KEY.fullmatch(f"{k}: x") and v else redact_mapping(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_mapping(v) for v in value]
+    return value
 
 
 def dry_run(recipe_path: Path) -> int:
+    from alfa.train.launch import launch_lines
+
     """Print the resolved recipe, each check, and the launch command. 0 when every check passes."""
     recipe = load_recipe(recipe_path)
-    resolved = {**dataclasses.asdict(recipe)}
+    resolved = redact_mapping(dataclasses.asdict(recipe))  # printed: no token may reach a terminal log
     print(f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})")
     print(json.dumps(resolved, indent=2, default=str))
     checks = check_recipe(recipe)
     for c in checks:
         print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
-    print("launch: " + shlex.join(launch_command(recipe_path, recipe)))
+    for line in launch_lines(recipe_path, recipe):
+        print(line)
     failed = [c for c in checks if not c.ok]
     if failed:
         print(f"{len(failed)} check(s) failed: fix them before training", file=sys.stderr)

@@ -1,13 +1,21 @@
 """The reference log-prob store (DPO): per-attribute and mixed DPO runs from the same starting model need
 the same reference log-probs for the same pairs. TRL caches them per dataset fingerprint, so every subset
-recomputes them. `RefLogpStore` keeps them once per (reference model hash, pair_id) in a SQLite file shared
-by all runs: the first run fills it for every pair of the pairs dir in one pass, every later run from the
-same model only reads.
+recomputes them. `RefLogpStore` keeps them in a SQLite file shared by all runs: the first run fills it for
+every pair of the pairs dir in one pass, every later run from the same model only reads.
+
+A stored value is keyed on everything that decides it, and on nothing that does not: the reference weights'
+content digest (read from disk, so every rank of a ZeRO-3 run computes the same one), and per pair the token
+ids TRL actually scores (prompt + chosen, prompt + rejected, after its chat template and tokenizer) with the
+truncation settings and the tokenizer's identity. A pair flipped by a review, retokenized by another
+tokenizer or cut at another max_length is another entry; a pair_id alone would hand it its mirror's values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -17,43 +25,81 @@ from alfa.train.recipe import Recipe
 
 
 class RefLogpStore:
-    """SQLite: (reference model hash, pair_id) -> (ref_chosen_logps, ref_rejected_logps)."""
+    """SQLite: (reference weights digest, scored-input key) -> (ref_chosen_logps, ref_rejected_logps)."""
 
     def __init__(self, path: Path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS ref_logps (model TEXT, pair_id TEXT, chosen REAL, rejected REAL, "
-                        "PRIMARY KEY (model, pair_id))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS ref_logps_v2 (model TEXT, input TEXT, chosen REAL, rejected REAL, "
+                        "PRIMARY KEY (model, input))")
 
-    def get(self, model_hash: str, pair_ids: list[str]) -> dict[str, tuple[float, float]]:
+    def get(self, model_digest: str, keys: list[str]) -> dict[str, tuple[float, float]]:
         out = {}
-        for i in range(0, len(pair_ids), 500):
-            chunk = pair_ids[i : i + 500]
-            q = f"SELECT pair_id, chosen, rejected FROM ref_logps WHERE model = ? AND pair_id IN ({','.join('?' * len(chunk))})"
-            out.update({p: (c, r) for p, c, r in self.db.execute(q, [model_hash, *chunk])})
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            q = (f"SELECT input, chosen, rejected FROM ref_logps_v2 WHERE model = ? AND input IN "
+                 f"({','.join('?' * len(chunk))})")
+            out.update({k: (c, r) for k, c, r in self.db.execute(q, [model_digest, *chunk])})
         return out
 
-    def put(self, model_hash: str, rows: list[tuple[str, float, float]]) -> None:
+    def put(self, model_digest: str, rows: list[tuple[str, float, float]]) -> None:
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO ref_logps VALUES (?, ?, ?, ?)", [(model_hash, *r) for r in rows])
+        self.db.executemany("INSERT OR REPLACE INTO ref_logps_v2 VALUES (?, ?, ?, ?)",
+                            [(model_digest, *r) for r in rows])
         self.db.execute("COMMIT")
 
     def close(self):
         self.db.close()
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """The tokenizer's identity: its vocabulary, special tokens and chat template."""
+    payload = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens,
+                          tokenizer.chat_template], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def input_key(example: dict, max_length: int | None, truncation_mode: str, tokenizer_id: str) -> str:
+    """Key of one tokenized pair as TRL's DPO collator scores it."""
+    payload = json.dumps([example["prompt_ids"] + example["chosen_ids"], example["prompt_ids"] + example["rejected_ids"],
+                          max_length, truncation_mode, tokenizer_id])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def stored_ref_dpo_trainer():
     from trl import DPOTrainer
 
     class StoredRefDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer, except that a dataset which already carries reference log-probs (from the
-        shared store) is used as is instead of being recomputed."""
+        """TRL's DPOTrainer whose reference log-prob precompute reads the shared store first and computes,
+        with TRL's own code, only the pairs the store does not hold yet (then stores them)."""
+
+        def __init__(self, *args, ref_store: RefLogpStore | None = None, ref_model_digest: str | None = None,
+                     **kwargs):
+            self.ref_store, self.ref_model_digest = ref_store, ref_model_digest
+            self.ref_counts = {"cached": 0, "computed": 0, "used": 0}
+            super().__init__(*args, **kwargs)  # TRL tokenizes, then calls _precompute_ref_logps
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            if "ref_chosen_logps" in dataset.column_names:
-                return dataset
-            return super()._precompute_ref_logps(dataset, name, batch_size)
+            if self.ref_store is None:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            tokenizer_id = tokenizer_digest(self.processing_class)
+            keys = [input_key(ex, self.args.max_length, self.args.truncation_mode, tokenizer_id)
+                    for ex in dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])]
+            have = self.ref_store.get(self.ref_model_digest, keys)
+            missing = [i for i, k in enumerate(keys) if k not in have]
+            if missing:
+                computed = super()._precompute_ref_logps(dataset.select(missing), name, batch_size)
+                rows = list(zip([keys[i] for i in missing], computed["ref_chosen_logps"],
+                                computed["ref_rejected_logps"]))
+                if self.accelerator.is_main_process:
+                    self.ref_store.put(self.ref_model_digest, rows)
+                have.update({k: (c, r) for k, c, r in rows})
+            self.ref_counts["cached"] += len(keys) - len(missing)
+            self.ref_counts["computed"] += len(missing)
+            self.ref_counts["used"] += len(keys)
+            return dataset.add_column("ref_chosen_logps", [have[k][0] for k in keys]).add_column(
+                "ref_rejected_logps", [have[k][1] for k in keys])
 
     return StoredRefDPOTrainer
 
@@ -63,34 +109,24 @@ def all_pairs(recipe: Recipe):
     import datasets
 
     d = Path(recipe.data.pairs_dir) / "data"
-    df = pl.concat([pl.read_parquet(f) for f in sorted(d.glob("*.parquet"))])
-    return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
+    df = pl.concat([pl.read_parquet(f) for f in sorted(d.glob("*.parquet"))], how="diagonal_relaxed")
+    return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("prompt", "chosen", "rejected")})
 
 
-def attach_ref_logps(store: RefLogpStore, model, tokenizer, config, recipe: Recipe, datasets_by_split: dict) -> dict:
-    """Add ref_chosen_logps/ref_rejected_logps to each dataset from the store. The first run that
-    uses a store fills it for *every* pair of the pairs dir in one pass (with TRL's own code), so the
-    later per-attribute and mixed runs from the same model only read. Returns {"cached", "computed"}."""
-    from trl.trainer.utils import hash_module
+def fill_store(store: RefLogpStore, model_digest: str, model, tokenizer, config, recipe: Recipe) -> dict:
+    """Make sure the store holds every pair of the pairs dir (so later per-attribute and mixed runs from the same
+    model only read): one pass of TRL's own precompute over the pairs it does not hold yet."""
+    probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
+                                     output_dir=str(Path(config.output_dir) / "ref-precompute"))
+    probe = stored_ref_dpo_trainer()(model=model, args=probe_args, train_dataset=all_pairs(recipe),
+                                     processing_class=tokenizer, ref_store=store, ref_model_digest=model_digest)
+    counts = dict(probe.ref_counts)
+    del probe
+    return {"cached": counts["cached"], "computed": counts["computed"]}
 
-    model_hash = hash_module(model)
-    everything = all_pairs(recipe)
-    have = store.get(model_hash, everything["pair_id"])
-    missing = [i for i, p in enumerate(everything["pair_id"]) if p not in have]
-    if missing:
-        sub = everything.select(missing)
-        probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
-                                         output_dir=str(Path(config.output_dir) / "ref-precompute"))
-        probe = stored_ref_dpo_trainer()(model=model, args=probe_args, train_dataset=sub.remove_columns("pair_id"),
-                                     processing_class=tokenizer)
-        computed = probe.train_dataset
-        store.put(model_hash, list(zip(sub["pair_id"], computed["ref_chosen_logps"], computed["ref_rejected_logps"])))
-        have = store.get(model_hash, everything["pair_id"])
-        del probe
-    used = 0
-    for split, ds in datasets_by_split.items():
-        ids = ds["pair_id"]
-        used += len(ids)
-        datasets_by_split[split] = ds.add_column("ref_chosen_logps", [have[p][0] for p in ids]).add_column(
-            "ref_rejected_logps", [have[p][1] for p in ids])
-    return {"cached": len(everything) - len(missing), "computed": len(missing), "used": used}
+
+def reference_digest(model_path: str | Path) -> str:
+    """The reference model's identity: its weights' content digest, the same on every rank."""
+    from alfa.llm.backends import weights_digest
+
+    return weights_digest(Path(model_path)) if os.path.isdir(model_path) else str(model_path)

@@ -3,16 +3,19 @@
 Each stage is a plain function over TRL: load the pairs the recipe selects, load the model, build
 TRL's config from the recipe's `trl:` block, train, save the model with a model card that names its
 data card and recipe. `alfa train RECIPE` calls `run_recipe`; with several processes or DeepSpeed it
-re-runs itself under `accelerate launch` (see alfa.train.recipe.launch_command).
+re-runs itself under `accelerate launch` (see alfa.train.launch).
 
 The reference log-prob store shared by DPO runs lives in alfa.train.ref_store.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +24,9 @@ import polars as pl
 
 from alfa.data.card_templates import render
 from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
-from alfa.train.recipe import Recipe, empty_eval_message, launch_command, load_recipe, trl_config_class
-from alfa.train.ref_store import RefLogpStore, attach_ref_logps, stored_ref_dpo_trainer
+from alfa.train.launch import launch_command
+from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_secrets, trl_config_class
+from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +70,15 @@ def _peft_config(recipe: Recipe):
                       task_type="SEQ_CLS" if recipe.stage == "reward" else "CAUSAL_LM")
 
 
-def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
+def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = False,
+               overwrite: bool = False) -> dict:
     """Train what the recipe says, in this process. Returns a summary (also written as alfa_train.json)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     recipe = load_recipe(recipe_path)
     config = trl_config_class(recipe.stage)(**recipe.trl)
+    keep_secrets_off_disk(config)
     tokenizer = AutoTokenizer.from_pretrained(recipe.model.tokenizer or recipe.model.name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -82,6 +88,9 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
         evals = None
     if evals is None and config.eval_strategy != "no":  # the Trainer would fail only after the model loads
         raise ValueError(empty_eval_message(recipe))
+    # Before any model loads: another recipe's checkpoint stops the run here. RANK: set by the launcher.
+    checkpoint = checkpoint_to_resume(recipe, recipe_path, config.output_dir, resume, overwrite,
+                                      main_process=os.environ.get("RANK", "0") == "0")
     summary = {"recipe": str(recipe_path), "stage": recipe.stage, "output_dir": config.output_dir,
                "train_rows": len(train),
                "eval_rows": len(evals) if evals is not None else 0}
@@ -102,16 +111,20 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     elif recipe.stage == "dpo":
         model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, dtype=torch.float32)
         splits = {"train": train, **({"eval": evals} if evals is not None else {})}
+        store = digest = None
         if ref_store is not None:
             if recipe.launch.lora is not None:
                 raise ValueError("the reference log-prob store needs a full model as reference; drop launch.lora")
             config.precompute_ref_log_probs = True
-            store = RefLogpStore(ref_store)
-            summary["ref_logps"] = attach_ref_logps(store, model, tokenizer, config, recipe, splits)
-            store.close()
+            store, digest = RefLogpStore(ref_store), reference_digest(recipe.model.name_or_path)
+            filled = fill_store(store, digest, model, tokenizer, config, recipe)
         trainer = stored_ref_dpo_trainer()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
                                        eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,
-                                       processing_class=tokenizer, peft_config=_peft_config(recipe))
+                                       processing_class=tokenizer, peft_config=_peft_config(recipe),
+                                       ref_store=store, ref_model_digest=digest)
+        if store is not None:
+            summary["ref_logps"] = {**filled, "used": trainer.ref_counts["used"]}
+            store.close()
     else:
         from trl import SFTTrainer
 
@@ -122,7 +135,7 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None) -> dict:
     plugin = trainer.accelerator.state.deepspeed_plugin
     summary["deepspeed"] = {"enabled": bool(trainer.is_deepspeed_enabled),
                             "zero_stage": plugin.zero_stage if plugin is not None else None}
-    result = trainer.train(resume_from_checkpoint=_last_checkpoint(config.output_dir))
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(config.output_dir)
     tokenizer.save_pretrained(config.output_dir)
     summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
@@ -158,32 +171,67 @@ def run_figures(log_history: list[dict], metrics: dict) -> dict:
     return out
 
 
-def _last_checkpoint(output_dir: str) -> str | None:
-    """Resume from the newest checkpoint in output_dir, if a previous run left one."""
+def keep_secrets_off_disk(config) -> None:
+    """TRL's config is pickled into output_dir (training_args.bin, every checkpoint): a hub_token in the recipe
+    would be written there in the clear. Hand it to huggingface_hub through the environment instead."""
+    if config.hub_token:
+        os.environ["HF_TOKEN"] = config.hub_token
+        config.hub_token = None
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """Identity of what a recipe trains (its resolved values, not its comments or layout)."""
+    return hashlib.sha256(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def checkpoint_to_resume(recipe: Recipe, recipe_path: Path, output_dir: str, resume: bool, overwrite: bool,
+                         main_process: bool = True) -> str | None:
+    """The newest checkpoint in output_dir, only if the same recipe made it (`alfa_recipe.json` beside the
+    checkpoints records whose they are). Another recipe's checkpoint stops the run, naming --resume (continue
+    anyway) and --overwrite (delete the checkpoints and start over)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    out = Path(output_dir)
+    stamp, wanted = out / "alfa_recipe.json", recipe_hash(recipe)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last and overwrite:
+        if main_process:
+            for old in out.glob("checkpoint-*"):
+                shutil.rmtree(old)
+        last = None
+    if last and not resume:
+        made_by = json.loads(stamp.read_text())["recipe_hash"] if stamp.exists() else None
+        if made_by != wanted:
+            raise ValueError(f"{output_dir} holds {Path(last).name} from "
+                             f"{'another recipe' if made_by else 'a run that recorded no recipe'} (recipe hash "
+                             f"{made_by} there, {wanted} now): `alfa train {recipe_path} --overwrite` deletes its "
+                             "checkpoints and starts over, `--resume` continues from it anyway")
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(json.dumps({"recipe_hash": wanted, "recipe": str(recipe_path)}, indent=2))
+    return last
 
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
     """OUTPUT_DIR/README.md from data_cards/templates/model_card.md.j2."""
     text = render("model_card.md.j2", recipe=recipe, recipe_path=recipe_path, model_name=Path(output_dir).name,
                   data_card=Path(recipe.data.pairs_dir) / "README.md", summary=summary,
-                  recipe_text=Path(recipe_path).read_text())
+                  recipe_text=redact_secrets(Path(recipe_path).read_text()))
     Path(output_dir, "README.md").write_text(text)
 
 
-def train_command(recipe_path: Path, ref_store: Path | None = None) -> int:
+def train_command(recipe_path: Path, ref_store: Path | None = None, machine_rank: int = 0, resume: bool = False,
+                  overwrite: bool = False) -> int:
     """`alfa train RECIPE`: in this process for one process without DeepSpeed, else under accelerate."""
     recipe = load_recipe(recipe_path)
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
-        cmd = launch_command(recipe_path, recipe)
-        if ref_store is not None:
-            cmd += ["--ref-store", str(ref_store)]
+        cmd = launch_command(recipe_path, recipe, machine_rank)
+        cmd += (["--ref-store", str(ref_store)] if ref_store is not None else []) + \
+            (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
-    summary = run_recipe(recipe_path, ref_store)
+    summary = run_recipe(recipe_path, ref_store, resume=resume, overwrite=overwrite)
     loss = (f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if summary["first_loss"] is not None
             else f"mean loss {summary['train_loss']:.4f} (no step logged: logging_steps > steps)")
     print(f"trained {summary['stage']}: {summary['global_steps']} steps, {loss}; model in {summary['output_dir']}",
