@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from alfa.cli import data, evaluate, review, train
@@ -31,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
                                 "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of every error (or ALFA_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     data.add_ingest(sub)
@@ -44,6 +46,11 @@ def parser() -> argparse.ArgumentParser:
     train.add_merge(sub)
     review.add_review(sub)
     return p
+
+
+# The optional extras of pyproject.toml and the modules that tell one is missing.
+EXTRAS = {"train": {"trl", "peft", "deepspeed", "mergekit", "tensorboard"},
+          "review": {"argilla", "requests", "krippendorff", "sklearn"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,9 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     transformers.utils.logging.disable_progress_bar()
     from alfa.yamlconfig import ConfigError
 
+    debug = args.debug or os.environ.get("ALFA_DEBUG") == "1"
     try:
         return args.func(args)
+    except ModuleNotFoundError as e:
+        extra = next((x for x, modules in EXTRAS.items() if (e.name or "").split(".")[0] in modules), None)
+        if extra is None or debug:
+            raise  # not one of an extra's modules: a real bug, keep its traceback
+        print(f"alfa {args.verb}: error: this needs alfa's `{extra}` extra (module {e.name!r} is not installed): "
+              f"pip install -e '.[{extra}]' (or `make install-dev` for every extra)", file=sys.stderr)
+        return 2
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:  # ReviewError too
+        if debug:
+            raise
         print(f"alfa {args.verb}: error: {e}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ def add_train(sub) -> None:
                        "dataset columns, splits and selected attributes, the logger (report_to, TensorBoard by default), "
                        "the tokenizer's chat template; then prints the launch command. Without --dry-run: trains in "
                        "this process, or under that `accelerate launch` command for several processes or DeepSpeed; "
-                       "resumes from the newest checkpoint in output_dir; writes the model, alfa_train.json (losses, "
+                       "resumes from the newest checkpoint in output_dir when it was made by the same recipe; writes the model, alfa_train.json (losses, "
                        "tokens/s, peak memory) and a model card.",
                        epilog="Examples:\n  alfa train recipes/paper-scale/dpo_clinical_llama8b.yaml --dry-run\n"
                        "  alfa train recipes/tiny/dpo_specificity.yaml --ref-store runs/ref_logps.sqlite\n"
@@ -28,6 +28,12 @@ def add_train(sub) -> None:
     s.add_argument("--dry-run", action="store_true", help="check and print; load no model, touch no GPU")
     s.add_argument("--ref-store", help="DPO: SQLite file of reference log-probs shared by all runs from the same "
                    "model (computed once per pair, reused by every per-attribute and mixed run)")
+    again = s.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from output_dir's newest checkpoint even "
+                       "though it was made by another version of the recipe")
+    again.add_argument("--overwrite", action="store_true", help="delete output_dir's checkpoints and start over")
+    s.add_argument("--machine-rank", type=int, default=0, help="several machines: this node's rank (0 = the main "
+                   "one); --dry-run prints each node's command")
     s.set_defaults(func=_train)
 
 
@@ -37,7 +43,8 @@ def _train(args) -> int:
 
     if args.dry_run:
         return dry_run(Path(args.recipe))
-    return train_command(Path(args.recipe), Path(args.ref_store) if args.ref_store else None)
+    return train_command(Path(args.recipe), Path(args.ref_store) if args.ref_store else None,
+                         machine_rank=args.machine_rank, resume=args.resume, overwrite=args.overwrite)
 
 
 def add_merge(sub) -> None:

@@ -106,14 +106,20 @@ def owner_credentials(state_dir: Path) -> dict:
         creds = {"username": OWNER_USERNAME, "password": secrets.token_urlsafe(12),
                  "api_key": "alfa.owner." + secrets.token_urlsafe(24)}
         path.touch(mode=0o600)
+        path.chmod(0o600)  # also when the file was there before with other permissions
         path.write_text(json.dumps(creds, indent=2))
     return json.loads(path.read_text())
+
+
+SERVER_ENV_PASSED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 
 
 def _server_env(state_dir: Path, es_port: int, redis_port: int) -> dict:
     home = (Path(state_dir) / "argilla").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    return {**os.environ, "ARGILLA_HOME_PATH": str(home),
+    # Only what the server needs: never the user's whole environment (API keys, tokens) in its processes.
+    passed = {k: os.environ[k] for k in SERVER_ENV_PASSED if k in os.environ}
+    return {**passed, "ARGILLA_HOME_PATH": str(home),
             "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{home / 'argilla.db'}",
             "ARGILLA_ELASTICSEARCH": f"http://127.0.0.1:{es_port}",
             "ARGILLA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
@@ -160,7 +166,7 @@ def server_up(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, venv
             [str(_noida_binary(venv)), "start", "--only", "elasticsearch,redis", "--host", "127.0.0.1",
              "--data-dir", str((state_dir / "search").resolve()), "--elasticsearch-port", str(state.elasticsearch_port),
              "--redis-port", str(state.redis_port)],
-            stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         state.pids["search"] = proc.pid
         state.save(state_dir)
         _wait(lambda: requests.get(f"http://127.0.0.1:{state.elasticsearch_port}", timeout=2).ok,

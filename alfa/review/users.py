@@ -36,6 +36,7 @@ def add_users(conn: Connection, usernames: list[str], workspace: str = DEFAULT_W
         credentials_out = Path(credentials_out)
         exists = credentials_out.exists()
         credentials_out.touch(mode=0o600)
+        credentials_out.chmod(0o600)  # touch's mode applies to a new file only: an old one may be readable by all
         with credentials_out.open("a") as f:
             if not exists:
                 f.write("username,password,workspace\n")
