@@ -32,6 +32,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/alfa build configs/pipelines/demo.yaml
 
 test: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check alfa tests bench
 	$(PY) -m pytest tests
 
 clean-demo:

@@ -7,6 +7,7 @@ keys are rejected instead of silently ignored: a typo in a config should never c
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -48,14 +49,45 @@ def load_yaml(path: Path) -> tuple[object, dict[tuple, int]]:
     return data, lines
 
 
-def where(path: Path, lines: dict[tuple, int], key_path: tuple) -> str:
-    """`file:line (a.b.c)` for messages."""
+def where(path: Path, lines: dict[tuple, int | str], key_path: tuple) -> str:
+    """`file:line (a.b.c)` for messages, or `--set a.b.c=VALUE` for a value given on the command line."""
     line = lines.get(key_path)
     while line is None and key_path:
         key_path = key_path[:-1]
         line = lines.get(key_path)
     dotted = ".".join(str(k) for k in key_path) or "<top level>"
+    if isinstance(line, str):
+        return f"{line} ({dotted})"
     return f"{path}:{line or 1} ({dotted})"
+
+
+SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> dict:
+    """`KEY.PATH=VALUE` settings (`alfa train --set trl.learning_rate=1e-6`) on top of a parsed YAML: each
+    VALUE is read as YAML (`[clarity]`, `1e-6`, `true`), then checked like the file's own keys."""
+    for spec in overrides:
+        dotted, sep, raw = spec.partition("=")
+        if not sep or not dotted.strip():
+            raise ConfigError(f"--set {spec!r}: expected KEY.PATH=VALUE, e.g. --set trl.learning_rate=1e-6")
+        keys = tuple(dotted.strip().split("."))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {spec!r}: the value is not valid YAML: {e}") from None
+        if isinstance(value, str) and SCIENTIFIC.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 1e-6 (no dot) as a string; on a command line it is a number
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(node.setdefault(key, {}), dict):
+                raise ConfigError(f"--set {spec!r}: {'.'.join(keys[:i + 1])} is not a mapping in the recipe")
+            node = node[key]
+        node[keys[-1]] = value
+        for i in range(1, len(keys) + 1):
+            lines.setdefault(keys[:i], f"--set {spec}")
+        lines[keys] = f"--set {spec}"
+    return data
 
 
 def _check_type(value, hint, path, lines, key_path):

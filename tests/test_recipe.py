@@ -202,10 +202,28 @@ def test_multi_node_dry_run_prints_each_nodes_exact_command(tmp_path, tiny_model
         assert line.startswith(f"launch on machine {rank} of 2: ")
         assert (f"--num_processes 16 --num_machines 2 --mixed_precision no --machine_rank {rank} "
                 "--main_process_ip node0.cluster.example --main_process_port 29511") in line
-        assert line.endswith(f"-m alfa.cli train {path} --machine-rank {rank}")
+        assert line.endswith(f"--multi_gpu -m alfa.cli train {path} --machine-rank {rank}")
 
 
 def test_multi_node_without_the_main_address_is_refused(tmp_path, tiny_model_dir, pairs_dir, capsys):
     path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 8, num_machines: 2}"))
     assert main(["train", str(path), "--dry-run"]) == 2
     assert "set launch.main_process_ip" in capsys.readouterr().err
+
+
+def test_set_overrides_are_checked_like_the_yaml(tmp_path, tiny_model_dir, pairs_dir, capsys):
+    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir))
+    assert main(["train", str(path), "--dry-run", "--set", "trl.learning_rate=1e-6",
+                 "--set", "data.attributes=[clarity]"]) == 0
+    out = capsys.readouterr().out
+    resolved = json.loads(out[out.index("{"):out.index("\n}\n") + 2])
+    assert resolved["trl"]["learning_rate"] == 1e-6 and resolved["data"]["attributes"] == ["clarity"]
+    assert "# --set trl.learning_rate=1e-6" in out
+    assert "--set trl.learning_rate=1e-6 --set 'data.attributes=[clarity]'" in out  # passed on to the launch
+    for bad, message in (("trl.learnin_rate=1e-6", "--set trl.learnin_rate=1e-6 (trl.learnin_rate): 'learnin_rate' "
+                                                   "is not a field of trl.DPOConfig"),
+                         ("model.revision=main", "--set model.revision=main (model.revision): unknown key 'revision'"),
+                         ("data.attributes=clarity", "expected a list"),
+                         ("trl.learning_rate", "expected KEY.PATH=VALUE")):
+        assert main(["train", str(path), "--dry-run", "--set", bad]) == 2
+        assert message in capsys.readouterr().err, bad

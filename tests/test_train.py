@@ -211,3 +211,47 @@ def test_the_ref_store_keys_on_what_the_reference_scores(tmp_path, tiny_model_di
     assert shorter["ref_logps"]["computed"] == n_all
     same = run_recipe(_recipe(tmp_path, "d", tiny_model_dir, pairs_dir, max_steps=1), store)
     assert same["ref_logps"] == {"cached": n_all, "computed": 0, "used": same["train_rows"] + same["eval_rows"]}
+
+
+def test_the_reference_store_hook_still_exists_in_the_installed_trl(monkeypatch):
+    """The store overrides TRL's private DPOTrainer._precompute_ref_logps: when a TRL release renames it or
+    changes its signature, this fails (and so does a run with --ref-store) instead of the store switching off."""
+    import inspect
+
+    from trl import DPOTrainer
+
+    from alfa.train.ref_store import TRL_HOOK, check_trl_hook
+
+    name, params = TRL_HOOK
+    assert list(inspect.signature(getattr(DPOTrainer, name)).parameters) == params
+    assert f"self.{name}(" in inspect.getsource(DPOTrainer.__init__)  # and TRL still calls it while it sets up
+    check_trl_hook(DPOTrainer)
+
+    class Renamed(DPOTrainer):
+        pass
+
+    monkeypatch.delattr(DPOTrainer, name)
+    with pytest.raises(RuntimeError, match="has no DPOTrainer._precompute_ref_logps"):
+        check_trl_hook(Renamed)
+
+
+def test_set_overrides_are_recorded_in_the_summary_and_the_card(tmp_path, tiny_model_dir, pairs_dir):
+    path = _recipe(tmp_path, "over", tiny_model_dir, pairs_dir, max_steps=12)
+    assert main(["train", str(path), "--set", "trl.max_steps=2", "--set", "data.attributes=[clarity]"]) == 0
+    summary = json.loads((tmp_path / "over" / "alfa_train.json").read_text())
+    assert summary["global_steps"] == 2 and summary["overrides"] == ["trl.max_steps=2", "data.attributes=[clarity]"]
+    assert summary["processes"] == 1
+    card = (tmp_path / "over" / "README.md").read_text()
+    assert "with `--set trl.max_steps=2`, `--set data.attributes=[clarity]` on top" in card
+
+
+def test_two_processes_write_each_summary_file_once(tmp_path, tiny_model_dir, pairs_dir, capfd):
+    """Under `accelerate launch` with two CPU processes (gloo), only the main one writes alfa_train.json, the
+    model card and the tokenizer; the other waits for it."""
+    path = _recipe(tmp_path, "ddp", tiny_model_dir, pairs_dir, max_steps=2, use_cpu=True)
+    path.write_text(path.read_text().replace("trl:\n", "launch: {num_processes: 2}\ntrl:\n"))
+    assert main(["train", str(path)]) == 0
+    err = capfd.readouterr().err
+    assert err.count("wrote the tokenizer, README.md and alfa_train.json") == 1
+    assert "process 0 wrote" in err
+    assert json.loads((tmp_path / "ddp" / "alfa_train.json").read_text())["processes"] == 2

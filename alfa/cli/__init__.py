@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from alfa.cli import data, evaluate, review, train
+from alfa.cli import data, evaluate, models, review, train
 
 EPILOG = """\
 The flow: ingest -> synthesize -> pairs -> lint -> card (or all of them: alfa build PIPELINE.yaml).
@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_evaluate_rm(sub)
     train.add_merge(sub)
     review.add_review(sub)
+    models.add_models(sub)
     return p
 
 

@@ -21,6 +21,7 @@ def add_train(sub) -> None:
                        "tokens/s, peak memory) and a model card.",
                        epilog="Examples:\n  alfa train recipes/paper-scale/dpo_clinical_llama8b.yaml --dry-run\n"
                        "  alfa train recipes/tiny/dpo_specificity.yaml --ref-store runs/ref_logps.sqlite\n"
+                       "  alfa train recipes/tiny/dpo_clarity.yaml --set trl.learning_rate=1e-6 --set data.attributes=[clarity]\n"
                        "  alfa train recipes/smollm2-135m/dpo_mixed_zero2.yaml      # DeepSpeed ZeRO-2 via accelerate\n"
                        "  alfa train recipes/minilm/reward_clarity.yaml             # a MiniLM reward model\n"
                        "Every shipped recipe and its figures: docs/training.md")
@@ -32,6 +33,10 @@ def add_train(sub) -> None:
     again.add_argument("--resume", action="store_true", help="continue from output_dir's newest checkpoint even "
                        "though it was made by another version of the recipe")
     again.add_argument("--overwrite", action="store_true", help="delete output_dir's checkpoints and start over")
+    s.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
+                   help="change one recipe value for this run, checked like the YAML (repeat), e.g. "
+                   "--set trl.learning_rate=1e-6 --set data.attributes=[clarity]; recorded in alfa_train.json and "
+                   "the model card")
     s.add_argument("--machine-rank", type=int, default=0, help="several machines: this node's rank (0 = the main "
                    "one); --dry-run prints each node's command")
     s.set_defaults(func=_train)
@@ -42,9 +47,10 @@ def _train(args) -> int:
     from alfa.train.run import train_command
 
     if args.dry_run:
-        return dry_run(Path(args.recipe))
+        return dry_run(Path(args.recipe), args.overrides)
     return train_command(Path(args.recipe), Path(args.ref_store) if args.ref_store else None,
-                         machine_rank=args.machine_rank, resume=args.resume, overwrite=args.overwrite)
+                         machine_rank=args.machine_rank, resume=args.resume, overwrite=args.overwrite,
+                         overrides=args.overrides)
 
 
 def add_merge(sub) -> None:

@@ -50,17 +50,31 @@ def smollm2_path() -> Path:
     target = cache_dir() / "models" / "SmolLM2-135M-Instruct"
     if (target / "model.safetensors").exists() and (target / "tokenizer_config.json").exists():
         return target
-    gguf = smollm2_gguf_path()
+    log.info("Converting the embedded SmolLM2-135M-Instruct from GGUF once (~30 s) -> %s", target)
+    return export_gguf(smollm2_gguf_path(), target, "float32")
+
+
+EMBEDDED_GGUF = {"smollm2": smollm2_gguf_path}  # names `alfa models export` knows, besides a path to any GGUF
+
+
+def export_gguf(gguf: Path, target: Path, dtype: str = "bfloat16") -> Path:
+    """A GGUF file (llama.cpp's format) -> a Hugging Face folder transformers and TRL train from: transformers
+    reads the GGUF and dequantizes it; the weights are saved as safetensors in `dtype` with the tokenizer
+    (and its chat template) and the generation config. Returns `target`."""
+    import shutil
+
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    log.info("Converting the embedded SmolLM2-135M-Instruct from GGUF once (~30 s) -> %s", target)
-    pkg = str(gguf.parent)
-    quantized = AutoModelForCausalLM.from_pretrained(pkg, gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name)
+    gguf, target = Path(gguf), Path(target)
+    if not gguf.is_file():
+        raise FileNotFoundError(f"{gguf}: no such GGUF file")
+    folder = str(gguf.parent)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
     # The GGUF-loaded model carries a quantization_config that makes save_pretrained refuse; rebuild a
     # plain model from the same config and copy the dequantized weights into it.
-    config = AutoConfig.from_pretrained(pkg, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(folder, gguf_file=gguf.name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -68,13 +82,12 @@ def smollm2_path() -> Path:
     if [k for k in missing if "lm_head" not in k] or unexpected:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     plain.tie_weights()
+    plain = plain.to(getattr(torch, dtype))
     tmp = target.with_name(target.name + ".tmp")
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     plain.generation_config.save_pretrained(tmp)
     if target.exists():
-        import shutil
-
         shutil.rmtree(target)
     tmp.rename(target)  # atomic: a killed conversion never leaves a half-written model behind
     return target

@@ -29,18 +29,24 @@ def launcher(recipe, machine_rank: int = 0) -> list[str]:
                 "--main_process_port", str(launch.main_process_port)]
     if launch.deepspeed:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", launch.deepspeed]
+    elif launch.num_processes * launch.num_machines > 1:
+        # Without it accelerate starts several processes only when it sees several GPUs on this machine: on
+        # one GPU per node, or on CPUs (gloo), it would silently run one process.
+        cmd += ["--multi_gpu"]
     return cmd
 
 
-def launch_command(recipe_path: Path, recipe, machine_rank: int = 0) -> list[str]:
-    """The exact command `alfa train` runs (on machine `machine_rank`)."""
+def launch_command(recipe_path: Path, recipe, machine_rank: int = 0, overrides: list[str] | tuple = ()) -> list[str]:
+    """The exact command `alfa train` runs (on machine `machine_rank`), with the same --set overrides."""
     cmd = launcher(recipe, machine_rank) + ["-m", "alfa.cli", "train", str(recipe_path)]
+    cmd += [arg for o in overrides for arg in ("--set", o)]
     return cmd + (["--machine-rank", str(machine_rank)] if recipe.launch.num_machines > 1 else [])
 
 
-def launch_lines(recipe_path: Path, recipe) -> list[str]:
+def launch_lines(recipe_path: Path, recipe, overrides: list[str] | tuple = ()) -> list[str]:
     """What `--dry-run` prints: the one command, or one per node."""
     if recipe.launch.num_machines == 1:
-        return ["launch: " + shlex.join(launch_command(recipe_path, recipe))]
+        return ["launch: " + shlex.join(launch_command(recipe_path, recipe, 0, overrides))]
     return [f"launch on machine {rank} of {recipe.launch.num_machines}: "
-            + shlex.join(launch_command(recipe_path, recipe, rank)) for rank in range(recipe.launch.num_machines)]
+            + shlex.join(launch_command(recipe_path, recipe, rank, overrides))
+            for rank in range(recipe.launch.num_machines)]

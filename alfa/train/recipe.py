@@ -18,29 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alfa.yamlconfig import ConfigError, from_dict, load_yaml, where
+from alfa.train.model_options import ModelConfig, option_checks
+from alfa.yamlconfig import ConfigError, apply_overrides, from_dict, load_yaml, where
 
 STAGES = ("sft", "dpo", "reward")
 DEFAULT_REPORT_TO = ("tensorboard",)
 # report_to names whose transformers availability check or pip package is not named after them
 AVAILABILITY_CHECK = {"comet_ml": "comet", "azure_ml": "azureml", "flyte": "flytekit"}
 PIP_PACKAGE = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "flyte": "flytekit"}
-
-
-@dataclass
-class ModelConfig:
-    name_or_path: str
-    tokenizer: str | None = None  # default: the model folder
-
-    def __post_init__(self):
-        self.name_or_path = os.path.expanduser(self.name_or_path)
-        self.tokenizer = os.path.expanduser(self.tokenizer) if self.tokenizer else None
 
 
 @dataclass
@@ -94,12 +84,17 @@ def trl_config_class(stage: str):
     return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "reward": trl.RewardConfig}[stage]
 
 
-def load_recipe(path: Path) -> Recipe:
-    """Parse and check the keys of a recipe (ours and TRL's). Loads no model, touches no GPU."""
+def load_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Parse and check the keys of a recipe (ours and TRL's), with `--set KEY.PATH=VALUE` overrides checked the
+    same way. Loads no model, touches no GPU."""
     import trl
 
     path = Path(path)
     data, lines = load_yaml(path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of Recipe fields")
+        data = apply_overrides(data, lines, list(overrides))
     recipe = from_dict(Recipe, data, path, lines)
     cls = trl_config_class(recipe.stage)
     known = {f.name for f in dataclasses.fields(cls)}
@@ -205,6 +200,7 @@ def check_recipe(recipe: Recipe) -> list[Check]:
     else:
         checks.append(Check("model", False, f"{model_dir}: no config.json: give a local model folder"))
 
+    checks += [Check(*c) for c in option_checks(recipe.model, recipe.launch.lora is not None)]
     if recipe.launch.deepspeed:
         checks.append(_check_deepspeed(recipe, Path(recipe.launch.deepspeed), hidden))
 
@@ -352,18 +348,19 @@ def redact_mapping(value):
     return value
 
 
-def dry_run(recipe_path: Path) -> int:
+def dry_run(recipe_path: Path, overrides: list[str] | tuple[str, ...] = ()) -> int:
+    """Print the resolved recipe, each check, and the launch command. 0 when every check passes."""
     from alfa.train.launch import launch_lines
 
-    """Print the resolved recipe, each check, and the launch command. 0 when every check passes."""
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path, overrides)
     resolved = redact_mapping(dataclasses.asdict(recipe))  # printed: no token may reach a terminal log
-    print(f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})")
+    print(f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})"
+          + "".join(f"\n# --set {o}" for o in overrides))
     print(json.dumps(resolved, indent=2, default=str))
     checks = check_recipe(recipe)
     for c in checks:
         print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
-    for line in launch_lines(recipe_path, recipe):
+    for line in launch_lines(recipe_path, recipe, overrides):
         print(line)
     failed = [c for c in checks if not c.ok]
     if failed:

@@ -67,8 +67,30 @@ def input_key(example: dict, max_length: int | None, truncation_mode: str, token
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+# The private TRL method the store hooks, with the signature it was written against (TRL 1.16). A TRL that
+# renames or reshapes it would otherwise switch the store off without a word: check_trl_hook refuses it.
+TRL_HOOK = ("_precompute_ref_logps", ["self", "dataset", "name", "batch_size"])
+
+
+def check_trl_hook(trainer_class) -> None:
+    import inspect
+
+    import trl
+
+    name, params = TRL_HOOK
+    method = inspect.getattr_static(trainer_class, name, None)
+    found = list(inspect.signature(method).parameters) if method is not None else None
+    if found != params:
+        raise RuntimeError(f"the installed TRL {trl.__version__} has {'no ' if found is None else ''}"
+                           f"DPOTrainer.{name}{'' if found is None else '(' + ', '.join(found) + ')'}; alfa's "
+                           f"reference store hooks {name}({', '.join(params)}), as in TRL 1.16: install the TRL "
+                           "range pyproject.toml pins (`pip install -e '.[train]'`), or train without --ref-store")
+
+
 def stored_ref_dpo_trainer():
     from trl import DPOTrainer
+
+    check_trl_hook(DPOTrainer)
 
     class StoredRefDPOTrainer(DPOTrainer):
         """TRL's DPOTrainer whose reference log-prob precompute reads the shared store first and computes,

@@ -25,6 +25,7 @@ import polars as pl
 from alfa.data.card_templates import render
 from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
 from alfa.train.launch import launch_command
+from alfa.train.model_options import load_tokenizer, loading_kwargs
 from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_secrets, trl_config_class
 from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
 
@@ -71,17 +72,15 @@ def _peft_config(recipe: Recipe):
 
 
 def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = False,
-               overwrite: bool = False) -> dict:
+               overwrite: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Train what the recipe says, in this process. Returns a summary (also written as alfa_train.json)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path, overrides)
     config = trl_config_class(recipe.stage)(**recipe.trl)
     keep_secrets_off_disk(config)
-    tokenizer = AutoTokenizer.from_pretrained(recipe.model.tokenizer or recipe.model.name_or_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(recipe.model)
+    load = loading_kwargs(recipe.model)
     train = load_split(recipe, recipe.data.train_split)
     evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
     if evals is not None and len(evals) == 0:
@@ -91,15 +90,15 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
     # Before any model loads: another recipe's checkpoint stops the run here. RANK: set by the launcher.
     checkpoint = checkpoint_to_resume(recipe, recipe_path, config.output_dir, resume, overwrite,
                                       main_process=os.environ.get("RANK", "0") == "0")
-    summary = {"recipe": str(recipe_path), "stage": recipe.stage, "output_dir": config.output_dir,
+    summary = {"recipe": str(recipe_path), "overrides": list(overrides), "stage": recipe.stage,
+               "output_dir": config.output_dir,
                "train_rows": len(train),
                "eval_rows": len(evals) if evals is not None else 0}
 
     if recipe.stage == "reward":
         from trl import RewardTrainer
 
-        model = AutoModelForSequenceClassification.from_pretrained(recipe.model.name_or_path, num_labels=1,
-                                                                   dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(recipe.model.name_or_path, num_labels=1, **load)
         model.config.pad_token_id = tokenizer.pad_token_id
         if tokenizer.chat_template is None:  # an encoder (MiniLM/BERT): text pairs, tokenized by us
             max_length = encoder_max_length(tokenizer, model.config, config.max_length)
@@ -109,7 +108,7 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
                                 eval_dataset=evals.remove_columns("pair_id") if evals is not None else None,
                                 processing_class=tokenizer, peft_config=_peft_config(recipe))
     elif recipe.stage == "dpo":
-        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load)
         splits = {"train": train, **({"eval": evals} if evals is not None else {})}
         store = digest = None
         if ref_store is not None:
@@ -128,7 +127,7 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
     else:
         from trl import SFTTrainer
 
-        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load)
         trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evals,
                              processing_class=tokenizer, peft_config=_peft_config(recipe))
 
@@ -136,13 +135,17 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
     summary["deepspeed"] = {"enabled": bool(trainer.is_deepspeed_enabled),
                             "zero_stage": plugin.zero_stage if plugin is not None else None}
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(config.output_dir)
-    tokenizer.save_pretrained(config.output_dir)
+    trainer.save_model(config.output_dir)  # collective under ZeRO-3 (gathers the shards); writes on rank 0 only
     summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
                     **run_figures(trainer.state.log_history, result.metrics),
-                    "log_history": trainer.state.log_history})
-    _write_model_card(recipe, recipe_path, config.output_dir, summary)
-    Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
+                    "log_history": trainer.state.log_history, "processes": trainer.accelerator.num_processes})
+    if trainer.accelerator.is_main_process:  # one writer; the other ranks wait below
+        tokenizer.save_pretrained(config.output_dir)
+        _write_model_card(recipe, recipe_path, config.output_dir, summary)
+        Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
+        log.info("process %d wrote the tokenizer, README.md and alfa_train.json to %s",
+                 trainer.accelerator.process_index, config.output_dir)
+    trainer.accelerator.wait_for_everyone()
     return summary
 
 
@@ -216,22 +219,23 @@ def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summar
     """OUTPUT_DIR/README.md from data_cards/templates/model_card.md.j2."""
     text = render("model_card.md.j2", recipe=recipe, recipe_path=recipe_path, model_name=Path(output_dir).name,
                   data_card=Path(recipe.data.pairs_dir) / "README.md", summary=summary,
-                  recipe_text=redact_secrets(Path(recipe_path).read_text()))
+                  recipe_text=redact_secrets(Path(recipe_path).read_text()),
+                  overrides=[redact_secrets(o.replace("=", ": ", 1)).replace(": ", "=", 1) for o in summary["overrides"]])
     Path(output_dir, "README.md").write_text(text)
 
 
 def train_command(recipe_path: Path, ref_store: Path | None = None, machine_rank: int = 0, resume: bool = False,
-                  overwrite: bool = False) -> int:
+                  overwrite: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> int:
     """`alfa train RECIPE`: in this process for one process without DeepSpeed, else under accelerate."""
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(recipe_path, overrides)
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
-        cmd = launch_command(recipe_path, recipe, machine_rank)
+        cmd = launch_command(recipe_path, recipe, machine_rank, overrides)
         cmd += (["--ref-store", str(ref_store)] if ref_store is not None else []) + \
             (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
-    summary = run_recipe(recipe_path, ref_store, resume=resume, overwrite=overwrite)
+    summary = run_recipe(recipe_path, ref_store, resume=resume, overwrite=overwrite, overrides=overrides)
     loss = (f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if summary["first_loss"] is not None
             else f"mean loss {summary['train_loss']:.4f} (no step logged: logging_steps > steps)")
     print(f"trained {summary['stage']}: {summary['global_steps']} steps, {loss}; model in {summary['output_dir']}",
