@@ -29,9 +29,13 @@ def app(latency_s: float) -> web.Application:
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(hits)
 
+    async def models(request: web.Request) -> web.Response:  # what alfa's call cache identifies the model by
+        return web.json_response({"object": "list", "data": [{"id": "bench", "object": "model"}]})
+
     a = web.Application()
     a.router.add_post("/v1/chat/completions", chat)
     a.router.add_get("/stats", stats)
+    a.router.add_get("/v1/models", models)
     return a
 
 
