@@ -51,6 +51,13 @@ def test_a_flipped_pair_is_a_new_pair_with_the_mirror_type(pairs_dir, tmp_path):
     good = reviewed.filter(pl.col("pair_type") == "original_vs_corrupted")["chosen"].to_list()
     assert target["rejected"] not in good
     assert reviewed.height == pairs.height and reviewed["pair_id"].n_unique() == reviewed.height
+    # a second review that reverses it again gives back the original pair, id and type
+    again = decided.with_columns(pair_id=pl.lit(flipped["pair_id"]))
+    apply_review(tmp_path / "reviewed", tmp_path / "twice", again, pl.DataFrame(), {}, source="test")
+    back = load_pairs(tmp_path / "twice").filter(pl.col("flipped_from") == flipped["pair_id"]).row(0, named=True)
+    original_id = pair_id(target["qid"], target["attribute"], target["pair_type"], target["chosen"][0]["content"],
+                          target["rejected"][0]["content"])  # the fixture's ids are short names, not computed
+    assert (back["pair_id"], back["pair_type"], back["chosen"]) == (original_id, target["pair_type"], target["chosen"])
 
 
 def test_posts_keep_their_split_whatever_the_filter_lets_through(askdocs_run, tmp_path, embedder):

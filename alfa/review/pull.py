@@ -127,6 +127,10 @@ def verdicts(records: pl.DataFrame, answers: pl.DataFrame, policy: ReviewPolicy)
     return pl.DataFrame(rows, schema=schema)
 
 
+# A flip maps a type to its mirror, and a flip of a flipped pair (a second review) back to the original type.
+MIRROR_TYPE = {**FLIPPED_PAIR_TYPES, **{v: k for k, v in FLIPPED_PAIR_TYPES.items()}}
+
+
 def apply_review(pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers: pl.DataFrame, report: dict,
                  source: str) -> dict:
     """Write the reviewed dataset: every pair of PAIRS_DIR, each saying who decided it. Dropped pairs go to
@@ -154,7 +158,7 @@ def apply_review(pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers:
     # A flipped pair is a new pair: a new id and a type that says what `chosen` now is; flipped_from keeps the old id.
     pairs = pairs.with_columns(
         flipped_from=pl.when(flip).then(pl.col("pair_id")).otherwise(None),
-        pair_type=pl.when(flip).then(pl.col("pair_type").replace_strict(FLIPPED_PAIR_TYPES, default=None))
+        pair_type=pl.when(flip).then(pl.col("pair_type").replace_strict(MIRROR_TYPE, default=None))
         .otherwise(pl.col("pair_type")))
     pairs = pairs.with_columns(pair_id=pl.Series([_new_pair_id(r) if r["review_action"] == "flip" else r["pair_id"]
                                                   for r in pairs.iter_rows(named=True)], dtype=pl.String))
