@@ -76,7 +76,7 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def local_rewriter():
-    from alfa.llm.backends import local_rewriter
+    from alfa.llm.rewriters import local_rewriter
 
     return local_rewriter()
 

@@ -55,7 +55,7 @@ def _run_dir(tmp_path):
 
 def test_embedded_judge_keeps_only_pairs_it_agrees_with_in_both_orders(tmp_path, embedder, counting):
     from alfa.data.card import write_card
-    from alfa.llm.backends import local_rewriter
+    from alfa.llm.rewriters import local_rewriter
 
     run = _run_dir(tmp_path)
     judge = counting(local_rewriter(max_new_tokens=32, stop=()))

@@ -53,8 +53,9 @@ def add_synthesize(sub) -> None:
     s.add_argument("questions", help="questions Parquet from `alfa ingest`")
     s.add_argument("--attributes", default="core", help="pack name (core, clinical) or path to your pack YAML")
     s.add_argument("--select", help="comma-separated attributes of the pack to use (default: all)")
-    s.add_argument("--rewriter", default="local", choices=["local", "transformers", "openai"],
-                   help="local = embedded SmolLM2-135M (offline); transformers = --model PATH; openai = endpoint")
+    s.add_argument("--rewriter", default="local", choices=["local", "transformers", "openai", "llamacpp"],
+                   help="local = embedded SmolLM2-135M (offline); transformers = --model PATH; openai = endpoint; "
+                   "llamacpp = --model PATH.gguf on llama.cpp's own server (started and stopped by alfa)")
     s.add_argument("--model", help="model folder (transformers) or served model name (openai)")
     s.add_argument("--base-url", help="OpenAI-compatible base URL(s), comma-separated, e.g. http://localhost:8000/v1")
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the API key")
@@ -81,7 +82,7 @@ def _synthesize(args) -> int:
     from alfa.data.attributes import load_pack
     from alfa.data.ingest import groups_of
     from alfa.data.synthesize import parse_shard, synthesize
-    from alfa.llm.backends import make_rewriter
+    from alfa.llm.rewriters import make_rewriter
 
     questions = pl.read_parquet(args.questions)
     if args.limit:
@@ -92,11 +93,14 @@ def _synthesize(args) -> int:
     rewriter = make_rewriter(args.rewriter, args.model, args.base_url, args.concurrency, args.batch_size,
                              args.max_new_tokens, args.api_key_env, timeout_s=args.timeout,
                              requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
-    stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
-                       hindsight_for_enhance=args.hindsight_for_enhance,
-                       cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
-                       shard=parse_shard(args.shard) if args.shard else None,
-                       groups=groups_of(Path(args.questions)))
+    try:
+        stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
+                           hindsight_for_enhance=args.hindsight_for_enhance,
+                           cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
+                           shard=parse_shard(args.shard) if args.shard else None,
+                           groups=groups_of(Path(args.questions)))
+    finally:
+        rewriter.close()  # stops a llama.cpp server alfa started
     print(f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
           f"{stats.failed} failed -> {args.output}")
     return 0
@@ -116,7 +120,7 @@ def add_pairs(sub) -> None:
     s.add_argument("--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original")
     s.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions of groups")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--judge", choices=["local", "transformers", "openai"],
+    s.add_argument("--judge", choices=["local", "transformers", "openai", "llamacpp"],
                    help="LLM verifier: keep a pair only if this judge prefers its chosen side in both orders")
     s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
     s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
@@ -129,14 +133,18 @@ def add_pairs(sub) -> None:
 def _pairs(args) -> int:
     from alfa.data.filter import FilterConfig
     from alfa.data.pairs import SplitConfig, make_pairs
-    from alfa.llm.backends import make_rewriter
+    from alfa.llm.rewriters import make_rewriter
 
     fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
     sc = SplitConfig(*[float(x) for x in args.split.split(",")], seed=args.seed)
     judge = make_rewriter(args.judge, args.judge_model, args.judge_base_url, args.concurrency,
                           max_new_tokens=args.judge_max_new_tokens, api_key_env=args.api_key_env,
                           stop=()) if args.judge else None
-    pairs = make_pairs([Path(d) for d in args.run_dirs], Path(args.output), fc, sc, judge=judge)
+    try:
+        pairs = make_pairs([Path(d) for d in args.run_dirs], Path(args.output), fc, sc, judge=judge)
+    finally:
+        if judge is not None:
+            judge.close()
     print(f"{pairs.height} pairs -> {args.output} (rejected variants and reasons: "
           f"{Path(args.output) / 'rejected_variants.parquet'})")
     return 0

@@ -21,7 +21,7 @@ from alfa.data.ingest import PRESETS, FieldMap, run_ingest
 from alfa.data.lint import LintConfig, lint, report, write_report
 from alfa.data.pairs import SplitConfig, make_pairs
 from alfa.data.synthesize import synthesize
-from alfa.llm.backends import make_rewriter
+from alfa.llm.rewriters import make_rewriter
 from alfa.yamlconfig import ConfigError, from_dict, load_yaml
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class InputConfig:
 
 @dataclass
 class RewriterConfig:
-    """`kind`: local (embedded SmolLM2, offline), transformers (local model folder), openai (endpoint)."""
+    """`kind`: local (embedded SmolLM2, offline), transformers (local model folder), openai (endpoint),
+    llamacpp (`model`: a GGUF file, served by llama.cpp's own server that alfa starts and stops)."""
 
     kind: str = "local"
     model: str | None = None
@@ -110,18 +111,25 @@ def build(config: PipelineConfig) -> int:
     rewriter = make_rewriter(r.kind, r.model, r.base_url, r.concurrency, r.batch_size, r.max_new_tokens, r.api_key_env,
                              timeout_s=r.timeout_s, requests_per_minute=r.requests_per_minute,
                              tokens_per_minute=r.tokens_per_minute)
-    synthesize(questions, pack, rewriter, out / "run", standalone=config.synthesis.standalone,
-               hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
-               max_context_chars=config.synthesis.max_context_chars,
-               cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
-               questions_source=", ".join(config.input.paths), groups="given" if ingested.groups_given else "none")
+    try:
+        synthesize(questions, pack, rewriter, out / "run", standalone=config.synthesis.standalone,
+                   hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
+                   max_context_chars=config.synthesis.max_context_chars,
+                   cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
+                   questions_source=", ".join(config.input.paths), groups="given" if ingested.groups_given else "none")
+    finally:
+        rewriter.close()  # stops a llama.cpp server alfa started
     judge = None
     if config.judge:
         j = config.judge
         judge = make_rewriter(j.kind, j.model, j.base_url, j.concurrency, j.batch_size, j.max_new_tokens,
                               j.api_key_env, stop=(), timeout_s=j.timeout_s, requests_per_minute=j.requests_per_minute,
                               tokens_per_minute=j.tokens_per_minute)
-    make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
+    try:
+        make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
+    finally:
+        if judge is not None:
+            judge.close()
     findings = lint(out / "pairs", config.lint)
     write_report(findings, out / "pairs")
     print(report(findings, out / "pairs"))

