@@ -71,7 +71,10 @@ def test_annotator_answers_in_the_web_ui_and_pull_sees_it(owner, argilla, askdoc
     assert main(["review", "pull", str(askdocs_run.pairs), "-o", str(out), "--dataset", "ui-check",
                  "--on-reversed", "flip"]) == 0
     assert "1 of 2 records reviewed" in capsys.readouterr().out
-    reviewed = pl.concat([load_pairs(out), pl.read_parquet(out / "review" / "dropped.parquet")])
-    row = reviewed.filter(pl.col("pair_id") == pair_id).to_dicts()[0]
+    reviewed = pl.concat([load_pairs(out), pl.read_parquet(out / "review" / "dropped.parquet")],
+                         how="diagonal_relaxed")
+    # a pair dana reversed was flipped: a new pair whose flipped_from is the one she saw
+    row = reviewed.filter((pl.col("pair_id") == pair_id) | (pl.col("flipped_from") == pair_id)).to_dicts()[0]
     assert row["decided_by"] == "humans: dana"
     assert row["review_verdict"] == ("agree" if chosen_side(pair_id) == "B" else "reversed")
+    assert (row["pair_id"] == pair_id) == (row["review_verdict"] == "agree")
