@@ -41,6 +41,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-models
 	$(VENV)/bin/ruff check alfa tests bench
+	$(VENV)/bin/ruff format --check alfa tests bench
 	$(PY) -m pytest tests
 
 clean-demo:

@@ -81,7 +81,7 @@ def apply_overrides(data: dict, lines: dict, overrides: list[str]) -> dict:
         node = data
         for i, key in enumerate(keys[:-1]):
             if not isinstance(node.setdefault(key, {}), dict):
-                raise ConfigError(f"--set {spec!r}: {'.'.join(keys[:i + 1])} is not a mapping in the recipe")
+                raise ConfigError(f"--set {spec!r}: {'.'.join(keys[: i + 1])} is not a mapping in the recipe")
             node = node[key]
         node[keys[-1]] = value
         for i in range(1, len(keys) + 1):

@@ -45,17 +45,20 @@ def main() -> None:
         folder = Path(args.out) / f"qwen1.5b-{dtype}"
         if not (folder / "config.json").exists():
             subprocess.run([str(alfa), "models", "export", "qwen1.5b", "-o", str(folder), "--dtype", dtype], check=True)
-        result = subprocess.run([sys.executable, "-c", MEASURE, str(folder), str(args.tokens)], check=True,
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", MEASURE, str(folder), str(args.tokens)], check=True, capture_output=True, text=True
+        )
         rows[dtype] = json.loads(result.stdout.strip().splitlines()[-1])
         rows[dtype]["disk_gib"] = sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 2**30
     base = rows["float32"]
     print("| dtype | disk GiB | load s | x fp32 | peak RSS GiB | x fp32 | tokens/s | x fp32 | first tokens |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dtype, r in rows.items():
-        print(f"| {dtype} | {r['disk_gib']:.2f} | {r['load_s']:.1f} | {r['load_s'] / base['load_s']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['peak_rss_gib'] / base['peak_rss_gib']:.2f} | {r['tokens_per_s']:.2f} | "
-              f"{r['tokens_per_s'] / base['tokens_per_s']:.2f} | {r['first_tokens']!r} |")
+        print(
+            f"| {dtype} | {r['disk_gib']:.2f} | {r['load_s']:.1f} | {r['load_s'] / base['load_s']:.2f} | "
+            f"{r['peak_rss_gib']:.2f} | {r['peak_rss_gib'] / base['peak_rss_gib']:.2f} | {r['tokens_per_s']:.2f} | "
+            f"{r['tokens_per_s'] / base['tokens_per_s']:.2f} | {r['first_tokens']!r} |"
+        )
 
 
 if __name__ == "__main__":

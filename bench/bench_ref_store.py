@@ -23,9 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from alfa.data.pairs import PAIR_SCHEMA, write_split_files  # noqa: E402
 from alfa.train.run import run_recipe  # noqa: E402
 
-ATTRIBUTES = ["clarity", "focus", "answerability", "medical_accuracy", "diagnostic_relevance", "avoiding_diagnostic_bias"]
-POST = ("I'm 45M and for two weeks I have had a dull ache in my lower back that gets worse after sitting and "
-        "better when I walk. No injury that I remember. Ibuprofen helps a little. Should I worry?")
+ATTRIBUTES = [
+    "clarity",
+    "focus",
+    "answerability",
+    "medical_accuracy",
+    "diagnostic_relevance",
+    "avoiding_diagnostic_bias",
+]
+POST = (
+    "I'm 45M and for two weeks I have had a dull ache in my lower back that gets worse after sitting and "
+    "better when I walk. No injury that I remember. Ibuprofen helps a little. Should I worry?"
+)
 
 
 def make_model(root: Path) -> Path:
@@ -38,13 +47,29 @@ def make_pairs(root: Path, per_attribute: int) -> Path:
     rows = []
     for a in ATTRIBUTES:
         for i in range(per_attribute):
-            rows.append({"pair_id": f"{a}-{i}", "qid": f"{a}-q{i}", "group_id": f"g{i}", "split": "train",
-                         "attribute": a, "pair_type": "enhanced_vs_corrupted",
-                         "prompt": [{"role": "user", "content": POST}],
-                         "chosen": [{"role": "assistant", "content": f"Does the ache spread down a leg, or cause numbness, case {i}?"}],
-                         "rejected": [{"role": "assistant", "content": f"Anything else about your back, case {i}?"}],
-                         "chosen_similarity": 0.8, "rejected_similarity": 0.7, "rewriter": "bench",
-                         "prompt_template_hash": "t", "attribute_pack": "clinical@bench"})
+            rows.append(
+                {
+                    "pair_id": f"{a}-{i}",
+                    "qid": f"{a}-q{i}",
+                    "group_id": f"g{i}",
+                    "split": "train",
+                    "attribute": a,
+                    "pair_type": "enhanced_vs_corrupted",
+                    "prompt": [{"role": "user", "content": POST}],
+                    "chosen": [
+                        {
+                            "role": "assistant",
+                            "content": f"Does the ache spread down a leg, or cause numbness, case {i}?",
+                        }
+                    ],
+                    "rejected": [{"role": "assistant", "content": f"Anything else about your back, case {i}?"}],
+                    "chosen_similarity": 0.8,
+                    "rejected_similarity": 0.7,
+                    "rewriter": "bench",
+                    "prompt_template_hash": "t",
+                    "attribute_pack": "clinical@bench",
+                }
+            )
     d = root / "pairs"
     write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
@@ -52,14 +77,16 @@ def make_pairs(root: Path, per_attribute: int) -> Path:
 
 def recipe(root: Path, name: str, model: Path, pairs: Path, attributes, steps: int, precompute: bool) -> Path:
     path = root / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         stage: dpo
         model: {{name_or_path: {model}}}
         data: {{pairs_dir: {pairs}, attributes: {json.dumps(attributes)}, eval_split: null}}
         trl: {{output_dir: {root / name}, per_device_train_batch_size: 8, max_steps: {steps}, max_length: 256,
               learning_rate: 1.0e-5, beta: 0.1, bf16: false, report_to: [], save_strategy: "no",
               logging_steps: 1, precompute_ref_log_probs: {str(precompute).lower()}, disable_tqdm: true}}
-        """))
+        """)
+    )
     return path
 
 
@@ -81,19 +108,25 @@ def main():
             ref_pairs = 0
             for k, attrs in enumerate(runs):
                 name = f"{mode.split()[0]}-{k}"
-                summary = run_recipe(recipe(root, name, model, pairs, attrs, args.steps, True),
-                                     root / "store.sqlite" if mode == "alfa store" else None)
+                summary = run_recipe(
+                    recipe(root, name, model, pairs, attrs, args.steps, True),
+                    root / "store.sqlite" if mode == "alfa store" else None,
+                )
                 ref_pairs += summary["ref_logps"]["computed"] if mode == "alfa store" else summary["train_rows"]
             times[mode], passes[mode] = time.perf_counter() - t, ref_pairs
     n = args.pairs_per_attribute * len(ATTRIBUTES)
-    print(f"\n6 per-attribute + 1 mixed DPO runs, {n} pairs in all, {args.steps} steps each, model "
-          f"{args.model or 'Llama hidden 256 x 4 layers'}:")
+    print(
+        f"\n6 per-attribute + 1 mixed DPO runs, {n} pairs in all, {args.steps} steps each, model "
+        f"{args.model or 'Llama hidden 256 x 4 layers'}:"
+    )
     print("| | wall time (s) | pairs given a reference forward pass |")
     print("|---|---|---|")
     for mode in times:
         print(f"| {mode} | {times[mode]:.1f} | {passes[mode]} |")
-    print(f"\nratio plain / store: {times['plain TRL'] / times['alfa store']:.2f}x wall time, "
-          f"{passes['plain TRL'] / max(1, passes['alfa store']):.2f}x reference passes")
+    print(
+        f"\nratio plain / store: {times['plain TRL'] / times['alfa store']:.2f}x wall time, "
+        f"{passes['plain TRL'] / max(1, passes['alfa store']):.2f}x reference passes"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from alfa.train.checks import check_recipe  # noqa: E402
 from alfa.train.launch import launcher  # noqa: E402
-from alfa.train.recipe import check_recipe, load_recipe  # noqa: E402
+from alfa.train.recipe import load_recipe  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "recipes" / "smollm2-135m" / "dpo_mixed_zero2.yaml"
 
@@ -61,12 +62,19 @@ def apply_overrides(data: dict, sets: list[str]) -> dict:
 def run(name: str, cmd: list[str], log: Path) -> float | None:
     """Run one command, its output to `log`; the wall seconds, or None when it failed."""
     print(f"[{name}] {shlex.join(cmd)}", flush=True)
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+    }
     t0 = time.perf_counter()
     with log.open("w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     if rc != 0:
-        print(f"[{name}] failed (exit {rc}); the last lines of {log}:\n" + "".join(log.read_text().splitlines(True)[-30:]))
+        print(
+            f"[{name}] failed (exit {rc}); the last lines of {log}:\n" + "".join(log.read_text().splitlines(True)[-30:])
+        )
         return None
     return time.perf_counter() - t0
 
@@ -74,11 +82,20 @@ def run(name: str, cmd: list[str], log: Path) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="a DPO recipe (default: %(default)s)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a recipe key, dotted (trl.bf16=true, launch.mixed_precision=bf16); repeatable")
-    ap.add_argument("--model", help="model folder (default: the recipe's; the embedded SmolLM2 is converted if missing)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe key, dotted (trl.bf16=true, launch.mixed_precision=bf16); repeatable",
+    )
+    ap.add_argument(
+        "--model", help="model folder (default: the recipe's; the embedded SmolLM2 is converted if missing)"
+    )
     ap.add_argument("--pairs", help="pairs dir (default: the recipe's)")
-    ap.add_argument("--only", default="alfa,trl-launcher,trl-plain", help="which runs, comma-separated (default: all three)")
+    ap.add_argument(
+        "--only", default="alfa,trl-launcher,trl-plain", help="which runs, comma-separated (default: all three)"
+    )
     ap.add_argument("-o", "--output", type=Path, default=Path("runs/bench/train-vs-trl"))
     args = ap.parse_args()
 
@@ -93,8 +110,10 @@ def main() -> int:
 
         data["model"]["name_or_path"] = str(smollm2_path())
     if data["data"].get("attributes") or data["data"].get("exclude_pair_types"):
-        raise SystemExit("the plain TRL baseline trains on the whole train split: use a mixed recipe "
-                         "(no data.attributes, no exclude_pair_types)")
+        raise SystemExit(
+            "the plain TRL baseline trains on the whole train split: use a mixed recipe "
+            "(no data.attributes, no exclude_pair_types)"
+        )
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
     data["trl"]["output_dir"] = str(out / "alfa")
@@ -109,17 +128,30 @@ def main() -> int:
     def trl_config(run_name: str) -> str:
         return json.dumps({**recipe.trl, "output_dir": str(out / run_name)})
 
-    plain = [str(ROOT / "bench" / "plain_trl_dpo.py"), "--model", recipe.model.name_or_path,
-             "--pairs", recipe.data.pairs_dir]
+    plain = [
+        str(ROOT / "bench" / "plain_trl_dpo.py"),
+        "--model",
+        recipe.model.name_or_path,
+        "--pairs",
+        recipe.data.pairs_dir,
+    ]
     accelerate = launcher(recipe)  # the very command alfa train re-launches itself under
     runs = {
         "alfa": ([sys.executable, "-m", "alfa.cli", "train", str(recipe_path)], out / "alfa" / "alfa_train.json"),
-        "trl-launcher": (accelerate + plain + ["--config", trl_config("trl-launcher")],
-                         out / "trl-launcher" / "plain_trl.json"),
-        "trl-plain": ([sys.executable] + plain + ["--config", trl_config("trl-plain")],
-                      out / "trl-plain" / "plain_trl.json"),
+        "trl-launcher": (
+            accelerate + plain + ["--config", trl_config("trl-launcher")],
+            out / "trl-launcher" / "plain_trl.json",
+        ),
+        "trl-plain": (
+            [sys.executable] + plain + ["--config", trl_config("trl-plain")],
+            out / "trl-plain" / "plain_trl.json",
+        ),
     }
-    labels = {"alfa": "alfa train", "trl-launcher": "TRL script, same launcher", "trl-plain": "TRL script, no DeepSpeed"}
+    labels = {
+        "alfa": "alfa train",
+        "trl-launcher": "TRL script, same launcher",
+        "trl-plain": "TRL script, no DeepSpeed",
+    }
     results = {}
     for name in args.only.split(","):
         cmd, summary_file = runs[name]
@@ -148,12 +180,15 @@ def main() -> int:
         ds = r.get("deepspeed", {})
         return f"ZeRO-{ds['zero_stage']}" if ds.get("zero_stage") else ("yes" if ds.get("enabled") else "no")
 
-    lines = [f"device: {device}; recipe {args.recipe.name} with {' '.join(args.set) or 'no overrides'}; "
-             f"launcher: {shlex.join(accelerate)}", "",
-             "| run | DeepSpeed | train pairs | steps | tokens | train s | tokens/s | x TRL same launcher | "
-             "peak GPU alloc GiB | peak GPU reserved GiB | x TRL (GPU alloc) | peak RSS GiB | x TRL (RSS) | "
-             "loss first -> last | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"device: {device}; recipe {args.recipe.name} with {' '.join(args.set) or 'no overrides'}; "
+        f"launcher: {shlex.join(accelerate)}",
+        "",
+        "| run | DeepSpeed | train pairs | steps | tokens | train s | tokens/s | x TRL same launcher | "
+        "peak GPU alloc GiB | peak GPU reserved GiB | x TRL (GPU alloc) | peak RSS GiB | x TRL (RSS) | "
+        "loss first -> last | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         lines.append(
             f"| {labels[name]} | {zero(r)} "
@@ -162,12 +197,14 @@ def main() -> int:
             f"| {ratio(r, 'tokens_per_second')} | {num(r.get('peak_gpu_allocated_gib'), '.2f')} "
             f"| {num(r.get('peak_gpu_reserved_gib'), '.2f')} | {ratio(r, 'peak_gpu_allocated_gib')} "
             f"| {num(r.get('peak_rss_gib'), '.2f')} | {ratio(r, 'peak_rss_gib')} "
-            f"| {num(r.get('first_loss'), '.4f')} -> {num(r.get('last_loss'), '.4f')} | {num(r['wall_s'], '.0f')} |")
+            f"| {num(r.get('first_loss'), '.4f')} -> {num(r.get('last_loss'), '.4f')} | {num(r['wall_s'], '.0f')} |"
+        )
     table = "\n".join(lines)
     print(table)
     (out / "results.md").write_text(table + "\n")
-    (out / "results.json").write_text(json.dumps({"device": device, "overrides": args.set, "runs": results},
-                                                  indent=2, default=str))
+    (out / "results.json").write_text(
+        json.dumps({"device": device, "overrides": args.set, "runs": results}, indent=2, default=str)
+    )
     print(f"-> {out}")
     return 0 if all(r.get("global_steps") for r in results.values()) else 1
 

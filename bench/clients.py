@@ -16,8 +16,10 @@ from urllib.parse import urlparse
 
 def messages(i: int) -> list[dict]:
     # Distinct requests: no client may answer one from a cache or merge duplicates.
-    return [{"role": "system", "content": "Rewrite the doctor's question."},
-            {"role": "user", "content": f"Patient post {i}: my knee hurts when I climb stairs. Question: Any pain?"}]
+    return [
+        {"role": "system", "content": "Rewrite the doctor's question."},
+        {"role": "user", "content": f"Patient post {i}: my knee hurts when I climb stairs. Question: Any pain?"},
+    ]
 
 
 def minimal(url: str, n: int, c: int) -> float:
@@ -32,11 +34,15 @@ def minimal(url: str, n: int, c: int) -> float:
             i = counter[0]
             counter[0] += 1
             body = json.dumps({"model": "bench", "messages": messages(i), "max_tokens": 16}).encode()
-            writer.write(f"POST {path} HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             json.loads(await reader.readexactly(length))
         writer.close()
 

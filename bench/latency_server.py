@@ -11,10 +11,19 @@ from pathlib import Path
 
 from aiohttp import web
 
-REPLY = {"id": "bench", "object": "chat.completion", "model": "bench",
-         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Is the pain worse at night?"},
-                      "finish_reason": "stop"}],
-         "usage": {"prompt_tokens": 50, "completion_tokens": 8, "total_tokens": 58}}
+REPLY = {
+    "id": "bench",
+    "object": "chat.completion",
+    "model": "bench",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Is the pain worse at night?"},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 50, "completion_tokens": 8, "total_tokens": 58},
+}
 
 
 def app(latency_s: float) -> web.Application:

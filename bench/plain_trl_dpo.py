@@ -43,9 +43,15 @@ def main() -> None:
     trainer.save_model(config.output_dir)  # as every TRL example script ends (alfa train does the same)
 
     plugin = trainer.accelerator.state.deepspeed_plugin
-    out = {"global_steps": trainer.state.global_step, "train_rows": len(train),
-           **run_figures(trainer.state.log_history, result.metrics),
-           "deepspeed": {"enabled": bool(trainer.is_deepspeed_enabled), "zero_stage": plugin.zero_stage if plugin else None}}
+    out = {
+        "global_steps": trainer.state.global_step,
+        "train_rows": len(train),
+        **run_figures(trainer.state.log_history, result.metrics),
+        "deepspeed": {
+            "enabled": bool(trainer.is_deepspeed_enabled),
+            "zero_stage": plugin.zero_stage if plugin else None,
+        },
+    }
     if trainer.accelerator.is_main_process:
         Path(config.output_dir).mkdir(parents=True, exist_ok=True)
         Path(config.output_dir, "plain_trl.json").write_text(json.dumps(out, indent=2))

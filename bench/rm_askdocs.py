@@ -86,8 +86,10 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                 if held_out.height == 0:
                     continue
                 fold_dir = Path(tmp) / f"{attribute}-{fold}"
-                write_split_files(mine.filter(pl.col("fold") != fold).drop("fold").with_columns(split=pl.lit("train")),
-                                  fold_dir / "pairs")
+                write_split_files(
+                    mine.filter(pl.col("fold") != fold).drop("fold").with_columns(split=pl.lit("train")),
+                    fold_dir / "pairs",
+                )
                 data = yaml.safe_load(recipe_path.read_text())
                 data["data"].update({"pairs_dir": str(fold_dir / "pairs"), "eval_split": None})
                 data["trl"].update({"output_dir": str(fold_dir / "model"), "eval_strategy": "no", "report_to": []})
@@ -95,13 +97,20 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                 t0 = time.perf_counter()
                 summary = run_recipe(fold_dir / "recipe.yaml")
                 scored = held_out.select(
-                    "attribute", "fold", "pair_id", "group_id",
+                    "attribute",
+                    "fold",
+                    "pair_id",
+                    "group_id",
                     trained=pl.Series(chosen_ranked_first(RewardScorer(fold_dir / "model"), held_out)),
-                    untrained=pl.Series(chosen_ranked_first(untrained, held_out)), longer_wins=CHOSEN_IS_LONGER)
+                    untrained=pl.Series(chosen_ranked_first(untrained, held_out)),
+                    longer_wins=CHOSEN_IS_LONGER,
+                )
                 scored_folds.append(scored)
-                print(f"cv {attribute} fold {fold}: trained on {summary['train_rows']} pairs in "
-                      f"{time.perf_counter() - t0:.0f} s, {scored['trained'].sum()}/{held_out.height} held-out right",
-                      flush=True)
+                print(
+                    f"cv {attribute} fold {fold}: trained on {summary['train_rows']} pairs in "
+                    f"{time.perf_counter() - t0:.0f} s, {scored['trained'].sum()}/{held_out.height} held-out right",
+                    flush=True,
+                )
     per_pair = pl.concat(scored_folds)
     per_pair.write_csv(out / "cv_pairs.csv")
     return per_pair
@@ -112,9 +121,17 @@ def cv_table(per_pair: pl.DataFrame) -> pl.DataFrame:
     for attribute, df in per_pair.group_by("attribute", maintain_order=True):
         n, right = df.height, int(df["trained"].sum())
         low, high = wilson(right, n)
-        rows.append({"attribute": attribute[0], "held-out pairs": n, "posts": df["group_id"].n_unique(),
-                     "accuracy": round(right / n, 3), "95% CI": f"{low:.2f}-{high:.2f}",
-                     "untrained": round(df["untrained"].mean(), 3), "longer wins": round(df["longer_wins"].mean(), 3)})
+        rows.append(
+            {
+                "attribute": attribute[0],
+                "held-out pairs": n,
+                "posts": df["group_id"].n_unique(),
+                "accuracy": round(right / n, 3),
+                "95% CI": f"{low:.2f}-{high:.2f}",
+                "untrained": round(df["untrained"].mean(), 3),
+                "longer wins": round(df["longer_wins"].mean(), 3),
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -122,8 +139,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default="recipes/minilm")
     ap.add_argument("--skip-train", action="store_true", help="score the models already in each recipe's output_dir")
-    ap.add_argument("--other-pairs", default="runs/demo/pairs",
-                    help="another pairs dir scored as a whole (default: the demo pairs, other posts entirely); '' for none")
+    ap.add_argument(
+        "--other-pairs",
+        default="runs/demo/pairs",
+        help="another pairs dir scored as a whole (default: the demo pairs, other posts entirely); '' for none",
+    )
     ap.add_argument("--folds", type=int, default=0, help="also grouped K-fold cross-validation (0: off)")
     ap.add_argument("-o", "--output", default="runs/eval/minilm-askdocs")
     args = ap.parse_args()
@@ -138,7 +158,9 @@ def main() -> int:
 
     sets = {**splits, "held-out (val+test)": pl.concat([splits["validation"], splits["test"]])}
     if args.other_pairs:  # a second held-out set, about other posts entirely: all of its splits
-        sets["other"] = pl.concat([pl.read_parquet(f) for f in sorted(Path(args.other_pairs, "data").glob("*.parquet"))])
+        sets["other"] = pl.concat(
+            [pl.read_parquet(f) for f in sorted(Path(args.other_pairs, "data").glob("*.parquet"))]
+        )
 
     import torch
 
@@ -153,8 +175,11 @@ def main() -> int:
             t0 = time.perf_counter()
             summary = run_recipe(recipe_path)
             seconds = time.perf_counter() - t0
-            print(f"{attribute}: {summary['global_steps']} steps in {seconds:.0f} s, loss {summary['first_loss']:.3f} "
-                  f"-> {summary['last_loss']:.3f}", flush=True)
+            print(
+                f"{attribute}: {summary['global_steps']} steps in {seconds:.0f} s, loss {summary['first_loss']:.3f} "
+                f"-> {summary['last_loss']:.3f}",
+                flush=True,
+            )
         row = {"attribute": attribute, "train s": round(seconds) if seconds else None}
         trained = RewardScorer(models[attribute])
         for name, df in sets.items():
@@ -168,8 +193,13 @@ def main() -> int:
         rows.append(row)
 
     table = pl.DataFrame(rows, infer_schema_length=None)
-    with pl.Config(tbl_rows=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                   fmt_str_lengths=40):
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_width_chars=200,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        fmt_str_lengths=40,
+    ):
         print(table.transpose(include_header=True, header_name="", column_names="attribute"))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ class ChatServer:
         self.fault_rate = fault_rate
         self.rng = random.Random(seed)
         self.slow_s = slow_s
-        self.answered: list[str] = []     # cache keys of requests answered with 200 + a completion
+        self.answered: list[str] = []  # cache keys of requests answered with 200 + a completion
         self.fault_log: list[str] = []
         self.auth_headers: list[str | None] = []
         self.lock = threading.Lock()
@@ -67,8 +67,17 @@ class ChatServer:
         if fault == "empty_choices":
             return web.json_response({"choices": []})
         if fault in ("empty_content", "null_content"):  # a 200 with a choice but no text
-            return web.json_response({"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                "role": "assistant", "content": "" if fault == "empty_content" else None}}]})
+            return web.json_response(
+                {
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "" if fault == "empty_content" else None},
+                        }
+                    ]
+                }
+            )
         if fault == "bad_json":
             return web.Response(status=200, text="{not json", content_type="application/json")
         out = {}
@@ -79,18 +88,34 @@ class ChatServer:
 
         await asyncio.get_running_loop().run_in_executor(None, generate)
         # Recorded under the key alfa's cache uses for this request, so tests can match the two.
-        self.answered.append(call_key(endpoint_cache_id(body["model"], self.listing()), body["messages"],
-                                      {"temperature": body["temperature"], "max_tokens": body["max_tokens"]}))
-        return web.json_response({"id": f"c{hit}", "object": "chat.completion", "model": body["model"],
-                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": out["text"]},
-                                               "finish_reason": "stop"}],
-                                  "usage": out["usage"]})
+        self.answered.append(
+            call_key(
+                endpoint_cache_id(body["model"], self.listing()),
+                body["messages"],
+                {"temperature": body["temperature"], "max_tokens": body["max_tokens"]},
+            )
+        )
+        return web.json_response(
+            {
+                "id": f"c{hit}",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": out["text"]}, "finish_reason": "stop"}
+                ],
+                "usage": out["usage"],
+            }
+        )
 
     def listing(self) -> dict:
         """What /v1/models reports: like llama.cpp, whatever name is asked for, the one model it serves,
         with the identity of its weights."""
-        return {"object": "list", "data": [{"id": "tiny", "object": "model", "owned_by": "alfa-tests",
-                                            "meta": {"weights": self.model.cache_id}}]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": "tiny", "object": "model", "owned_by": "alfa-tests", "meta": {"weights": self.model.cache_id}}
+            ],
+        }
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(self.listing())

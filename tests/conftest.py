@@ -13,6 +13,7 @@ ASKDOCS = ROOT.parent / "shared" / "data" / "askdocs" / "questions_dev.jsonl"
 SAMPLE = ROOT / "examples" / "clinical_sample.jsonl"
 SAMPLE_MAP = "question=question,context=title+post,group=post_id,qid=row_id,hindsight=diagnosis"
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _offline(tmp_path_factory):
     # No model hub here: any accidental download must fail fast instead of hanging.
@@ -37,9 +38,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-TRAIN_POSTS = ["My knee hurts when I climb stairs.", "I have had a cough for three weeks.",
-               "My son has a rash on his arms.", "I get headaches every afternoon.",
-               "My stomach burns after meals.", "I feel dizzy when I stand up."]
+TRAIN_POSTS = [
+    "My knee hurts when I climb stairs.",
+    "I have had a cough for three weeks.",
+    "My son has a rash on his arms.",
+    "I get headaches every afternoon.",
+    "My stomach burns after meals.",
+    "I feel dizzy when I stand up.",
+]
 
 
 @pytest.fixture(scope="session")
@@ -54,14 +60,29 @@ def pairs_dir(tmp_path_factory):
     for i in range(36):
         post = TRAIN_POSTS[i % len(TRAIN_POSTS)]
         attribute = ["clarity", "specificity"][i % 2]
-        rows.append({"pair_id": f"p{i:02d}", "qid": f"q{i}", "group_id": f"g{i % 12}",
-                     "split": "train" if i % 12 < 10 else ("validation" if i % 12 == 10 else "test"),
-                     "attribute": attribute, "pair_type": ["enhanced_vs_original", "original_vs_corrupted"][i % 3 == 0],
-                     "prompt": [{"role": "user", "content": post}],
-                     "chosen": [{"role": "assistant", "content": f"When exactly did it start, and how bad is it from 1 to 10, case {i}?"}],
-                     "rejected": [{"role": "assistant", "content": "Anything else?"}],
-                     "chosen_similarity": 0.8, "rejected_similarity": 1.0, "rewriter": "m",
-                     "prompt_template_hash": "t", "attribute_pack": "core@d"})
+        rows.append(
+            {
+                "pair_id": f"p{i:02d}",
+                "qid": f"q{i}",
+                "group_id": f"g{i % 12}",
+                "split": "train" if i % 12 < 10 else ("validation" if i % 12 == 10 else "test"),
+                "attribute": attribute,
+                "pair_type": ["enhanced_vs_original", "original_vs_corrupted"][i % 3 == 0],
+                "prompt": [{"role": "user", "content": post}],
+                "chosen": [
+                    {
+                        "role": "assistant",
+                        "content": f"When exactly did it start, and how bad is it from 1 to 10, case {i}?",
+                    }
+                ],
+                "rejected": [{"role": "assistant", "content": "Anything else?"}],
+                "chosen_similarity": 0.8,
+                "rejected_similarity": 1.0,
+                "rewriter": "m",
+                "prompt_template_hash": "t",
+                "attribute_pack": "core@d",
+            }
+        )
     d = tmp_path_factory.mktemp("pairs")
     write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
@@ -142,9 +163,23 @@ def askdocs_run(tmp_path_factory, askdocs_path):
     from alfa.cli import main
 
     d = tmp_path_factory.mktemp("askdocs")
-    run = SimpleNamespace(questions=d / "questions.parquet", run=d / "run", pairs=d / "pairs",
-                          synthesize=["synthesize", str(d / "questions.parquet"), "--attributes", "core",
-                                      "--select", "relevance,specificity", "--limit", "40", "-o", str(d / "run")])
+    run = SimpleNamespace(
+        questions=d / "questions.parquet",
+        run=d / "run",
+        pairs=d / "pairs",
+        synthesize=[
+            "synthesize",
+            str(d / "questions.parquet"),
+            "--attributes",
+            "core",
+            "--select",
+            "relevance,specificity",
+            "--limit",
+            "40",
+            "-o",
+            str(d / "run"),
+        ],
+    )
     assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(run.questions)]) == 0
     assert main(run.synthesize) == 0
     assert main(["pairs", str(run.run), "-o", str(run.pairs)]) == 0

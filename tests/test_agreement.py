@@ -44,8 +44,11 @@ def test_majority_and_relative_labels():
 
 
 def _pairs(n_per_cell: dict) -> pl.DataFrame:
-    rows = [{"pair_id": f"{a}-{t}-{i}", "attribute": a, "pair_type": t}
-            for (a, t), n in n_per_cell.items() for i in range(n)]
+    rows = [
+        {"pair_id": f"{a}-{t}-{i}", "attribute": a, "pair_type": t}
+        for (a, t), n in n_per_cell.items()
+        for i in range(n)
+    ]
     return pl.DataFrame(rows)
 
 
@@ -56,9 +59,13 @@ def test_stratified_sample_shares_evenly_and_is_deterministic():
     assert sample.height == 20
     assert counts[("clarity", "e")] == 2  # a small stratum gives everything it has...
     assert sorted(counts[k] for k in counts if k != ("clarity", "e")) == [6, 6, 6]  # ...and the rest share the rest
-    assert sample_pairs(pairs.reverse(), 20, ["attribute", "pair_type"], seed=1)["pair_id"].sort().to_list() == \
-        sample["pair_id"].sort().to_list()
-    assert sample_pairs(pairs, 20, ["attribute", "pair_type"], seed=2)["pair_id"].to_list() != sample["pair_id"].to_list()
+    assert (
+        sample_pairs(pairs.reverse(), 20, ["attribute", "pair_type"], seed=1)["pair_id"].sort().to_list()
+        == sample["pair_id"].sort().to_list()
+    )
+    assert (
+        sample_pairs(pairs, 20, ["attribute", "pair_type"], seed=2)["pair_id"].to_list() != sample["pair_id"].to_list()
+    )
     with pytest.raises(ReviewError, match="not a column"):
         sample_pairs(pairs, 5, ["nope"])
 
@@ -72,13 +79,27 @@ def test_chosen_side_is_random_per_pair_but_stable():
 def test_verdict_policy():
     records = pl.DataFrame({"pair_id": ["p1", "p2", "p3", "p4"], "chosen_side": ["A", "B", "A", "A"]})
     answers = pl.DataFrame(
-        [{"pair_id": p, "annotator": u, "status": s, "better": b, "differ_only_in_attribute": "yes", "problems": pr}
-         for p, u, s, b, pr in [("p1", "x", "submitted", "A", []), ("p1", "y", "submitted", "A", []),
-                                ("p2", "x", "submitted", "B", []), ("p2", "y", "draft", "A", []),
-                                ("p3", "x", "submitted", "B", []), ("p3", "y", "submitted", "B", ["unsafe"]),
-                                ("p4", "x", "submitted", "tie", [])]],
-        schema={"pair_id": pl.String, "annotator": pl.String, "status": pl.String, "better": pl.String,
-                "differ_only_in_attribute": pl.String, "problems": pl.List(pl.String)})
+        [
+            {"pair_id": p, "annotator": u, "status": s, "better": b, "differ_only_in_attribute": "yes", "problems": pr}
+            for p, u, s, b, pr in [
+                ("p1", "x", "submitted", "A", []),
+                ("p1", "y", "submitted", "A", []),
+                ("p2", "x", "submitted", "B", []),
+                ("p2", "y", "draft", "A", []),
+                ("p3", "x", "submitted", "B", []),
+                ("p3", "y", "submitted", "B", ["unsafe"]),
+                ("p4", "x", "submitted", "tie", []),
+            ]
+        ],
+        schema={
+            "pair_id": pl.String,
+            "annotator": pl.String,
+            "status": pl.String,
+            "better": pl.String,
+            "differ_only_in_attribute": pl.String,
+            "problems": pl.List(pl.String),
+        },
+    )
     v = {r["pair_id"]: r for r in verdicts(records, answers, ReviewPolicy(on_reversed="flip")).to_dicts()}
     assert v["p1"]["review_verdict"] == "agree" and v["p1"]["review_action"] == "keep"
     assert v["p2"]["review_answers"] == 1  # a draft is not an answer

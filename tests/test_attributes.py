@@ -54,13 +54,25 @@ def test_a_users_own_pack_needs_no_code(tmp_path):
     assert other.digest != pack.digest
 
 
-@pytest.mark.parametrize("edit, match", [
-    (("    corrupt: Sound dismissive.", "    corupt: Sound dismissive."), r"mine.yaml:8 \(attributes.empathy.corupt\): unknown key 'corupt'"),
-    (("{1: cold, 2: flat, 3: neutral, 4: warm, 5: kind}", "{1: cold, 2: flat}"), r"mine.yaml:6 .*scale must have exactly the keys 1..5"),
-    (("        enhanced: I understand this is worrying; how big is the lump?", "        enhanced: It is big."), r"mine.yaml:12 .*single question ending with '\?'"),
-    (("description: A user's own pack.\n", ""), r"missing required key 'description'"),
-    (("    definition: Whether", "    definition: [Whether"), r"not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (
+            ("    corrupt: Sound dismissive.", "    corupt: Sound dismissive."),
+            r"mine.yaml:8 \(attributes.empathy.corupt\): unknown key 'corupt'",
+        ),
+        (
+            ("{1: cold, 2: flat, 3: neutral, 4: warm, 5: kind}", "{1: cold, 2: flat}"),
+            r"mine.yaml:6 .*scale must have exactly the keys 1..5",
+        ),
+        (
+            ("        enhanced: I understand this is worrying; how big is the lump?", "        enhanced: It is big."),
+            r"mine.yaml:12 .*single question ending with '\?'",
+        ),
+        (("description: A user's own pack.\n", ""), r"missing required key 'description'"),
+        (("    definition: Whether", "    definition: [Whether"), r"not valid YAML"),
+    ],
+)
 def test_a_malformed_pack_names_the_line_and_key(tmp_path, edit, match):
     with pytest.raises(ConfigError, match=match):
         load_pack(_pack(tmp_path, GOOD.replace(*edit)))

@@ -76,7 +76,9 @@ def test_cached_answers_keep_their_token_usage(tmp_path, tiny_model_dir):
     first = synthesize(questions, pack, rewriter, tmp_path / "run")
     again = synthesize(questions, pack, rewriter, tmp_path / "run")
     assert first.prompt_tokens > 0 and again.calls_made == 0 and again.prompt_tokens == 0
-    assert (again.cached_prompt_tokens, again.cached_completion_tokens) == (first.prompt_tokens,
-                                                                            first.completion_tokens)
+    assert (again.cached_prompt_tokens, again.cached_completion_tokens) == (
+        first.prompt_tokens,
+        first.completion_tokens,
+    )
     stats = json.loads((tmp_path / "run" / "run.json").read_text())["stats"]
     assert stats["cached_prompt_tokens"] == first.prompt_tokens

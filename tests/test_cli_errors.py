@@ -14,10 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "tiny" / "dpo_clarity.yaml")
 
 
-@pytest.mark.parametrize("module, extra, argv", [
-    ("trl", "train", ["train", RECIPE, "--dry-run"]),
-    ("argilla", "review", ["review", "status"]),
-])
+@pytest.mark.parametrize(
+    "module, extra, argv",
+    [
+        ("trl", "train", ["train", RECIPE, "--dry-run"]),
+        ("argilla", "review", ["review", "status"]),
+    ],
+)
 def test_a_missing_extra_is_named_with_its_install_command(monkeypatch, capsys, module, extra, argv):
     monkeypatch.setitem(sys.modules, module, None)  # as if `pip install -e .` had left the extra out
     monkeypatch.setenv("ARGILLA_API_URL", "http://127.0.0.1:9")

@@ -35,17 +35,33 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
 def test_a_flipped_pair_is_a_new_pair_with_the_mirror_type(pairs_dir, tmp_path):
     pairs = load_pairs(pairs_dir)
     target = pairs.filter(pl.col("pair_type") == "original_vs_corrupted").row(0, named=True)
-    decided = pl.DataFrame([{"pair_id": target["pair_id"], "review_verdict": "reversed", "review_action": "flip",
-                             "review_reason": "humans preferred the rejected side", "review_answers": 2,
-                             "review_annotators": ["a", "b"], "review_votes": "reversed,reversed",
-                             "review_problems": [], "review_differ_only": "yes"}])
+    decided = pl.DataFrame(
+        [
+            {
+                "pair_id": target["pair_id"],
+                "review_verdict": "reversed",
+                "review_action": "flip",
+                "review_reason": "humans preferred the rejected side",
+                "review_answers": 2,
+                "review_annotators": ["a", "b"],
+                "review_votes": "reversed,reversed",
+                "review_problems": [],
+                "review_differ_only": "yes",
+            }
+        ]
+    )
     apply_review(pairs_dir, tmp_path / "reviewed", decided, pl.DataFrame(), {}, source="test")
     reviewed = load_pairs(tmp_path / "reviewed")
     flipped = reviewed.filter(pl.col("flipped_from") == target["pair_id"]).row(0, named=True)
     assert flipped["pair_type"] == FLIPPED_PAIR_TYPES["original_vs_corrupted"] == "corrupted_vs_original"
     assert flipped["chosen"] == target["rejected"] and flipped["rejected"] == target["chosen"]
-    assert flipped["pair_id"] == pair_id(target["qid"], target["attribute"], "corrupted_vs_original",
-                                         target["rejected"][0]["content"], target["chosen"][0]["content"])
+    assert flipped["pair_id"] == pair_id(
+        target["qid"],
+        target["attribute"],
+        "corrupted_vs_original",
+        target["rejected"][0]["content"],
+        target["chosen"][0]["content"],
+    )
     assert target["pair_id"] not in set(reviewed["pair_id"])  # the old id no longer names a pair
     # SFT reads `chosen` of original_vs_corrupted as a good question: the corrupted one is no longer among them
     good = reviewed.filter(pl.col("pair_type") == "original_vs_corrupted")["chosen"].to_list()
@@ -55,17 +71,30 @@ def test_a_flipped_pair_is_a_new_pair_with_the_mirror_type(pairs_dir, tmp_path):
     again = decided.with_columns(pair_id=pl.lit(flipped["pair_id"]))
     apply_review(tmp_path / "reviewed", tmp_path / "twice", again, pl.DataFrame(), {}, source="test")
     back = load_pairs(tmp_path / "twice").filter(pl.col("flipped_from") == flipped["pair_id"]).row(0, named=True)
-    original_id = pair_id(target["qid"], target["attribute"], target["pair_type"], target["chosen"][0]["content"],
-                          target["rejected"][0]["content"])  # the fixture's ids are short names, not computed
+    original_id = pair_id(
+        target["qid"],
+        target["attribute"],
+        target["pair_type"],
+        target["chosen"][0]["content"],
+        target["rejected"][0]["content"],
+    )  # the fixture's ids are short names, not computed
     assert (back["pair_id"], back["pair_type"], back["chosen"]) == (original_id, target["pair_type"], target["chosen"])
 
 
 def test_posts_keep_their_split_whatever_the_filter_lets_through(askdocs_run, tmp_path, embedder):
     """The same real askdocs run built twice with different filter bounds: other pairs, same splits."""
-    loose = make_pairs(askdocs_run.run, tmp_path / "loose", FilterConfig(enhance_min_similarity=0.0,
-                                                                         corrupt_min_similarity=0.0), embedder=embedder)
-    strict = make_pairs(askdocs_run.run, tmp_path / "strict", FilterConfig(enhance_min_similarity=0.7,
-                                                                           corrupt_min_similarity=0.6), embedder=embedder)
+    loose = make_pairs(
+        askdocs_run.run,
+        tmp_path / "loose",
+        FilterConfig(enhance_min_similarity=0.0, corrupt_min_similarity=0.0),
+        embedder=embedder,
+    )
+    strict = make_pairs(
+        askdocs_run.run,
+        tmp_path / "strict",
+        FilterConfig(enhance_min_similarity=0.7, corrupt_min_similarity=0.6),
+        embedder=embedder,
+    )
     assert loose.height > strict.height > 0, "the two builds must differ for the test to mean something"
     split_of = dict(zip(loose["group_id"], loose["split"]))
     assert all(split_of[g] == s for g, s in zip(strict["group_id"], strict["split"]))
@@ -83,12 +112,18 @@ def test_standalone_fallbacks_are_recorded_per_row_and_counted_in_the_card(tiny_
     assert failed.height > 0, "the untrained model should fail some restatements"
     assert failed["standalone_fallback"].null_count() == 0  # each failure keeps its reason
     assert (failed["source_question"] == failed["original"]).all()  # rewritten from the original instead
-    assert per_question.filter(pl.col("standalone").is_not_null())["standalone_fallback"].null_count() == \
-        per_question.height - failed.height
+    assert (
+        per_question.filter(pl.col("standalone").is_not_null())["standalone_fallback"].null_count()
+        == per_question.height - failed.height
+    )
     run = json.loads((tiny_run / "run.json").read_text())
     assert run["standalone_fallbacks"]["count"] == failed.height
-    make_pairs(tiny_run, tmp_path / "pairs", FilterConfig(enhance_min_similarity=0.0, corrupt_min_similarity=0.0),
-               embedder=embedder)
+    make_pairs(
+        tiny_run,
+        tmp_path / "pairs",
+        FilterConfig(enhance_min_similarity=0.0, corrupt_min_similarity=0.0),
+        embedder=embedder,
+    )
     card = write_card(tmp_path / "pairs").read_text()
     assert f"{failed.height} of {per_question.height} restatements failed and were rewritten from the original" in card
 
@@ -96,13 +131,24 @@ def test_standalone_fallbacks_are_recorded_per_row_and_counted_in_the_card(tiny_
 def test_the_card_leaves_out_reports_made_for_other_data(pairs_dir, tmp_path):
     d = tmp_path / "pairs"
     shutil.copytree(pairs_dir, d)
-    for name, body in (("pairs.json", {"run": _run_manifest(), "filter": FilterConfig().__dict__, "variants": 0,
-                                       "kept_variants": 0, "split": {"train": 0.8, "validation": 0.1, "test": 0.1,
-                                                                     "seed": 0}}),
-                       ("filter_report.json", {}), ("rejected_variants.parquet", None)):
+    for name, body in (
+        (
+            "pairs.json",
+            {
+                "run": _run_manifest(),
+                "filter": FilterConfig().__dict__,
+                "variants": 0,
+                "kept_variants": 0,
+                "split": {"train": 0.8, "validation": 0.1, "test": 0.1, "seed": 0},
+            },
+        ),
+        ("filter_report.json", {}),
+        ("rejected_variants.parquet", None),
+    ):
         if body is None:
-            pl.DataFrame({"direction": [], "similarity": []}, schema={"direction": pl.String,
-                                                                     "similarity": pl.Float64}).write_parquet(d / name)
+            pl.DataFrame(
+                {"direction": [], "similarity": []}, schema={"direction": pl.String, "similarity": pl.Float64}
+            ).write_parquet(d / name)
         else:
             (d / name).write_text(json.dumps(body))
     write_report(lint(d), d)
@@ -122,18 +168,28 @@ def test_the_card_says_when_no_groups_were_given(tmp_path, tiny_model_dir, embed
     rewriter = TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
     synthesize(questions, load_pack("core").select(["clarity"]), rewriter, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "run.json").read_text())["groups"] == "none"
-    make_pairs(tmp_path / "run", tmp_path / "pairs", FilterConfig(enhance_min_similarity=0.0,
-                                                                  corrupt_min_similarity=0.0), embedder=embedder)
+    make_pairs(
+        tmp_path / "run",
+        tmp_path / "pairs",
+        FilterConfig(enhance_min_similarity=0.0, corrupt_min_similarity=0.0),
+        embedder=embedder,
+    )
     card = write_card(tmp_path / "pairs").read_text()
     assert "groups: none given" in card and "so no post appears in two splits" not in card
 
 
 def _run_manifest() -> dict:
-    return {"questions": 36, "questions_source": "fixture", "attribute_pack": {"name": "core", "digest": "d",
-                                                                               "attributes": ["clarity"]},
-            "rewriter": {"model": "m", "backend": "transformers", "sampling": {}}, "prompt_template_hash": "t",
-            "standalone": False, "hindsight_for_enhance": False, "groups": "given",
-            "stats": {"requests": 0, "calls_made": 0, "cache_hits": 0, "failed": 0}}
+    return {
+        "questions": 36,
+        "questions_source": "fixture",
+        "attribute_pack": {"name": "core", "digest": "d", "attributes": ["clarity"]},
+        "rewriter": {"model": "m", "backend": "transformers", "sampling": {}},
+        "prompt_template_hash": "t",
+        "standalone": False,
+        "hindsight_for_enhance": False,
+        "groups": "given",
+        "stats": {"requests": 0, "calls_made": 0, "cache_hits": 0, "failed": 0},
+    }
 
 
 def test_split_fractions_follow_the_questions(tiny_run):

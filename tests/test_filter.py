@@ -4,22 +4,30 @@ import pytest
 from alfa.data.filter import FilterConfig, extract_question, filter_variants
 
 
-@pytest.mark.parametrize("reply, expected", [
-    ("Does the pain wake you up at night?", ("Does the pain wake you up at night?", None)),
-    ('Here is the rewritten question: "Does the pain wake you at night?"', ("Does the pain wake you at night?", None)),
-    ("Rewritten question: does it hurt when you walk?", ("Does it hurt when you walk?", None)),
-    ("**Enhanced question:** How long has the rash been there?", ("How long has the rash been there?", None)),
-    ("Okay. Is the rash itchy?", ("Is the rash itchy?", None)),
-    ("", (None, "empty")),
-    ("   \n ", (None, "empty")),
-    ("I'm sorry, but I can't help with medical questions.", (None, "refusal")),
-    ("As an AI language model, I cannot diagnose.", (None, "refusal")),
-    ("The tightness usually comes on during rest and it is fine", (None, "no_question")),
-    ("Does it hurt? When did it start?", (None, "multiple_questions")),
-    ("1. Does it hurt?\n2. Is it red?", (None, "multiple_questions")),
-    ("I'm 41M and I've been taking ibuprofen every day for two months and I'm not sure what to do. Should I stop?",
-     (None, "no_question")),
-])
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("Does the pain wake you up at night?", ("Does the pain wake you up at night?", None)),
+        (
+            'Here is the rewritten question: "Does the pain wake you at night?"',
+            ("Does the pain wake you at night?", None),
+        ),
+        ("Rewritten question: does it hurt when you walk?", ("Does it hurt when you walk?", None)),
+        ("**Enhanced question:** How long has the rash been there?", ("How long has the rash been there?", None)),
+        ("Okay. Is the rash itchy?", ("Is the rash itchy?", None)),
+        ("", (None, "empty")),
+        ("   \n ", (None, "empty")),
+        ("I'm sorry, but I can't help with medical questions.", (None, "refusal")),
+        ("As an AI language model, I cannot diagnose.", (None, "refusal")),
+        ("The tightness usually comes on during rest and it is fine", (None, "no_question")),
+        ("Does it hurt? When did it start?", (None, "multiple_questions")),
+        ("1. Does it hurt?\n2. Is it red?", (None, "multiple_questions")),
+        (
+            "I'm 41M and I've been taking ibuprofen every day for two months and I'm not sure what to do. Should I stop?",
+            (None, "no_question"),
+        ),
+    ],
+)
 def test_extract_question(reply, expected):
     assert extract_question(reply) == expected
 
@@ -39,35 +47,87 @@ ORIGINAL = "Do you have any fever or chills with the cough?"
 def test_filter_reasons_with_real_embeddings(embedder):
     rows = [
         # kept: a plausible rewrite on each side
-        dict(qid="q1", attribute="specificity", direction="enhance", original=ORIGINAL, source_question=ORIGINAL,
-             reply="Have you measured a fever above 38 C or had shaking chills since the cough began?"),
-        dict(qid="q1", attribute="specificity", direction="corrupt", original=ORIGINAL, source_question=ORIGINAL,
-             reply="Have you felt unwell in any other way with the cough?"),
+        dict(
+            qid="q1",
+            attribute="specificity",
+            direction="enhance",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="Have you measured a fever above 38 C or had shaking chills since the cough began?",
+        ),
+        dict(
+            qid="q1",
+            attribute="specificity",
+            direction="corrupt",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="Have you felt unwell in any other way with the cough?",
+        ),
         # echo (punctuation/case differ only)
-        dict(qid="q2", attribute="clarity", direction="enhance", original=ORIGINAL, source_question=ORIGINAL,
-             reply="do you have any fever, or chills, with the cough"  + "?"),
+        dict(
+            qid="q2",
+            attribute="clarity",
+            direction="enhance",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="do you have any fever, or chills, with the cough" + "?",
+        ),
         # off topic -> too dissimilar
-        dict(qid="q2", attribute="clarity", direction="corrupt", original=ORIGINAL, source_question=ORIGINAL,
-             reply="What is your favourite football team?"),
+        dict(
+            qid="q2",
+            attribute="clarity",
+            direction="corrupt",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="What is your favourite football team?",
+        ),
         # a verbatim few-shot example
-        dict(qid="q3", attribute="clarity", direction="corrupt", original=ORIGINAL, source_question=ORIGINAL,
-             reply="Is there any manifestation of that thoracic sensation in non-exertional states?"),
+        dict(
+            qid="q3",
+            attribute="clarity",
+            direction="corrupt",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="Is there any manifestation of that thoracic sensation in non-exertional states?",
+        ),
         # the call failed
-        dict(qid="q3", attribute="clarity", direction="enhance", original=ORIGINAL, source_question=ORIGINAL,
-             reply=None, error="HTTP 500: boom"),
+        dict(
+            qid="q3",
+            attribute="clarity",
+            direction="enhance",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply=None,
+            error="HTTP 500: boom",
+        ),
         # near-duplicates of each other
-        dict(qid="q4", attribute="relevance", direction="enhance", original=ORIGINAL, source_question=ORIGINAL,
-             reply="Along with the cough, have you had a fever or chills?"),
-        dict(qid="q4", attribute="relevance", direction="corrupt", original=ORIGINAL, source_question=ORIGINAL,
-             reply="Along with the cough, have you had fever or chills?"),
+        dict(
+            qid="q4",
+            attribute="relevance",
+            direction="enhance",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="Along with the cough, have you had a fever or chills?",
+        ),
+        dict(
+            qid="q4",
+            attribute="relevance",
+            direction="corrupt",
+            original=ORIGINAL,
+            source_question=ORIGINAL,
+            reply="Along with the cough, have you had fever or chills?",
+        ),
     ]
     examples = {"Is there any manifestation of that thoracic sensation in non-exertional states?"}
     result = filter_variants(_variants(rows), FilterConfig(), embedder, examples)
     reasons = {(r["qid"], r["direction"]): r["reason"] for r in result.rejected.to_dicts()}
     assert reasons == {
-        ("q2", "enhance"): "echo", ("q2", "corrupt"): "too_dissimilar",
-        ("q3", "corrupt"): "copied_example", ("q3", "enhance"): "call_failed",
-        ("q4", "enhance"): "near_duplicate", ("q4", "corrupt"): "near_duplicate",
+        ("q2", "enhance"): "echo",
+        ("q2", "corrupt"): "too_dissimilar",
+        ("q3", "corrupt"): "copied_example",
+        ("q3", "enhance"): "call_failed",
+        ("q4", "enhance"): "near_duplicate",
+        ("q4", "corrupt"): "near_duplicate",
     }
     assert sorted(result.kept["direction"].to_list()) == ["corrupt", "enhance"]
     assert all(0.3 <= s <= 0.98 for s in result.kept["similarity"])

@@ -38,12 +38,12 @@ def test_bad_jsonl_rows_are_rejected_with_line_field_reason_and_nothing_else_is_
     good = {"id": "a", "q": "Does it hurt?", "post": "My knee hurts.", "g": "p1"}
     lines = [
         json.dumps(good).encode(),
-        b'{"id": "b", "q": "Is it swollen?", "post": "knee", ',                      # 2 malformed JSON
+        b'{"id": "b", "q": "Is it swollen?", "post": "knee", ',  # 2 malformed JSON
         json.dumps({"id": "c", "post": "no question field", "g": "p2"}).encode(),  # 3 missing field
         json.dumps({"id": "d", "q": "   ", "post": "empty question", "g": "p3"}).encode(),  # 4 empty
-        b'{"id": "e", "q": "Caf\xe9?", "post": "latin-1 bytes", "g": "p4"}',          # 5 not UTF-8
-        b"[1, 2, 3]",                                                                  # 6 not an object
-        json.dumps({**good, "q": "Same id again?"}).encode(),                         # 7 duplicate qid
+        b'{"id": "e", "q": "Caf\xe9?", "post": "latin-1 bytes", "g": "p4"}',  # 5 not UTF-8
+        b"[1, 2, 3]",  # 6 not an object
+        json.dumps({**good, "q": "Same id again?"}).encode(),  # 7 duplicate qid
         json.dumps({"id": "f", "q": "When did it start?", "post": "Ankle pain.", "g": "p1"}).encode(),
         b"",
         json.dumps({"id": "g", "q": "Any fever?", "post": "", "g": "p5"}).encode(),  # 10 empty context
@@ -86,8 +86,10 @@ def test_csv_with_a_bad_byte_and_a_ragged_row(tmp_path):
 
 
 def test_parquet_and_saved_hf_dataset_inputs(tmp_path):
-    rows = [{"question": "Does it hurt when you walk?", "context": "Hip pain for a month.", "thread": "t1"},
-            {"question": "Any numbness?", "context": "Back pain.", "thread": "t2"}]
+    rows = [
+        {"question": "Does it hurt when you walk?", "context": "Hip pain for a month.", "thread": "t1"},
+        {"question": "Any numbness?", "context": "Back pain.", "thread": "t2"},
+    ]
     pl.DataFrame(rows).write_parquet(tmp_path / "in.parquet")
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
     fm = FieldMap(group="thread")
@@ -132,10 +134,12 @@ def test_cli_says_when_input_is_empty_and_synthesize_refuses_no_questions(tmp_pa
 
 
 def test_a_byte_order_mark_keeps_the_first_row_and_non_text_questions_are_rejected(tmp_path):
-    rows = [{"id": "a", "q": "Does it hurt?", "post": "Knee.", "g": "p1"},
-            {"id": "b", "q": 42, "post": "A number, not a question.", "g": "p2"},
-            {"id": "c", "q": ["Is it", "a list?"], "post": "A list.", "g": "p3"},
-            {"id": "d", "q": "When did it start?", "post": "Ankle.", "g": "p4"}]
+    rows = [
+        {"id": "a", "q": "Does it hurt?", "post": "Knee.", "g": "p1"},
+        {"id": "b", "q": 42, "post": "A number, not a question.", "g": "p2"},
+        {"id": "c", "q": ["Is it", "a list?"], "post": "A list.", "g": "p3"},
+        {"id": "d", "q": "When did it start?", "post": "Ankle.", "g": "p4"},
+    ]
     path = tmp_path / "excel.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(r) for r in rows).encode() + b"\n")
     result = ingest(path, parse_map("question=q,context=post,group=g,qid=id"))
@@ -150,8 +154,10 @@ def test_json_error_wording(tmp_path):
     path = _write(tmp_path / "bad.jsonl", [b'{"q": "unterminated', b'{"q": "x" "y"}'])
     reasons = [r.reason for r in ingest(path, parse_map("question=q,context=q")).rejects]
     # json's own messages end in "at" ("Invalid control character at"): one "at", then the offset
-    assert reasons == ["malformed JSON: Invalid control character at character 19",
-                       "malformed JSON: Expecting ',' delimiter at character 10"]
+    assert reasons == [
+        "malformed JSON: Invalid control character at character 19",
+        "malformed JSON: Expecting ',' delimiter at character 10",
+    ]
 
 
 def test_no_group_mapped_warns_and_is_recorded_in_the_table(tmp_path, caplog):

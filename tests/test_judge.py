@@ -9,18 +9,34 @@ from alfa.data.judge import decide, parse_verdict
 from alfa.data.pairs import make_pairs
 
 
-@pytest.mark.parametrize("reply, verdict", [
-    ("B is clearer.\nAnswer: B", "B"), ("Reasoning... Answer: **A**", "A"), ("answer - tie", "tie"),
-    ("Answer: A\nOn reflection, Answer: B", "B"), ("A", "A"), ("I cannot tell.", "unparsed"), ("", "unparsed"),
-])
+@pytest.mark.parametrize(
+    "reply, verdict",
+    [
+        ("B is clearer.\nAnswer: B", "B"),
+        ("Reasoning... Answer: **A**", "A"),
+        ("answer - tie", "tie"),
+        ("Answer: A\nOn reflection, Answer: B", "B"),
+        ("A", "A"),
+        ("I cannot tell.", "unparsed"),
+        ("", "unparsed"),
+    ],
+)
 def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) == verdict
 
 
-@pytest.mark.parametrize("first, second, decision", [
-    ("A", "B", "agree"), ("B", "A", "disagree"), ("A", "A", "position_bias"), ("B", "B", "position_bias"),
-    ("tie", "tie", "tie"), ("A", "tie", "position_bias"), ("unparsed", "B", "unparsed"),
-])
+@pytest.mark.parametrize(
+    "first, second, decision",
+    [
+        ("A", "B", "agree"),
+        ("B", "A", "disagree"),
+        ("A", "A", "position_bias"),
+        ("B", "B", "position_bias"),
+        ("tie", "tie", "tie"),
+        ("A", "tie", "position_bias"),
+        ("unparsed", "B", "unparsed"),
+    ],
+)
 def test_both_orders_decide(first, second, decision):
     assert decide(first, second) == decision
 
@@ -30,26 +46,65 @@ def _run_dir(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     post = "I'm 30F and I have had a dry cough for three weeks, worse at night. No fever."
-    questions = pl.DataFrame([{"qid": f"q{i}", "group_id": f"g{i}", "question": q,
-                               "context": [{"role": "user", "content": post}], "hindsight": "{}", "meta": "{}"}
-                              for i, q in enumerate(["Do you smoke?", "Any wheezing with the cough?"])])
+    questions = pl.DataFrame(
+        [
+            {
+                "qid": f"q{i}",
+                "group_id": f"g{i}",
+                "question": q,
+                "context": [{"role": "user", "content": post}],
+                "hindsight": "{}",
+                "meta": "{}",
+            }
+            for i, q in enumerate(["Do you smoke?", "Any wheezing with the cough?"])
+        ]
+    )
     questions.write_parquet(run / "questions.parquet")
-    replies = {("q0", "enhance"): "Do you smoke cigarettes or vape, and if so, how much each day?",
-               ("q0", "corrupt"): "Do you have any habits at all?",
-               ("q1", "enhance"): "Do you hear a whistling sound when you breathe out, especially at night?",
-               ("q1", "corrupt"): "Any other noises or things going on with the cough?"}
-    variants = [{"qid": qid, "group_id": f"g{qid[1]}", "attribute": "specificity", "direction": d,
-                 "original": questions["question"][int(qid[1])], "source_question": questions["question"][int(qid[1])],
-                 "standalone": None, "reply": text, "error": None, "call_key": f"{qid}{d}"}
-                for (qid, d), text in replies.items()]
+    replies = {
+        ("q0", "enhance"): "Do you smoke cigarettes or vape, and if so, how much each day?",
+        ("q0", "corrupt"): "Do you have any habits at all?",
+        ("q1", "enhance"): "Do you hear a whistling sound when you breathe out, especially at night?",
+        ("q1", "corrupt"): "Any other noises or things going on with the cough?",
+    }
+    variants = [
+        {
+            "qid": qid,
+            "group_id": f"g{qid[1]}",
+            "attribute": "specificity",
+            "direction": d,
+            "original": questions["question"][int(qid[1])],
+            "source_question": questions["question"][int(qid[1])],
+            "standalone": None,
+            "reply": text,
+            "error": None,
+            "call_key": f"{qid}{d}",
+        }
+        for (qid, d), text in replies.items()
+    ]
     pl.DataFrame(variants).write_parquet(run / "variants.parquet")
     shutil.copyfile(PACKS_DIR / "core.yaml", run / "attribute_pack.yaml")
-    (run / "run.json").write_text(json.dumps({
-        "questions": 2, "attribute_pack": {"name": "core", "digest": "d", "attributes": ["specificity"]},
-        "rewriter": {"backend": "hand", "model": "hand-written", "sampling": {}}, "prompt_template_hash": "t",
-        "standalone": False, "hindsight_for_enhance": False, "directions": ["enhance", "corrupt"],
-        "stats": {"requests": 4, "cache_hits": 0, "calls_made": 0, "failed": 0, "prompt_tokens": 0,
-                  "completion_tokens": 0, "seconds": 0}}))
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "questions": 2,
+                "attribute_pack": {"name": "core", "digest": "d", "attributes": ["specificity"]},
+                "rewriter": {"backend": "hand", "model": "hand-written", "sampling": {}},
+                "prompt_template_hash": "t",
+                "standalone": False,
+                "hindsight_for_enhance": False,
+                "directions": ["enhance", "corrupt"],
+                "stats": {
+                    "requests": 4,
+                    "cache_hits": 0,
+                    "calls_made": 0,
+                    "failed": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "seconds": 0,
+                },
+            }
+        )
+    )
     return run
 
 

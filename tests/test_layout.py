@@ -23,8 +23,14 @@ def modules() -> list[Path]:
 
 def lint_imports(cwd: Path, package_parent: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(exe)], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package_parent)})
+    return subprocess.run(
+        [str(exe)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(package_parent)},
+    )
 
 
 def test_layers_contract_is_kept():
@@ -50,14 +56,20 @@ def test_no_module_imports_a_private_name_of_another():
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("alfa"):
-                offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
-                              for a in node.names if a.name.startswith("_")]
+                offenders += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
     assert offenders == [], "a helper two modules share belongs, public, in the lower one: " + ", ".join(offenders)
 
 
 def test_modules_and_functions_stay_short():
-    long_modules = [f"{p.relative_to(ROOT)} ({n} lines)" for p in modules()
-                    if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    long_modules = [
+        f"{p.relative_to(ROOT)} ({n} lines)"
+        for p in modules()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
     long_functions = []
     for path in modules():
         for node in ast.walk(ast.parse(path.read_text())):

@@ -60,8 +60,20 @@ def questions_file(tmp_path_factory):
 
 def test_synthesis_through_llamacpp_then_no_server_is_left(tmp_path, questions_file, capsys):
     before = set(llama_servers())
-    cmd = ["synthesize", str(questions_file), "--rewriter", "llamacpp", "--model", str(smollm2_gguf_path()),
-           "--select", "clarity", "--max-new-tokens", "24", "-o", str(tmp_path / "run")]
+    cmd = [
+        "synthesize",
+        str(questions_file),
+        "--rewriter",
+        "llamacpp",
+        "--model",
+        str(smollm2_gguf_path()),
+        "--select",
+        "clarity",
+        "--max-new-tokens",
+        "24",
+        "-o",
+        str(tmp_path / "run"),
+    ]
     assert main(cmd) == 0
     assert "16 variants requested: 16 model calls" in capsys.readouterr().out
     assert set(llama_servers()) == before  # stopped when the run ended
@@ -79,7 +91,10 @@ def _run_until_cached(cmd, cache: Path, at_least: int) -> subprocess.Popen:
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         try:
-            if cache.exists() and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] >= at_least:
+            if (
+                cache.exists()
+                and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] >= at_least
+            ):
                 return proc
         except sqlite3.OperationalError:
             pass
@@ -90,8 +105,22 @@ def _run_until_cached(cmd, cache: Path, at_least: int) -> subprocess.Popen:
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_the_server_dies_with_alfa(tmp_path, questions_file, how):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(questions_file), "--rewriter", "llamacpp",
-           "--model", str(smollm2_gguf_path()), "--max-new-tokens", "24", "-o", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alfa.cli",
+        "-q",
+        "synthesize",
+        str(questions_file),
+        "--rewriter",
+        "llamacpp",
+        "--model",
+        str(smollm2_gguf_path()),
+        "--max-new-tokens",
+        "24",
+        "-o",
+        str(run),
+    ]
     proc = _run_until_cached(cmd, run / "cache.sqlite", at_least=2)
     servers = [pid for pid, parent in llama_servers().items() if parent == proc.pid]
     assert len(servers) == 1, "alfa started exactly one server of its own"

@@ -49,12 +49,15 @@ def _yaml(tmp_path, body):
 
 def test_linear_half_half_is_the_exact_average_and_leave_one_out(tmp_path, three_models):
     a, b, c = three_models
-    path = _yaml(tmp_path, f"""\
+    path = _yaml(
+        tmp_path,
+        f"""\
         method: linear
         models: [{a}, {b}, {c}]
-        output_dir: {tmp_path / 'uniform'}
+        output_dir: {tmp_path / "uniform"}
         leave_one_out: true
-        """)
+        """,
+    )
     assert main(["merge", str(path)]) == 0
     wa, wb, wc = _weights(a), _weights(b), _weights(c)
     merged = _weights(tmp_path / "uniform")
@@ -66,18 +69,24 @@ def test_linear_half_half_is_the_exact_average_and_leave_one_out(tmp_path, three
     assert (tmp_path / "uniform" / "without-m0").is_dir() and (tmp_path / "uniform" / "without-m1").is_dir()
     # the merged folder is a loadable model with its tokenizer
     AutoModelForCausalLM.from_pretrained(tmp_path / "uniform")
-    assert json.loads((tmp_path / "uniform" / "alfa_merge.json").read_text())["mergekit_config"]["merge_method"] == "linear"
+    assert (
+        json.loads((tmp_path / "uniform" / "alfa_merge.json").read_text())["mergekit_config"]["merge_method"]
+        == "linear"
+    )
 
 
 def test_task_arithmetic_against_a_base(tmp_path, three_models):
     base, a, b = three_models
-    path = _yaml(tmp_path, f"""\
+    path = _yaml(
+        tmp_path,
+        f"""\
         method: task_arithmetic
         models: [{a}, {b}]
         base_model: {base}
         weights: [0.5, 0.5]
-        output_dir: {tmp_path / 'ta'}
-        """)
+        output_dir: {tmp_path / "ta"}
+        """,
+    )
     assert main(["merge", str(path)]) == 0
     wbase, wa, wb = _weights(base), _weights(a), _weights(b)
     merged = _weights(tmp_path / "ta")
@@ -126,9 +135,16 @@ def adapters(tmp_path_factory, tiny_model_dir):
     dirs = {}
     for name, seed, r in (("a", 1, 4), ("b", 2, 4), ("c", 3, 8)):
         torch.manual_seed(seed)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(
-            r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
-            task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+            LoraConfig(
+                r=r,
+                lora_alpha=2 * r,
+                target_modules=["q_proj", "v_proj", "down_proj"],
+                init_lora_weights=False,
+                task_type="CAUSAL_LM",
+            ),
+        )
         model.save_pretrained(root / name)
         dirs[name] = root / name
     return dirs
@@ -139,19 +155,25 @@ def _deltas(adapter_dir):
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     w = _weights(adapter_dir)
     scaling = cfg["lora_alpha"] / cfg["r"]
-    return {k.removesuffix(".lora_A.weight"): scaling * w[k.replace("lora_A", "lora_B")] @ w[k]
-            for k in w if k.endswith("lora_A.weight")}
+    return {
+        k.removesuffix(".lora_A.weight"): scaling * w[k.replace("lora_A", "lora_B")] @ w[k]
+        for k in w
+        if k.endswith("lora_A.weight")
+    }
 
 
 def test_lora_cat_half_half_is_the_exact_average_of_the_deltas(tmp_path, adapters, tiny_model_dir):
     from peft import PeftModel
 
-    path = _yaml(tmp_path, f"""\
+    path = _yaml(
+        tmp_path,
+        f"""\
         method: lora_cat
-        models: [{adapters['a']}, {adapters['b']}]
+        models: [{adapters["a"]}, {adapters["b"]}]
         weights: [0.5, 0.5]
-        output_dir: {tmp_path / 'cat'}
-        """)
+        output_dir: {tmp_path / "cat"}
+        """,
+    )
     assert main(["merge", str(path)]) == 0
     da, db, merged = _deltas(adapters["a"]), _deltas(adapters["b"]), _deltas(tmp_path / "cat")
     assert set(merged) == set(da) and len(merged) == 2 * 3  # 2 layers x 3 target modules
@@ -197,19 +219,21 @@ def same_sign_pair(tmp_path_factory, three_models):
 
 
 @pytest.mark.parametrize("method", ["ties", "dare_ties"])
-def test_ties_and_dare_ties_with_full_density_are_the_normalized_sum_when_signs_agree(tmp_path, same_sign_pair,
-                                                                                       method):
+def test_ties_and_dare_ties_with_full_density_are_the_normalized_sum_when_signs_agree(tmp_path, same_sign_pair, method):
     """density 1 keeps every element (DARE drops none and rescales by 1); all signs agree, so the merge is
     base + (0.5 da + 0.5 db) / (0.5 + 0.5) = base + 1.5 da."""
     base, a, b = same_sign_pair
-    path = _yaml(tmp_path, f"""\
+    path = _yaml(
+        tmp_path,
+        f"""\
         method: {method}
         models: [{a}, {b}]
         base_model: {base}
         weights: [0.5, 0.5]
         density: 1.0
         output_dir: {tmp_path / method}
-        """)
+        """,
+    )
     assert main(["merge", str(path)]) == 0
     wbase, wa, merged = _weights(base), _weights(a), _weights(tmp_path / method)
     for k in wa:
@@ -220,8 +244,9 @@ def test_model_stock_moves_from_the_base_toward_the_average(tmp_path, three_mode
     """model_stock interpolates per tensor between the base and the average of the models:
     merged - base = t (average - base) with 0 <= t <= 1."""
     base, a, b = three_models
-    path = _yaml(tmp_path, f"method: model_stock\nmodels: [{a}, {b}]\nbase_model: {base}\n"
-                           f"output_dir: {tmp_path / 'stock'}\n")
+    path = _yaml(
+        tmp_path, f"method: model_stock\nmodels: [{a}, {b}]\nbase_model: {base}\noutput_dir: {tmp_path / 'stock'}\n"
+    )
     assert main(["merge", str(path)]) == 0
     wbase, wa, wb, merged = _weights(base), _weights(a), _weights(b), _weights(tmp_path / "stock")
     moved = 0
@@ -237,8 +262,11 @@ def test_model_stock_moves_from_the_base_toward_the_average(tmp_path, three_mode
 
 
 def test_lora_svd_of_one_adapter_twice_is_that_adapter(tmp_path, adapters):
-    path = _yaml(tmp_path, f"method: lora_svd\nmodels: [{adapters['a']}, {adapters['a']}]\nweights: [0.5, 0.5]\n"
-                           f"output_dir: {tmp_path / 'svd'}\n")
+    path = _yaml(
+        tmp_path,
+        f"method: lora_svd\nmodels: [{adapters['a']}, {adapters['a']}]\nweights: [0.5, 0.5]\n"
+        f"output_dir: {tmp_path / 'svd'}\n",
+    )
     assert main(["merge", str(path)]) == 0
     da, merged = _deltas(adapters["a"]), _deltas(tmp_path / "svd")
     for k in da:
@@ -250,8 +278,11 @@ def test_every_other_lora_method_writes_an_adapter_peft_loads(tmp_path, adapters
     from peft import PeftModel
 
     extra = "density: 0.5\n" if method != "lora_linear" else ""
-    path = _yaml(tmp_path, f"method: {method}\nmodels: [{adapters['a']}, {adapters['b']}]\nweights: [0.5, 0.5]\n"
-                           f"{extra}output_dir: {tmp_path / method}\n")
+    path = _yaml(
+        tmp_path,
+        f"method: {method}\nmodels: [{adapters['a']}, {adapters['b']}]\nweights: [0.5, 0.5]\n"
+        f"{extra}output_dir: {tmp_path / method}\n",
+    )
     assert main(["merge", str(path)]) == 0
     da, merged = _deltas(adapters["a"]), _deltas(tmp_path / method)
     assert set(merged) == set(da)

@@ -14,14 +14,16 @@ from alfa.train.run import run_recipe
 
 def _recipe(tmp_path, model_dir, pairs_dir, model_extra="", launch="", steps=2):
     path = tmp_path / "recipe.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         stage: dpo
         model: {{name_or_path: {model_dir}{model_extra}}}
         data: {{pairs_dir: {pairs_dir}, attributes: [clarity]}}
         {launch}
-        trl: {{output_dir: {tmp_path / 'out'}, per_device_train_batch_size: 4, max_steps: {steps}, max_length: 128,
+        trl: {{output_dir: {tmp_path / "out"}, per_device_train_batch_size: 4, max_steps: {steps}, max_length: 128,
               save_strategy: "no", bf16: false, report_to: [], logging_steps: 1}}
-        """))
+        """)
+    )
     return path
 
 
@@ -32,26 +34,39 @@ def _dry_run(path, capsys, *extra):
 
 def test_cpu_options_pass_the_dry_run(tmp_path, tiny_model_dir, pairs_dir, capsys):
     template = tmp_path / "template.jinja"
-    template.write_text("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
-                        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    path = _recipe(tmp_path, tiny_model_dir, pairs_dir, f", dtype: bfloat16, attn_implementation: sdpa, "
-                   f"chat_template: {template}, trust_remote_code: true")
+    template.write_text(
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    path = _recipe(
+        tmp_path,
+        tiny_model_dir,
+        pairs_dir,
+        f", dtype: bfloat16, attn_implementation: sdpa, chat_template: {template}, trust_remote_code: true",
+    )
     code, out = _dry_run(path, capsys)
     assert code == 0, out
     assert "[ok] model.dtype: bfloat16 on the CPU" in out and "[ok] model.attn_implementation: sdpa" in out
     assert f"[ok] model.chat_template: {template} replaces" in out and "[ok] model.trust_remote_code" in out
 
 
-@pytest.mark.parametrize("extra, launch, message", [
-    (", dtype: float16", "", "[FAIL] model.dtype: float16 training needs a GPU"),
-    (", attn_implementation: flash_attention_2", "", "[FAIL] model.attn_implementation: flash_attention_2: "
-                                                     "flash-attn is not installed"),
-    (", quantization: 4bit", "", "[FAIL] model.quantization: 4bit: "),
-    (", quantization: 8bit", "launch: {lora: {r: 8}}", "bitsandbytes quantization needs a CUDA GPU"),
-    (", chat_template: missing.jinja", "", "[FAIL] model.chat_template: missing.jinja: no such file"),
-])
-def test_what_this_machine_cannot_do_fails_the_dry_run_naming_the_key(tmp_path, tiny_model_dir, pairs_dir, capsys,
-                                                                      extra, launch, message):
+@pytest.mark.parametrize(
+    "extra, launch, message",
+    [
+        (", dtype: float16", "", "[FAIL] model.dtype: float16 training needs a GPU"),
+        (
+            ", attn_implementation: flash_attention_2",
+            "",
+            "[FAIL] model.attn_implementation: flash_attention_2: flash-attn is not installed",
+        ),
+        (", quantization: 4bit", "", "[FAIL] model.quantization: 4bit: "),
+        (", quantization: 8bit", "launch: {lora: {r: 8}}", "bitsandbytes quantization needs a CUDA GPU"),
+        (", chat_template: missing.jinja", "", "[FAIL] model.chat_template: missing.jinja: no such file"),
+    ],
+)
+def test_what_this_machine_cannot_do_fails_the_dry_run_naming_the_key(
+    tmp_path, tiny_model_dir, pairs_dir, capsys, extra, launch, message
+):
     code, out = _dry_run(_recipe(tmp_path, tiny_model_dir, pairs_dir, extra, launch), capsys)
     assert code == 1 and message in out
 
@@ -83,8 +98,9 @@ def test_bf16_eager_and_a_chat_template_file_train_on_the_cpu(tmp_path, tiny_mod
     original = AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
     template = tmp_path / "template.jinja"
     template.write_text(original + "{# the recipe's own template #}")
-    path = _recipe(tmp_path, tiny_model_dir, pairs_dir, f", dtype: bfloat16, attn_implementation: eager, "
-                   f"chat_template: {template}")
+    path = _recipe(
+        tmp_path, tiny_model_dir, pairs_dir, f", dtype: bfloat16, attn_implementation: eager, chat_template: {template}"
+    )
     summary = run_recipe(path)
     assert summary["global_steps"] == 2 and summary["first_loss"] is not None
     saved = tmp_path / "out"

@@ -14,11 +14,15 @@ from alfa.llm.embedded import smollm2_gguf_path
 def _greedy(model, tokenizer, n=8):
     import torch
 
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "My knee hurts when I climb stairs."}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "My knee hurts when I climb stairs."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=n, do_sample=False)
-    return out[0, ids["input_ids"].shape[1]:].tolist()
+    return out[0, ids["input_ids"].shape[1] :].tolist()
 
 
 @pytest.mark.slow

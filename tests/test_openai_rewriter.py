@@ -124,8 +124,26 @@ def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path
     all_q.write_parquet(qfile)
     run = tmp_path / "run"
     server.reset()
-    cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(qfile), "--rewriter", "openai", "--model", "tiny",
-           "--base-url", server.url, "--concurrency", "4", "--max-new-tokens", "8", "-o", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alfa.cli",
+        "-q",
+        "synthesize",
+        str(qfile),
+        "--rewriter",
+        "openai",
+        "--model",
+        "tiny",
+        "--base-url",
+        server.url,
+        "--concurrency",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "-o",
+        str(run),
+    ]
     cached_keys = kill_9_when_cached(cmd, run / "cache.sqlite", at_least=40)
     server.reset()
     rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8)
@@ -153,7 +171,7 @@ def test_rate_limits_allow_a_full_bucket_then_pace_requests(rpm, tpm, cost):
             await limiter.acquire(cost)
         return time.monotonic() - t
 
-    assert asyncio.run(run(120)) < 0.2        # the first minute's budget is there at once
+    assert asyncio.run(run(120)) < 0.2  # the first minute's budget is there at once
     assert 0.9 <= asyncio.run(run(122)) < 1.6  # two more requests wait ~0.5 s each
     assert asyncio.run(RateLimiter(None, None).acquire(10**9)) is None  # no limits: never waits
 
@@ -178,8 +196,7 @@ def test_requests_spread_over_two_servers_and_survive_one_dying_mid_run(tmp_path
         stops.append(stop)
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(10)
     concurrency = 4
-    rw = OpenAIRewriter("tiny", f"{a.url},{b.url}", concurrency=concurrency, max_tokens=8, max_retries=4,
-                        timeout_s=10)
+    rw = OpenAIRewriter("tiny", f"{a.url},{b.url}", concurrency=concurrency, max_tokens=8, max_retries=4, timeout_s=10)
     try:
         stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run")
         assert stats.requests == 60 and stats.failed == 0  # nothing lost

@@ -21,24 +21,51 @@ MANIFEST = {"rewriter": {"model": "m"}, "prompt_template_hash": "t", "attribute_
 
 
 def _questions(n_groups=4):
-    rows = [{"qid": f"q{i}", "group_id": f"g{i % n_groups}", "question": f"Original question {i}?",
-             "context": [{"role": "user", "content": f"Post {i % n_groups}"}], "hindsight": "{}", "meta": "{}"}
-            for i in range(8)]
+    rows = [
+        {
+            "qid": f"q{i}",
+            "group_id": f"g{i % n_groups}",
+            "question": f"Original question {i}?",
+            "context": [{"role": "user", "content": f"Post {i % n_groups}"}],
+            "hindsight": "{}",
+            "meta": "{}",
+        }
+        for i in range(8)
+    ]
     return pl.DataFrame(rows)
 
 
 def _kept(rows):
-    return pl.DataFrame([{"group_id": "x", "original": f"Original question {r[0][1:]}?",
-                          "source_question": f"Original question {r[0][1:]}?", "qid": r[0], "attribute": r[1],
-                          "direction": r[2], "text": r[3], "similarity": 0.8} for r in rows])
+    return pl.DataFrame(
+        [
+            {
+                "group_id": "x",
+                "original": f"Original question {r[0][1:]}?",
+                "source_question": f"Original question {r[0][1:]}?",
+                "qid": r[0],
+                "attribute": r[1],
+                "direction": r[2],
+                "text": r[3],
+                "similarity": 0.8,
+            }
+            for r in rows
+        ]
+    )
 
 
 def test_three_pair_types_and_deterministic_ids():
-    kept = _kept([("q0", "clarity", "enhance", "Better 0?"), ("q0", "clarity", "corrupt", "Worse 0?"),
-                  ("q1", "clarity", "enhance", "Better 1?"), ("q2", "clarity", "corrupt", "Worse 2?")])
+    kept = _kept(
+        [
+            ("q0", "clarity", "enhance", "Better 0?"),
+            ("q0", "clarity", "corrupt", "Worse 0?"),
+            ("q1", "clarity", "enhance", "Better 1?"),
+            ("q2", "clarity", "corrupt", "Worse 2?"),
+        ]
+    )
     pairs = build_pairs(kept, _questions(), MANIFEST, SplitConfig())
-    got = {(r["qid"], r["pair_type"]): (r["chosen"][0]["content"], r["rejected"][0]["content"])
-           for r in pairs.to_dicts()}
+    got = {
+        (r["qid"], r["pair_type"]): (r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in pairs.to_dicts()
+    }
     assert got == {
         ("q0", "enhanced_vs_corrupted"): ("Better 0?", "Worse 0?"),
         ("q0", "enhanced_vs_original"): ("Better 0?", "Original question 0?"),
@@ -49,7 +76,9 @@ def test_three_pair_types_and_deterministic_ids():
     again = build_pairs(kept, _questions(), MANIFEST, SplitConfig())
     assert pairs["pair_id"].to_list() == again["pair_id"].to_list()
     assert pairs["pair_id"].n_unique() == pairs.height
-    assert pair_id("q0", "clarity", "enhanced_vs_original", "a", "b") != pair_id("q0", "clarity", "enhanced_vs_original", "a", "c")
+    assert pair_id("q0", "clarity", "enhanced_vs_original", "a", "b") != pair_id(
+        "q0", "clarity", "enhanced_vs_original", "a", "c"
+    )
     # TRL conversational format
     r = pairs.to_dicts()[0]
     assert r["prompt"][0]["role"] == "user" and r["chosen"][0]["role"] == "assistant"
@@ -67,24 +96,42 @@ def test_group_aware_split_on_real_posts(askdocs_path):
 
 
 def _pairs_dir(tmp_path, rows):
-    base = {"rewriter": "m", "prompt_template_hash": "t", "attribute_pack": "core@d",
-            "chosen_similarity": 0.9, "rejected_similarity": 0.8}
+    base = {
+        "rewriter": "m",
+        "prompt_template_hash": "t",
+        "attribute_pack": "core@d",
+        "chosen_similarity": 0.9,
+        "rejected_similarity": 0.8,
+    }
     write_split_files(pl.DataFrame([{**base, **r} for r in rows], schema=PAIR_SCHEMA), tmp_path)
     return tmp_path
 
 
-def _row(i, split="train", group=None, attribute="clarity", pair_type="enhanced_vs_original",
-         chosen=None, rejected=None, post="My knee hurts."):
-    return {"pair_id": f"p{i}", "qid": f"q{i}", "group_id": group or f"g{i}", "split": split,
-            "attribute": attribute, "pair_type": pair_type,
-            "prompt": [{"role": "user", "content": post}],
-            "chosen": [{"role": "assistant", "content": chosen or f"When did the knee pain {i} start?"}],
-            "rejected": [{"role": "assistant", "content": rejected or f"Anything else {i}?"}]}
+def _row(
+    i,
+    split="train",
+    group=None,
+    attribute="clarity",
+    pair_type="enhanced_vs_original",
+    chosen=None,
+    rejected=None,
+    post="My knee hurts.",
+):
+    return {
+        "pair_id": f"p{i}",
+        "qid": f"q{i}",
+        "group_id": group or f"g{i}",
+        "split": split,
+        "attribute": attribute,
+        "pair_type": pair_type,
+        "prompt": [{"role": "user", "content": post}],
+        "chosen": [{"role": "assistant", "content": chosen or f"When did the knee pain {i} start?"}],
+        "rejected": [{"role": "assistant", "content": rejected or f"Anything else {i}?"}],
+    }
 
 
 def test_lint_blocks_identical_pairs_and_group_leakage(tmp_path, capsys):
-    rows = [_row(i, split=s, pair_type=t) for i, (s, t) in enumerate(
-        [(s, t) for s in SPLITS for t in PAIR_TYPES])]
+    rows = [_row(i, split=s, pair_type=t) for i, (s, t) in enumerate([(s, t) for s in SPLITS for t in PAIR_TYPES])]
     rows.append(_row(20, chosen="Does it hurt?", rejected="does it hurt"))
     rows.append(_row(21, split="test", group="g0"))  # g0 is also in train
     d = _pairs_dir(tmp_path, rows)
@@ -99,8 +146,10 @@ def test_lint_blocks_identical_pairs_and_group_leakage(tmp_path, capsys):
 
 
 def test_lint_warns_on_length_bias_balance_and_empty_split(tmp_path):
-    rows = [_row(i, chosen=f"When exactly did the pain in your left knee start, number {i}?", rejected="Pain?")
-            for i in range(12)]
+    rows = [
+        _row(i, chosen=f"When exactly did the pain in your left knee start, number {i}?", rejected="Pain?")
+        for i in range(12)
+    ]
     rows.append(_row(50, attribute="focus", pair_type="original_vs_corrupted", rejected="Any pain at all, then?"))
     d = _pairs_dir(tmp_path, rows)
     checks = {f.check: f for f in lint(d)}
@@ -114,11 +163,16 @@ def test_lint_warns_on_length_bias_balance_and_empty_split(tmp_path):
 
 def test_lint_truncation_with_a_real_tokenizer(tmp_path, tiny_model_dir):
     long_post = "My knee has been swollen for weeks and it hurts when I climb stairs. " * 20
-    rows = [_row(0, post=long_post), _row(1, post="Short post.", chosen="When did it start?", rejected="When did it stop?")]
+    rows = [
+        _row(0, post=long_post),
+        _row(1, post="Short post.", chosen="When did it start?", rejected="When did it stop?"),
+    ]
     d = _pairs_dir(tmp_path, rows)
     checks = {f.check: f for f in lint(d, LintConfig(tokenizer=str(tiny_model_dir), max_length=64))}
     assert checks["truncated_diff"].severity == "error" and checks["truncated_diff"].examples == ["p0"]
-    assert "truncated_diff" not in {f.check for f in lint(d, LintConfig(tokenizer=str(tiny_model_dir), max_length=4096))}
+    assert "truncated_diff" not in {
+        f.check for f in lint(d, LintConfig(tokenizer=str(tiny_model_dir), max_length=4096))
+    }
     with pytest.raises(ValueError, match="both tokenizer and max_length"):
         LintConfig(max_length=10)
 

@@ -18,8 +18,9 @@ REASONS = {line.split()[0] for line in FILTER_DOC.split("Reasons")[1].splitlines
 def _check_dataset(pairs_dir):
     """Invariants every pair dataset must hold, whatever the model wrote."""
     pairs = load_pairs(pairs_dir)
-    variants = pl.read_parquet(pairs_dir.parent / "run" / "variants.parquet") if (pairs_dir.parent / "run").exists() \
-        else None
+    variants = (
+        pl.read_parquet(pairs_dir.parent / "run" / "variants.parquet") if (pairs_dir.parent / "run").exists() else None
+    )
     kept = pl.read_parquet(pairs_dir / "kept_variants.parquet")
     rejected = pl.read_parquet(pairs_dir / "rejected_variants.parquet")
     info = json.loads((pairs_dir / "pairs.json").read_text())
@@ -83,16 +84,19 @@ def _pipeline_yaml(tmp_path, body):
 
 
 def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
-    cfg = _pipeline_yaml(tmp_path, f"""\
+    cfg = _pipeline_yaml(
+        tmp_path,
+        f"""\
         input:
           paths: [{SAMPLE}]
           map: {{question: question, context: [title, post], group: post_id, qid: row_id}}
-        output_dir: {tmp_path / 'out'}
+        output_dir: {tmp_path / "out"}
         attributes: core
         rewriter: {{kind: transformers, model: {tiny_model_dir}, batch_size: 8, max_new_tokens: 12}}
         synthesis: {{limit: 8}}
         lint: {{tokenizer: {tiny_model_dir}, max_length: 512}}
-        """)
+        """,
+    )
     code = main(["build", str(cfg)])
     out = tmp_path / "out" / "pairs"
     pairs, kept, rejected = _check_dataset(out)
@@ -108,21 +112,27 @@ def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
 
 
 def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
-    cfg = _pipeline_yaml(tmp_path, """\
+    cfg = _pipeline_yaml(
+        tmp_path,
+        """\
         input:
           paths: [x.jsonl]
           preset: askdocs
         output_dir: out
         rewritter: {kind: local}
-        """)
+        """,
+    )
     assert main(["build", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "pipeline.yaml:5 (rewritter): unknown key 'rewritter'" in err and "allowed keys" in err
-    bad_filter = _pipeline_yaml(tmp_path, """\
+    bad_filter = _pipeline_yaml(
+        tmp_path,
+        """\
         input: {paths: [x.jsonl], preset: askdocs}
         output_dir: out
         filter: {enhance_min_similarity: high}
-        """)
+        """,
+    )
     assert main(["build", str(bad_filter)]) == 2
     assert "pipeline.yaml:3 (filter.enhance_min_similarity): expected float" in capsys.readouterr().err
     both = _pipeline_yaml(tmp_path, "input: {paths: [x.jsonl], preset: askdocs, map: {question: q}}\noutput_dir: o\n")
@@ -141,7 +151,9 @@ def test_shipped_pipeline_configs_validate():
         load_pipeline(c)
 
 
-@pytest.mark.parametrize("verb", ["ingest", "synthesize", "pairs", "lint", "card", "build", "train", "merge", "evaluate-rm"])
+@pytest.mark.parametrize(
+    "verb", ["ingest", "synthesize", "pairs", "lint", "card", "build", "train", "merge", "evaluate-rm"]
+)
 def test_every_verb_has_help_with_an_example(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([verb, "--help"])
@@ -157,5 +169,8 @@ def test_sample_map_is_the_demo_map():
 
     demo = load_pipeline(Path(__file__).parents[1] / "configs" / "pipelines" / "demo.yaml")
     m = demo.input.map
-    assert SAMPLE_MAP == f"question={m.question},context={'+'.join(m.context)},group={m.group},qid={m.qid},hindsight={'+'.join(m.hindsight)}"
+    assert (
+        SAMPLE_MAP
+        == f"question={m.question},context={'+'.join(m.context)},group={m.group},qid={m.qid},hindsight={'+'.join(m.hindsight)}"
+    )
     assert SPLITS == ("train", "validation", "test")

@@ -43,10 +43,11 @@ def test_the_exported_policy_generates_the_first_tokens_llama_cpp_does(tmp_path,
     ids = tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=8, do_sample=False)
-    exported = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    exported = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
     with LlamaCppServer(qwen_gguf_path(), parallel=1, ctx=2048) as server:
         body = json.dumps({"model": server.alias, "messages": PROMPT, "max_tokens": 8, "temperature": 0}).encode()
-        request = urllib.request.Request(server.base_url + "/chat/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            server.base_url + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
+        )
         served = json.loads(urllib.request.urlopen(request, timeout=300).read())["choices"][0]["message"]["content"]
     assert exported.strip() == served.strip() and len(exported.split()) >= 4

@@ -11,7 +11,8 @@ import trl
 
 from alfa.cli import main
 from alfa.data.pairs import PAIR_SCHEMA, SPLITS, write_split_files
-from alfa.train.recipe import check_recipe, load_recipe
+from alfa.train.checks import check_recipe
+from alfa.train.recipe import load_recipe
 from alfa.yamlconfig import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +20,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def pairs_dir(tmp_path):
-    rows = [{"pair_id": f"p{i}", "qid": f"q{i}", "group_id": f"g{i}", "split": SPLITS[i % 3],
-             "attribute": ["clarity", "specificity"][i % 2], "pair_type": "enhanced_vs_original",
-             "prompt": [{"role": "user", "content": "My knee hurts."}],
-             "chosen": [{"role": "assistant", "content": "When did it start?"}],
-             "rejected": [{"role": "assistant", "content": "Anything else?"}],
-             "chosen_similarity": 0.9, "rejected_similarity": 1.0, "rewriter": "m",
-             "prompt_template_hash": "t", "attribute_pack": "core@d"} for i in range(12)]
+    rows = [
+        {
+            "pair_id": f"p{i}",
+            "qid": f"q{i}",
+            "group_id": f"g{i}",
+            "split": SPLITS[i % 3],
+            "attribute": ["clarity", "specificity"][i % 2],
+            "pair_type": "enhanced_vs_original",
+            "prompt": [{"role": "user", "content": "My knee hurts."}],
+            "chosen": [{"role": "assistant", "content": "When did it start?"}],
+            "rejected": [{"role": "assistant", "content": "Anything else?"}],
+            "chosen_similarity": 0.9,
+            "rejected_similarity": 1.0,
+            "rewriter": "m",
+            "prompt_template_hash": "t",
+            "attribute_pack": "core@d",
+        }
+        for i in range(12)
+    ]
     write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), tmp_path / "pairs")
     return tmp_path / "pairs"
 
@@ -58,14 +71,27 @@ def every_attribute_pairs(tmp_path_factory):
     from alfa.data.attributes import load_pack, shipped_packs
 
     attributes = sorted({a for pack in shipped_packs() for a in load_pack(pack).attributes})
-    rows = [{"pair_id": f"p{i}-{a}", "qid": f"q{i}", "group_id": f"g{i}", "split": s, "attribute": a,
-             "pair_type": t, "prompt": [{"role": "user", "content": "My knee hurts."}],
-             "chosen": [{"role": "assistant", "content": "When did it start?"}],
-             "rejected": [{"role": "assistant", "content": "Anything else?"}],
-             "chosen_similarity": 0.9, "rejected_similarity": 1.0, "rewriter": "m",
-             "prompt_template_hash": "t", "attribute_pack": "core@d"}
-            for i, s in enumerate(SPLITS) for a in attributes
-            for t in ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")]
+    rows = [
+        {
+            "pair_id": f"p{i}-{a}",
+            "qid": f"q{i}",
+            "group_id": f"g{i}",
+            "split": s,
+            "attribute": a,
+            "pair_type": t,
+            "prompt": [{"role": "user", "content": "My knee hurts."}],
+            "chosen": [{"role": "assistant", "content": "When did it start?"}],
+            "rejected": [{"role": "assistant", "content": "Anything else?"}],
+            "chosen_similarity": 0.9,
+            "rejected_similarity": 1.0,
+            "rewriter": "m",
+            "prompt_template_hash": "t",
+            "attribute_pack": "core@d",
+        }
+        for i, s in enumerate(SPLITS)
+        for a in attributes
+        for t in ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corrupted")
+    ]
     d = tmp_path_factory.mktemp("every-attribute") / "pairs"
     write_split_files(pl.DataFrame(rows, schema=PAIR_SCHEMA), d)
     return d
@@ -99,8 +125,15 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
 
 
 def test_dry_run_passes_on_a_good_recipe_and_prints_the_launch_command(tmp_path, tiny_model_dir, pairs_dir, capsys):
-    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 2, deepspeed: "
-                                   f"{ROOT / 'configs/deepspeed/zero2.json'}}}", top="global_batch_size: 8"))
+    path = _recipe(
+        tmp_path,
+        _base(
+            tiny_model_dir,
+            pairs_dir,
+            launch=f"{{num_processes: 2, deepspeed: {ROOT / 'configs/deepspeed/zero2.json'}}}",
+            top="global_batch_size: 8",
+        ),
+    )
     assert main(["train", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "[ok] global_batch: 2 processes x 2 per device x 2 accumulation = 8" in out
@@ -111,8 +144,11 @@ def test_dry_run_passes_on_a_good_recipe_and_prints_the_launch_command(tmp_path,
 
 
 def test_unknown_keys_name_the_line_and_the_trl_version(tmp_path, tiny_model_dir, pairs_dir):
-    with pytest.raises(ConfigError, match=r"recipe.yaml:11 \(trl.max_prompt_length\): 'max_prompt_length' is not a field "
-                       rf"of trl.DPOConfig in the installed TRL {trl.__version__}"):
+    with pytest.raises(
+        ConfigError,
+        match=r"recipe.yaml:11 \(trl.max_prompt_length\): 'max_prompt_length' is not a field "
+        rf"of trl.DPOConfig in the installed TRL {trl.__version__}",
+    ):
         load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  max_prompt_length: 128")))
     with pytest.raises(ConfigError, match=r"recipe.yaml:4 \(launch.num_procs\): unknown key 'num_procs'"):
         load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_procs: 2}")))
@@ -128,10 +164,20 @@ def test_failed_checks(tmp_path, tiny_model_dir, pairs_dir, capsys):
     ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": "auto", "zero_optimisation": {"stage": 2}}))
     c = checks(_base(tiny_model_dir, pairs_dir, launch=f"{{deepspeed: {ds}}}"))
     assert not c["deepspeed"].ok and "zero_optimisation" in c["deepspeed"].message
-    ds.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "gradient_accumulation_steps": "auto",
-                              "zero_optimization": {"stage": 2}}))
+    ds.write_text(
+        json.dumps(
+            {
+                "train_micro_batch_size_per_gpu": 16,
+                "gradient_accumulation_steps": "auto",
+                "zero_optimization": {"stage": 2},
+            }
+        )
+    )
     c = checks(_base(tiny_model_dir, pairs_dir, launch=f"{{deepspeed: {ds}}}"))
-    assert not c["deepspeed"].ok and "train_micro_batch_size_per_gpu is 16 but the recipe gives 2" in c["deepspeed"].message
+    assert (
+        not c["deepspeed"].ok
+        and "train_micro_batch_size_per_gpu is 16 but the recipe gives 2" in c["deepspeed"].message
+    )
     c = checks(_base(tiny_model_dir, pairs_dir).replace("attributes: [specificity]", "attributes: [empathy]"))
     assert not c["data"].ok and "no pairs for attribute(s) ['empathy']" in c["data"].message
     c = checks(_base(tiny_model_dir, pairs_dir).replace("attributes: [specificity]", "eval_split: dev"))
@@ -151,8 +197,9 @@ def test_failed_checks(tmp_path, tiny_model_dir, pairs_dir, capsys):
     assert "[FAIL] model" in captured.out and "check(s) failed" in captured.err
 
 
-def test_report_to_defaults_to_tensorboard_and_a_missing_logger_fails_the_dry_run(tmp_path, tiny_model_dir, pairs_dir,
-                                                                                    capsys):
+def test_report_to_defaults_to_tensorboard_and_a_missing_logger_fails_the_dry_run(
+    tmp_path, tiny_model_dir, pairs_dir, capsys
+):
     import importlib.util
 
     checks = lambda body: {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, body)))}  # noqa: E731
@@ -168,8 +215,9 @@ def test_report_to_defaults_to_tensorboard_and_a_missing_logger_fails_the_dry_ru
     assert "[FAIL] report_to: trl.report_to ['wandb']: not installed; `pip install wandb`" in capsys.readouterr().out
 
 
-def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_loads(tmp_path, tiny_model_dir, pairs_dir,
-                                                                                   capsys):
+def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_loads(
+    tmp_path, tiny_model_dir, pairs_dir, capsys
+):
     """A per-attribute run whose attribute has no validation pairs (thin data) while eval_strategy asks for
     evaluation: the Trainer would fail after loading the model; alfa says what to change, up front."""
     from alfa.train.run import run_recipe
@@ -185,14 +233,23 @@ def test_an_empty_eval_split_with_evaluation_on_is_refused_before_the_model_load
         run_recipe(path)
     assert not (tmp_path / "out").exists()
     # without evaluation the same selection is fine
-    assert {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir))))}["data"].ok
+    assert {c.name: c for c in check_recipe(load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir))))}[
+        "data"
+    ].ok
 
 
 def test_multi_node_dry_run_prints_each_nodes_exact_command(tmp_path, tiny_model_dir, pairs_dir, capsys):
     """num_processes counts per machine; accelerate's --num_processes is the total over all machines."""
-    path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir, launch="{num_processes: 8, num_machines: 2, "
-                                   "main_process_ip: node0.cluster.example, main_process_port: 29511}",
-                                   top="global_batch_size: 64"))
+    path = _recipe(
+        tmp_path,
+        _base(
+            tiny_model_dir,
+            pairs_dir,
+            launch="{num_processes: 8, num_machines: 2, "
+            "main_process_ip: node0.cluster.example, main_process_port: 29511}",
+            top="global_batch_size: 64",
+        ),
+    )
     assert main(["train", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "[ok] global_batch: 16 processes x 2 per device x 2 accumulation = 64" in out
@@ -200,8 +257,10 @@ def test_multi_node_dry_run_prints_each_nodes_exact_command(tmp_path, tiny_model
     assert len(lines) == 2
     for rank, line in enumerate(lines):
         assert line.startswith(f"launch on machine {rank} of 2: ")
-        assert (f"--num_processes 16 --num_machines 2 --mixed_precision no --machine_rank {rank} "
-                "--main_process_ip node0.cluster.example --main_process_port 29511") in line
+        assert (
+            f"--num_processes 16 --num_machines 2 --mixed_precision no --machine_rank {rank} "
+            "--main_process_ip node0.cluster.example --main_process_port 29511"
+        ) in line
         assert line.endswith(f"--multi_gpu -m alfa.cli train {path} --machine-rank {rank}")
 
 
@@ -213,17 +272,23 @@ def test_multi_node_without_the_main_address_is_refused(tmp_path, tiny_model_dir
 
 def test_set_overrides_are_checked_like_the_yaml(tmp_path, tiny_model_dir, pairs_dir, capsys):
     path = _recipe(tmp_path, _base(tiny_model_dir, pairs_dir))
-    assert main(["train", str(path), "--dry-run", "--set", "trl.learning_rate=1e-6",
-                 "--set", "data.attributes=[clarity]"]) == 0
+    assert (
+        main(["train", str(path), "--dry-run", "--set", "trl.learning_rate=1e-6", "--set", "data.attributes=[clarity]"])
+        == 0
+    )
     out = capsys.readouterr().out
-    resolved = json.loads(out[out.index("{"):out.index("\n}\n") + 2])
+    resolved = json.loads(out[out.index("{") : out.index("\n}\n") + 2])
     assert resolved["trl"]["learning_rate"] == 1e-6 and resolved["data"]["attributes"] == ["clarity"]
     assert "# --set trl.learning_rate=1e-6" in out
     assert "--set trl.learning_rate=1e-6 --set 'data.attributes=[clarity]'" in out  # passed on to the launch
-    for bad, message in (("trl.learnin_rate=1e-6", "--set trl.learnin_rate=1e-6 (trl.learnin_rate): 'learnin_rate' "
-                                                   "is not a field of trl.DPOConfig"),
-                         ("model.revision=main", "--set model.revision=main (model.revision): unknown key 'revision'"),
-                         ("data.attributes=clarity", "expected a list"),
-                         ("trl.learning_rate", "expected KEY.PATH=VALUE")):
+    for bad, message in (
+        (
+            "trl.learnin_rate=1e-6",
+            "--set trl.learnin_rate=1e-6 (trl.learnin_rate): 'learnin_rate' is not a field of trl.DPOConfig",
+        ),
+        ("model.revision=main", "--set model.revision=main (model.revision): unknown key 'revision'"),
+        ("data.attributes=clarity", "expected a list"),
+        ("trl.learning_rate", "expected KEY.PATH=VALUE"),
+    ):
         assert main(["train", str(path), "--dry-run", "--set", bad]) == 2
         assert message in capsys.readouterr().err, bad

@@ -36,8 +36,15 @@ def trained(tmp_path_factory, tiny_model_dir, pairs_dir) -> dict[str, dict]:
 
 
 def test_every_tiny_recipe_trains_and_learns(trained, pairs_dir):
-    assert set(trained) >= {"sft", "dpo_clarity", "dpo_specificity", "dpo_mixed", "reward_specificity",
-                            "lora_dpo_clarity", "lora_dpo_specificity"}
+    assert set(trained) >= {
+        "sft",
+        "dpo_clarity",
+        "dpo_specificity",
+        "dpo_mixed",
+        "reward_specificity",
+        "lora_dpo_clarity",
+        "lora_dpo_specificity",
+    }
     for name, summary in trained.items():
         assert summary["global_steps"] == 20, name
         assert summary["last_loss"] < summary["first_loss"], (name, summary["first_loss"], summary["last_loss"])
@@ -67,10 +74,14 @@ def test_default_logger_is_tensorboard(trained):
 
 def _margin(model, tokenizer, pairs: pl.DataFrame) -> float:
     """Mean log p(chosen) - log p(rejected) over the pairs: what DPO pushes up."""
+
     def logp(prompt, completion):
         full = tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
-        start = len(tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
-                                                  return_dict=True)["input_ids"])
+        start = len(
+            tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
         ids = torch.tensor([full])
         with torch.no_grad():
             logits = model(input_ids=ids).logits[0, :-1].log_softmax(-1)

@@ -37,8 +37,11 @@ def ui_session(url: str, username: str, password: str) -> requests.Session:
 
 
 def ui_records(session: requests.Session, url: str, dataset_id: str) -> list[dict]:
-    r = session.post(f"{url}/api/v1/me/datasets/{dataset_id}/records/search", json={"query": {}},
-                     params={"limit": 100, "include": "responses"})
+    r = session.post(
+        f"{url}/api/v1/me/datasets/{dataset_id}/records/search",
+        json={"query": {}},
+        params={"limit": 100, "include": "responses"},
+    )
     r.raise_for_status()
     return [item["record"] for item in r.json()["items"]]
 
@@ -77,8 +80,11 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
     for rec in records:
         row = sampled.filter(pl.col("pair_id") == rec.id).to_dicts()[0]
         a, b = rec.fields["question_a"], rec.fields["question_b"]
-        assert (a, b) == ((row["chosen"][0]["content"], row["rejected"][0]["content"]) if sides[rec.id] == "A"
-                          else (row["rejected"][0]["content"], row["chosen"][0]["content"]))
+        assert (a, b) == (
+            (row["chosen"][0]["content"], row["rejected"][0]["content"])
+            if sides[rec.id] == "A"
+            else (row["rejected"][0]["content"], row["chosen"][0]["content"])
+        )
         assert row["prompt"][0]["content"].strip()[:40] in rec.fields["context"]
 
     # two annotators, created as annotators (not owners) and added to the workspace
@@ -116,16 +122,22 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
 
     # expected verdicts, record by record (blind labels turned relative to the hidden chosen side)
     ids = [r["external_id"] for r in seen]
+
     def rel(label, pid):
         return "tie" if label == "tie" else ("agree" if label == chosen_side(pid) else "reversed")
+
     expected = {pid: rel(a, pid) if rel(a, pid) == rel(b, pid) else "split" for pid, a, b in zip(ids, ALICE, BOB)}
-    decisions = {**{r["pair_id"]: r for r in pl.read_parquet(out / "review" / "dropped.parquet").to_dicts()},
-                 **{r["flipped_from"] or r["pair_id"]: r for r in load_pairs(out).to_dicts()}}
+    decisions = {
+        **{r["pair_id"]: r for r in pl.read_parquet(out / "review" / "dropped.parquet").to_dicts()},
+        **{r["flipped_from"] or r["pair_id"]: r for r in load_pairs(out).to_dicts()},
+    }
     for pid in ids:
         assert decisions[pid]["review_verdict"] == expected[pid]
         assert decisions[pid]["decided_by"] == "humans: alice,bob"
     assert decisions[ids[0]]["review_action"] == "drop" and "unsafe" in decisions[ids[0]]["review_reason"]
-    assert decisions[ids[4]]["review_action"] == "drop" and "more than the attribute" in decisions[ids[4]]["review_reason"]
+    assert (
+        decisions[ids[4]]["review_action"] == "drop" and "more than the attribute" in decisions[ids[4]]["review_reason"]
+    )
     assert decisions[ids[5]]["review_action"] == "drop" and decisions[ids[5]]["review_verdict"] == "tie"
     original = {r["pair_id"]: r for r in pairs.to_dicts()}
     for pid in ids[1:]:
@@ -138,8 +150,9 @@ def test_push_answer_pull_with_two_annotators(owner, argilla, askdocs_run, tmp_p
             assert d["review_action"] == "keep" and d["chosen"] == original[pid]["chosen"]
     # nothing is lost: kept + dropped = every pair, unreviewed pairs are decided by the pipeline
     assert load_pairs(out).height + pl.read_parquet(out / "review" / "dropped.parquet").height == pairs.height
-    assert set(load_pairs(out).filter(~pl.col("pair_id").is_in(ids) & pl.col("flipped_from").is_null())
-               ["decided_by"]) <= {"pipeline"}
+    assert set(
+        load_pairs(out).filter(~pl.col("pair_id").is_in(ids) & pl.col("flipped_from").is_null())["decided_by"]
+    ) <= {"pipeline"}
     # the reviewed folder got its own lint, of its own data; the pipeline's report was not copied
     assert json.loads((out / "lint_report.json").read_text())["data_digest"] == data_digest(out)
     pvh = report["pipeline_vs_humans"]
@@ -179,15 +192,36 @@ def test_failures_say_what_to_do(owner, argilla, askdocs_run, monkeypatch, tmp_p
     creds = tmp_path / "r.csv"
     assert main(["review", "users", "add", "carol", "--workspace", "argilla", "--credentials", str(creds)]) == 0
     carol_pw = creds.read_text().splitlines()[1].split(",")[1]
-    token = requests.post(f"{url}/api/v1/token", data={"username": "carol", "password": carol_pw}).json()["access_token"]
+    token = requests.post(f"{url}/api/v1/token", data={"username": "carol", "password": carol_pw}).json()[
+        "access_token"
+    ]
     # carol's own API key, as the UI's settings page shows it to her
-    monkeypatch.setenv("CAROL_KEY", requests.get(f"{url}/api/v1/me",
-                                                 headers={"Authorization": f"Bearer {token}"}).json()["api_key"])
+    monkeypatch.setenv(
+        "CAROL_KEY", requests.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}).json()["api_key"]
+    )
     capsys.readouterr()
-    assert main(["review", "pull", str(askdocs_run.pairs), "-o", str(tmp_path / "x"), "--api-key-env", "CAROL_KEY",
-                 "--dataset", "access-check", "--workspace", "restricted"]) == 2
+    assert (
+        main(
+            [
+                "review",
+                "pull",
+                str(askdocs_run.pairs),
+                "-o",
+                str(tmp_path / "x"),
+                "--api-key-env",
+                "CAROL_KEY",
+                "--dataset",
+                "access-check",
+                "--workspace",
+                "restricted",
+            ]
+        )
+        == 2
+    )
     assert "annotator" in capsys.readouterr().err
-    with pytest.raises(ReviewError, match="no access to workspace 'restricted'.*users add carol --workspace restricted"):
+    with pytest.raises(
+        ReviewError, match="no access to workspace 'restricted'.*users add carol --workspace restricted"
+    ):
         open_dataset(connect(api_key_env="CAROL_KEY"), "access-check", "restricted")
     status = review_status(owner, dataset="access-check", workspace="restricted")
     assert "carol" in status["annotators_without_access"] and status["records"] == 2
@@ -195,9 +229,9 @@ def test_failures_say_what_to_do(owner, argilla, askdocs_run, monkeypatch, tmp_p
 
 def test_push_survives_a_server_restart_and_resumes(owner, argilla, askdocs_run):
     state_dir, url, _ = argilla
-    push(owner, askdocs_run.pairs, sample=3, dataset="restart")      # an earlier, partial push
-    server_down(state_dir, only="argilla")                           # the server goes away...
-    threading.Timer(2.0, server_up, args=(state_dir,)).start()       # ...and comes back while we push
+    push(owner, askdocs_run.pairs, sample=3, dataset="restart")  # an earlier, partial push
+    server_down(state_dir, only="argilla")  # the server goes away...
+    threading.Timer(2.0, server_up, args=(state_dir,)).start()  # ...and comes back while we push
     t = time.time()
     result = push(owner, askdocs_run.pairs, dataset="restart", retry_for_s=120)
     assert time.time() - t > 2.0
@@ -215,7 +249,9 @@ def test_the_server_gets_only_the_environment_it_needs(argilla):
     pids = ServerState.load(state_dir).pids
     assert set(pids) == {"search", "argilla"}
     for name, pid in pids.items():
-        keys = {item.split(b"=", 1)[0].decode() for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item}
+        keys = {
+            item.split(b"=", 1)[0].decode() for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if item
+        }
         extra = {k for k in keys - set(SERVER_ENV_PASSED) if not k.startswith(("ARGILLA_", "HF_HUB_"))}
         assert extra == set(), f"{name} (pid {pid}) inherited {sorted(extra)}"
 

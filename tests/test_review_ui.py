@@ -17,8 +17,15 @@ from alfa.review.records import chosen_side
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags keep Chromium from calling out to Google's services, which a closed network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +69,21 @@ def test_annotator_answers_in_the_web_ui_and_pull_sees_it(owner, argilla, askdoc
         time.sleep(0.2)
     page.close()
     assert answers.select("annotator", "status", "better", "differ_only_in_attribute").rows() == [
-        ("dana", "submitted", "B", "yes")]
+        ("dana", "submitted", "B", "yes")
+    ]
     pair_id = answers["pair_id"][0]
     pair = load_pairs(askdocs_run.pairs).filter(pl.col("pair_id") == pair_id).to_dicts()[0]
     assert pair["chosen"][0]["content"].strip() in shown and pair["rejected"][0]["content"].strip() in shown
 
     out = tmp_path / "reviewed"
-    assert main(["review", "pull", str(askdocs_run.pairs), "-o", str(out), "--dataset", "ui-check",
-                 "--on-reversed", "flip"]) == 0
+    assert (
+        main(
+            ["review", "pull", str(askdocs_run.pairs), "-o", str(out), "--dataset", "ui-check", "--on-reversed", "flip"]
+        )
+        == 0
+    )
     assert "1 of 2 records reviewed" in capsys.readouterr().out
-    reviewed = pl.concat([load_pairs(out), pl.read_parquet(out / "review" / "dropped.parquet")],
-                         how="diagonal_relaxed")
+    reviewed = pl.concat([load_pairs(out), pl.read_parquet(out / "review" / "dropped.parquet")], how="diagonal_relaxed")
     # a pair dana reversed was flipped: a new pair whose flipped_from is the one she saw
     row = reviewed.filter((pl.col("pair_id") == pair_id) | (pl.col("flipped_from") == pair_id)).to_dicts()[0]
     assert row["decided_by"] == "humans: dana"

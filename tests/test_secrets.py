@@ -32,8 +32,9 @@ def test_an_endpoint_echoing_headers_leaves_no_key_in_the_run_dir(tmp_path, tiny
     chat.url, stop = serve_in_thread(chat)
     try:
         chat.faults = {i: "echo_headers" for i in range(1, 4)}  # not retryable: recorded as failed calls
-        rw = OpenAIRewriter("tiny", chat.url, concurrency=1, max_tokens=8, max_retries=0,
-                            api_key_env="ALFA_PLANTED_KEY")
+        rw = OpenAIRewriter(
+            "tiny", chat.url, concurrency=1, max_tokens=8, max_retries=0, api_key_env="ALFA_PLANTED_KEY"
+        )
         questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(3)
         stats = synthesize(questions, load_pack("core").select(["clarity"]), rw, tmp_path / "run")
     finally:
@@ -44,11 +45,11 @@ def test_an_endpoint_echoing_headers_leaves_no_key_in_the_run_dir(tmp_path, tiny
     assert files_holding(tmp_path / "run", PLANTED_KEY) == []
 
 
-def test_a_hub_token_in_a_recipe_reaches_no_file_of_the_run(tmp_path, tiny_model_dir, pairs_dir, capsys,
-                                                            monkeypatch):
+def test_a_hub_token_in_a_recipe_reaches_no_file_of_the_run(tmp_path, tiny_model_dir, pairs_dir, capsys, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(textwrap.dedent(f"""\
+    recipe.write_text(
+        textwrap.dedent(f"""\
         stage: dpo
         model: {{name_or_path: {tiny_model_dir}}}
         data: {{pairs_dir: {pairs_dir}, attributes: [clarity]}}
@@ -62,7 +63,8 @@ def test_a_hub_token_in_a_recipe_reaches_no_file_of_the_run(tmp_path, tiny_model
           save_steps: 1
           bf16: false
           report_to: [tensorboard]
-        """))
+        """)
+    )
     assert main(["train", str(recipe), "--dry-run"]) == 0
     assert PLANTED_TOKEN not in capsys.readouterr().out
     run_recipe(recipe)

@@ -61,8 +61,24 @@ def test_kill_9_mid_run_then_rerun_repeats_no_completed_call(tmp_path, questions
     qfile = tmp_path / "q.parquet"
     questions.write_parquet(qfile)
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "alfa.cli", "-q", "synthesize", str(qfile), "--rewriter", "transformers",
-           "--model", str(tiny_rewriter.model_path), "--batch-size", "8", "--max-new-tokens", "12", "-o", str(run)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "alfa.cli",
+        "-q",
+        "synthesize",
+        str(qfile),
+        "--rewriter",
+        "transformers",
+        "--model",
+        str(tiny_rewriter.model_path),
+        "--batch-size",
+        "8",
+        "--max-new-tokens",
+        "12",
+        "-o",
+        str(run),
+    ]
     cached = len(kill_9_when_cached(cmd, run / "cache.sqlite", at_least=24))
     assert 24 <= cached < 240
     resumed = counting(tiny_rewriter)
@@ -83,8 +99,9 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
 
     row = questions.head(1).to_dicts()[0]
     src = v.filter(pl.col("qid") == row["qid"])["source_question"][0]
-    enhance = rewrite_messages(pack.attributes["relevance"], "enhance", post_text(row["context"]), src,
-                               {"diagnosis": diagnosis})
+    enhance = rewrite_messages(
+        pack.attributes["relevance"], "enhance", post_text(row["context"]), src, {"diagnosis": diagnosis}
+    )
     corrupt = rewrite_messages(pack.attributes["relevance"], "corrupt", post_text(row["context"]), src)
     from alfa.llm.cache import call_key
 

@@ -13,15 +13,30 @@ from alfa.train.run import run_recipe
 
 
 def _recipe(tmp_path, name, model, pairs, stage="dpo", attributes="null", **trl):
-    settings = {"output_dir": str(tmp_path / name), "per_device_train_batch_size": 4,
-                "gradient_accumulation_steps": 1, "learning_rate": 1.0e-3, "max_steps": 12, "max_length": 256,
-                "logging_steps": 1, "save_strategy": "no", "bf16": False, "report_to": [], "seed": 0, **trl}
+    settings = {
+        "output_dir": str(tmp_path / name),
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 1.0e-3,
+        "max_steps": 12,
+        "max_length": 256,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "bf16": False,
+        "report_to": [],
+        "seed": 0,
+        **trl,
+    }
     path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         stage: {stage}
         model: {{name_or_path: {model}}}
         data: {{pairs_dir: {pairs}, attributes: {attributes}}}
-        """) + "trl:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items()))
+        """)
+        + "trl:\n"
+        + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in settings.items())
+    )
     return path
 
 
@@ -32,16 +47,16 @@ def _losses(summary):
 def test_dpo_shared_ref_store_matches_trl_and_computes_each_pair_once(tmp_path, tiny_model_dir, pairs_dir):
     store = tmp_path / "ref.sqlite"
     n_all = sum(pl.read_parquet(f).height for f in (pairs_dir / "data").glob("*.parquet"))
-    clarity = run_recipe(_recipe(tmp_path, "clarity", tiny_model_dir, pairs_dir, attributes="[clarity]",
-                                 beta=0.1), store)
+    clarity = run_recipe(
+        _recipe(tmp_path, "clarity", tiny_model_dir, pairs_dir, attributes="[clarity]", beta=0.1), store
+    )
     n_clarity = clarity["train_rows"] + clarity["eval_rows"]
     # the first run fills the store for every pair, once
     assert clarity["ref_logps"] == {"cached": 0, "computed": n_all, "used": n_clarity}
     mixed = run_recipe(_recipe(tmp_path, "mixed", tiny_model_dir, pairs_dir, beta=0.1), store)
     assert mixed["ref_logps"] == {"cached": n_all, "computed": 0, "used": mixed["train_rows"] + mixed["eval_rows"]}
     # parity: the same mixed run with TRL computing its own reference log-probs
-    plain = run_recipe(_recipe(tmp_path, "plain", tiny_model_dir, pairs_dir,
-                               beta=0.1, precompute_ref_log_probs=True))
+    plain = run_recipe(_recipe(tmp_path, "plain", tiny_model_dir, pairs_dir, beta=0.1, precompute_ref_log_probs=True))
     assert "ref_logps" not in plain
     assert _losses(mixed) == pytest.approx(_losses(plain), abs=1e-4)
     # and DPO learned: the loss fell from log 2
@@ -51,21 +66,44 @@ def test_dpo_shared_ref_store_matches_trl_and_computes_each_pair_once(tmp_path, 
     assert "stage `dpo`" in card and str(pairs_dir) in card and "personal health information" in card
 
 
-def test_reward_models_rank_training_pairs_above_chance_and_the_scorecard(tmp_path, tiny_model_dir, pairs_dir,
-                                                                          capsys):
+def test_reward_models_rank_training_pairs_above_chance_and_the_scorecard(tmp_path, tiny_model_dir, pairs_dir, capsys):
     from alfa.eval.reward_scorecard import RewardScorer, accuracy_by_attribute
 
     for attribute in ("clarity", "specificity"):
-        summary = run_recipe(_recipe(tmp_path, f"rm-{attribute}", tiny_model_dir, pairs_dir, stage="reward",
-                                     attributes=f"[{attribute}]", max_steps=30))
+        summary = run_recipe(
+            _recipe(
+                tmp_path,
+                f"rm-{attribute}",
+                tiny_model_dir,
+                pairs_dir,
+                stage="reward",
+                attributes=f"[{attribute}]",
+                max_steps=30,
+            )
+        )
         assert summary["last_loss"] < summary["first_loss"]
     train = pl.read_parquet(pairs_dir / "data" / "train.parquet")
     acc = accuracy_by_attribute(RewardScorer(tmp_path / "rm-clarity"), train)
     assert acc["clarity"][0] > 0.8 and acc["clarity"][1] == train.filter(pl.col("attribute") == "clarity").height
     # scorecard: every model on every attribute, as CSV, a markdown table and a heatmap
-    assert main(["evaluate-rm", "--model", f"clarity={tmp_path / 'rm-clarity'}",
-                 "--model", f"specificity={tmp_path / 'rm-specificity'}", "--pairs", str(pairs_dir),
-                 "--split", "train", "-o", str(tmp_path / "eval")]) == 0
+    assert (
+        main(
+            [
+                "evaluate-rm",
+                "--model",
+                f"clarity={tmp_path / 'rm-clarity'}",
+                "--model",
+                f"specificity={tmp_path / 'rm-specificity'}",
+                "--pairs",
+                str(pairs_dir),
+                "--split",
+                "train",
+                "-o",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     table = pl.read_csv(tmp_path / "eval" / "scorecard.csv")
     assert table["model"].to_list() == ["clarity", "specificity"]
     assert table.filter(pl.col("model") == "clarity")["clarity"][0] == pytest.approx(acc["clarity"][0])
@@ -84,8 +122,11 @@ def test_sft_on_original_questions(tmp_path, tiny_model_dir, pairs_dir):
 
 def test_resume_from_checkpoint(tmp_path, tiny_model_dir, pairs_dir, capsys):
     path = _recipe(tmp_path, "resume", tiny_model_dir, pairs_dir, beta=0.1)
-    text = path.read_text().replace('save_strategy: "no"', 'save_strategy: "steps"\n  save_steps: 6').replace(
-        "max_steps: 12", "max_steps: 6")
+    text = (
+        path.read_text()
+        .replace('save_strategy: "no"', 'save_strategy: "steps"\n  save_steps: 6')
+        .replace("max_steps: 12", "max_steps: 6")
+    )
     path.write_text(text)
     first = run_recipe(path)
     assert first["global_steps"] == 6 and (tmp_path / "resume" / "checkpoint-6").is_dir()
@@ -120,8 +161,9 @@ def test_deepspeed_dpo_launch_on_cpu(tmp_path, tiny_model_dir, pairs_dir, zero):
     text = path.read_text().replace("trl:\n", f"launch: {{num_processes: 1, deepspeed: {ds}}}\ntrl:\n", 1)
     path.write_text(text)
     env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
-    out = subprocess.run([sys.executable, "-m", "alfa.cli", "train", str(path)], capture_output=True, text=True,
-                         timeout=600, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(path)], capture_output=True, text=True, timeout=600, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "accelerate launch --num_processes 1" in out.stderr and "--use_deepspeed" in out.stderr
     summary = json.loads((tmp_path / zero / "alfa_train.json").read_text())
@@ -141,9 +183,19 @@ def test_minilm_reward_model_reads_text_pairs(tmp_path, pairs_dir):
     question = [{"role": "assistant", "content": "When did the pain start?"}]
     ids = reward_input_ids(tokenizer, [{"role": "user", "content": "My knee hurts. " * 400}], question, 128)
     tail = tokenizer(question[0]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
-    assert len(ids) == 128 and ids[-len(tail):] == tail
-    summary = run_recipe(_recipe(tmp_path, "rm-minilm", minilm_path(), pairs_dir, stage="reward",
-                                 attributes="[specificity]", max_steps=5, learning_rate=2.0e-4))
+    assert len(ids) == 128 and ids[-len(tail) :] == tail
+    summary = run_recipe(
+        _recipe(
+            tmp_path,
+            "rm-minilm",
+            minilm_path(),
+            pairs_dir,
+            stage="reward",
+            attributes="[specificity]",
+            max_steps=5,
+            learning_rate=2.0e-4,
+        )
+    )
     assert summary["input"].startswith("text pairs (context, question)")
     train = pl.read_parquet(pairs_dir / "data" / "train.parquet")
     assert accuracy_by_attribute(RewardScorer(tmp_path / "rm-minilm"), train)["specificity"][0] > 0.9
@@ -154,14 +206,16 @@ def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir
     tokens/s of docs/training.md and bench/bench_train_vs_trl.py divide), and tokens/s uses TRL's runtime."""
     from transformers import AutoTokenizer
 
-    summary = run_recipe(_recipe(tmp_path, "tokens", tiny_model_dir, pairs_dir, max_steps=-1, num_train_epochs=1,
-                                 beta=0.1))
+    summary = run_recipe(
+        _recipe(tmp_path, "tokens", tiny_model_dir, pairs_dir, max_steps=-1, num_train_epochs=1, beta=0.1)
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     length = lambda messages: len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])  # noqa: E731
     train = pl.read_parquet(pairs_dir / "data" / "train.parquet").to_dicts()
     assert summary["train_rows"] == len(train)
-    assert summary["num_tokens"] == sum(length(r["prompt"] + r["chosen"]) + length(r["prompt"] + r["rejected"])
-                                        for r in train)
+    assert summary["num_tokens"] == sum(
+        length(r["prompt"] + r["chosen"]) + length(r["prompt"] + r["rejected"]) for r in train
+    )
     assert summary["tokens_per_second"] == pytest.approx(summary["num_tokens"] / summary["train_runtime_s"])
     assert "peak_gpu_allocated_gib" not in summary  # CPU: no accelerator figure is made up
     assert 0.2 < summary["peak_rss_gib"] < 20  # this process, torch loaded: hundreds of MiB, not bytes or TiB
@@ -202,8 +256,10 @@ def test_the_ref_store_keys_on_what_the_reference_scores(tmp_path, tiny_model_di
     pairs = load_pairs(pairs_dir)
     target = pairs["pair_id"][0]
     swap = pl.col("pair_id") == target
-    flipped = pairs.with_columns(chosen=pl.when(swap).then(pl.col("rejected")).otherwise(pl.col("chosen")),
-                                 rejected=pl.when(swap).then(pl.col("chosen")).otherwise(pl.col("rejected")))
+    flipped = pairs.with_columns(
+        chosen=pl.when(swap).then(pl.col("rejected")).otherwise(pl.col("chosen")),
+        rejected=pl.when(swap).then(pl.col("chosen")).otherwise(pl.col("rejected")),
+    )
     write_split_files(flipped, flipped_dir)  # same pair_id, chosen and rejected swapped
     again = run_recipe(_recipe(tmp_path, "b", tiny_model_dir, flipped_dir, max_steps=1), store)
     assert again["ref_logps"]["computed"] == 1 and again["ref_logps"]["cached"] == n_all - 1

@@ -1,11 +1,11 @@
 """The `alfa` command: thin glue over the stage functions (each importable on its own).
 
-    alfa ingest INPUT... [--preset askdocs | --map question=COL,...] -o questions.parquet
-    alfa synthesize questions.parquet --attributes core -o RUN_DIR
-    alfa pairs RUN_DIR -o PAIRS_DIR
-    alfa lint PAIRS_DIR [--tokenizer PATH --max-length N]
-    alfa card PAIRS_DIR
-    alfa build PIPELINE.yaml
+alfa ingest INPUT... [--preset askdocs | --map question=COL,...] -o questions.parquet
+alfa synthesize questions.parquet --attributes core -o RUN_DIR
+alfa pairs RUN_DIR -o PAIRS_DIR
+alfa lint PAIRS_DIR [--tokenizer PATH --max-length N]
+alfa card PAIRS_DIR
+alfa build PIPELINE.yaml
 """
 
 from __future__ import annotations
@@ -28,9 +28,13 @@ Run `alfa VERB --help` for each verb's options.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alfa", description="Build preference data that teaches language models to "
-                                "ask good follow-up questions (the ALFA method).", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="alfa",
+        description="Build preference data that teaches language models to "
+        "ask good follow-up questions (the ALFA method).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
     p.add_argument("--debug", action="store_true", help="show the full traceback of every error (or ALFA_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -50,14 +54,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 # The optional extras of pyproject.toml and the modules that tell one is missing.
-EXTRAS = {"train": {"trl", "peft", "deepspeed", "mergekit", "tensorboard"},
-          "review": {"argilla", "requests", "krippendorff", "sklearn"}}
+EXTRAS = {
+    "train": {"trl", "peft", "deepspeed", "mergekit", "tensorboard"},
+    "review": {"argilla", "requests", "krippendorff", "sklearn"},
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("argilla.sdk", "httpx", "sentence_transformers", "transformers", "datasets", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Libraries' own bars (weights loading, dataset saving) bury alfa's; alfa's bars stay on.
@@ -75,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         extra = next((x for x, modules in EXTRAS.items() if (e.name or "").split(".")[0] in modules), None)
         if extra is None or debug:
             raise  # not one of an extra's modules: a real bug, keep its traceback
-        print(f"alfa {args.verb}: error: this needs alfa's `{extra}` extra (module {e.name!r} is not installed): "
-              f"pip install -e '.[{extra}]' (or `make install-dev` for every extra)", file=sys.stderr)
+        print(
+            f"alfa {args.verb}: error: this needs alfa's `{extra}` extra (module {e.name!r} is not installed): "
+            f"pip install -e '.[{extra}]' (or `make install-dev` for every extra)",
+            file=sys.stderr,
+        )
         return 2
     except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:  # ReviewError too
         if debug:

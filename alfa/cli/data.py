@@ -11,11 +11,15 @@ from pathlib import Path
 def add_ingest(sub) -> None:
     """alfa ingest"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("ingest", help="JSONL/CSV/Parquet/HF dataset -> normalized questions table",
-                       formatter_class=fmt, description="Normalize input files into a questions table. Bad rows go "
-                       "to OUTPUT_STEM.rejects.jsonl with file, line, field and reason; they never stop the others.",
-                       epilog="Examples:\n  alfa ingest ../shared/data/askdocs/questions_dev.jsonl --preset askdocs -o q.parquet\n"
-                       "  alfa ingest posts.csv --map question=followup,context=title+body,group=thread -o q.parquet")
+    s = sub.add_parser(
+        "ingest",
+        help="JSONL/CSV/Parquet/HF dataset -> normalized questions table",
+        formatter_class=fmt,
+        description="Normalize input files into a questions table. Bad rows go "
+        "to OUTPUT_STEM.rejects.jsonl with file, line, field and reason; they never stop the others.",
+        epilog="Examples:\n  alfa ingest ../shared/data/askdocs/questions_dev.jsonl --preset askdocs -o q.parquet\n"
+        "  alfa ingest posts.csv --map question=followup,context=title+body,group=thread -o q.parquet",
+    )
     s.add_argument("inputs", nargs="+", help=".jsonl/.csv/.tsv/.parquet files or save_to_disk folders")
     s.add_argument("--preset", choices=["askdocs"], help="a known input layout")
     s.add_argument("--map", help="KEY=COLUMN pairs: question, context (COL+COL), group, qid, turns, hindsight, meta")
@@ -30,8 +34,10 @@ def _ingest(args) -> int:
         raise SystemExit("alfa ingest: give --preset or --map, not both")
     fm = PRESETS[args.preset] if args.preset else parse_map(args.map) if args.map else FieldMap()
     result = run_ingest([Path(p) for p in args.inputs], fm, Path(args.output))
-    print(f"{result.questions.height} questions -> {args.output}; {len(result.rejects)} rejected "
-          f"-> {Path(args.output).with_name(Path(args.output).stem + '.rejects.jsonl')}")
+    print(
+        f"{result.questions.height} questions -> {args.output}; {len(result.rejects)} rejected "
+        f"-> {Path(args.output).with_name(Path(args.output).stem + '.rejects.jsonl')}"
+    )
     for r in result.rejects[:5]:
         print(f"  rejected {r.file}:{r.line} field {r.field!r}: {r.reason}")
     if len(result.rejects) > 5:
@@ -44,18 +50,26 @@ def _ingest(args) -> int:
 def add_synthesize(sub) -> None:
     """alfa synthesize"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("synthesize", help="rewrite each question per attribute into enhanced/corrupted variants",
-                       formatter_class=fmt, description="Ask a rewriter for one enhanced and one corrupted variant per "
-                       "question x attribute. Every call is cached: a rerun makes no call twice, a killed run resumes.",
-                       epilog="Examples:\n  alfa synthesize q.parquet --attributes clinical -o runs/r1            # embedded model, offline\n"
-                       "  alfa synthesize q.parquet --rewriter openai --model meta-llama/Llama-3.1-70B-Instruct \\\n"
-                       "      --base-url http://gpu1:8000/v1,http://gpu2:8000/v1 --concurrency 64 -o runs/r1")
+    s = sub.add_parser(
+        "synthesize",
+        help="rewrite each question per attribute into enhanced/corrupted variants",
+        formatter_class=fmt,
+        description="Ask a rewriter for one enhanced and one corrupted variant per "
+        "question x attribute. Every call is cached: a rerun makes no call twice, a killed run resumes.",
+        epilog="Examples:\n  alfa synthesize q.parquet --attributes clinical -o runs/r1            # embedded model, offline\n"
+        "  alfa synthesize q.parquet --rewriter openai --model meta-llama/Llama-3.1-70B-Instruct \\\n"
+        "      --base-url http://gpu1:8000/v1,http://gpu2:8000/v1 --concurrency 64 -o runs/r1",
+    )
     s.add_argument("questions", help="questions Parquet from `alfa ingest`")
     s.add_argument("--attributes", default="core", help="pack name (core, clinical) or path to your pack YAML")
     s.add_argument("--select", help="comma-separated attributes of the pack to use (default: all)")
-    s.add_argument("--rewriter", default="local", choices=["local", "transformers", "openai", "llamacpp"],
-                   help="local = embedded SmolLM2-135M (offline); transformers = --model PATH; openai = endpoint; "
-                   "llamacpp = --model PATH.gguf on llama.cpp's own server (started and stopped by alfa)")
+    s.add_argument(
+        "--rewriter",
+        default="local",
+        choices=["local", "transformers", "openai", "llamacpp"],
+        help="local = embedded SmolLM2-135M (offline); transformers = --model PATH; openai = endpoint; "
+        "llamacpp = --model PATH.gguf on llama.cpp's own server (started and stopped by alfa)",
+    )
     s.add_argument("--model", help="model folder (transformers) or served model name (openai)")
     s.add_argument("--base-url", help="OpenAI-compatible base URL(s), comma-separated, e.g. http://localhost:8000/v1")
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the API key")
@@ -67,11 +81,17 @@ def add_synthesize(sub) -> None:
     s.add_argument("--max-new-tokens", type=int, default=40)
     s.add_argument("--limit", type=int, help="only the first N questions")
     s.add_argument("--standalone", action="store_true", help="restate each original as one standalone question first")
-    s.add_argument("--hindsight-for-enhance", action="store_true",
-                   help="show outcome fields (e.g. final diagnosis) to enhance rewrites only")
+    s.add_argument(
+        "--hindsight-for-enhance",
+        action="store_true",
+        help="show outcome fields (e.g. final diagnosis) to enhance rewrites only",
+    )
     s.add_argument("--cache", help="call cache file to use/share (default RUN_DIR/cache.sqlite)")
-    s.add_argument("--shard", metavar="I/N", help="only shard I of N (whole posts, stable hash); give all N run "
-                   "dirs to `alfa pairs` to merge them")
+    s.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="only shard I of N (whole posts, stable hash); give all N run dirs to `alfa pairs` to merge them",
+    )
     s.add_argument("-o", "--output", required=True, help="run dir to write")
     s.set_defaults(func=_synthesize)
 
@@ -90,38 +110,67 @@ def _synthesize(args) -> int:
     if questions.height == 0:
         raise ValueError(f"{args.questions} holds no questions; check `alfa ingest`'s rejects file next to it")
     pack = load_pack(args.attributes).select(args.select.split(",") if args.select else None)
-    rewriter = make_rewriter(args.rewriter, args.model, args.base_url, args.concurrency, args.batch_size,
-                             args.max_new_tokens, args.api_key_env, timeout_s=args.timeout,
-                             requests_per_minute=args.rpm, tokens_per_minute=args.tpm)
+    rewriter = make_rewriter(
+        args.rewriter,
+        args.model,
+        args.base_url,
+        args.concurrency,
+        args.batch_size,
+        args.max_new_tokens,
+        args.api_key_env,
+        timeout_s=args.timeout,
+        requests_per_minute=args.rpm,
+        tokens_per_minute=args.tpm,
+    )
     try:
-        stats = synthesize(questions, pack, rewriter, Path(args.output), standalone=args.standalone,
-                           hindsight_for_enhance=args.hindsight_for_enhance,
-                           cache_path=Path(args.cache) if args.cache else None, questions_source=args.questions,
-                           shard=parse_shard(args.shard) if args.shard else None,
-                           groups=groups_of(Path(args.questions)))
+        stats = synthesize(
+            questions,
+            pack,
+            rewriter,
+            Path(args.output),
+            standalone=args.standalone,
+            hindsight_for_enhance=args.hindsight_for_enhance,
+            cache_path=Path(args.cache) if args.cache else None,
+            questions_source=args.questions,
+            shard=parse_shard(args.shard) if args.shard else None,
+            groups=groups_of(Path(args.questions)),
+        )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
-    print(f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
-          f"{stats.failed} failed -> {args.output}")
+    print(
+        f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
+        f"{stats.failed} failed -> {args.output}"
+    )
     return 0
 
 
 def add_pairs(sub) -> None:
     """alfa pairs"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("pairs", help="verify & filter variants, build the three pair types, split by group",
-                       formatter_class=fmt, description="Filter a synthesis run (one question per reply, no echoes "
-                       "or refusals, similarity bounds, near-duplicates) and write a TRL-ready preference dataset.",
-                       epilog="Examples:\n  alfa pairs runs/r1 -o runs/r1-pairs --split 0.8,0.1,0.1\n"
-                       "  alfa pairs runs/shard0 runs/shard1 runs/shard2 -o runs/all-pairs   # merge shards")
+    s = sub.add_parser(
+        "pairs",
+        help="verify & filter variants, build the three pair types, split by group",
+        formatter_class=fmt,
+        description="Filter a synthesis run (one question per reply, no echoes "
+        "or refusals, similarity bounds, near-duplicates) and write a TRL-ready preference dataset.",
+        epilog="Examples:\n  alfa pairs runs/r1 -o runs/r1-pairs --split 0.8,0.1,0.1\n"
+        "  alfa pairs runs/shard0 runs/shard1 runs/shard2 -o runs/all-pairs   # merge shards",
+    )
     s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run dir, or every shard's run dir")
     s.add_argument("-o", "--output", required=True, help="pairs dir to write")
-    s.add_argument("--enhance-min", type=float, default=0.5, help="min similarity of an enhanced variant to the original")
-    s.add_argument("--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original")
+    s.add_argument(
+        "--enhance-min", type=float, default=0.5, help="min similarity of an enhanced variant to the original"
+    )
+    s.add_argument(
+        "--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original"
+    )
     s.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions of groups")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--judge", choices=["local", "transformers", "openai", "llamacpp"],
-                   help="LLM verifier: keep a pair only if this judge prefers its chosen side in both orders")
+    s.add_argument(
+        "--judge",
+        choices=["local", "transformers", "openai", "llamacpp"],
+        help="LLM verifier: keep a pair only if this judge prefers its chosen side in both orders",
+    )
     s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
     s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
     s.add_argument("--judge-max-new-tokens", type=int, default=64)
@@ -137,26 +186,42 @@ def _pairs(args) -> int:
 
     fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
     sc = SplitConfig(*[float(x) for x in args.split.split(",")], seed=args.seed)
-    judge = make_rewriter(args.judge, args.judge_model, args.judge_base_url, args.concurrency,
-                          max_new_tokens=args.judge_max_new_tokens, api_key_env=args.api_key_env,
-                          stop=()) if args.judge else None
+    judge = (
+        make_rewriter(
+            args.judge,
+            args.judge_model,
+            args.judge_base_url,
+            args.concurrency,
+            max_new_tokens=args.judge_max_new_tokens,
+            api_key_env=args.api_key_env,
+            stop=(),
+        )
+        if args.judge
+        else None
+    )
     try:
         pairs = make_pairs([Path(d) for d in args.run_dirs], Path(args.output), fc, sc, judge=judge)
     finally:
         if judge is not None:
             judge.close()
-    print(f"{pairs.height} pairs -> {args.output} (rejected variants and reasons: "
-          f"{Path(args.output) / 'rejected_variants.parquet'})")
+    print(
+        f"{pairs.height} pairs -> {args.output} (rejected variants and reasons: "
+        f"{Path(args.output) / 'rejected_variants.parquet'})"
+    )
     return 0
 
 
 def add_lint(sub) -> None:
     """alfa lint"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("lint", help="check a pair dataset before training; exit 1 on blocking findings",
-                       formatter_class=fmt, description="Identical/near-identical pairs, length bias, truncation "
-                       "that hides the difference, group leakage, balance. Writes PAIRS_DIR/lint_report.json.",
-                       epilog="Example:\n  alfa lint runs/r1-pairs --tokenizer local --max-length 1024")
+    s = sub.add_parser(
+        "lint",
+        help="check a pair dataset before training; exit 1 on blocking findings",
+        formatter_class=fmt,
+        description="Identical/near-identical pairs, length bias, truncation "
+        "that hides the difference, group leakage, balance. Writes PAIRS_DIR/lint_report.json.",
+        epilog="Example:\n  alfa lint runs/r1-pairs --tokenizer local --max-length 1024",
+    )
     s.add_argument("pairs_dir")
     s.add_argument("--tokenizer", help="tokenizer folder the trainer will use ('local' = embedded SmolLM2)")
     s.add_argument("--max-length", type=int, help="the trainer's max_length (prompt + completion)")
@@ -175,8 +240,12 @@ def _lint(args) -> int:
 def add_card(sub) -> None:
     """alfa card"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("card", help="write the dataset card PAIRS_DIR/README.md with plots",
-                       epilog="Example:\n  alfa card runs/r1-pairs --license cc-by-4.0", formatter_class=fmt)
+    s = sub.add_parser(
+        "card",
+        help="write the dataset card PAIRS_DIR/README.md with plots",
+        epilog="Example:\n  alfa card runs/r1-pairs --license cc-by-4.0",
+        formatter_class=fmt,
+    )
     s.add_argument("pairs_dir")
     s.add_argument("--license", default="cc-by-4.0", help="licence id of the dataset (follow your source data)")
     s.add_argument("--name", help="pretty name for the card")
@@ -194,8 +263,12 @@ def _card(args) -> int:
 def add_build(sub) -> None:
     """alfa build"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("build", help="every stage from one pipeline YAML (see configs/pipelines/)",
-                       epilog="Example:\n  alfa build configs/pipelines/demo.yaml", formatter_class=fmt)
+    s = sub.add_parser(
+        "build",
+        help="every stage from one pipeline YAML (see configs/pipelines/)",
+        epilog="Example:\n  alfa build configs/pipelines/demo.yaml",
+        formatter_class=fmt,
+    )
     s.add_argument("config", help="pipeline YAML; keys map onto alfa.data.pipeline.PipelineConfig")
     s.set_defaults(func=_build)
 

@@ -9,11 +9,15 @@ from pathlib import Path
 def add_evaluate_rm(sub) -> None:
     """alfa evaluate-rm"""
     fmt = argparse.RawDescriptionHelpFormatter
-    s = sub.add_parser("evaluate-rm", help="reward-model accuracy per attribute: a scorecard table and heatmap",
-                       formatter_class=fmt, description="Each reward model is scored on every attribute's pairs of a "
-                       "split (right when chosen scores above rejected). Writes scorecard.csv/.md/.png.",
-                       epilog="Example:\n  alfa evaluate-rm --model clarity=runs/train/rm-clarity "
-                       "--model focus=runs/train/rm-focus --pairs runs/pairs --split test -o runs/eval")
+    s = sub.add_parser(
+        "evaluate-rm",
+        help="reward-model accuracy per attribute: a scorecard table and heatmap",
+        formatter_class=fmt,
+        description="Each reward model is scored on every attribute's pairs of a "
+        "split (right when chosen scores above rejected). Writes scorecard.csv/.md/.png.",
+        epilog="Example:\n  alfa evaluate-rm --model clarity=runs/train/rm-clarity "
+        "--model focus=runs/train/rm-focus --pairs runs/pairs --split test -o runs/eval",
+    )
     s.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="a reward model (repeat)")
     s.add_argument("--pairs", required=True, help="pairs dir")
     s.add_argument("--split", default="test")

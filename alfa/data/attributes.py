@@ -65,9 +65,7 @@ class AttributePack:
             return self
         unknown = [n for n in names if n not in self.attributes]
         if unknown:
-            raise ConfigError(
-                f"attribute(s) {unknown} not in pack {self.name!r}; it has: {', '.join(self.attributes)}"
-            )
+            raise ConfigError(f"attribute(s) {unknown} not in pack {self.name!r}; it has: {', '.join(self.attributes)}")
         return AttributePack(self.name, self.description, {n: self.attributes[n] for n in names}, self.source)
 
 
@@ -90,8 +88,10 @@ def load_pack(name_or_path: str | Path) -> AttributePack:
         for attr_name, attr in data["attributes"].items():
             if isinstance(attr, dict):
                 if "name" in attr:
-                    raise ConfigError(f"{where(path, lines, ('attributes', attr_name, 'name'))}: "
-                                      "the attribute's name is its key; remove 'name'")
+                    raise ConfigError(
+                        f"{where(path, lines, ('attributes', attr_name, 'name'))}: "
+                        "the attribute's name is its key; remove 'name'"
+                    )
                 attr["name"] = attr_name
     pack = from_dict(AttributePack, data, path, lines)
     if not pack.attributes:
@@ -101,7 +101,9 @@ def load_pack(name_or_path: str | Path) -> AttributePack:
             for key in ("question", "enhanced", "corrupted"):
                 text = getattr(ex, key).strip()
                 if not text.endswith("?"):
-                    raise ConfigError(f"{where(path, lines, ('attributes', attr_name, 'examples', i, key))}: "
-                                      "an example must be a single question ending with '?'")
+                    raise ConfigError(
+                        f"{where(path, lines, ('attributes', attr_name, 'examples', i, key))}: "
+                        "an example must be a single question ending with '?'"
+                    )
     pack.source = str(path)
     return pack

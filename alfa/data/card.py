@@ -27,8 +27,7 @@ PHI_STATEMENT = (
 
 
 def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                        (1_000_000, "100K<n<1M")):
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
             return name
     return "n>1M"
@@ -45,7 +44,9 @@ def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict, bounds
     out = []
 
     # 1. Similarity of each variant to its original, by direction, kept vs rejected: where the bounds bite.
-    kept = pl.read_parquet(pairs_dir / "kept_variants.parquet") if (pairs_dir / "kept_variants.parquet").exists() else None
+    kept = (
+        pl.read_parquet(pairs_dir / "kept_variants.parquet") if (pairs_dir / "kept_variants.parquet").exists() else None
+    )
     rej = pl.read_parquet(pairs_dir / "rejected_variants.parquet")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
     for ax, direction in zip(axes, ("enhance", "corrupt")):
@@ -109,16 +110,39 @@ def review_section(pairs_dir: Path) -> str:
     if r is None:
         return "No human review yet (`alfa review push` / `alfa review pull` add one)."
     if r == "stale":
-        return ("The review report in this folder was made for other data (an earlier build): it is left out. "
-                "Pull the review again (`alfa review pull`) for this data.")
-    cells = [[c["attribute"], c["pair_type"], c["reviewed"], c["agree"], c["reversed"], c["tie"], c["split"],
-              f"{c['agreement']:.0%}"] for c in r["pipeline_vs_humans"]["by_attribute_and_pair_type"]]
+        return (
+            "The review report in this folder was made for other data (an earlier build): it is left out. "
+            "Pull the review again (`alfa review pull`) for this data."
+        )
+    cells = [
+        [
+            c["attribute"],
+            c["pair_type"],
+            c["reviewed"],
+            c["agree"],
+            c["reversed"],
+            c["tie"],
+            c["split"],
+            f"{c['agreement']:.0%}",
+        ]
+        for c in r["pipeline_vs_humans"]["by_attribute_and_pair_type"]
+    ]
     between = []
     for question, a in r["between_annotators"].items():
-        kappas = "; ".join(f"{' & '.join(k['annotators'])}: {fmt(k['kappa'])} (n={k['records']})"
-                           for k in a["cohen_kappa"]) or "n/a"
-        between.append([question, a["records_with_2plus"], a["annotators"], fmt(a["raw_agreement"], ".0%"),
-                        fmt(a["krippendorff_alpha"]), kappas])
+        kappas = (
+            "; ".join(f"{' & '.join(k['annotators'])}: {fmt(k['kappa'])} (n={k['records']})" for k in a["cohen_kappa"])
+            or "n/a"
+        )
+        between.append(
+            [
+                question,
+                a["records_with_2plus"],
+                a["annotators"],
+                fmt(a["raw_agreement"], ".0%"),
+                fmt(a["krippendorff_alpha"]),
+                kappas,
+            ]
+        )
     return render("review_section.md.j2", review=r, review_cells=cells, between_rows=between).rstrip("\n")
 
 
@@ -163,9 +187,18 @@ def filter_rate_rows(filter_report: dict) -> list[list]:
 def judge_rows(pairs_dir: Path) -> list[list]:
     """The LLM verifier's pass rate per attribute and pair type, with its decisions."""
     report = json.loads((pairs_dir / "judge_report.json").read_text())
-    return [[a, t, r["pairs"], r["kept"], f"{r['rate']:.0%}",
-             ", ".join(f"{k} {v}" for k, v in sorted(r["decisions"].items(), key=lambda kv: -kv[1]))]
-            for a, d in report.items() for t, r in d.items()]
+    return [
+        [
+            a,
+            t,
+            r["pairs"],
+            r["kept"],
+            f"{r['rate']:.0%}",
+            ", ".join(f"{k} {v}" for k, v in sorted(r["decisions"].items(), key=lambda kv: -kv[1])),
+        ]
+        for a, d in report.items()
+        for t, r in d.items()
+    ]
 
 
 def card_data(pairs: pl.DataFrame, run: dict, license: str, pretty_name: str | None, splits_present: list[str]):
@@ -179,13 +212,18 @@ def card_data(pairs: pl.DataFrame, run: dict, license: str, pretty_name: str | N
         tags=["dpo", "preference", "alfa", "question-asking", "clinical", "synthetic"],
         task_categories=["text-generation"],
         size_categories=[_size_category(pairs.height)],
-        configs=[{"config_name": "default",
-                  "data_files": [{"split": s, "path": f"data/{s}.parquet"} for s in splits_present]}],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}.parquet"} for s in splits_present],
+            }
+        ],
     )
 
 
-def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | None = None,
-               source_description: str | None = None) -> Path:
+def write_card(
+    pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | None = None, source_description: str | None = None
+) -> Path:
     """Write PAIRS_DIR/README.md (from data_cards/templates/dataset_card.md.j2) and PAIRS_DIR/plots/*.png.
     Returns the README path."""
     from huggingface_hub import DatasetCard
@@ -199,15 +237,29 @@ def write_card(pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | N
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}  # after a review, not pairs.json's
     data = card_data(pairs, run, license, pretty_name, [s for s in SPLITS if split_sizes[s] > 0])
     text = render(
-        "dataset_card.md.j2", front_matter=data.to_yaml(), pretty_name=data.pretty_name,
-        phi_statement=PHI_STATEMENT, source=source_description or run.get("questions_source") or "See pairs.json.",
-        run=run, split_sizes=split_sizes, pair_types=pair_types_present(pairs), count_rows=count_rows(pairs),
-        plots=[p.relative_to(pairs_dir).as_posix() for p in plots], bounds=info["filter"],
-        kept_variants=info["kept_variants"], variants=info["variants"], rate_rows=filter_rate_rows(filter_report),
-        judge=info.get("judge"), judge_rows=judge_rows(pairs_dir) if info.get("judge") else [],
-        review_text=review_section(pairs_dir), lint=current_report(pairs_dir, "lint_report.json"),
-        question_split_sizes=info.get("question_split_sizes"), split=info["split"],
-        groups=run.get("groups", "unknown"), fallbacks=run.get("standalone_fallbacks"))
+        "dataset_card.md.j2",
+        front_matter=data.to_yaml(),
+        pretty_name=data.pretty_name,
+        phi_statement=PHI_STATEMENT,
+        source=source_description or run.get("questions_source") or "See pairs.json.",
+        run=run,
+        split_sizes=split_sizes,
+        pair_types=pair_types_present(pairs),
+        count_rows=count_rows(pairs),
+        plots=[p.relative_to(pairs_dir).as_posix() for p in plots],
+        bounds=info["filter"],
+        kept_variants=info["kept_variants"],
+        variants=info["variants"],
+        rate_rows=filter_rate_rows(filter_report),
+        judge=info.get("judge"),
+        judge_rows=judge_rows(pairs_dir) if info.get("judge") else [],
+        review_text=review_section(pairs_dir),
+        lint=current_report(pairs_dir, "lint_report.json"),
+        question_split_sizes=info.get("question_split_sizes"),
+        split=info["split"],
+        groups=run.get("groups", "unknown"),
+        fallbacks=run.get("standalone_fallbacks"),
+    )
     path = pairs_dir / "README.md"
     DatasetCard(text).save(path)
     return path

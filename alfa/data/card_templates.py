@@ -26,10 +26,16 @@ def environment():
     import jinja2
 
     if not TEMPLATES_DIR.is_dir():
-        raise FileNotFoundError(f"alfa's card templates are not at {TEMPLATES_DIR}: alfa reads them from its source "
-                                "tree; install it from a clone with `pip install -e .` (or `make install`)")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), keep_trailing_newline=True,
-                             undefined=jinja2.StrictUndefined, autoescape=False)  # Markdown, not HTML
+        raise FileNotFoundError(
+            f"alfa's card templates are not at {TEMPLATES_DIR}: alfa reads them from its source "
+            "tree; install it from a clone with `pip install -e .` (or `make install`)"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )  # Markdown, not HTML
     env.globals["table"] = table
     env.filters["fmt"] = fmt
     env.filters["tojson_plain"] = json.dumps  # Jinja's own tojson escapes <, > and & for HTML

@@ -26,11 +26,15 @@ from tqdm.auto import tqdm
 
 REFUSAL = re.compile(
     r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i am unable|i'?m unable|as an ai|"
-    r"as a language model|i'?m not able|i am not able|unfortunately, i)", re.IGNORECASE)
+    r"as a language model|i'?m not able|i am not able|unfortunately, i)",
+    re.IGNORECASE,
+)
 PREAMBLE = re.compile(
     r"^\s*(?:(?:here(?:'s| is)[^:\n]{0,60}|sure[^:\n]{0,40}|certainly[^:\n]{0,40}|"
     r"(?:the )?(?:rewritten|revised|enhanced|corrupted|improved|new|standalone) (?:question|version)|"
-    r"doctor'?s question|question|answer|output|rewrite)\s*[:\-]\s*)", re.IGNORECASE)
+    r"doctor'?s question|question|answer|output|rewrite)\s*[:\-]\s*)",
+    re.IGNORECASE,
+)
 QUOTES = "\"'`\u201c\u201d\u2018\u2019*"
 
 
@@ -91,7 +95,7 @@ def extract_question(reply: str, max_words: int = 60) -> tuple[str | None, str |
 
 @dataclass
 class FilterResult:
-    kept: pl.DataFrame      # variants with columns text, similarity
+    kept: pl.DataFrame  # variants with columns text, similarity
     rejected: pl.DataFrame  # variants with reason (+ detail)
     pass_rates: dict = field(default_factory=dict)
 
@@ -109,12 +113,18 @@ class Embedder:
         self.batch_size = batch_size
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=len(texts) > 256)
+        return self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=len(texts) > 256,
+        )
 
 
-def filter_variants(variants: pl.DataFrame, config: FilterConfig, embedder: Embedder,
-                    example_texts: set[str] = frozenset()) -> FilterResult:
+def filter_variants(
+    variants: pl.DataFrame, config: FilterConfig, embedder: Embedder, example_texts: set[str] = frozenset()
+) -> FilterResult:
     """Apply the text checks, then similarity bounds, then near-duplicate removal."""
     examples = {normalize(t) for t in example_texts}
     kept, rejected = [], []
@@ -164,14 +174,25 @@ def filter_variants(variants: pl.DataFrame, config: FilterConfig, embedder: Embe
         if sim > config.near_duplicate_similarity or normalize(e["text"]) == normalize(c["text"]):
             for r in (e, c):
                 duplicates.add(id(r))
-                rejected.append({**r, "reason": "near_duplicate",
-                                 "detail": f"enhanced vs corrupted similarity {sim:.3f}"})
+                rejected.append(
+                    {**r, "reason": "near_duplicate", "detail": f"enhanced vs corrupted similarity {sim:.3f}"}
+                )
     final = [r for r in survivors if id(r) not in duplicates]
 
-    kept_df = pl.DataFrame(final, infer_schema_length=None) if final else variants.head(0).with_columns(
-        pl.lit(None, pl.String).alias("text"), pl.lit(None, pl.Float64).alias("similarity"))
-    rejected_df = pl.DataFrame(rejected, infer_schema_length=None) if rejected else kept_df.head(0).with_columns(
-        pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("detail"))
+    kept_df = (
+        pl.DataFrame(final, infer_schema_length=None)
+        if final
+        else variants.head(0).with_columns(
+            pl.lit(None, pl.String).alias("text"), pl.lit(None, pl.Float64).alias("similarity")
+        )
+    )
+    rejected_df = (
+        pl.DataFrame(rejected, infer_schema_length=None)
+        if rejected
+        else kept_df.head(0).with_columns(
+            pl.lit(None, pl.String).alias("reason"), pl.lit(None, pl.String).alias("detail")
+        )
+    )
     return FilterResult(kept_df, rejected_df, pass_rates(variants, kept_df, rejected_df))
 
 
@@ -183,7 +204,9 @@ def pass_rates(variants: pl.DataFrame, kept: pl.DataFrame, rejected: pl.DataFram
         rej = rejected.filter((pl.col("attribute") == attribute) & (pl.col("direction") == direction))
         reasons = dict(sorted(rej["reason"].value_counts().rows())) if rej.height else {}
         out.setdefault(attribute, {})[direction] = {
-            "total": group.height, "kept": n_kept,
-            "rate": round(n_kept / group.height, 4) if group.height else 0.0, "reasons": reasons,
+            "total": group.height,
+            "kept": n_kept,
+            "rate": round(n_kept / group.height, 4) if group.height else 0.0,
+            "reasons": reasons,
         }
     return {a: dict(sorted(d.items())) for a, d in sorted(out.items())}

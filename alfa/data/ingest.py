@@ -73,9 +73,7 @@ def parse_map(spec: str) -> FieldMap:
         elif key in ("question", "group", "qid", "turns"):
             setattr(fm, key, value)
         else:
-            raise ValueError(
-                f"--map key {key!r} is unknown; use question, context, group, qid, turns, hindsight, meta"
-            )
+            raise ValueError(f"--map key {key!r} is unknown; use question, context, group, qid, turns, hindsight, meta")
     return fm
 
 
@@ -102,8 +100,48 @@ GROUPS_KEY = "alfa.groups"
 
 
 def groups_of(questions_path: Path) -> str:
-    """"given", "none", or "unknown" (a table not written by `alfa ingest`)."""
+    """ "given", "none", or "unknown" (a table not written by `alfa ingest`)."""
     return pl.read_parquet_metadata(questions_path).get(GROUPS_KEY, "unknown")
+
+
+def _jsonl_rows(path: Path, rejects: list[Reject]):
+    """JSON Lines: one object per line; a line that is not one becomes a reject with its reason."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:  # Excel and many Windows tools start a file with a byte-order mark
+                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                rejects.append(
+                    Reject(
+                        str(path),
+                        n,
+                        "*",
+                        f"not UTF-8: {e.reason} at byte {e.start}",
+                        raw[:200].decode("utf-8", "replace"),
+                    )
+                )
+                continue
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                rejects.append(
+                    Reject(
+                        str(path),
+                        n,
+                        "*",
+                        f"malformed JSON: {e.msg.removesuffix(' at')} at character {e.pos}",
+                        text[:200],
+                    )
+                )
+                continue
+            if not isinstance(row, dict):
+                rejects.append(
+                    Reject(str(path), n, "*", f"a line must be a JSON object, got {type(row).__name__}", text[:200])
+                )
+                continue
+            yield n, row
 
 
 def _read_rows(path: Path, rejects: list[Reject]):
@@ -124,27 +162,7 @@ def _read_rows(path: Path, rejects: list[Reject]):
                 yield n, row
         return
     if suffix in (".jsonl", ".json", ".ndjson"):
-        with open(path, "rb") as f:
-            for n, raw in enumerate(f, start=1):
-                try:  # Excel and many Windows tools start a file with a byte-order mark
-                    text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-                except UnicodeDecodeError as e:
-                    rejects.append(Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}",
-                                          raw[:200].decode("utf-8", "replace")))
-                    continue
-                if not text.strip():
-                    continue
-                try:
-                    row = json.loads(text)
-                except json.JSONDecodeError as e:
-                    rejects.append(Reject(str(path), n, "*", f"malformed JSON: {e.msg.removesuffix(' at')} at character {e.pos}",
-                                          text[:200]))
-                    continue
-                if not isinstance(row, dict):
-                    rejects.append(Reject(str(path), n, "*", f"a line must be a JSON object, got {type(row).__name__}",
-                                          text[:200]))
-                    continue
-                yield n, row
+        yield from _jsonl_rows(path, rejects)
     elif suffix in (".csv", ".tsv"):
         with open(path, "rb") as f:
             data = f.read()
@@ -154,8 +172,15 @@ def _read_rows(path: Path, rejects: list[Reject]):
             try:
                 lines.append(raw.decode("utf-8-sig" if n == 1 else "utf-8"))
             except UnicodeDecodeError as e:
-                rejects.append(Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}",
-                                      raw[:200].decode("utf-8", "replace")))
+                rejects.append(
+                    Reject(
+                        str(path),
+                        n,
+                        "*",
+                        f"not UTF-8: {e.reason} at byte {e.start}",
+                        raw[:200].decode("utf-8", "replace"),
+                    )
+                )
                 lines.append("\n")  # keep line numbers aligned
         reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
         for row in reader:
@@ -204,8 +229,10 @@ def normalize_row(row: dict, fm: FieldMap, path: Path, line: int) -> dict:
     if fm.question not in row:
         raise KeyError(fm.question)
     if row[fm.question] is not None and not isinstance(row[fm.question], str):
-        raise ValueError(f"{fm.question}: a question must be text, got {type(row[fm.question]).__name__} "
-                         f"{json.dumps(row[fm.question], default=str)[:80]}")
+        raise ValueError(
+            f"{fm.question}: a question must be text, got {type(row[fm.question]).__name__} "
+            f"{json.dumps(row[fm.question], default=str)[:80]}"
+        )
     question = _text(row[fm.question])
     if not question:
         raise ValueError(f"{fm.question}: empty question")
@@ -254,24 +281,36 @@ def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
             try:
                 out = normalize_row(raw, fm, path, line)
             except KeyError as e:
-                rejects.append(Reject(str(path), line, e.args[0], f"missing field {e.args[0]!r}",
-                                      json.dumps(raw, default=str)[:200]))
+                rejects.append(
+                    Reject(
+                        str(path), line, e.args[0], f"missing field {e.args[0]!r}", json.dumps(raw, default=str)[:200]
+                    )
+                )
                 continue
             except ValueError as e:
                 fld, _, reason = str(e).partition(": ")
                 rejects.append(Reject(str(path), line, fld, reason or str(e), json.dumps(raw, default=str)[:200]))
                 continue
             if out["qid"] in seen:
-                rejects.append(Reject(str(path), line, fm.qid or "qid",
-                                      f"duplicate qid {out['qid']!r} (first at {seen[out['qid']]})",
-                                      json.dumps(raw, default=str)[:200]))
+                rejects.append(
+                    Reject(
+                        str(path),
+                        line,
+                        fm.qid or "qid",
+                        f"duplicate qid {out['qid']!r} (first at {seen[out['qid']]})",
+                        json.dumps(raw, default=str)[:200],
+                    )
+                )
                 continue
             seen[out["qid"]] = f"{path}:{line}"
             rows.append(out)
     schema = {
-        "qid": pl.String, "group_id": pl.String,
+        "qid": pl.String,
+        "group_id": pl.String,
         "context": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
-        "question": pl.String, "hindsight": pl.String, "meta": pl.String,
+        "question": pl.String,
+        "hindsight": pl.String,
+        "meta": pl.String,
     }
     return IngestResult(pl.DataFrame(rows, schema=schema), rejects, read, groups_given=fm.group is not None)
 
@@ -290,10 +329,18 @@ def run_ingest(inputs: list[Path], fm: FieldMap, output: Path) -> IngestResult:
     output.parent.mkdir(parents=True, exist_ok=True)
     result.questions.write_parquet(output, metadata={GROUPS_KEY: "given" if result.groups_given else "none"})
     if not result.groups_given:
-        log.warning("ingest: no group column mapped (--map group=COL): every question is its own group, so "
-                    "questions of one post can land in different splits; the card will say so")
+        log.warning(
+            "ingest: no group column mapped (--map group=COL): every question is its own group, so "
+            "questions of one post can land in different splits; the card will say so"
+        )
     reject_path = output.with_name(output.stem + ".rejects.jsonl")
     write_rejects(result.rejects, reject_path)
-    log.info("ingest: %d records read, %d questions kept in %s, %d rejected -> %s",
-             result.read, result.questions.height, output, len(result.rejects), reject_path)
+    log.info(
+        "ingest: %d records read, %d questions kept in %s, %d rejected -> %s",
+        result.read,
+        result.questions.height,
+        output,
+        len(result.rejects),
+        reject_path,
+    )
     return result

@@ -33,10 +33,14 @@ def judge_messages(attribute: Attribute, post: str, a: str, b: str, max_context_
     post = post if len(post) <= max_context_chars else post[: max_context_chars - 3] + "..."
     return [
         {"role": "system", "content": JUDGE_SYSTEM},
-        {"role": "user", "content": (
-            f"Quality: {attribute.name.replace('_', ' ')}. {attribute.definition}\nScale: {scale}\n\n"
-            f"Patient's post: {post}\n\nQuestion A: {a}\nQuestion B: {b}\n\n"
-            f"Which question is better on {attribute.name.replace('_', ' ')}?")},
+        {
+            "role": "user",
+            "content": (
+                f"Quality: {attribute.name.replace('_', ' ')}. {attribute.definition}\nScale: {scale}\n\n"
+                f"Patient's post: {post}\n\nQuestion A: {a}\nQuestion B: {b}\n\n"
+                f"Which question is better on {attribute.name.replace('_', ' ')}?"
+            ),
+        },
     ]
 
 
@@ -66,8 +70,9 @@ def decide(chosen_first: str, rejected_first: str) -> str:
     return "position_bias"
 
 
-def judge_pairs(pairs: pl.DataFrame, attributes: dict[str, Attribute], judge, cache: CallCache,
-                max_context_chars: int = 1200) -> tuple[pl.DataFrame, pl.DataFrame, CallStats]:
+def judge_pairs(
+    pairs: pl.DataFrame, attributes: dict[str, Attribute], judge, cache: CallCache, max_context_chars: int = 1200
+) -> tuple[pl.DataFrame, pl.DataFrame, CallStats]:
     """Returns (kept pairs, verdicts for every pair, call stats)."""
     rows = pairs.to_dicts()
     requests = []
@@ -84,12 +89,19 @@ def judge_pairs(pairs: pl.DataFrame, attributes: dict[str, Attribute], judge, ca
         first, second = replies[2 * k], replies[2 * k + 1]
         v1, v2 = parse_verdict(first.text), parse_verdict(second.text)
         decision = "call_failed" if first.error or second.error else decide(v1, v2)
-        verdicts.append({
-            "pair_id": r["pair_id"], "attribute": r["attribute"], "pair_type": r["pair_type"],
-            "judge": judge.model_id, "reply_chosen_first": first.text if first.error is None else first.error,
-            "reply_rejected_first": second.text if second.error is None else second.error,
-            "verdict_chosen_first": v1, "verdict_rejected_first": v2, "decision": decision,
-        })
+        verdicts.append(
+            {
+                "pair_id": r["pair_id"],
+                "attribute": r["attribute"],
+                "pair_type": r["pair_type"],
+                "judge": judge.model_id,
+                "reply_chosen_first": first.text if first.error is None else first.error,
+                "reply_rejected_first": second.text if second.error is None else second.error,
+                "verdict_chosen_first": v1,
+                "verdict_rejected_first": v2,
+                "decision": decision,
+            }
+        )
     verdict_df = pl.DataFrame(verdicts, infer_schema_length=None)
     keep = set(verdict_df.filter(pl.col("decision") == "agree")["pair_id"].to_list())
     return pairs.filter(pl.col("pair_id").is_in(list(keep))), verdict_df, stats
@@ -101,7 +113,9 @@ def judge_report(verdicts: pl.DataFrame) -> dict:
     for (attribute, pair_type), g in verdicts.group_by(["attribute", "pair_type"]):
         kept = g.filter(pl.col("decision") == "agree").height
         out.setdefault(attribute, {})[pair_type] = {
-            "pairs": g.height, "kept": kept, "rate": round(kept / g.height, 4),
+            "pairs": g.height,
+            "kept": kept,
+            "rate": round(kept / g.height, 4),
             "decisions": dict(sorted(g["decision"].value_counts().rows())),
         }
     return {a: dict(sorted(d.items())) for a, d in sorted(out.items())}

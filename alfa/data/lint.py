@@ -36,11 +36,11 @@ class Finding:
 @dataclass
 class LintConfig:
     near_identical_ratio: float = 0.95
-    length_bias_share: float = 0.85   # warn when chosen is longer in more than this share (or less than 1-share)
+    length_bias_share: float = 0.85  # warn when chosen is longer in more than this share (or less than 1-share)
     length_bias_min_pairs: int = 10
-    balance_min_ratio: float = 0.25   # smallest cell / largest cell
-    tokenizer: str | None = None      # a local tokenizer/model folder, or "local" for the embedded SmolLM2
-    max_length: int | None = None     # the trainer's max_length (prompt + completion)
+    balance_min_ratio: float = 0.25  # smallest cell / largest cell
+    tokenizer: str | None = None  # a local tokenizer/model folder, or "local" for the embedded SmolLM2
+    max_length: int | None = None  # the trainer's max_length (prompt + completion)
 
     def __post_init__(self):
         if (self.tokenizer is None) != (self.max_length is None):
@@ -61,11 +61,27 @@ def check_identical(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
             near.append(r["pair_id"])
     out = []
     if identical:
-        out.append(Finding("identical_pair", "error", f"{len(identical)} pairs whose chosen and rejected are the same "
-                           "question: they teach nothing and add noise", len(identical), identical[:5]))
+        out.append(
+            Finding(
+                "identical_pair",
+                "error",
+                f"{len(identical)} pairs whose chosen and rejected are the same "
+                "question: they teach nothing and add noise",
+                len(identical),
+                identical[:5],
+            )
+        )
     if near:
-        out.append(Finding("near_identical", "warning", f"{len(near)} pairs whose chosen and rejected differ by a few "
-                           f"characters (ratio >= {config.near_identical_ratio})", len(near), near[:5]))
+        out.append(
+            Finding(
+                "near_identical",
+                "warning",
+                f"{len(near)} pairs whose chosen and rejected differ by a few "
+                f"characters (ratio >= {config.near_identical_ratio})",
+                len(near),
+                near[:5],
+            )
+        )
     return out
 
 
@@ -80,11 +96,16 @@ def check_length_bias(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
             continue
         share = float((g["lc"] > g["lr"]).mean())
         if share > config.length_bias_share or share < 1 - config.length_bias_share:
-            out.append(Finding(
-                "length_bias", "warning",
-                f"{attribute}: chosen is longer than rejected in {share:.0%} of {g.height} pairs "
-                f"(mean {g['lc'].mean():.0f} vs {g['lr'].mean():.0f} chars); a model may learn length, not "
-                "the attribute", g.height))
+            out.append(
+                Finding(
+                    "length_bias",
+                    "warning",
+                    f"{attribute}: chosen is longer than rejected in {share:.0%} of {g.height} pairs "
+                    f"(mean {g['lc'].mean():.0f} vs {g['lr'].mean():.0f} chars); a model may learn length, not "
+                    "the attribute",
+                    g.height,
+                )
+            )
     return out
 
 
@@ -102,12 +123,15 @@ def check_truncation(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     else:
         tok = AutoTokenizer.from_pretrained(config.tokenizer)
     if tok.chat_template is None:
-        raise ValueError(f"{config.tokenizer}: the tokenizer has no chat template, so conversational pairs "
-                         "cannot be tokenized the way the trainer will")
+        raise ValueError(
+            f"{config.tokenizer}: the tokenizer has no chat template, so conversational pairs "
+            "cannot be tokenized the way the trainer will"
+        )
     hidden, cut = [], []
     for r in pairs.select("pair_id", "prompt", "chosen", "rejected").iter_rows(named=True):
-        prompt_ids = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
-                                             return_dict=True)["input_ids"]
+        prompt_ids = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
         c = tok(_content(r["chosen"]), add_special_tokens=False)["input_ids"]
         rj = tok(_content(r["rejected"]), add_special_tokens=False)["input_ids"]
         first_diff = next((i for i, (a, b) in enumerate(zip(c, rj)) if a != b), min(len(c), len(rj)))
@@ -118,13 +142,27 @@ def check_truncation(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
             cut.append(r["pair_id"])
     out = []
     if hidden:
-        out.append(Finding("truncated_diff", "error",
-                           f"{len(hidden)} pairs lose the tokens where chosen and rejected differ under "
-                           f"max_length={config.max_length} with {config.tokenizer}: raise max_length or shorten "
-                           "the context", len(hidden), hidden[:5]))
+        out.append(
+            Finding(
+                "truncated_diff",
+                "error",
+                f"{len(hidden)} pairs lose the tokens where chosen and rejected differ under "
+                f"max_length={config.max_length} with {config.tokenizer}: raise max_length or shorten "
+                "the context",
+                len(hidden),
+                hidden[:5],
+            )
+        )
     if cut:
-        out.append(Finding("truncated", "warning", f"{len(cut)} pairs are truncated under max_length="
-                           f"{config.max_length}; the difference is still visible", len(cut), cut[:5]))
+        out.append(
+            Finding(
+                "truncated",
+                "warning",
+                f"{len(cut)} pairs are truncated under max_length={config.max_length}; the difference is still visible",
+                len(cut),
+                cut[:5],
+            )
+        )
     return out
 
 
@@ -132,9 +170,15 @@ def check_splits(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     out = []
     leaked = pairs.group_by("group_id").agg(pl.col("split").n_unique().alias("n")).filter(pl.col("n") > 1)
     if leaked.height:
-        out.append(Finding("group_leakage", "error",
-                           f"{leaked.height} groups (posts) appear in more than one split: test scores would be "
-                           "inflated", leaked.height, leaked["group_id"].head(5).to_list()))
+        out.append(
+            Finding(
+                "group_leakage",
+                "error",
+                f"{leaked.height} groups (posts) appear in more than one split: test scores would be inflated",
+                leaked.height,
+                leaked["group_id"].head(5).to_list(),
+            )
+        )
     for s in SPLITS:
         n = pairs.filter(pl.col("split") == s).height
         if n == 0:
@@ -153,8 +197,14 @@ def check_balance(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     if not low:
         return []
     cells = ", ".join(f"{a}/{t}={v}" for (a, t), v in sorted(low.items()))
-    return [Finding("balance", "warning", f"attribute x pair-type cells below {config.balance_min_ratio:.0%} of the "
-                    f"largest ({top}): {cells}", len(low))]
+    return [
+        Finding(
+            "balance",
+            "warning",
+            f"attribute x pair-type cells below {config.balance_min_ratio:.0%} of the largest ({top}): {cells}",
+            len(low),
+        )
+    ]
 
 
 CHECKS = [check_identical, check_length_bias, check_truncation, check_splits, check_balance]
@@ -164,8 +214,13 @@ def lint(pairs_dir: Path, config: LintConfig | None = None) -> list[Finding]:
     config = config or LintConfig()
     pairs = load_pairs(pairs_dir)
     if pairs.height == 0:
-        return [Finding("balance", "error", "the dataset has no pairs: every variant was rejected "
-                        "(see rejected_variants.parquet for the reasons)")]
+        return [
+            Finding(
+                "balance",
+                "error",
+                "the dataset has no pairs: every variant was rejected (see rejected_variants.parquet for the reasons)",
+            )
+        ]
     return [f for check in CHECKS for f in check(pairs, config)]
 
 
@@ -185,6 +240,7 @@ def write_report(findings: list[Finding], pairs_dir: Path) -> Path:
     """PAIRS_DIR/lint_report.json, stamped with the digest of the data it describes: the card includes a
     report only while the data is still the data that was linted."""
     path = Path(pairs_dir) / "lint_report.json"
-    path.write_text(json.dumps({"data_digest": data_digest(pairs_dir), "findings": [asdict(f) for f in findings]},
-                               indent=2))
+    path.write_text(
+        json.dumps({"data_digest": data_digest(pairs_dir), "findings": [asdict(f) for f in findings]}, indent=2)
+    )
     return path

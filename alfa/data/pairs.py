@@ -34,17 +34,29 @@ PAIR_TYPES = ("enhanced_vs_corrupted", "enhanced_vs_original", "original_vs_corr
 # A pair that reviewers reversed (`alfa review pull --on-reversed flip`) becomes a new pair of the mirror type:
 # chosen and rejected swap, so its type must say what `chosen` now is (SFT takes `chosen` of
 # original_vs_corrupted as a good question; a flipped one is corrupted_vs_original and is left out).
-FLIPPED_PAIR_TYPES = {"enhanced_vs_corrupted": "corrupted_vs_enhanced", "enhanced_vs_original": "original_vs_enhanced",
-                      "original_vs_corrupted": "corrupted_vs_original"}
+FLIPPED_PAIR_TYPES = {
+    "enhanced_vs_corrupted": "corrupted_vs_enhanced",
+    "enhanced_vs_original": "original_vs_enhanced",
+    "original_vs_corrupted": "corrupted_vs_original",
+}
 ALL_PAIR_TYPES = PAIR_TYPES + tuple(FLIPPED_PAIR_TYPES.values())
 SPLITS = ("train", "validation", "test")
 MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
 PAIR_SCHEMA = {
-    "pair_id": pl.String, "qid": pl.String, "group_id": pl.String, "split": pl.String,
-    "attribute": pl.String, "pair_type": pl.String,
-    "prompt": pl.List(MESSAGE), "chosen": pl.List(MESSAGE), "rejected": pl.List(MESSAGE),
-    "chosen_similarity": pl.Float64, "rejected_similarity": pl.Float64,
-    "rewriter": pl.String, "prompt_template_hash": pl.String, "attribute_pack": pl.String,
+    "pair_id": pl.String,
+    "qid": pl.String,
+    "group_id": pl.String,
+    "split": pl.String,
+    "attribute": pl.String,
+    "pair_type": pl.String,
+    "prompt": pl.List(MESSAGE),
+    "chosen": pl.List(MESSAGE),
+    "rejected": pl.List(MESSAGE),
+    "chosen_similarity": pl.Float64,
+    "rejected_similarity": pl.Float64,
+    "rewriter": pl.String,
+    "prompt_template_hash": pl.String,
+    "attribute_pack": pl.String,
 }
 
 
@@ -74,6 +86,7 @@ def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) 
     close as whole groups allow. A group's split depends only on the seed and the question set, never on
     which variants a rewriter or filter let through: every rebuild of the same questions keeps every post
     in its split."""
+
     def rank(g: str) -> str:
         return hashlib.sha256(f"{config.seed}:{g}".encode()).hexdigest()
 
@@ -104,23 +117,38 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
         enhanced, corrupted = d.get("enhance"), d.get("corrupt")
         candidates = []
         if enhanced and corrupted:
-            candidates.append(("enhanced_vs_corrupted", enhanced["text"], corrupted["text"],
-                               enhanced["similarity"], corrupted["similarity"]))
+            candidates.append(
+                (
+                    "enhanced_vs_corrupted",
+                    enhanced["text"],
+                    corrupted["text"],
+                    enhanced["similarity"],
+                    corrupted["similarity"],
+                )
+            )
         if enhanced:
             candidates.append(("enhanced_vs_original", enhanced["text"], original, enhanced["similarity"], 1.0))
         if corrupted:
             candidates.append(("original_vs_corrupted", original, corrupted["text"], 1.0, corrupted["similarity"]))
         for pair_type, chosen, rejected, cs, rs in candidates:
-            rows.append({
-                "pair_id": pair_id(qid, attribute, pair_type, chosen, rejected),
-                "qid": qid, "group_id": q["group_id"], "split": None,
-                "attribute": attribute, "pair_type": pair_type,
-                "prompt": list(q["context"]),
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "chosen_similarity": cs, "rejected_similarity": rs,
-                "rewriter": rewriter, "prompt_template_hash": template, "attribute_pack": pack,
-            })
+            rows.append(
+                {
+                    "pair_id": pair_id(qid, attribute, pair_type, chosen, rejected),
+                    "qid": qid,
+                    "group_id": q["group_id"],
+                    "split": None,
+                    "attribute": attribute,
+                    "pair_type": pair_type,
+                    "prompt": list(q["context"]),
+                    "chosen": [{"role": "assistant", "content": chosen}],
+                    "rejected": [{"role": "assistant", "content": rejected}],
+                    "chosen_similarity": cs,
+                    "rejected_similarity": rs,
+                    "rewriter": rewriter,
+                    "prompt_template_hash": template,
+                    "attribute_pack": pack,
+                }
+            )
     # Sized by the questions table, not by the pairs: a post's split must not move when another rewriter
     # or filter setting changes which of its questions yield pairs.
     sizes = dict(questions.group_by("group_id").len().iter_rows())
@@ -136,13 +164,25 @@ def example_texts(run_dir: Path) -> set[str]:
     if not path.exists():
         return set()
     pack = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return {ex[k] for a in pack["attributes"].values() for ex in a.get("examples", [])
-            for k in ("question", "enhanced", "corrupted")}
+    return {
+        ex[k]
+        for a in pack["attributes"].values()
+        for ex in a.get("examples", [])
+        for k in ("question", "enhanced", "corrupted")
+    }
 
 
 # Keys of run.json that must agree for run dirs (shards) to be merged into one dataset.
-MERGE_KEYS = ("attribute_pack", "directions", "standalone", "hindsight_for_enhance", "rewriter",
-              "prompt_template_hash", "questions_digest", "groups")
+MERGE_KEYS = (
+    "attribute_pack",
+    "directions",
+    "standalone",
+    "hindsight_for_enhance",
+    "rewriter",
+    "prompt_template_hash",
+    "questions_digest",
+    "groups",
+)
 
 
 def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
@@ -163,8 +203,10 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
         for d, m in zip(run_dirs[1:], manifests[1:]):
             for key in MERGE_KEYS:
                 if m.get(key) != first.get(key):
-                    raise ValueError(f"cannot merge {run_dirs[0]} and {d}: they differ in {key!r} "
-                                     f"({first.get(key)!r} vs {m.get(key)!r})")
+                    raise ValueError(
+                        f"cannot merge {run_dirs[0]} and {d}: they differ in {key!r} "
+                        f"({first.get(key)!r} vs {m.get(key)!r})"
+                    )
         shards = [tuple(m["shard"]) if m.get("shard") else None for m in manifests]
         if None in shards:
             raise ValueError(f"cannot merge {run_dirs[shards.index(None)]}: it is not a shard (made without --shard)")
@@ -179,8 +221,10 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
             seen[i] = d
         missing = sorted(set(range(n)) - set(seen))
         if missing:
-            raise ValueError(f"shard(s) {missing} of {n} missing: run `alfa synthesize ... --shard I/{n}` for them "
-                             "and pass every shard's run dir")
+            raise ValueError(
+                f"shard(s) {missing} of {n} missing: run `alfa synthesize ... --shard I/{n}` for them "
+                "and pass every shard's run dir"
+            )
     variants = pl.concat([pl.read_parquet(d / "variants.parquet") for d in run_dirs], how="diagonal_relaxed")
     questions = pl.concat([pl.read_parquet(d / "questions.parquet") for d in run_dirs])
     if len(run_dirs) == 1:
@@ -200,8 +244,14 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     return manifest, variants, questions
 
 
-def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: FilterConfig | None = None,
-               split: SplitConfig | None = None, embedder: Embedder | None = None, judge=None) -> pl.DataFrame:
+def make_pairs(
+    run_dirs: Path | list[Path],
+    out_dir: Path,
+    filter_config: FilterConfig | None = None,
+    split: SplitConfig | None = None,
+    embedder: Embedder | None = None,
+    judge=None,
+) -> pl.DataFrame:
     """Filter one synthesis run (or all shards of one) and write the pair dataset to `out_dir`.
 
     `judge`: a rewriter-like backend used as the LLM verifier (alfa.data.judge); pairs it does not agree
@@ -219,19 +269,7 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     judged = None
     if judge is not None:
-        from alfa.data.judge import judge_pairs, judge_report, load_run_attributes
-        from alfa.llm.cache import CallCache
-
-        cache = CallCache(out_dir / "judge_cache.sqlite")
-        before = pairs.height
-        pairs, verdicts, judge_stats = judge_pairs(pairs, load_run_attributes(run_dir), judge, cache)
-        cache.close()
-        verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
-        (out_dir / "judge_report.json").write_text(json.dumps(judge_report(verdicts), indent=2))
-        judged = {"judge": judge.model_id, "backend": judge.backend, "pairs_before": before,
-                  "pairs_kept": pairs.height, "stats": asdict(judge_stats)}
-        log.info("judge %s kept %d of %d pairs (verdicts in %s)", judge.model_id, pairs.height, before,
-                 out_dir / "judge_verdicts.parquet")
+        pairs, judged = verify_with_judge(pairs, run_dir, judge, out_dir)
 
     write_split_files(pairs, out_dir)
     result.rejected.write_parquet(out_dir / "rejected_variants.parquet")
@@ -239,19 +277,67 @@ def make_pairs(run_dirs: Path | list[Path], out_dir: Path, filter_config: Filter
     (out_dir / "filter_report.json").write_text(json.dumps(result.pass_rates, indent=2))
     _save_hf(pairs, out_dir)
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}
-    assignment = split_groups(questions["group_id"].to_list(), dict(questions.group_by("group_id").len().iter_rows()),
-                              split)
+    assignment = split_groups(
+        questions["group_id"].to_list(), dict(questions.group_by("group_id").len().iter_rows()), split
+    )
     question_split_sizes = {s: sum(1 for g in questions["group_id"] if assignment[g] == s) for s in SPLITS}
-    (out_dir / "pairs.json").write_text(json.dumps({
-        "run_dirs": [str(d) for d in run_dirs], "run": manifest, "filter": asdict(filter_config), "split": asdict(split),
-        "pairs": pairs.height, "split_sizes": split_sizes, "question_split_sizes": question_split_sizes,
-        "judge": judged,
-        "variants": variants.height, "kept_variants": result.kept.height, "rejected_variants": result.rejected.height,
-    }, indent=2))
-    log.info("pairs: %d variants -> %d kept, %d rejected (reasons in %s) -> %d pairs %s -> %s",
-             variants.height, result.kept.height, result.rejected.height,
-             out_dir / "rejected_variants.parquet", pairs.height, split_sizes, out_dir)
+    (out_dir / "pairs.json").write_text(
+        json.dumps(
+            {
+                "run_dirs": [str(d) for d in run_dirs],
+                "run": manifest,
+                "filter": asdict(filter_config),
+                "split": asdict(split),
+                "pairs": pairs.height,
+                "split_sizes": split_sizes,
+                "question_split_sizes": question_split_sizes,
+                "judge": judged,
+                "variants": variants.height,
+                "kept_variants": result.kept.height,
+                "rejected_variants": result.rejected.height,
+            },
+            indent=2,
+        )
+    )
+    log.info(
+        "pairs: %d variants -> %d kept, %d rejected (reasons in %s) -> %d pairs %s -> %s",
+        variants.height,
+        result.kept.height,
+        result.rejected.height,
+        out_dir / "rejected_variants.parquet",
+        pairs.height,
+        split_sizes,
+        out_dir,
+    )
     return pairs
+
+
+def verify_with_judge(pairs: pl.DataFrame, run_dir: Path, judge, out_dir: Path) -> tuple[pl.DataFrame, dict]:
+    """The LLM verifier: keep the pairs the judge prefers in both orders; verdicts and report into out_dir."""
+    from alfa.data.judge import judge_pairs, judge_report, load_run_attributes
+    from alfa.llm.cache import CallCache
+
+    cache = CallCache(out_dir / "judge_cache.sqlite")
+    before = pairs.height
+    pairs, verdicts, judge_stats = judge_pairs(pairs, load_run_attributes(run_dir), judge, cache)
+    cache.close()
+    verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
+    (out_dir / "judge_report.json").write_text(json.dumps(judge_report(verdicts), indent=2))
+    judged = {
+        "judge": judge.model_id,
+        "backend": judge.backend,
+        "pairs_before": before,
+        "pairs_kept": pairs.height,
+        "stats": asdict(judge_stats),
+    }
+    log.info(
+        "judge %s kept %d of %d pairs (verdicts in %s)",
+        judge.model_id,
+        pairs.height,
+        before,
+        out_dir / "judge_verdicts.parquet",
+    )
+    return pairs, judged
 
 
 def data_digest(pairs_dir: Path) -> str:

@@ -49,7 +49,7 @@ class RewriterConfig:
 
     kind: str = "local"
     model: str | None = None
-    base_url: str | None = None       # comma-separated for several replicas
+    base_url: str | None = None  # comma-separated for several replicas
     api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key, never the key
     concurrency: int = 16
     batch_size: int = 16
@@ -64,8 +64,8 @@ class SynthesisConfig:
     standalone: bool = False
     hindsight_for_enhance: bool = False
     max_context_chars: int = 1200
-    limit: int | None = None          # first N questions only (a quick look before a full run)
-    cache: str | None = None          # share one call cache between runs (default: RUN_DIR/cache.sqlite)
+    limit: int | None = None  # first N questions only (a quick look before a full run)
+    cache: str | None = None  # share one call cache between runs (default: RUN_DIR/cache.sqlite)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class CardConfig:
 class PipelineConfig:
     input: InputConfig
     output_dir: str
-    attributes: str = "core"          # shipped pack name or path to your own pack YAML
+    attributes: str = "core"  # shipped pack name or path to your own pack YAML
     select_attributes: list[str] | None = None
     rewriter: RewriterConfig = field(default_factory=RewriterConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
@@ -108,23 +108,49 @@ def build(config: PipelineConfig) -> int:
         raise ConfigError(f"no questions left to synthesize; see {out / 'questions.rejects.jsonl'}")
     pack = load_pack(config.attributes).select(config.select_attributes)
     r = config.rewriter
-    rewriter = make_rewriter(r.kind, r.model, r.base_url, r.concurrency, r.batch_size, r.max_new_tokens, r.api_key_env,
-                             timeout_s=r.timeout_s, requests_per_minute=r.requests_per_minute,
-                             tokens_per_minute=r.tokens_per_minute)
+    rewriter = make_rewriter(
+        r.kind,
+        r.model,
+        r.base_url,
+        r.concurrency,
+        r.batch_size,
+        r.max_new_tokens,
+        r.api_key_env,
+        timeout_s=r.timeout_s,
+        requests_per_minute=r.requests_per_minute,
+        tokens_per_minute=r.tokens_per_minute,
+    )
     try:
-        synthesize(questions, pack, rewriter, out / "run", standalone=config.synthesis.standalone,
-                   hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
-                   max_context_chars=config.synthesis.max_context_chars,
-                   cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
-                   questions_source=", ".join(config.input.paths), groups="given" if ingested.groups_given else "none")
+        synthesize(
+            questions,
+            pack,
+            rewriter,
+            out / "run",
+            standalone=config.synthesis.standalone,
+            hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
+            max_context_chars=config.synthesis.max_context_chars,
+            cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
+            questions_source=", ".join(config.input.paths),
+            groups="given" if ingested.groups_given else "none",
+        )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
     judge = None
     if config.judge:
         j = config.judge
-        judge = make_rewriter(j.kind, j.model, j.base_url, j.concurrency, j.batch_size, j.max_new_tokens,
-                              j.api_key_env, stop=(), timeout_s=j.timeout_s, requests_per_minute=j.requests_per_minute,
-                              tokens_per_minute=j.tokens_per_minute)
+        judge = make_rewriter(
+            j.kind,
+            j.model,
+            j.base_url,
+            j.concurrency,
+            j.batch_size,
+            j.max_new_tokens,
+            j.api_key_env,
+            stop=(),
+            timeout_s=j.timeout_s,
+            requests_per_minute=j.requests_per_minute,
+            tokens_per_minute=j.tokens_per_minute,
+        )
     try:
         make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
     finally:

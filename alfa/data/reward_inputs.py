@@ -14,8 +14,9 @@ def reward_input_ids(tokenizer, prompt: list[dict], completion: list[dict], max_
         return tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
     context = "\n\n".join(m["content"] for m in prompt)
     question = "\n".join(m["content"] for m in completion)
-    return tokenizer(context, question, truncation="only_first" if max_length else False,
-                     max_length=max_length)["input_ids"]
+    return tokenizer(context, question, truncation="only_first" if max_length else False, max_length=max_length)[
+        "input_ids"
+    ]
 
 
 def encoder_max_length(tokenizer, model_config, wanted: int | None) -> int:

@@ -50,17 +50,28 @@ def questions_digest(questions: pl.DataFrame) -> str:
 def select_shard(questions: pl.DataFrame, index: int, count: int) -> pl.DataFrame:
     """The questions of shard `index` of `count`: whole groups, by a stable hash of the group id, so
     every machine computes the same split with no coordination."""
+
     def shard_of(group: str) -> int:
         return int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % count
 
     return questions.filter(pl.col("group_id").map_elements(shard_of, return_dtype=pl.Int64) == index)
 
 
-def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: Path, *,
-               directions: tuple[str, ...] = prompts.DIRECTIONS, standalone: bool = False,
-               hindsight_for_enhance: bool = False, max_context_chars: int = 1200,
-               cache_path: Path | None = None, questions_source: str = "",
-               shard: tuple[int, int] | None = None, groups: str | None = None) -> CallStats:
+def synthesize(
+    questions: pl.DataFrame,
+    pack: AttributePack,
+    rewriter,
+    run_dir: Path,
+    *,
+    directions: tuple[str, ...] = prompts.DIRECTIONS,
+    standalone: bool = False,
+    hindsight_for_enhance: bool = False,
+    max_context_chars: int = 1200,
+    cache_path: Path | None = None,
+    questions_source: str = "",
+    shard: tuple[int, int] | None = None,
+    groups: str | None = None,
+) -> CallStats:
     """Write variants for every question x attribute x direction into `run_dir`.
 
     `standalone`: first restate each original as one self-contained question (the paper's step) and
@@ -93,20 +104,55 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
         standalone_texts, fallbacks = restate_standalone(rewriter, cache, posts, sources, max_context_chars, stats)
         sources = [s or q for s, q in zip(standalone_texts, sources)]  # a failed restatement keeps the original
 
-    plan, requests = [], []
-    for i, r in enumerate(rows):
-        hindsight = json.loads(r["hindsight"] or "{}")
-        for name, attribute in pack.attributes.items():
-            for direction in directions:
-                shown = hindsight if (hindsight_for_enhance and direction == "enhance") else None
-                plan.append((i, name, direction))
-                requests.append(prompts.rewrite_messages(attribute, direction, posts[i], sources[i], shown,
-                                                         max_context_chars))
+    plan, requests = rewrite_requests(rows, posts, sources, pack, directions, hindsight_for_enhance, max_context_chars)
     replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
     cache.close()
 
     out = write_variants(run_dir, rows, plan, keys, replies, sources, standalone_texts, fallbacks)
-    manifest = {
+    manifest = run_manifest(
+        questions,
+        questions_source,
+        shard,
+        all_questions,
+        digest,
+        pack,
+        directions,
+        standalone,
+        fallbacks,
+        groups,
+        hindsight_for_enhance,
+        rewriter,
+        stats,
+    )
+    (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    log.info(
+        "synthesize: %d variants (%d calls made, %d from cache, %d failed) -> %s",
+        len(out),
+        stats.calls_made,
+        stats.cache_hits,
+        stats.failed,
+        run_dir,
+    )
+    return stats
+
+
+def run_manifest(
+    questions,
+    questions_source,
+    shard,
+    all_questions,
+    digest,
+    pack,
+    directions,
+    standalone,
+    fallbacks,
+    groups,
+    hindsight_for_enhance,
+    rewriter,
+    stats: CallStats,
+) -> dict:
+    """run.json: what this run was made from and with, and what it cost."""
+    return {
         "questions": questions.height,
         "questions_source": questions_source,
         "shard": list(shard) if shard else None,
@@ -116,30 +162,60 @@ def synthesize(questions: pl.DataFrame, pack: AttributePack, rewriter, run_dir: 
         "directions": list(directions),
         "standalone": standalone,
         # questions whose restatement failed and that were rewritten from the original instead, with why
-        "standalone_fallbacks": {"count": sum(f is not None for f in fallbacks),
-                                 "reasons": dict(Counter(f for f in fallbacks if f is not None))},
+        "standalone_fallbacks": {
+            "count": sum(f is not None for f in fallbacks),
+            "reasons": dict(Counter(f for f in fallbacks if f is not None)),
+        },
         "groups": groups,
         "hindsight_for_enhance": hindsight_for_enhance,
-        "rewriter": {"backend": rewriter.backend, "model": rewriter.model_id, "sampling": rewriter.sampling,
-                     "cache_id": rewriter.cache_id},
+        "rewriter": {
+            "backend": rewriter.backend,
+            "model": rewriter.model_id,
+            "sampling": rewriter.sampling,
+            "cache_id": rewriter.cache_id,
+        },
         "prompt_template_hash": prompts.template_hash(),
         "stats": asdict(stats),
     }
-    (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    log.info("synthesize: %d variants (%d calls made, %d from cache, %d failed) -> %s",
-             len(out), stats.calls_made, stats.cache_hits, stats.failed, run_dir)
-    return stats
 
 
-def restate_standalone(rewriter, cache: CallCache, posts: list[str], questions: list[str], max_context_chars: int,
-                       stats: CallStats) -> tuple[list[str | None], list[str | None]]:
+def rewrite_requests(
+    rows: list[dict],
+    posts: list[str],
+    sources: list[str],
+    pack: AttributePack,
+    directions: tuple[str, ...],
+    hindsight_for_enhance: bool,
+    max_context_chars: int,
+) -> tuple[list[tuple], list[list[dict]]]:
+    """One request per question x attribute x direction, and its (question index, attribute, direction)."""
+    plan, requests = [], []
+    for i, r in enumerate(rows):
+        hindsight = json.loads(r["hindsight"] or "{}")
+        for name, attribute in pack.attributes.items():
+            for direction in directions:
+                shown = hindsight if (hindsight_for_enhance and direction == "enhance") else None
+                plan.append((i, name, direction))
+                requests.append(
+                    prompts.rewrite_messages(attribute, direction, posts[i], sources[i], shown, max_context_chars)
+                )
+    return plan, requests
+
+
+def restate_standalone(
+    rewriter, cache: CallCache, posts: list[str], questions: list[str], max_context_chars: int, stats: CallStats
+) -> tuple[list[str | None], list[str | None]]:
     """Each question restated as one self-contained question, and where that failed (None), why: the call
     failed, or the reply held no single question (the filter's reason)."""
     from alfa.data.filter import extract_question
 
-    replies, _ = run_calls(rewriter, cache,
-                           [prompts.standalone_messages(p, q, max_context_chars) for p, q in zip(posts, questions)],
-                           "standalone", stats)
+    replies, _ = run_calls(
+        rewriter,
+        cache,
+        [prompts.standalone_messages(p, q, max_context_chars) for p, q in zip(posts, questions)],
+        "standalone",
+        stats,
+    )
     texts, fallbacks = [], []
     for reply in replies:
         text, reason = extract_question(reply.text or "") if reply.error is None else (None, "call_failed")
@@ -148,20 +224,44 @@ def restate_standalone(rewriter, cache: CallCache, posts: list[str], questions: 
     return texts, fallbacks
 
 
-def write_variants(run_dir: Path, rows: list[dict], plan: list[tuple], keys: list[str], replies: list,
-                   sources: list[str], standalone_texts: list[str | None], fallbacks: list[str | None]) -> list[dict]:
+def write_variants(
+    run_dir: Path,
+    rows: list[dict],
+    plan: list[tuple],
+    keys: list[str],
+    replies: list,
+    sources: list[str],
+    standalone_texts: list[str | None],
+    fallbacks: list[str | None],
+) -> list[dict]:
     """variants.parquet (one row per request: the reply or the error) and failed_calls.jsonl."""
     out, failures = [], []
     for (i, name, direction), key, reply in zip(plan, keys, replies):
-        out.append({
-            "qid": rows[i]["qid"], "group_id": rows[i]["group_id"], "attribute": name, "direction": direction,
-            "original": rows[i]["question"], "source_question": sources[i], "standalone": standalone_texts[i],
-            "standalone_fallback": fallbacks[i],
-            "reply": reply.text if reply.error is None else None, "error": reply.error, "call_key": key,
-        })
+        out.append(
+            {
+                "qid": rows[i]["qid"],
+                "group_id": rows[i]["group_id"],
+                "attribute": name,
+                "direction": direction,
+                "original": rows[i]["question"],
+                "source_question": sources[i],
+                "standalone": standalone_texts[i],
+                "standalone_fallback": fallbacks[i],
+                "reply": reply.text if reply.error is None else None,
+                "error": reply.error,
+                "call_key": key,
+            }
+        )
         if reply.error is not None:
-            failures.append({"qid": rows[i]["qid"], "attribute": name, "direction": direction,
-                             "call_key": key, "error": reply.error})
+            failures.append(
+                {
+                    "qid": rows[i]["qid"],
+                    "attribute": name,
+                    "direction": direction,
+                    "call_key": key,
+                    "error": reply.error,
+                }
+            )
     pl.DataFrame(out, infer_schema_length=None).write_parquet(run_dir / "variants.parquet")
     with open(run_dir / "failed_calls.jsonl", "w", encoding="utf-8") as f:
         for row in failures:

@@ -32,8 +32,9 @@ class RewardScorer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.max_length = (None if self.tokenizer.chat_template else
-                           encoder_max_length(self.tokenizer, self.model.config, None))
+        self.max_length = (
+            None if self.tokenizer.chat_template else encoder_max_length(self.tokenizer, self.model.config, None)
+        )
         self.batch_size = batch_size
 
     def score(self, prompts: list[list[dict]], completions: list[list[dict]]) -> list[float]:
@@ -43,8 +44,9 @@ class RewardScorer:
             # input_ids and attention_mask only: what TRL's collator gives the model in training
             enc = self.tokenizer.pad({"input_ids": ids[i : i + self.batch_size]}, return_tensors="pt")
             with self.torch.no_grad():
-                logits = self.model(input_ids=enc["input_ids"].to(self.device),
-                                    attention_mask=enc["attention_mask"].to(self.device)).logits
+                logits = self.model(
+                    input_ids=enc["input_ids"].to(self.device), attention_mask=enc["attention_mask"].to(self.device)
+                ).logits
             out += logits[:, 0].tolist()
         return out
 
@@ -82,8 +84,12 @@ def scorecard(models: dict[str, Path], pairs_dir: Path, split: str, out_dir: Pat
     counts = pairs.group_by("attribute").len()
     n = dict(counts.iter_rows())
     header = "| model | " + " | ".join(f"{a} (n={n[a]})" for a in attributes) + " |"
-    lines = [f"Reward-model accuracy on `{pairs_dir}` split `{split}` (chosen scored above rejected)", "",
-             header, "|" + "---|" * (len(attributes) + 1)]
+    lines = [
+        f"Reward-model accuracy on `{pairs_dir}` split `{split}` (chosen scored above rejected)",
+        "",
+        header,
+        "|" + "---|" * (len(attributes) + 1),
+    ]
     lines += ["| " + r["model"] + " | " + " | ".join(f"{r[a]:.2f}" for a in attributes) + " |" for r in rows]
     (out_dir / "scorecard.md").write_text("\n".join(lines) + "\n")
     _heatmap(table, attributes, out_dir / "scorecard.png", split)

@@ -99,8 +99,14 @@ class TransformersRewriter:
 
     backend = "transformers"
 
-    def __init__(self, model_path: str | Path, batch_size: int = 16, max_new_tokens: int = 40,
-                 stop: tuple[str, ...] = ("?",), model_name: str | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        batch_size: int = 16,
+        max_new_tokens: int = 40,
+        stop: tuple[str, ...] = ("?",),
+        model_name: str | None = None,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,9 +160,10 @@ class TransformersRewriter:
         prefix = tok.apply_chat_template(requests[0][:-1], tokenize=False) if len(requests[0]) > 1 else ""
         if not prefix or not all(f.startswith(prefix) for f in full):
             prefix = ""  # a template that renders history differently: no sharing, still correct
-        suffixes = [f[len(prefix):] for f in full]
-        prefix_ids = (tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device)
-                      if prefix else None)
+        suffixes = [f[len(prefix) :] for f in full]
+        prefix_ids = (
+            tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.device) if prefix else None
+        )
         prefix_cache = None
         if prefix_ids is not None and prefix_ids.shape[1]:
             with torch.inference_mode():
@@ -173,22 +180,34 @@ class TransformersRewriter:
                 # come from the mask's cumulative sum, so they match an unpadded prompt.
                 n = len(idx)
                 input_ids = torch.cat([prefix_ids.expand(n, -1), input_ids], dim=1)
-                mask = torch.cat([torch.ones(n, prefix_ids.shape[1], dtype=mask.dtype, device=self.device), mask], dim=1)
+                mask = torch.cat(
+                    [torch.ones(n, prefix_ids.shape[1], dtype=mask.dtype, device=self.device), mask], dim=1
+                )
                 cache = copy.deepcopy(prefix_cache)
                 cache.batch_repeat_interleave(n)
                 kwargs["past_key_values"] = cache
             with torch.inference_mode():
                 out = self.model.generate(
-                    input_ids=input_ids, attention_mask=mask, do_sample=False,
-                    max_new_tokens=self.sampling["max_new_tokens"], stop_strings=self.sampling["stop"] or None,
-                    tokenizer=tok, pad_token_id=tok.pad_token_id, **kwargs,
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    do_sample=False,
+                    max_new_tokens=self.sampling["max_new_tokens"],
+                    stop_strings=self.sampling["stop"] or None,
+                    tokenizer=tok,
+                    pad_token_id=tok.pad_token_id,
+                    **kwargs,
                 )
             new = out[:, input_ids.shape[1] :]
             prompt_tokens = mask.sum(dim=1).tolist()
             for j, (i, row) in enumerate(zip(idx, new)):
                 n_tokens = int((row != tok.pad_token_id).sum())
-                on_done(i, Completion(tok.decode(row, skip_special_tokens=True),
-                                      usage={"prompt_tokens": prompt_tokens[j], "completion_tokens": n_tokens}))
+                on_done(
+                    i,
+                    Completion(
+                        tok.decode(row, skip_special_tokens=True),
+                        usage={"prompt_tokens": prompt_tokens[j], "completion_tokens": n_tokens},
+                    ),
+                )
 
 
 class RateLimiter:
@@ -215,8 +234,14 @@ class RateLimiter:
                     if cap:
                         self.level[k] = min(cap, self.level[k] + (now - self.stamp) * cap / 60)
             self.stamp = now
-            short = max(((cost[k] - self.level[k]) * 60 / cap for k, cap in self.limits.items()
-                         if cap and self.level[k] < min(cost[k], cap)), default=0.0)
+            short = max(
+                (
+                    (cost[k] - self.level[k]) * 60 / cap
+                    for k, cap in self.limits.items()
+                    if cap and self.level[k] < min(cost[k], cap)
+                ),
+                default=0.0,
+            )
             if short <= 0:
                 for k, cap in self.limits.items():
                     if cap:
@@ -239,13 +264,22 @@ class OpenAIRewriter:
     backend = "openai"
     RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
-    def __init__(self, model: str, base_urls: list[str] | str, concurrency: int = 16,
-                 max_tokens: int = 64, temperature: float = 0.0, timeout_s: float = 60.0,
-                 max_retries: int = 5, api_key_env: str = "OPENAI_API_KEY",
-                 requests_per_minute: float | None = None, tokens_per_minute: float | None = None,
-                 identity: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        base_urls: list[str] | str,
+        concurrency: int = 16,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        api_key_env: str = "OPENAI_API_KEY",
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        identity: str | None = None,
+    ):
         self.identity = identity  # when the caller knows the served weights (alfa's own llama.cpp server)
-        self.server = None        # that server, when alfa started one for this rewriter
+        self.server = None  # that server, when alfa started one for this rewriter
         if isinstance(base_urls, str):
             base_urls = [u for u in base_urls.split(",") if u]
         if not base_urls:
@@ -277,8 +311,11 @@ class OpenAIRewriter:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
                 listing = json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError) as e:
-            log.warning("%s/models: %s; the cache identifies the model by its name only", self.base_urls[0],
-                        self._redact(str(e)))
+            log.warning(
+                "%s/models: %s; the cache identifies the model by its name only",
+                self.base_urls[0],
+                self._redact(str(e)),
+            )
             listing = None
         return endpoint_cache_id(self.model_id, listing)
 

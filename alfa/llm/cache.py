@@ -25,8 +25,9 @@ from pathlib import Path
 
 
 def call_key(model_id: str, messages: list[dict], sampling: dict) -> str:
-    payload = json.dumps({"model": model_id, "messages": messages, "sampling": sampling},
-                         sort_keys=True, ensure_ascii=False)
+    payload = json.dumps(
+        {"model": model_id, "messages": messages, "sampling": sampling}, sort_keys=True, ensure_ascii=False
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -39,8 +40,7 @@ class CallCache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a killed process
         self.db.execute(
-            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, "
-            "usage TEXT, created REAL)"
+            "CREATE TABLE IF NOT EXISTS calls (key TEXT PRIMARY KEY, model TEXT, text TEXT, usage TEXT, created REAL)"
         )
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[str, dict]]:

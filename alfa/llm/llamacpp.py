@@ -59,8 +59,16 @@ def gguf_digest(gguf: Path) -> str:
 
 
 class LlamaCppServer:
-    def __init__(self, gguf: Path, parallel: int = 2, ctx: int = 8192, threads: int | None = None,
-                 alias: str | None = None, startup_timeout_s: float = 300.0, log_dir: Path | None = None):
+    def __init__(
+        self,
+        gguf: Path,
+        parallel: int = 2,
+        ctx: int = 8192,
+        threads: int | None = None,
+        alias: str | None = None,
+        startup_timeout_s: float = 300.0,
+        log_dir: Path | None = None,
+    ):
         self.gguf = Path(gguf)
         if not self.gguf.is_file():
             raise FileNotFoundError(f"{self.gguf}: no such GGUF file")
@@ -84,29 +92,53 @@ class LlamaCppServer:
         self.port = free_port()
         self.log_path.mkdir(parents=True, exist_ok=True)
         log_file = self.log_path / f"llama-server-{self.port}.log"
-        cmd = [sys.executable, "-m", "alfa.llm.llamacpp", "--gguf", str(self.gguf), "--port", str(self.port),
-               "--parallel", str(self.parallel), "--ctx", str(self.ctx), "--threads", str(self.threads),
-               "--alias", self.alias]
-        self.proc = subprocess.Popen(cmd, stdout=log_file.open("ab"), stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        cmd = [
+            sys.executable,
+            "-m",
+            "alfa.llm.llamacpp",
+            "--gguf",
+            str(self.gguf),
+            "--port",
+            str(self.port),
+            "--parallel",
+            str(self.parallel),
+            "--ctx",
+            str(self.ctx),
+            "--threads",
+            str(self.threads),
+            "--alias",
+            self.alias,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdout=log_file.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
         atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp's server exited with code {self.proc.returncode} while loading "
-                                   f"{self.gguf}; its log ({log_file}):\n{log_file.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"llama.cpp's server exited with code {self.proc.returncode} while loading "
+                    f"{self.gguf}; its log ({log_file}):\n{log_file.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                     if r.status == 200:
-                        log.info("llama.cpp server for %s on %s (pid %d, %d threads, %d slots)", self.gguf.name,
-                                 self.base_url, self.proc.pid, self.threads, self.parallel)
+                        log.info(
+                            "llama.cpp server for %s on %s (pid %d, %d threads, %d slots)",
+                            self.gguf.name,
+                            self.base_url,
+                            self.proc.pid,
+                            self.threads,
+                            self.parallel,
+                        )
                         return self
             except OSError:  # not listening yet, or 503 while the model loads
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"llama.cpp's server did not answer /health within {self.startup_timeout_s:.0f} s; "
-                           f"its log: {log_file}")
+        raise RuntimeError(
+            f"llama.cpp's server did not answer /health within {self.startup_timeout_s:.0f} s; its log: {log_file}"
+        )
 
     def stop(self) -> None:
         """Stop the server by its pid (SIGTERM, then SIGKILL); a no-op when it is not running."""

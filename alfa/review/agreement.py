@@ -81,13 +81,21 @@ def annotator_agreement(units: dict[str, dict[str, str]]) -> dict:
     for a, b in itertools.combinations(annotators, 2):
         shared = [u for u in multi.values() if a in u and b in u]
         if shared:
-            kappas.append({"annotators": [a, b], "records": len(shared),
-                           "kappa": cohen_kappa([u[a] for u in shared], [u[b] for u in shared])})
-    return {"records_with_2plus": len(multi), "annotators": len(annotators),
-            "answers": sum(len(u) for u in multi.values()),
-            "raw_agreement": pairs_same / pairs_all if pairs_all else None,
-            "krippendorff_alpha": krippendorff_alpha(list(multi.values())) if multi else None,
-            "cohen_kappa": kappas}
+            kappas.append(
+                {
+                    "annotators": [a, b],
+                    "records": len(shared),
+                    "kappa": cohen_kappa([u[a] for u in shared], [u[b] for u in shared]),
+                }
+            )
+    return {
+        "records_with_2plus": len(multi),
+        "annotators": len(annotators),
+        "answers": sum(len(u) for u in multi.values()),
+        "raw_agreement": pairs_same / pairs_all if pairs_all else None,
+        "krippendorff_alpha": krippendorff_alpha(list(multi.values())) if multi else None,
+        "cohen_kappa": kappas,
+    }
 
 
 def agreement_report(records: pl.DataFrame, answers: pl.DataFrame, decided: pl.DataFrame) -> dict:
@@ -96,8 +104,15 @@ def agreement_report(records: pl.DataFrame, answers: pl.DataFrame, decided: pl.D
     joined = decided.join(records, on="pair_id")
     for (attribute, pair_type), g in joined.group_by("attribute", "pair_type", maintain_order=True):
         counts = {v: int((g["review_verdict"] == v).sum()) for v in (AGREE, REVERSED, TIE, SPLIT)}
-        per_cell.append({"attribute": attribute, "pair_type": pair_type, "reviewed": g.height, **counts,
-                         "agreement": counts[AGREE] / g.height})
+        per_cell.append(
+            {
+                "attribute": attribute,
+                "pair_type": pair_type,
+                "reviewed": g.height,
+                **counts,
+                "agreement": counts[AGREE] / g.height,
+            }
+        )
     per_cell.sort(key=lambda r: (r["attribute"], r["pair_type"]))
     submitted = answers.filter(pl.col("status") == "submitted")
     between = {}
@@ -107,9 +122,15 @@ def agreement_report(records: pl.DataFrame, answers: pl.DataFrame, decided: pl.D
             units.setdefault(row[0], {})[row[1]] = row[2]
         between[question] = annotator_agreement(units)
     overall = int((decided["review_verdict"] == AGREE).sum())
-    return {"records": records.height, "reviewed": decided.height,
-            "pipeline_vs_humans": {"agree": overall, "reviewed": decided.height,
-                                   "agreement": overall / decided.height if decided.height else None,
-                                   "by_attribute_and_pair_type": per_cell},
-            "between_annotators": between,
-            "actions": {a: int((decided["review_action"] == a).sum()) for a in ("keep", "flip", "drop")}}
+    return {
+        "records": records.height,
+        "reviewed": decided.height,
+        "pipeline_vs_humans": {
+            "agree": overall,
+            "reviewed": decided.height,
+            "agreement": overall / decided.height if decided.height else None,
+            "by_attribute_and_pair_type": per_cell,
+        },
+        "between_annotators": between,
+        "actions": {a: int((decided["review_action"] == a).sum()) for a in ("keep", "flip", "drop")},
+    }

@@ -42,20 +42,28 @@ def connect(api_url: str | None = None, api_key_env: str = "ARGILLA_API_KEY") ->
     """Check the server answers and accepts the key before anything else, with a message that says what to do."""
     url = (api_url or os.environ.get("ARGILLA_API_URL") or "").rstrip("/")
     if not url:
-        raise ReviewError("no Argilla server given: set ARGILLA_API_URL (or --api-url). For a local server run "
-                          "`alfa review server up`, then `eval \"$(alfa review server env)\"`")
+        raise ReviewError(
+            "no Argilla server given: set ARGILLA_API_URL (or --api-url). For a local server run "
+            '`alfa review server up`, then `eval "$(alfa review server env)"`'
+        )
     key = os.environ.get(api_key_env)
     if not key:
-        raise ReviewError(f"${api_key_env} is not set: export the API key of an Argilla owner or admin "
-                          "(local server: `eval \"$(alfa review server env)\"`)")
+        raise ReviewError(
+            f"${api_key_env} is not set: export the API key of an Argilla owner or admin "
+            '(local server: `eval "$(alfa review server env)"`)'
+        )
     try:
         r = requests.get(f"{url}/api/v1/me", headers={"X-Argilla-Api-Key": key}, timeout=15)
     except requests.ConnectionError:
-        raise ReviewError(f"cannot reach the Argilla server at {url}: is it running? "
-                          "(local server: `alfa review server status` / `alfa review server up`)") from None
+        raise ReviewError(
+            f"cannot reach the Argilla server at {url}: is it running? "
+            "(local server: `alfa review server status` / `alfa review server up`)"
+        ) from None
     if r.status_code == 401:
-        raise ReviewError(f"the Argilla server at {url} refused the API key in ${api_key_env} (HTTP 401): "
-                          "check the key (Argilla UI: your avatar > My settings > API key)")
+        raise ReviewError(
+            f"the Argilla server at {url} refused the API key in ${api_key_env} (HTTP 401): "
+            "check the key (Argilla UI: your avatar > My settings > API key)"
+        )
     if r.status_code != 200:
         raise ReviewError(f"{url}/api/v1/me answered HTTP {r.status_code}: is {url} an Argilla 2.x server?")
     me = r.json()
@@ -66,16 +74,25 @@ def open_dataset(conn: Connection, name: str, workspace: str, must_exist: bool =
     """The dataset, or a clear error: missing, or not readable with this key."""
     r = requests.get(f"{conn.url}/api/v1/me/datasets", headers=conn.headers, timeout=30)
     r.raise_for_status()
-    workspaces = {w["id"]: w["name"] for w in requests.get(f"{conn.url}/api/v1/me/workspaces", headers=conn.headers,
-                                                           timeout=30).json()["items"]}
+    workspaces = {
+        w["id"]: w["name"]
+        for w in requests.get(f"{conn.url}/api/v1/me/workspaces", headers=conn.headers, timeout=30).json()["items"]
+    }
     if workspace not in workspaces.values():
-        raise ReviewError(f"user {conn.username!r} ({conn.role}) has no access to workspace {workspace!r}"
-                          + (f"; an owner can add them: `alfa review users add {conn.username} --workspace {workspace}`"
-                             if conn.role == "annotator" else "; check --workspace"))
+        raise ReviewError(
+            f"user {conn.username!r} ({conn.role}) has no access to workspace {workspace!r}"
+            + (
+                f"; an owner can add them: `alfa review users add {conn.username} --workspace {workspace}`"
+                if conn.role == "annotator"
+                else "; check --workspace"
+            )
+        )
     for d in r.json()["items"]:
         if d["name"] == name and workspaces.get(d["workspace_id"]) == workspace:
             return conn.client.datasets(name=name, workspace=workspace)
     if must_exist:
-        raise ReviewError(f"no dataset {name!r} in workspace {workspace!r} on {conn.url}; push pairs first with "
-                          f"`alfa review push PAIRS_DIR --dataset {name} --workspace {workspace}`")
+        raise ReviewError(
+            f"no dataset {name!r} in workspace {workspace!r} on {conn.url}; push pairs first with "
+            f"`alfa review push PAIRS_DIR --dataset {name} --workspace {workspace}`"
+        )
     return None

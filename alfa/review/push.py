@@ -24,10 +24,20 @@ class PushResult:
     url: str
 
 
-def push(conn: Connection, pairs_dir: Path, sample: int | None = None, stratify: tuple[str, ...] = ("attribute", "pair_type"),
-         dataset: str = DEFAULT_DATASET, workspace: str = DEFAULT_WORKSPACE, min_submitted: int = 1,
-         suggestions: bool = False, pack: str | None = None, seed: int = 0, batch_size: int = 64,
-         retry_for_s: float = 120.0) -> PushResult:
+def push(
+    conn: Connection,
+    pairs_dir: Path,
+    sample: int | None = None,
+    stratify: tuple[str, ...] = ("attribute", "pair_type"),
+    dataset: str = DEFAULT_DATASET,
+    workspace: str = DEFAULT_WORKSPACE,
+    min_submitted: int = 1,
+    suggestions: bool = False,
+    pack: str | None = None,
+    seed: int = 0,
+    batch_size: int = 64,
+    retry_for_s: float = 120.0,
+) -> PushResult:
     """Push a stratified sample of the pairs as blind A/B records. Record ids are the pair ids, so pushing
     again adds only what is missing: when the server goes away (a restart) the push waits up to `retry_for_s`
     seconds and sends what it does not have yet; a rerun resumes where a killed push stopped."""
@@ -51,9 +61,12 @@ def push(conn: Connection, pairs_dir: Path, sample: int | None = None, stratify:
         else:
             diff = schema_diff(settings_schema(settings), settings_schema(ds.settings))
             if diff:
-                raise ReviewError(f"dataset {dataset!r} in workspace {workspace!r} exists with another schema ("
-                                  + "; ".join(diff) + "). Push to a new name with --dataset, or delete the old one "
-                                  "in the Argilla UI (dataset settings > delete) if its answers are not needed")
+                raise ReviewError(
+                    f"dataset {dataset!r} in workspace {workspace!r} exists with another schema ("
+                    + "; ".join(diff)
+                    + "). Push to a new name with --dataset, or delete the old one "
+                    "in the Argilla UI (dataset settings > delete) if its answers are not needed"
+                )
         there = {r.id for r in ds.records(with_responses=False, with_suggestions=False)}
         first_look.append(there)
         todo = [to_record(row, attribute_pack, suggestions) for row in chosen.to_dicts() if row["pair_id"] not in there]
@@ -69,8 +82,10 @@ def push(conn: Connection, pairs_dir: Path, sample: int | None = None, stratify:
             raise
         except Exception as e:  # noqa: BLE001 - the SDK wraps transport errors in several ways
             if not server_gone(e) or time.time() > deadline:
-                raise ReviewError(f"push to {conn.url} failed: {e}. Records already pushed stay there; rerun the "
-                                  "same command to push the rest") from e
+                raise ReviewError(
+                    f"push to {conn.url} failed: {e}. Records already pushed stay there; rerun the "
+                    "same command to push the rest"
+                ) from e
             time.sleep(delay)
             delay = min(delay * 2, 5)
     already = len(first_look[0] & set(chosen["pair_id"])) if first_look else 0

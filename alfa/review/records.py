@@ -38,10 +38,14 @@ def review_settings(pack: AttributePack, min_submitted: int):
         ],
         questions=[
             rg.LabelQuestion("better", labels=BETTER_LABELS, title="Which question is better on this attribute?"),
-            rg.LabelQuestion("differ_only_in_attribute", labels=ONLY_LABELS,
-                             title="Do A and B differ only in this attribute (otherwise about the same)?"),
-            rg.MultiLabelQuestion("problems", labels=PROBLEMS, required=False,
-                                  title="Problems with either question (tick all that apply)"),
+            rg.LabelQuestion(
+                "differ_only_in_attribute",
+                labels=ONLY_LABELS,
+                title="Do A and B differ only in this attribute (otherwise about the same)?",
+            ),
+            rg.MultiLabelQuestion(
+                "problems", labels=PROBLEMS, required=False, title="Problems with either question (tick all that apply)"
+            ),
             rg.TextQuestion("comment", required=False, title="Comment (optional)"),
         ],
         metadata=[
@@ -60,8 +64,9 @@ def review_settings(pack: AttributePack, min_submitted: int):
 
 def guidelines(pack: AttributePack) -> str:
     """Shown in Argilla beside every record. The long guide with screenshots: annotation/reviewer_guide.md."""
-    attrs = "\n".join(f"- **{a.name.replace('_', ' ').capitalize()}**: {a.definition.strip()}"
-                      for a in pack.attributes.values())
+    attrs = "\n".join(
+        f"- **{a.name.replace('_', ' ').capitalize()}**: {a.definition.strip()}" for a in pack.attributes.values()
+    )
     return f"""\
 # Reviewing follow-up questions
 
@@ -84,11 +89,15 @@ Do not copy any text from these records elsewhere: it is health information.
 
 def settings_schema(settings) -> dict:
     """What must match for records pushed now and before to mean the same thing."""
+
     def labels(q):
         return sorted(q.labels) if hasattr(q, "labels") and q.labels else None
-    return {"fields": sorted(f.name for f in settings.fields),
-            "questions": {q.name: [type(q).__name__, labels(q)] for q in settings.questions},
-            "metadata": sorted(m.name for m in settings.metadata)}
+
+    return {
+        "fields": sorted(f.name for f in settings.fields),
+        "questions": {q.name: [type(q).__name__, labels(q)] for q in settings.questions},
+        "metadata": sorted(m.name for m in settings.metadata),
+    }
 
 
 def schema_diff(ours: dict, theirs: dict) -> list[str]:
@@ -105,8 +114,9 @@ def sample_pairs(pairs: pl.DataFrame, n: int | None, stratify: list[str], seed: 
     unknown = [c for c in stratify if c not in pairs.columns]
     if unknown:
         raise ReviewError(f"--stratify {','.join(unknown)}: not a column of the pairs; use e.g. attribute,pair_type")
-    key = pl.col("pair_id").map_elements(lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest(),
-                                         return_dtype=pl.String)
+    key = pl.col("pair_id").map_elements(
+        lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest(), return_dtype=pl.String
+    )
     pairs = pairs.with_columns(_order=key).sort("_order")
     if n is None or n >= pairs.height:
         return pairs.drop("_order")
@@ -143,12 +153,21 @@ def to_record(row: dict, pack: AttributePack, suggest: bool = False):
     suggestions = [rg.Suggestion("better", side, agent="alfa pipeline")] if suggest else []
     return rg.Record(
         id=row["pair_id"],
-        fields={"context": render_context(row["prompt"]), "question_a": a, "question_b": b,
-                "attribute_definition": f"**{row['attribute'].replace('_', ' ').capitalize()}**: {definition}"},
-        metadata={"attribute": row["attribute"], "pair_type": row["pair_type"], "chosen_side": side,
-                  "split": row["split"], "rewriter": row["rewriter"],
-                  "chosen_similarity": float(row["chosen_similarity"]),
-                  "rejected_similarity": float(row["rejected_similarity"])},
+        fields={
+            "context": render_context(row["prompt"]),
+            "question_a": a,
+            "question_b": b,
+            "attribute_definition": f"**{row['attribute'].replace('_', ' ').capitalize()}**: {definition}",
+        },
+        metadata={
+            "attribute": row["attribute"],
+            "pair_type": row["pair_type"],
+            "chosen_side": side,
+            "split": row["split"],
+            "rewriter": row["rewriter"],
+            "chosen_similarity": float(row["chosen_similarity"]),
+            "rejected_similarity": float(row["rejected_similarity"]),
+        },
         suggestions=suggestions,
     )
 

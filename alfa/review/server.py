@@ -103,8 +103,11 @@ def owner_credentials(state_dir: Path) -> dict:
     path = Path(state_dir) / "owner.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        creds = {"username": OWNER_USERNAME, "password": secrets.token_urlsafe(12),
-                 "api_key": "alfa.owner." + secrets.token_urlsafe(24)}
+        creds = {
+            "username": OWNER_USERNAME,
+            "password": secrets.token_urlsafe(12),
+            "api_key": "alfa.owner." + secrets.token_urlsafe(24),
+        }
         path.touch(mode=0o600)
         path.chmod(0o600)  # also when the file was there before with other permissions
         path.write_text(json.dumps(creds, indent=2))
@@ -119,11 +122,16 @@ def _server_env(state_dir: Path, es_port: int, redis_port: int) -> dict:
     home.mkdir(parents=True, exist_ok=True)
     # Only what the server needs: never the user's whole environment (API keys, tokens) in its processes.
     passed = {k: os.environ[k] for k in SERVER_ENV_PASSED if k in os.environ}
-    return {**passed, "ARGILLA_HOME_PATH": str(home),
-            "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{home / 'argilla.db'}",
-            "ARGILLA_ELASTICSEARCH": f"http://127.0.0.1:{es_port}",
-            "ARGILLA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "ARGILLA_ENABLE_TELEMETRY": "0", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        **passed,
+        "ARGILLA_HOME_PATH": str(home),
+        "ARGILLA_DATABASE_URL": f"sqlite+aiosqlite:///{home / 'argilla.db'}",
+        "ARGILLA_ELASTICSEARCH": f"http://127.0.0.1:{es_port}",
+        "ARGILLA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "ARGILLA_ENABLE_TELEMETRY": "0",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def _wait(check, what: str, log: Path, timeout: float = 90) -> None:
@@ -155,45 +163,91 @@ def server_up(state_dir: Path = DEFAULT_STATE_DIR, port: int | None = None, venv
     if state is None:
         venv = install_server(venv)
         port = port or free_port()
-        state = ServerState(url=f"http://127.0.0.1:{port}", port=port, elasticsearch_port=free_port(),
-                            redis_port=free_port(), venv=str(venv), pids={})
+        state = ServerState(
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            elasticsearch_port=free_port(),
+            redis_port=free_port(),
+            venv=str(venv),
+            pids={},
+        )
     venv = Path(state.venv)
     env = _server_env(state_dir, state.elasticsearch_port, state.redis_port)
 
     if not _alive(state.pids.get("search", -1), PROCESS_MARKERS["search"]):
-        log = logs / "noida-db.log"
-        proc = subprocess.Popen(
-            [str(_noida_binary(venv)), "start", "--only", "elasticsearch,redis", "--host", "127.0.0.1",
-             "--data-dir", str((state_dir / "search").resolve()), "--elasticsearch-port", str(state.elasticsearch_port),
-             "--redis-port", str(state.redis_port)],
-            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        state.pids["search"] = proc.pid
-        state.save(state_dir)
-        _wait(lambda: requests.get(f"http://127.0.0.1:{state.elasticsearch_port}", timeout=2).ok,
-              "the Elasticsearch API (noida-db)", log, timeout=30)
-
+        _start_search(state, state_dir, venv, env, logs)
     if not _alive(state.pids.get("argilla", -1), PROCESS_MARKERS["argilla"]):
-        python = str(venv / "bin" / "python")
-        log = logs / "argilla-server.log"
-        # The `python -m argilla_server` CLI crashes with today's click: call its functions directly.
-        for step in (["-m", "argilla_server.cli.database.migrate"],
-                     ["-c", "import asyncio, os\n"
-                            "from argilla_server.cli.database.users.create_default import _create_default\n"
-                            "asyncio.run(_create_default(api_key=os.environ['ALFA_OWNER_API_KEY'], "
-                            "password=os.environ['ALFA_OWNER_PASSWORD'], quiet=True))"]):
-            # Secrets travel in the environment, never on a command line another user could read in `ps`.
-            result = subprocess.run([python, *step], env={**env, "ALFA_OWNER_API_KEY": creds["api_key"],
-                                                           "ALFA_OWNER_PASSWORD": creds["password"]},
-                                    capture_output=True, text=True)
-            if result.returncode:
-                raise RuntimeError(f"preparing Argilla's database failed:\n{result.stderr[-2000:]}")
-        proc = subprocess.Popen([python, "-m", "uvicorn", "argilla_server:app", "--host", "127.0.0.1",
-                                 "--port", str(state.port)], env=env, stdout=log.open("ab"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        state.pids["argilla"] = proc.pid
-        state.save(state_dir)
-        _wait(lambda: ready(state.url, creds["api_key"]), "the Argilla server", log)
+        _start_argilla(state, state_dir, venv, env, logs, creds)
     return state
+
+
+def _start_search(state: ServerState, state_dir: Path, venv: Path, env: dict, logs: Path) -> None:
+    """noida-db: the Elasticsearch-8 API and Redis the Argilla server needs, on their own free ports."""
+    log = logs / "noida-db.log"
+    proc = subprocess.Popen(
+        [
+            str(_noida_binary(venv)),
+            "start",
+            "--only",
+            "elasticsearch,redis",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str((state_dir / "search").resolve()),
+            "--elasticsearch-port",
+            str(state.elasticsearch_port),
+            "--redis-port",
+            str(state.redis_port),
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    state.pids["search"] = proc.pid
+    state.save(state_dir)
+    _wait(
+        lambda: requests.get(f"http://127.0.0.1:{state.elasticsearch_port}", timeout=2).ok,
+        "the Elasticsearch API (noida-db)",
+        log,
+        timeout=30,
+    )
+
+
+def _start_argilla(state: ServerState, state_dir: Path, venv: Path, env: dict, logs: Path, creds: dict) -> None:
+    """argilla-server under uvicorn, after migrating its database and creating the owner."""
+    python = str(venv / "bin" / "python")
+    log = logs / "argilla-server.log"
+    # The `python -m argilla_server` CLI crashes with today's click: call its functions directly.
+    for step in (
+        ["-m", "argilla_server.cli.database.migrate"],
+        [
+            "-c",
+            "import asyncio, os\n"
+            "from argilla_server.cli.database.users.create_default import _create_default\n"
+            "asyncio.run(_create_default(api_key=os.environ['ALFA_OWNER_API_KEY'], "
+            "password=os.environ['ALFA_OWNER_PASSWORD'], quiet=True))",
+        ],
+    ):
+        # Secrets travel in the environment, never on a command line another user could read in `ps`.
+        result = subprocess.run(
+            [python, *step],
+            env={**env, "ALFA_OWNER_API_KEY": creds["api_key"], "ALFA_OWNER_PASSWORD": creds["password"]},
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode:
+            raise RuntimeError(f"preparing Argilla's database failed:\n{result.stderr[-2000:]}")
+    proc = subprocess.Popen(
+        [python, "-m", "uvicorn", "argilla_server:app", "--host", "127.0.0.1", "--port", str(state.port)],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    state.pids["argilla"] = proc.pid
+    state.save(state_dir)
+    _wait(lambda: ready(state.url, creds["api_key"]), "the Argilla server", log)
 
 
 def server_down(state_dir: Path = DEFAULT_STATE_DIR, only: str | None = None) -> list[str]:
@@ -229,6 +283,10 @@ def server_status(state_dir: Path = DEFAULT_STATE_DIR) -> dict:
         answering = ready(state.url, creds["api_key"])
     except requests.RequestException:
         answering = False
-    return {"running": answering, "url": state.url, "processes": processes,
-            "elasticsearch": f"http://127.0.0.1:{state.elasticsearch_port}", "redis_port": state.redis_port}
-
+    return {
+        "running": answering,
+        "url": state.url,
+        "processes": processes,
+        "elasticsearch": f"http://127.0.0.1:{state.elasticsearch_port}",
+        "redis_port": state.redis_port,
+    }

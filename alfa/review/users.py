@@ -8,8 +8,12 @@ from pathlib import Path
 from alfa.review.connection import DEFAULT_WORKSPACE, Connection, ReviewError
 
 
-def add_users(conn: Connection, usernames: list[str], workspace: str = DEFAULT_WORKSPACE,
-              credentials_out: Path = Path("reviewers.csv")) -> list[dict]:
+def add_users(
+    conn: Connection,
+    usernames: list[str],
+    workspace: str = DEFAULT_WORKSPACE,
+    credentials_out: Path = Path("reviewers.csv"),
+) -> list[dict]:
     """Create annotator accounts (role annotator, not owner) and add them to the workspace. New accounts get a
     generated password written to `credentials_out` (readable by you only); existing accounts only join."""
     import argilla as rg
@@ -17,8 +21,11 @@ def add_users(conn: Connection, usernames: list[str], workspace: str = DEFAULT_W
     if conn.role == "annotator":
         raise ReviewError(f"user {conn.username!r} is an annotator; adding users needs an owner key")
     client = conn.client
-    ws = (client.workspaces(workspace) if workspace in {w.name for w in client.workspaces}
-          else rg.Workspace(name=workspace, client=client).create())
+    ws = (
+        client.workspaces(workspace)
+        if workspace in {w.name for w in client.workspaces}
+        else rg.Workspace(name=workspace, client=client).create()
+    )
     members = {u.username for u in ws.users}
     out = []
     for name in usernames:
@@ -29,8 +36,7 @@ def add_users(conn: Connection, usernames: list[str], workspace: str = DEFAULT_W
             user = rg.User(username=name, password=password, role="annotator", client=client).create()
         if name not in members:
             ws.add_user(user)
-        out.append({"username": name, "role": user.role.value,
-                    "workspace": workspace, "password": password})
+        out.append({"username": name, "role": user.role.value, "workspace": workspace, "password": password})
     new = [u for u in out if u["password"]]
     if new:
         credentials_out = Path(credentials_out)

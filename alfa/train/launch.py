@@ -18,15 +18,30 @@ def launcher(recipe, machine_rank: int = 0) -> list[str]:
     launch = recipe.launch
     # The accelerate installed beside this Python (the venv's), also when the venv is not activated.
     beside = Path(sys.executable).parent / "accelerate"
-    cmd = [str(beside) if beside.exists() else "accelerate", "launch",
-           "--num_processes", str(launch.num_processes * launch.num_machines),
-           "--num_machines", str(launch.num_machines), "--mixed_precision", launch.mixed_precision]
+    cmd = [
+        str(beside) if beside.exists() else "accelerate",
+        "launch",
+        "--num_processes",
+        str(launch.num_processes * launch.num_machines),
+        "--num_machines",
+        str(launch.num_machines),
+        "--mixed_precision",
+        launch.mixed_precision,
+    ]
     if launch.num_machines > 1:
         if not launch.main_process_ip:
-            raise ValueError(f"launch.num_machines is {launch.num_machines}: set launch.main_process_ip to the "
-                             "address of machine 0 (every node must reach it on launch.main_process_port)")
-        cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", launch.main_process_ip,
-                "--main_process_port", str(launch.main_process_port)]
+            raise ValueError(
+                f"launch.num_machines is {launch.num_machines}: set launch.main_process_ip to the "
+                "address of machine 0 (every node must reach it on launch.main_process_port)"
+            )
+        cmd += [
+            "--machine_rank",
+            str(machine_rank),
+            "--main_process_ip",
+            launch.main_process_ip,
+            "--main_process_port",
+            str(launch.main_process_port),
+        ]
     if launch.deepspeed:
         cmd += ["--use_deepspeed", "--deepspeed_config_file", launch.deepspeed]
     elif launch.num_processes * launch.num_machines > 1:
@@ -47,6 +62,8 @@ def launch_lines(recipe_path: Path, recipe, overrides: list[str] | tuple = ()) -
     """What `--dry-run` prints: the one command, or one per node."""
     if recipe.launch.num_machines == 1:
         return ["launch: " + shlex.join(launch_command(recipe_path, recipe, 0, overrides))]
-    return [f"launch on machine {rank} of {recipe.launch.num_machines}: "
-            + shlex.join(launch_command(recipe_path, recipe, rank, overrides))
-            for rank in range(recipe.launch.num_machines)]
+    return [
+        f"launch on machine {rank} of {recipe.launch.num_machines}: "
+        + shlex.join(launch_command(recipe_path, recipe, rank, overrides))
+        for rank in range(recipe.launch.num_machines)
+    ]

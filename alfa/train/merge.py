@@ -121,8 +121,10 @@ def check_compatible(model_dirs: list[Path]) -> None:
 def _adapter_config(d: Path, method: str) -> dict:
     f = d / "adapter_config.json"
     if not f.exists():
-        raise ValueError(f"{d}: no adapter_config.json, but method {method} merges peft LoRA adapters (trained with "
-                         f"launch.lora); to merge full models use one of {', '.join(MERGEKIT_METHODS)}")
+        raise ValueError(
+            f"{d}: no adapter_config.json, but method {method} merges peft LoRA adapters (trained with "
+            f"launch.lora); to merge full models use one of {', '.join(MERGEKIT_METHODS)}"
+        )
     return json.loads(f.read_text())
 
 
@@ -140,9 +142,11 @@ def check_lora_compatible(adapter_dirs: list[Path], method: str) -> str:
         if c.get("peft_type") != "LORA":
             raise ValueError(f"{d}: a {c.get('peft_type')} adapter; {method} merges LoRA adapters only")
         if c.get("modules_to_save"):
-            raise ValueError(f"{d}: the adapter keeps full copies of {c['modules_to_save']} (modules_to_save, e.g. a "
-                             "reward model's head), which peft's add_weighted_adapter cannot merge; merge_and_unload "
-                             "each adapter and merge the full models with method: linear instead")
+            raise ValueError(
+                f"{d}: the adapter keeps full copies of {c['modules_to_save']} (modules_to_save, e.g. a "
+                "reward model's head), which peft's add_weighted_adapter cannot merge; merge_and_unload "
+                "each adapter and merge the full models with method: linear instead"
+            )
         if c.get("task_type") != "CAUSAL_LM":
             raise ValueError(f"{d}: task_type {c.get('task_type')}; LoRA merging here is for CAUSAL_LM policies")
     ref, ref_cfg = adapter_dirs[0], configs[0]
@@ -153,19 +157,24 @@ def check_lora_compatible(adapter_dirs: list[Path], method: str) -> str:
 
     for d, c in zip(adapter_dirs[1:], configs[1:]):
         if not _same_path(c.get("base_model_name_or_path"), ref_cfg.get("base_model_name_or_path")):
-            raise ValueError(f"{ref} and {d} were trained on different base models: "
-                             f"{ref_cfg.get('base_model_name_or_path')} vs {c.get('base_model_name_or_path')}")
+            raise ValueError(
+                f"{ref} and {d} were trained on different base models: "
+                f"{ref_cfg.get('base_model_name_or_path')} vs {c.get('base_model_name_or_path')}"
+            )
         if targets(c) != targets(ref_cfg):
             raise ValueError(f"{ref} and {d} adapt different modules: {targets(ref_cfg)} vs {targets(c)}")
         ranks = (ref_cfg.get("r"), c.get("r"))
         if method in LORA_SAME_RANK and (ranks[0] != ranks[1] or c.get("rank_pattern") or ref_cfg.get("rank_pattern")):
-            raise ValueError(f"{ref} and {d} have LoRA ranks {ranks[0]} and {ranks[1]} (or a rank_pattern): {method} "
-                             "needs one rank for all; use lora_cat or lora_svd, which take different ranks")
+            raise ValueError(
+                f"{ref} and {d} have LoRA ranks {ranks[0]} and {ranks[1]} (or a rank_pattern): {method} "
+                "needs one rank for all; use lora_cat or lora_svd, which take different ranks"
+            )
     return ref_cfg["base_model_name_or_path"]
 
 
-def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[float] | None, base: str,
-                        out: Path) -> dict:
+def merge_lora_adapters(
+    recipe: MergeRecipe, adapters: list[str], weights: list[float] | None, base: str, out: Path
+) -> dict:
     """peft's add_weighted_adapter over the adapters, saved as one adapter folder. Returns what was done."""
     import torch
     from peft import PeftModel, get_peft_model_state_dict
@@ -174,8 +183,9 @@ def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[
 
     weights = weights or [1.0 / len(adapters)] * len(adapters)
     names = [f"adapter{i}" for i in range(len(adapters))]
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapters[0],
-                                      adapter_name=names[0])
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapters[0], adapter_name=names[0]
+    )
     for name, adapter in zip(names[1:], adapters[1:]):
         model.load_adapter(adapter, adapter_name=name)
     combination = recipe.method.removeprefix("lora_")
@@ -191,8 +201,16 @@ def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[
     save_file(state, out / "adapter_model.safetensors")
     if (Path(adapters[0]) / "tokenizer_config.json").exists():
         AutoTokenizer.from_pretrained(adapters[0]).save_pretrained(out)
-    return {"peft_add_weighted_adapter": {"combination_type": combination, "adapters": adapters, "weights": weights,
-                                          "base_model": base, "merged_rank": config.r, **density}}
+    return {
+        "peft_add_weighted_adapter": {
+            "combination_type": combination,
+            "adapters": adapters,
+            "weights": weights,
+            "base_model": base,
+            "merged_rank": config.r,
+            **density,
+        }
+    }
 
 
 def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float] | None) -> dict:
@@ -226,10 +244,10 @@ def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
     jobs = [(Path(recipe.output_dir), recipe.models, recipe.weights)]
     if recipe.leave_one_out:
         for i, m in enumerate(recipe.models):
-            rest = recipe.models[:i] + recipe.models[i + 1:]
+            rest = recipe.models[:i] + recipe.models[i + 1 :]
             w = None
             if recipe.weights:
-                kept = recipe.weights[:i] + recipe.weights[i + 1:]
+                kept = recipe.weights[:i] + recipe.weights[i + 1 :]
                 w = [x / sum(kept) for x in kept]
             jobs.append((Path(recipe.output_dir) / f"without-{Path(m).name}", rest, w))
     outputs = []

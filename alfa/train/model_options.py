@@ -47,8 +47,10 @@ def loading_kwargs(model: ModelConfig) -> dict:
     """Keyword arguments for `from_pretrained` of the policy / reward model."""
     import torch
 
-    kwargs = {"dtype": model.dtype if model.dtype == "auto" else getattr(torch, model.dtype),
-              "trust_remote_code": model.trust_remote_code}
+    kwargs = {
+        "dtype": model.dtype if model.dtype == "auto" else getattr(torch, model.dtype),
+        "trust_remote_code": model.trust_remote_code,
+    }
     if model.attn_implementation:
         kwargs["attn_implementation"] = model.attn_implementation
     if model.quantization:
@@ -56,9 +58,15 @@ def loading_kwargs(model: ModelConfig) -> dict:
 
         compute = torch.bfloat16 if model.dtype in ("auto", "bfloat16") else getattr(torch, model.dtype)
         kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
-                               bnb_4bit_use_double_quant=True)
-            if model.quantization == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+            BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=compute,
+                bnb_4bit_use_double_quant=True,
+            )
+            if model.quantization == "4bit"
+            else BitsAndBytesConfig(load_in_8bit=True)
+        )
     return kwargs
 
 
@@ -66,8 +74,9 @@ def load_tokenizer(model: ModelConfig):
     """The tokenizer, with the recipe's chat template in place of its own when the recipe gives one."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model.tokenizer or model.name_or_path,
-                                              trust_remote_code=model.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model.tokenizer or model.name_or_path, trust_remote_code=model.trust_remote_code
+    )
     if model.chat_template:
         tokenizer.chat_template = Path(model.chat_template).read_text()
     if tokenizer.pad_token is None:
@@ -82,43 +91,88 @@ def option_checks(model: ModelConfig, has_lora: bool) -> list[tuple[str, bool, s
     gpu = torch.cuda.is_available()
     out = []
     if model.dtype == "bfloat16" and gpu and not torch.cuda.is_bf16_supported():
-        out.append(("model.dtype", False, f"bfloat16 on {torch.cuda.get_device_name(0)}, which has no bf16: "
-                    "use float16 (and trl.fp16: true) or float32"))
+        out.append(
+            (
+                "model.dtype",
+                False,
+                f"bfloat16 on {torch.cuda.get_device_name(0)}, which has no bf16: "
+                "use float16 (and trl.fp16: true) or float32",
+            )
+        )
     elif model.dtype == "float16" and not gpu:
         out.append(("model.dtype", False, "float16 training needs a GPU; on the CPU use float32 (or bfloat16)"))
     else:
         out.append(("model.dtype", True, f"{model.dtype} on {'the GPU' if gpu else 'the CPU'}"))
     if model.attn_implementation == "flash_attention_2":
         if importlib.util.find_spec("flash_attn") is None:
-            out.append(("model.attn_implementation", False, "flash_attention_2: flash-attn is not installed "
-                        "(`pip install flash-attn --no-build-isolation` on a CUDA machine), or use sdpa"))
+            out.append(
+                (
+                    "model.attn_implementation",
+                    False,
+                    "flash_attention_2: flash-attn is not installed "
+                    "(`pip install flash-attn --no-build-isolation` on a CUDA machine), or use sdpa",
+                )
+            )
         elif not gpu or model.dtype not in ("bfloat16", "float16"):
-            out.append(("model.attn_implementation", False, "flash_attention_2 needs a GPU and model.dtype "
-                        "bfloat16 or float16"))
+            out.append(
+                (
+                    "model.attn_implementation",
+                    False,
+                    "flash_attention_2 needs a GPU and model.dtype bfloat16 or float16",
+                )
+            )
         else:
             out.append(("model.attn_implementation", True, "flash_attention_2"))
     elif model.attn_implementation:
         out.append(("model.attn_implementation", True, model.attn_implementation))
     if model.quantization:
-        problems = [why for bad, why in (
-            (importlib.util.find_spec("bitsandbytes") is None, "bitsandbytes is not installed (pip install bitsandbytes)"),
-            (not gpu, "bitsandbytes quantization needs a CUDA GPU"),
-            (not has_lora, "a quantized model trains only through adapters: add a launch.lora block (QLoRA)"),
-        ) if bad]
-        out.append(("model.quantization", not problems,
-                    f"{model.quantization}: " + ("; ".join(problems) if problems else "QLoRA through bitsandbytes")))
+        out.append(_quantization_check(model, gpu, has_lora))
     if model.chat_template:
-        path = Path(model.chat_template)
-        ok = path.is_file()
-        if ok:
-            import jinja2
-
-            try:
-                jinja2.Environment().parse(path.read_text())
-            except jinja2.TemplateSyntaxError as e:
-                ok, why = False, f"{path}:{e.lineno}: not a Jinja template: {e.message}"
-        out.append(("model.chat_template", ok, (f"{path} replaces the tokenizer's chat template" if ok
-                                                else why if path.is_file() else f"{path}: no such file")))
+        out.append(_template_check(Path(model.chat_template)))
     if model.trust_remote_code:
         out.append(("model.trust_remote_code", True, f"runs the Python code shipped in {model.name_or_path}"))
     return out
+
+
+def _quantization_check(model: ModelConfig, gpu: bool, has_lora: bool) -> tuple[str, bool, str]:
+    """bitsandbytes installed, a CUDA GPU, and a LoRA block: QLoRA needs all three."""
+    problems = [
+        why
+        for bad, why in (
+            (
+                importlib.util.find_spec("bitsandbytes") is None,
+                "bitsandbytes is not installed (pip install bitsandbytes)",
+            ),
+            (not gpu, "bitsandbytes quantization needs a CUDA GPU"),
+            (not has_lora, "a quantized model trains only through adapters: add a launch.lora block (QLoRA)"),
+        )
+        if bad
+    ]
+    return (
+        "model.quantization",
+        not problems,
+        f"{model.quantization}: " + ("; ".join(problems) if problems else "QLoRA through bitsandbytes"),
+    )
+
+
+def _template_check(path: Path) -> tuple[str, bool, str]:
+    """The file exists and parses as Jinja."""
+    ok = path.is_file()
+    if ok:
+        import jinja2
+
+        try:
+            jinja2.Environment().parse(path.read_text())
+        except jinja2.TemplateSyntaxError as e:
+            ok, why = False, f"{path}:{e.lineno}: not a Jinja template: {e.message}"
+    return (
+        "model.chat_template",
+        ok,
+        (
+            f"{path} replaces the tokenizer's chat template"
+            if ok
+            else why
+            if path.is_file()
+            else f"{path}: no such file"
+        ),
+    )

@@ -31,22 +31,27 @@ class RefLogpStore:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS ref_logps_v2 (model TEXT, input TEXT, chosen REAL, rejected REAL, "
-                        "PRIMARY KEY (model, input))")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS ref_logps_v2 (model TEXT, input TEXT, chosen REAL, rejected REAL, "
+            "PRIMARY KEY (model, input))"
+        )
 
     def get(self, model_digest: str, keys: list[str]) -> dict[str, tuple[float, float]]:
         out = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            q = (f"SELECT input, chosen, rejected FROM ref_logps_v2 WHERE model = ? AND input IN "
-                 f"({','.join('?' * len(chunk))})")
+            q = (
+                f"SELECT input, chosen, rejected FROM ref_logps_v2 WHERE model = ? AND input IN "
+                f"({','.join('?' * len(chunk))})"
+            )
             out.update({k: (c, r) for k, c, r in self.db.execute(q, [model_digest, *chunk])})
         return out
 
     def put(self, model_digest: str, rows: list[tuple[str, float, float]]) -> None:
         self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO ref_logps_v2 VALUES (?, ?, ?, ?)",
-                            [(model_digest, *r) for r in rows])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO ref_logps_v2 VALUES (?, ?, ?, ?)", [(model_digest, *r) for r in rows]
+        )
         self.db.execute("COMMIT")
 
     def close(self):
@@ -55,15 +60,23 @@ class RefLogpStore:
 
 def tokenizer_digest(tokenizer) -> str:
     """The tokenizer's identity: its vocabulary, special tokens and chat template."""
-    payload = json.dumps([sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens,
-                          tokenizer.chat_template], default=str)
+    payload = json.dumps(
+        [sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens, tokenizer.chat_template], default=str
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def input_key(example: dict, max_length: int | None, truncation_mode: str, tokenizer_id: str) -> str:
     """Key of one tokenized pair as TRL's DPO collator scores it."""
-    payload = json.dumps([example["prompt_ids"] + example["chosen_ids"], example["prompt_ids"] + example["rejected_ids"],
-                          max_length, truncation_mode, tokenizer_id])
+    payload = json.dumps(
+        [
+            example["prompt_ids"] + example["chosen_ids"],
+            example["prompt_ids"] + example["rejected_ids"],
+            max_length,
+            truncation_mode,
+            tokenizer_id,
+        ]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -81,10 +94,12 @@ def check_trl_hook(trainer_class) -> None:
     method = inspect.getattr_static(trainer_class, name, None)
     found = list(inspect.signature(method).parameters) if method is not None else None
     if found != params:
-        raise RuntimeError(f"the installed TRL {trl.__version__} has {'no ' if found is None else ''}"
-                           f"DPOTrainer.{name}{'' if found is None else '(' + ', '.join(found) + ')'}; alfa's "
-                           f"reference store hooks {name}({', '.join(params)}), as in TRL 1.16: install the TRL "
-                           "range pyproject.toml pins (`pip install -e '.[train]'`), or train without --ref-store")
+        raise RuntimeError(
+            f"the installed TRL {trl.__version__} has {'no ' if found is None else ''}"
+            f"DPOTrainer.{name}{'' if found is None else '(' + ', '.join(found) + ')'}; alfa's "
+            f"reference store hooks {name}({', '.join(params)}), as in TRL 1.16: install the TRL "
+            "range pyproject.toml pins (`pip install -e '.[train]'`), or train without --ref-store"
+        )
 
 
 def stored_ref_dpo_trainer():
@@ -96,8 +111,7 @@ def stored_ref_dpo_trainer():
         """TRL's DPOTrainer whose reference log-prob precompute reads the shared store first and computes,
         with TRL's own code, only the pairs the store does not hold yet (then stores them)."""
 
-        def __init__(self, *args, ref_store: RefLogpStore | None = None, ref_model_digest: str | None = None,
-                     **kwargs):
+        def __init__(self, *args, ref_store: RefLogpStore | None = None, ref_model_digest: str | None = None, **kwargs):
             self.ref_store, self.ref_model_digest = ref_store, ref_model_digest
             self.ref_counts = {"cached": 0, "computed": 0, "used": 0}
             super().__init__(*args, **kwargs)  # TRL tokenizes, then calls _precompute_ref_logps
@@ -106,14 +120,17 @@ def stored_ref_dpo_trainer():
             if self.ref_store is None:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             tokenizer_id = tokenizer_digest(self.processing_class)
-            keys = [input_key(ex, self.args.max_length, self.args.truncation_mode, tokenizer_id)
-                    for ex in dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])]
+            keys = [
+                input_key(ex, self.args.max_length, self.args.truncation_mode, tokenizer_id)
+                for ex in dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+            ]
             have = self.ref_store.get(self.ref_model_digest, keys)
             missing = [i for i, k in enumerate(keys) if k not in have]
             if missing:
                 computed = super()._precompute_ref_logps(dataset.select(missing), name, batch_size)
-                rows = list(zip([keys[i] for i in missing], computed["ref_chosen_logps"],
-                                computed["ref_rejected_logps"]))
+                rows = list(
+                    zip([keys[i] for i in missing], computed["ref_chosen_logps"], computed["ref_rejected_logps"])
+                )
                 if self.accelerator.is_main_process:
                     self.ref_store.put(self.ref_model_digest, rows)
                 have.update({k: (c, r) for k, c, r in rows})
@@ -121,7 +138,8 @@ def stored_ref_dpo_trainer():
             self.ref_counts["computed"] += len(missing)
             self.ref_counts["used"] += len(keys)
             return dataset.add_column("ref_chosen_logps", [have[k][0] for k in keys]).add_column(
-                "ref_rejected_logps", [have[k][1] for k in keys])
+                "ref_rejected_logps", [have[k][1] for k in keys]
+            )
 
     return StoredRefDPOTrainer
 
@@ -138,10 +156,17 @@ def all_pairs(recipe: Recipe):
 def fill_store(store: RefLogpStore, model_digest: str, model, tokenizer, config, recipe: Recipe) -> dict:
     """Make sure the store holds every pair of the pairs dir (so later per-attribute and mixed runs from the same
     model only read): one pass of TRL's own precompute over the pairs it does not hold yet."""
-    probe_args = dataclasses.replace(config, precompute_ref_log_probs=True, report_to=[],
-                                     output_dir=str(Path(config.output_dir) / "ref-precompute"))
-    probe = stored_ref_dpo_trainer()(model=model, args=probe_args, train_dataset=all_pairs(recipe),
-                                     processing_class=tokenizer, ref_store=store, ref_model_digest=model_digest)
+    probe_args = dataclasses.replace(
+        config, precompute_ref_log_probs=True, report_to=[], output_dir=str(Path(config.output_dir) / "ref-precompute")
+    )
+    probe = stored_ref_dpo_trainer()(
+        model=model,
+        args=probe_args,
+        train_dataset=all_pairs(recipe),
+        processing_class=tokenizer,
+        ref_store=store,
+        ref_model_digest=model_digest,
+    )
     counts = dict(probe.ref_counts)
     del probe
     return {"cached": counts["cached"], "computed": counts["computed"]}

@@ -43,10 +43,12 @@ def load_split(recipe: Recipe, split: str):
     if recipe.stage == "sft":
         # SFT on the original questions in context: one row per question, completion = the original.
         originals = df.filter(pl.col("pair_type") == "original_vs_corrupted").unique("qid", keep="first")
-        return datasets.Dataset.from_dict({
-            "prompt": originals["prompt"].to_list(),
-            "completion": originals["chosen"].to_list(),
-        })
+        return datasets.Dataset.from_dict(
+            {
+                "prompt": originals["prompt"].to_list(),
+                "completion": originals["chosen"].to_list(),
+            }
+        )
     return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
 
 
@@ -55,10 +57,13 @@ def text_pair_ids(ds, tokenizer, max_length: int):
     apply_chat_template on them and fail); the same rendering alfa.eval.reward_scorecard scores them with."""
     import datasets
 
-    ids = {side: [reward_input_ids(tokenizer, p, c, max_length) for p, c in zip(ds["prompt"], ds[side])]
-           for side in ("chosen", "rejected")}
-    return datasets.Dataset.from_dict({"pair_id": ds["pair_id"], "chosen_ids": ids["chosen"],
-                                       "rejected_ids": ids["rejected"]})
+    ids = {
+        side: [reward_input_ids(tokenizer, p, c, max_length) for p, c in zip(ds["prompt"], ds[side])]
+        for side in ("chosen", "rejected")
+    }
+    return datasets.Dataset.from_dict(
+        {"pair_id": ds["pair_id"], "chosen_ids": ids["chosen"], "rejected_ids": ids["rejected"]}
+    )
 
 
 def _peft_config(recipe: Recipe):
@@ -67,20 +72,27 @@ def _peft_config(recipe: Recipe):
     from peft import LoraConfig
 
     lora = recipe.launch.lora
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
-                      task_type="SEQ_CLS" if recipe.stage == "reward" else "CAUSAL_LM")
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="SEQ_CLS" if recipe.stage == "reward" else "CAUSAL_LM",
+    )
 
 
-def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = False,
-               overwrite: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def run_recipe(
+    recipe_path: Path,
+    ref_store: Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> dict:
     """Train what the recipe says, in this process. Returns a summary (also written as alfa_train.json)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
     recipe = load_recipe(recipe_path, overrides)
     config = trl_config_class(recipe.stage)(**recipe.trl)
     keep_secrets_off_disk(config)
     tokenizer = load_tokenizer(recipe.model)
-    load = loading_kwargs(recipe.model)
     train = load_split(recipe, recipe.data.train_split)
     evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
     if evals is not None and len(evals) == 0:
@@ -88,13 +100,46 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
     if evals is None and config.eval_strategy != "no":  # the Trainer would fail only after the model loads
         raise ValueError(empty_eval_message(recipe))
     # Before any model loads: another recipe's checkpoint stops the run here. RANK: set by the launcher.
-    checkpoint = checkpoint_to_resume(recipe, recipe_path, config.output_dir, resume, overwrite,
-                                      main_process=os.environ.get("RANK", "0") == "0")
-    summary = {"recipe": str(recipe_path), "overrides": list(overrides), "stage": recipe.stage,
-               "output_dir": config.output_dir,
-               "train_rows": len(train),
-               "eval_rows": len(evals) if evals is not None else 0}
+    checkpoint = checkpoint_to_resume(
+        recipe, recipe_path, config.output_dir, resume, overwrite, main_process=os.environ.get("RANK", "0") == "0"
+    )
+    summary = {
+        "recipe": str(recipe_path),
+        "overrides": list(overrides),
+        "stage": recipe.stage,
+        "output_dir": config.output_dir,
+        "train_rows": len(train),
+        "eval_rows": len(evals) if evals is not None else 0,
+    }
 
+    trainer = build_trainer(recipe, config, tokenizer, train, evals, ref_store, summary)
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    summary["deepspeed"] = {
+        "enabled": bool(trainer.is_deepspeed_enabled),
+        "zero_stage": plugin.zero_stage if plugin is not None else None,
+    }
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(config.output_dir)  # collective under ZeRO-3 (gathers the shards); writes on rank 0 only
+    summary.update(
+        {
+            "global_steps": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            **run_figures(trainer.state.log_history, result.metrics),
+            "log_history": trainer.state.log_history,
+            "processes": trainer.accelerator.num_processes,
+        }
+    )
+    if trainer.accelerator.is_main_process:  # one writer; the other ranks wait below
+        write_outputs(recipe, recipe_path, config.output_dir, tokenizer, summary, trainer.accelerator.process_index)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Path | None, summary: dict):
+    """The TRL trainer for the recipe's stage, with the model loaded as its `model:` block says."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    load = loading_kwargs(recipe.model)
     if recipe.stage == "reward":
         from trl import RewardTrainer
 
@@ -104,9 +149,14 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
             max_length = encoder_max_length(tokenizer, model.config, config.max_length)
             train, evals = (text_pair_ids(d, tokenizer, max_length) if d is not None else None for d in (train, evals))
             summary["input"] = f"text pairs (context, question), context truncated to {max_length} tokens"
-        trainer = RewardTrainer(model=model, args=config, train_dataset=train.remove_columns("pair_id"),
-                                eval_dataset=evals.remove_columns("pair_id") if evals is not None else None,
-                                processing_class=tokenizer, peft_config=_peft_config(recipe))
+        trainer = RewardTrainer(
+            model=model,
+            args=config,
+            train_dataset=train.remove_columns("pair_id"),
+            eval_dataset=evals.remove_columns("pair_id") if evals is not None else None,
+            processing_class=tokenizer,
+            peft_config=_peft_config(recipe),
+        )
     elif recipe.stage == "dpo":
         model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load)
         splits = {"train": train, **({"eval": evals} if evals is not None else {})}
@@ -117,10 +167,16 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
             config.precompute_ref_log_probs = True
             store, digest = RefLogpStore(ref_store), reference_digest(recipe.model.name_or_path)
             filled = fill_store(store, digest, model, tokenizer, config, recipe)
-        trainer = stored_ref_dpo_trainer()(model=model, args=config, train_dataset=splits["train"].remove_columns("pair_id"),
-                                       eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,
-                                       processing_class=tokenizer, peft_config=_peft_config(recipe),
-                                       ref_store=store, ref_model_digest=digest)
+        trainer = stored_ref_dpo_trainer()(
+            model=model,
+            args=config,
+            train_dataset=splits["train"].remove_columns("pair_id"),
+            eval_dataset=splits["eval"].remove_columns("pair_id") if "eval" in splits else None,
+            processing_class=tokenizer,
+            peft_config=_peft_config(recipe),
+            ref_store=store,
+            ref_model_digest=digest,
+        )
         if store is not None:
             summary["ref_logps"] = {**filled, "used": trainer.ref_counts["used"]}
             store.close()
@@ -128,25 +184,23 @@ def run_recipe(recipe_path: Path, ref_store: Path | None = None, resume: bool = 
         from trl import SFTTrainer
 
         model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load)
-        trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=evals,
-                             processing_class=tokenizer, peft_config=_peft_config(recipe))
+        trainer = SFTTrainer(
+            model=model,
+            args=config,
+            train_dataset=train,
+            eval_dataset=evals,
+            processing_class=tokenizer,
+            peft_config=_peft_config(recipe),
+        )
+    return trainer
 
-    plugin = trainer.accelerator.state.deepspeed_plugin
-    summary["deepspeed"] = {"enabled": bool(trainer.is_deepspeed_enabled),
-                            "zero_stage": plugin.zero_stage if plugin is not None else None}
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(config.output_dir)  # collective under ZeRO-3 (gathers the shards); writes on rank 0 only
-    summary.update({"global_steps": trainer.state.global_step, "train_loss": result.training_loss,
-                    **run_figures(trainer.state.log_history, result.metrics),
-                    "log_history": trainer.state.log_history, "processes": trainer.accelerator.num_processes})
-    if trainer.accelerator.is_main_process:  # one writer; the other ranks wait below
-        tokenizer.save_pretrained(config.output_dir)
-        _write_model_card(recipe, recipe_path, config.output_dir, summary)
-        Path(config.output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
-        log.info("process %d wrote the tokenizer, README.md and alfa_train.json to %s",
-                 trainer.accelerator.process_index, config.output_dir)
-    trainer.accelerator.wait_for_everyone()
-    return summary
+
+def write_outputs(recipe: Recipe, recipe_path: Path, output_dir: str, tokenizer, summary: dict, process: int) -> None:
+    """The tokenizer, the model card and alfa_train.json: written by the main process only."""
+    tokenizer.save_pretrained(output_dir)
+    _write_model_card(recipe, recipe_path, output_dir, summary)
+    Path(output_dir, "alfa_train.json").write_text(json.dumps(summary, indent=2, default=str))
+    log.info("process %d wrote the tokenizer, README.md and alfa_train.json to %s", process, output_dir)
 
 
 def run_figures(log_history: list[dict], metrics: dict) -> dict:
@@ -163,11 +217,15 @@ def run_figures(log_history: list[dict], metrics: dict) -> dict:
     losses = [h["loss"] for h in log_history if "loss" in h]
     tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h]
     runtime = metrics.get("train_runtime")
-    out = {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-           "train_runtime_s": runtime, "num_tokens": tokens[-1] if tokens else None,
-           "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None,
-           # this process's peak resident memory (Linux reports KiB): the figure on a CPU-only machine
-           "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    out = {
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "train_runtime_s": runtime,
+        "num_tokens": tokens[-1] if tokens else None,
+        "tokens_per_second": tokens[-1] / runtime if tokens and runtime else None,
+        # this process's peak resident memory (Linux reports KiB): the figure on a CPU-only machine
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
     if torch.cuda.is_available():  # this process's peak: PyTorch's allocator, and what it held from the driver
         out["peak_gpu_allocated_gib"] = torch.cuda.max_memory_allocated() / 2**30
         out["peak_gpu_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
@@ -187,8 +245,9 @@ def recipe_hash(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def checkpoint_to_resume(recipe: Recipe, recipe_path: Path, output_dir: str, resume: bool, overwrite: bool,
-                         main_process: bool = True) -> str | None:
+def checkpoint_to_resume(
+    recipe: Recipe, recipe_path: Path, output_dir: str, resume: bool, overwrite: bool, main_process: bool = True
+) -> str | None:
     """The newest checkpoint in output_dir, only if the same recipe made it (`alfa_recipe.json` beside the
     checkpoints records whose they are). Another recipe's checkpoint stops the run, naming --resume (continue
     anyway) and --overwrite (delete the checkpoints and start over)."""
@@ -205,10 +264,12 @@ def checkpoint_to_resume(recipe: Recipe, recipe_path: Path, output_dir: str, res
     if last and not resume:
         made_by = json.loads(stamp.read_text())["recipe_hash"] if stamp.exists() else None
         if made_by != wanted:
-            raise ValueError(f"{output_dir} holds {Path(last).name} from "
-                             f"{'another recipe' if made_by else 'a run that recorded no recipe'} (recipe hash "
-                             f"{made_by} there, {wanted} now): `alfa train {recipe_path} --overwrite` deletes its "
-                             "checkpoints and starts over, `--resume` continues from it anyway")
+            raise ValueError(
+                f"{output_dir} holds {Path(last).name} from "
+                f"{'another recipe' if made_by else 'a run that recorded no recipe'} (recipe hash "
+                f"{made_by} there, {wanted} now): `alfa train {recipe_path} --overwrite` deletes its "
+                "checkpoints and starts over, `--resume` continues from it anyway"
+            )
     if main_process:
         out.mkdir(parents=True, exist_ok=True)
         stamp.write_text(json.dumps({"recipe_hash": wanted, "recipe": str(recipe_path)}, indent=2))
@@ -217,27 +278,47 @@ def checkpoint_to_resume(recipe: Recipe, recipe_path: Path, output_dir: str, res
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
     """OUTPUT_DIR/README.md from data_cards/templates/model_card.md.j2."""
-    text = render("model_card.md.j2", recipe=recipe, recipe_path=recipe_path, model_name=Path(output_dir).name,
-                  data_card=Path(recipe.data.pairs_dir) / "README.md", summary=summary,
-                  recipe_text=redact_secrets(Path(recipe_path).read_text()),
-                  overrides=[redact_secrets(o.replace("=", ": ", 1)).replace(": ", "=", 1) for o in summary["overrides"]])
+    text = render(
+        "model_card.md.j2",
+        recipe=recipe,
+        recipe_path=recipe_path,
+        model_name=Path(output_dir).name,
+        data_card=Path(recipe.data.pairs_dir) / "README.md",
+        summary=summary,
+        recipe_text=redact_secrets(Path(recipe_path).read_text()),
+        overrides=[redact_secrets(o.replace("=", ": ", 1)).replace(": ", "=", 1) for o in summary["overrides"]],
+    )
     Path(output_dir, "README.md").write_text(text)
 
 
-def train_command(recipe_path: Path, ref_store: Path | None = None, machine_rank: int = 0, resume: bool = False,
-                  overwrite: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> int:
+def train_command(
+    recipe_path: Path,
+    ref_store: Path | None = None,
+    machine_rank: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> int:
     """`alfa train RECIPE`: in this process for one process without DeepSpeed, else under accelerate."""
     recipe = load_recipe(recipe_path, overrides)
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
         cmd = launch_command(recipe_path, recipe, machine_rank, overrides)
-        cmd += (["--ref-store", str(ref_store)] if ref_store is not None else []) + \
-            (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
+        cmd += (
+            (["--ref-store", str(ref_store)] if ref_store is not None else [])
+            + (["--resume"] if resume else [])
+            + (["--overwrite"] if overwrite else [])
+        )
         log.info("launching: %s", " ".join(cmd))
         return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
     summary = run_recipe(recipe_path, ref_store, resume=resume, overwrite=overwrite, overrides=overrides)
-    loss = (f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}" if summary["first_loss"] is not None
-            else f"mean loss {summary['train_loss']:.4f} (no step logged: logging_steps > steps)")
-    print(f"trained {summary['stage']}: {summary['global_steps']} steps, {loss}; model in {summary['output_dir']}",
-          file=sys.stderr)
+    loss = (
+        f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}"
+        if summary["first_loss"] is not None
+        else f"mean loss {summary['train_loss']:.4f} (no step logged: logging_steps > steps)"
+    )
+    print(
+        f"trained {summary['stage']}: {summary['global_steps']} steps, {loss}; model in {summary['output_dir']}",
+        file=sys.stderr,
+    )
     return 0

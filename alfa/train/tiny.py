@@ -27,8 +27,14 @@ def sample_texts() -> list[str]:
     return texts
 
 
-def build_tiny_llama(out: Path, texts: list[str] | None = None, hidden_size: int = 64, num_layers: int = 2,
-                     vocab_size: int = 600, seed: int = 0) -> Path:
+def build_tiny_llama(
+    out: Path,
+    texts: list[str] | None = None,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    vocab_size: int = 600,
+    seed: int = 0,
+) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -38,17 +44,30 @@ def build_tiny_llama(out: Path, texts: list[str] | None = None, hidden_size: int
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
-    tok.train_from_iterator((texts or sample_texts()) * 3, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|im_start|>",
-                                   eos_token="<|im_end|>")
+    tok.train_from_iterator(
+        (texts or sample_texts()) * 3,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|im_start|>", eos_token="<|im_end|>"
+    )
     fast.chat_template = CHATML
     fast.save_pretrained(out)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=2048, pad_token_id=fast.pad_token_id,
-                         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=2048,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     return out
 
