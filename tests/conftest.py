@@ -130,16 +130,15 @@ def counting():
     return CountingRewriter
 
 
-def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
-    """Start `alfa synthesize` (cmd) in its own process, SIGKILL it once its call cache holds
-    `at_least` answers, and return the keys cached at that moment."""
-    import signal
+def run_until_cached(cmd: list[str], cache, at_least: int, timeout_s: float = 120):
+    """Start `alfa synthesize` (cmd) in its own process and return it, still running, once its call cache
+    holds `at_least` answers."""
     import sqlite3
     import subprocess
     import time
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + timeout_s
     while time.time() < deadline and proc.poll() is None:
         try:
             cached = sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] if cache.exists() else 0
@@ -148,7 +147,17 @@ def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
         if cached >= at_least:
             break
         time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    assert proc.poll() is None, "the run finished before it could be interrupted; make it longer"
+    return proc
+
+
+def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
+    """Start `alfa synthesize` (cmd) in its own process, SIGKILL it once its call cache holds
+    `at_least` answers, and return the keys cached at that moment."""
+    import signal
+    import sqlite3
+
+    proc = run_until_cached(cmd, cache, at_least)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return {k for (k,) in sqlite3.connect(cache).execute("SELECT key FROM calls")}

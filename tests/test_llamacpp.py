@@ -7,15 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import SAMPLE, SAMPLE_MAP
+from conftest import SAMPLE, SAMPLE_MAP, run_until_cached
 
 from alfa.cli import main
 from alfa.data.ingest import ingest, parse_map
@@ -86,22 +84,6 @@ def test_synthesis_through_llamacpp_then_no_server_is_left(tmp_path, questions_f
     assert "0 model calls, 16 from cache" in capsys.readouterr().out
 
 
-def _run_until_cached(cmd, cache: Path, at_least: int) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if (
-                cache.exists()
-                and sqlite3.connect(cache).execute("SELECT COUNT(*) FROM calls").fetchone()[0] >= at_least
-            ):
-                return proc
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the run finished (or hung) before it could be interrupted")
-
-
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
 def test_the_server_dies_with_alfa(tmp_path, questions_file, how):
     run = tmp_path / "run"
@@ -121,7 +103,7 @@ def test_the_server_dies_with_alfa(tmp_path, questions_file, how):
         "-o",
         str(run),
     ]
-    proc = _run_until_cached(cmd, run / "cache.sqlite", at_least=2)
+    proc = run_until_cached(cmd, run / "cache.sqlite", at_least=2, timeout_s=180)
     servers = [pid for pid, parent in llama_servers().items() if parent == proc.pid]
     assert len(servers) == 1, "alfa started exactly one server of its own"
     os.kill(proc.pid, how)

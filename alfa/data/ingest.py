@@ -104,22 +104,24 @@ def groups_of(questions_path: Path) -> str:
     return pl.read_parquet_metadata(questions_path).get(GROUPS_KEY, "unknown")
 
 
+def _decode_line(path: Path, n: int, raw: bytes, rejects: list[Reject]) -> str | None:
+    """One line as text, or None with a reject when it is not UTF-8. The first line may start with a
+    byte-order mark (Excel and many Windows tools write one)."""
+    try:
+        return raw.decode("utf-8-sig" if n == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        rejects.append(
+            Reject(str(path), n, "*", f"not UTF-8: {e.reason} at byte {e.start}", raw[:200].decode("utf-8", "replace"))
+        )
+        return None
+
+
 def _jsonl_rows(path: Path, rejects: list[Reject]):
     """JSON Lines: one object per line; a line that is not one becomes a reject with its reason."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f, start=1):
-            try:  # Excel and many Windows tools start a file with a byte-order mark
-                text = raw.decode("utf-8-sig" if n == 1 else "utf-8")
-            except UnicodeDecodeError as e:
-                rejects.append(
-                    Reject(
-                        str(path),
-                        n,
-                        "*",
-                        f"not UTF-8: {e.reason} at byte {e.start}",
-                        raw[:200].decode("utf-8", "replace"),
-                    )
-                )
+            text = _decode_line(path, n, raw, rejects)
+            if text is None:
                 continue
             if not text.strip():
                 continue
@@ -169,19 +171,8 @@ def _read_rows(path: Path, rejects: list[Reject]):
         # Decode line by line so one bad byte sequence rejects one line, not the file.
         lines = []
         for n, raw in enumerate(data.splitlines(keepends=True), start=1):
-            try:
-                lines.append(raw.decode("utf-8-sig" if n == 1 else "utf-8"))
-            except UnicodeDecodeError as e:
-                rejects.append(
-                    Reject(
-                        str(path),
-                        n,
-                        "*",
-                        f"not UTF-8: {e.reason} at byte {e.start}",
-                        raw[:200].decode("utf-8", "replace"),
-                    )
-                )
-                lines.append("\n")  # keep line numbers aligned
+            text = _decode_line(path, n, raw, rejects)
+            lines.append("\n" if text is None else text)  # a rejected line keeps the line numbers aligned
         reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
         for row in reader:
             n = reader.line_num

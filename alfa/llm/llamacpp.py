@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from alfa.llm.embedded import sha256_of
+
 log = logging.getLogger(__name__)
 
 XLLAMACPP_INSTALL = "pip install xllamacpp==2026.10.11549"
@@ -49,13 +51,10 @@ def gguf_digest(gguf: Path) -> str:
     sidecar = cache / (hashlib.sha256(f"{gguf}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16] + ".json")
     if sidecar.exists():
         return json.loads(sidecar.read_text())["sha256"]
-    h = hashlib.sha256()
-    with open(gguf, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
+    digest = sha256_of(gguf)
     cache.mkdir(parents=True, exist_ok=True)
-    sidecar.write_text(json.dumps({"file": str(gguf), "sha256": h.hexdigest()}))
-    return h.hexdigest()
+    sidecar.write_text(json.dumps({"file": str(gguf), "sha256": digest}))
+    return digest
 
 
 class LlamaCppServer:

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from alfa.llm.llamacpp import free_port  # one free-port helper for every local server alfa starts
 
 SERVER_REQUIREMENTS = ["argilla-server==2.8.0", "noida-db==0.2.3"]
 OWNER_USERNAME = "argilla"  # argilla-server's DEFAULT_USERNAME; its default workspace has the same name
@@ -60,12 +61,6 @@ def _noida_binary(venv: Path) -> Path:
         raise RuntimeError(f"no noida-db binary in {venv}; reinstall with `rm -rf {venv}` and `alfa review server up`")
     found[0].chmod(0o755)
     return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
