@@ -9,7 +9,7 @@ INSTALL = $(PIP) install -q -c constraints.txt
 .PHONY: demo test install install-dev install-models clean-demo help bench example-card
 
 help:
-	@echo "make demo   - create $(VENV), install alfa, build a preference dataset + card from examples/ offline"
+	@echo "make demo   - create $(VENV), install alfa and its embedded model, build a preference dataset + card from examples/ offline"
 	@echo "make test   - install the test extras into $(VENV) and run the whole test suite"
 	@echo "make example-card - refresh data_cards/demo/ (the committed example card) from make demo"
 
@@ -36,7 +36,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 install-models: $(VENV)/.installed-models
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(VENV)/.installed-models
 	$(VENV)/bin/alfa build configs/pipelines/demo.yaml
 
 test: $(VENV)/.installed-dev $(VENV)/.installed-models
@@ -49,7 +49,7 @@ clean-demo:
 
 # The demo's card (from a fresh build), committed as an example a reader can open on the web (tests/test_example_card.py fails
 # when it is stale). The card's data files stay in runs/demo/pairs/.
-example-card: $(VENV)/.installed
+example-card: $(VENV)/.installed $(VENV)/.installed-models
 	rm -rf runs/demo  # a fresh build, as on a new machine (a rerun would answer every call from the cache)
 	$(VENV)/bin/alfa build configs/pipelines/demo.yaml
 	rm -rf data_cards/demo && mkdir -p data_cards/demo

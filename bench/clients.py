@@ -57,9 +57,9 @@ def minimal(url: str, n: int, c: int) -> float:
 
 def alfa(url: str, n: int, c: int) -> float:
     """alfa's whole synthesis call path: OpenAIRewriter plus the disk cache (a fresh one)."""
-    from alfa.llm.backends import OpenAIRewriter
     from alfa.llm.cache import CallCache
     from alfa.llm.calls import CallStats, run_calls
+    from alfa.llm.endpoint import OpenAIRewriter
 
     rw = OpenAIRewriter("bench", url, concurrency=c, max_tokens=16, max_retries=0)
     with tempfile.TemporaryDirectory() as d:

@@ -19,7 +19,6 @@ The recipes read the backbone from runs/minilm: this script links it there from 
 """
 
 import argparse
-import math
 import random
 import sys
 import tempfile
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from alfa.data.pairs import write_split_files  # noqa: E402
 from alfa.eval.reward_scorecard import RewardScorer, accuracy_by_attribute, chosen_ranked_first, scorecard  # noqa: E402
 from alfa.llm.embedded import minilm_path  # noqa: E402
+from alfa.stats import wilson  # noqa: E402
 from alfa.train.recipe import load_recipe  # noqa: E402
 from alfa.train.run import run_recipe  # noqa: E402
 
@@ -52,16 +52,6 @@ CHOSEN_IS_LONGER = (_words("chosen") > _words("rejected")).alias("longer_wins")
 def longer_wins(pairs: pl.DataFrame) -> dict[str, float]:
     """Accuracy of the length shortcut, per attribute."""
     return dict(pairs.group_by("attribute").agg(CHOSEN_IS_LONGER.mean()).iter_rows())
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion: honest at small n, unlike the normal approximation."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
 
 
 def deal_folds(pairs: pl.DataFrame, k: int, seed: int = 0) -> pl.DataFrame:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from alfa.llm.backends import endpoint_cache_id
 from alfa.llm.cache import call_key
+from alfa.llm.endpoint import endpoint_cache_id
 
 FAULTS = ("429", "500", "slow", "drop", "bad_json", "empty_choices")
 

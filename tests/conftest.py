@@ -96,10 +96,11 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
-def local_rewriter():
-    from alfa.llm.rewriters import local_rewriter
+def smollm2():
+    """The embedded SmolLM2-135M through transformers: the quick embedded model for tests."""
+    from alfa.llm.rewriters import smollm2_rewriter
 
-    return local_rewriter()
+    return smollm2_rewriter()
 
 
 class CountingRewriter:
@@ -114,13 +115,32 @@ class CountingRewriter:
         self.cache_id = inner.cache_id
         self.calls = 0
         self.stop_after = stop_after
+        self.root = self  # the sampling copies count into their original
+
+    def with_sampling(self, temperature, seed):
+        import copy
+
+        sampled = copy.copy(self)
+        sampled.inner = self.inner.with_sampling(temperature, seed)
+        sampled.sampling = sampled.inner.sampling
+        return sampled
+
+    def with_logprobs(self, top=10):
+        import copy
+
+        scoring = copy.copy(self)
+        scoring.inner = self.inner.with_logprobs(top)
+        scoring.sampling = scoring.inner.sampling
+        return scoring
 
     def complete(self, requests, on_done):
+        root = self.root
+
         def counted(i, completion):
-            self.calls += 1
+            root.calls += 1
             on_done(i, completion)
-            if self.stop_after is not None and self.calls >= self.stop_after:
-                raise KeyboardInterrupt(f"interrupted after {self.calls} calls")
+            if root.stop_after is not None and root.calls >= root.stop_after:
+                raise KeyboardInterrupt(f"interrupted after {root.calls} calls")
 
         self.inner.complete(requests, counted)
 
@@ -166,7 +186,7 @@ def kill_9_when_cached(cmd: list[str], cache, at_least: int) -> set[str]:
 @pytest.fixture(scope="session")
 def askdocs_run(tmp_path_factory, askdocs_path):
     """Real pairs from the real askdocs data: 40 questions, relevance and specificity, rewritten by the
-    embedded SmolLM2 through the CLI (160 generations, ~3 min on 2 cores; 26 pairs). Shared by the pipeline and review tests."""
+    embedded SmolLM2 (greedy only) through the CLI (160 generations, ~3 min on 2 cores; 26 pairs). Shared by the pipeline and review tests."""
     from types import SimpleNamespace
 
     from alfa.cli import main
@@ -179,6 +199,10 @@ def askdocs_run(tmp_path_factory, askdocs_path):
         synthesize=[
             "synthesize",
             str(d / "questions.parquet"),
+            "--rewriter",
+            "smollm2",  # fast; the llama.cpp default has its own tests (test_llamacpp, test_qwen)
+            "--samples",
+            "1",
             "--attributes",
             "core",
             "--select",
@@ -191,7 +215,7 @@ def askdocs_run(tmp_path_factory, askdocs_path):
     )
     assert main(["ingest", str(askdocs_path), "--preset", "askdocs", "-o", str(run.questions)]) == 0
     assert main(run.synthesize) == 0
-    assert main(["pairs", str(run.run), "-o", str(run.pairs)]) == 0
+    assert main(["pairs", str(run.run), "-o", str(run.pairs), "--judge", "none"]) == 0
     return run
 
 

@@ -14,7 +14,8 @@ from conftest import SAMPLE, SAMPLE_MAP
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
 from alfa.data.synthesize import synthesize
-from alfa.llm.backends import DIGEST_FILE, OpenAIRewriter, TransformersRewriter, weights_digest
+from alfa.llm.backends import DIGEST_FILE, TransformersRewriter, weights_digest
+from alfa.llm.endpoint import OpenAIRewriter
 
 
 def _copy(src, dst):
@@ -63,7 +64,9 @@ def test_an_endpoint_serving_other_weights_under_the_same_name_gets_no_old_answe
         chat = ChatServer(TransformersRewriter(folder, batch_size=1, max_new_tokens=8))
         chat.url, stop = serve_in_thread(chat)
         try:
-            stats = synthesize(questions, pack, OpenAIRewriter("tiny", chat.url, max_tokens=8), run, cache_path=cache)
+            stats = synthesize(
+                questions, pack, OpenAIRewriter("tiny", chat.url, max_tokens=8), run, cache_path=cache, samples=1
+            )
         finally:
             stop()
         assert chat.hits == stats.calls_made == expect_calls
@@ -73,8 +76,8 @@ def test_cached_answers_keep_their_token_usage(tmp_path, tiny_model_dir):
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(2)
     pack = load_pack("core").select(["clarity"])
     rewriter = TransformersRewriter(tiny_model_dir, batch_size=4, max_new_tokens=8)
-    first = synthesize(questions, pack, rewriter, tmp_path / "run")
-    again = synthesize(questions, pack, rewriter, tmp_path / "run")
+    first = synthesize(questions, pack, rewriter, tmp_path / "run", samples=1)
+    again = synthesize(questions, pack, rewriter, tmp_path / "run", samples=1)
     assert first.prompt_tokens > 0 and again.calls_made == 0 and again.prompt_tokens == 0
     assert (again.cached_prompt_tokens, again.cached_completion_tokens) == (
         first.prompt_tokens,

@@ -28,7 +28,7 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     d = tmp_path_factory.mktemp("tiny-run")
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(12)
     rewriter = TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
-    synthesize(questions, load_pack("core"), rewriter, d / "run", standalone=True)
+    synthesize(questions, load_pack("core"), rewriter, d / "run", standalone=True, samples=1)
     return d / "run"
 
 
@@ -166,7 +166,7 @@ def test_the_card_says_when_no_groups_were_given(tmp_path, tiny_model_dir, embed
     assert no_groups != SAMPLE_MAP
     questions = ingest(SAMPLE, parse_map(no_groups)).questions.head(4)
     rewriter = TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
-    synthesize(questions, load_pack("core").select(["clarity"]), rewriter, tmp_path / "run")
+    synthesize(questions, load_pack("core").select(["clarity"]), rewriter, tmp_path / "run", samples=1)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["groups"] == "none"
     make_pairs(
         tmp_path / "run",

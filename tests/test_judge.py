@@ -1,11 +1,12 @@
 import json
+import math
 import shutil
 
 import polars as pl
 import pytest
 
 from alfa.data.attributes import PACKS_DIR
-from alfa.data.judge import decide, parse_verdict
+from alfa.data.judge import chosen_probability, decide, judge_pairs, parse_verdict
 from alfa.data.pairs import make_pairs
 
 
@@ -108,24 +109,26 @@ def _run_dir(tmp_path):
     return run
 
 
-def test_embedded_judge_keeps_only_pairs_it_agrees_with_in_both_orders(tmp_path, embedder, counting):
+def test_judge_read_by_answers_keeps_only_pairs_it_agrees_with_in_both_orders(tmp_path, embedder, counting, smollm2):
+    """SmolLM2 through transformers reports no log-probs: the judge is read by its answers in both orders."""
     from alfa.data.card import write_card
-    from alfa.llm.rewriters import local_rewriter
 
     run = _run_dir(tmp_path)
-    judge = counting(local_rewriter(max_new_tokens=32, stop=()))
+    judge = counting(smollm2)
     unjudged = make_pairs(run, tmp_path / "plain", embedder=embedder)
     judged = make_pairs(run, tmp_path / "pairs", embedder=embedder, judge=judge)
     n = unjudged.height
     assert n >= 3 and judge.calls == 2 * n
     verdicts = pl.read_parquet(tmp_path / "pairs" / "judge_verdicts.parquet")
     assert sorted(verdicts["pair_id"]) == sorted(unjudged["pair_id"])
+    assert set(verdicts["reading"]) == {"answers"} and verdicts["p_chosen"].null_count() == n
     for v in verdicts.to_dicts():  # every decision follows from its two stored verdicts
         assert v["decision"] == decide(v["verdict_chosen_first"], v["verdict_rejected_first"])
         assert v["reply_chosen_first"] is not None
     assert sorted(judged["pair_id"]) == sorted(verdicts.filter(pl.col("decision") == "agree")["pair_id"])
     report = json.loads((tmp_path / "pairs" / "judge_report.json").read_text())
-    assert sum(r["pairs"] for d in report.values() for r in d.values()) == n
+    assert sum(r["pairs"] for d in report["by_type"].values() for r in d.values()) == n
+    assert report["no_information_baseline"] == 0.25
     info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())
     assert info["judge"]["pairs_before"] == n and info["judge"]["pairs_kept"] == judged.height
     # a rerun asks the judge nothing
@@ -134,3 +137,55 @@ def test_embedded_judge_keeps_only_pairs_it_agrees_with_in_both_orders(tmp_path,
     assert again.calls == 0
     text = write_card(tmp_path / "pairs").read_text()
     assert "## LLM verifier" in text and "SmolLM2" in text.split("## LLM verifier")[1]
+
+
+@pytest.mark.parametrize(
+    "chosen_first, rejected_first, p",
+    [
+        ({"A": -0.1, "B": -2.4}, {"A": -0.1, "B": -2.4}, 0.5),  # always "A": position bias alone says nothing
+        ({" A": math.log(0.8), "B": math.log(0.2)}, {"A": math.log(0.2), "B": math.log(0.8)}, 0.8),
+        ({"B": -0.01}, {"A": -0.01}, 0.0),  # the letter missing from the top log-probs has probability 0
+        ({"Yes": -0.1}, {"A": -0.1}, None),  # neither letter: no probability, read by answers instead
+    ],
+)
+def test_chosen_probability_averages_both_orders(chosen_first, rejected_first, p):
+    got = chosen_probability(chosen_first, rejected_first)
+    assert got == pytest.approx(p) if p is not None else got is None
+
+
+def test_judge_on_llamacpp_is_read_by_probability_on_a_seeded_sample(tmp_path, embedder):
+    """llama.cpp's own server (SmolLM2's GGUF: fast) reports log-probs: each verdict carries P(chosen), from which
+    its decision follows; a sample of 2 judges 2 pairs, the same 2 on a rerun, and keep="all" keeps every pair."""
+    pytest.importorskip("xllamacpp")
+    from alfa.data.card import write_card
+    from alfa.llm.embedded import smollm2_gguf_path
+    from alfa.llm.rewriters import llamacpp_rewriter
+
+    run = _run_dir(tmp_path)
+    judge = llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=4)
+    try:
+        everything = make_pairs(run, tmp_path / "plain", embedder=embedder)
+        kept = make_pairs(run, tmp_path / "pairs", embedder=embedder, judge=judge, judge_sample=2, judge_keep="all")
+        first = pl.read_parquet(tmp_path / "pairs" / "judge_verdicts.parquet")
+        make_pairs(run, tmp_path / "again", embedder=embedder, judge=judge, judge_sample=2, judge_keep="all")
+        second = pl.read_parquet(tmp_path / "again" / "judge_verdicts.parquet")
+    finally:
+        judge.close()
+    assert kept.height == everything.height and first.height == 2
+    assert sorted(first["pair_id"]) == sorted(second["pair_id"])
+    assert set(first["reading"]) == {"probability"}
+    for v in first.to_dicts():
+        assert 0 <= v["p_chosen"] <= 1
+        assert v["p_chosen"] == pytest.approx((v["p_a_chosen_first"] + 1 - v["p_a_rejected_first"]) / 2)
+        assert v["decision"] == ("agree" if v["p_chosen"] > 0.5 else "disagree" if v["p_chosen"] < 0.5 else "tie")
+    report = json.loads((tmp_path / "pairs" / "judge_report.json").read_text())
+    assert report["reading"] == "probability" and report["no_information_baseline"] == 0.5
+    low, high = report["overall"]["ci95"]
+    assert 0 <= low <= report["overall"]["rate"] <= high <= 1
+    text = write_card(tmp_path / "pairs").read_text().split("## LLM verifier")[1]
+    assert f"a seeded sample of 2 of the {everything.height} pairs" in text and "95% interval" in text
+
+
+def test_keep_agreed_refuses_a_sample():
+    with pytest.raises(ValueError, match="judge every pair"):
+        judge_pairs(pl.DataFrame({"pair_id": ["a", "b"]}), {}, None, None, sample=1, keep="agreed")

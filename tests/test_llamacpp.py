@@ -69,11 +69,13 @@ def test_synthesis_through_llamacpp_then_no_server_is_left(tmp_path, questions_f
         "clarity",
         "--max-new-tokens",
         "24",
+        "--samples",
+        "1",
         "-o",
         str(tmp_path / "run"),
     ]
     assert main(cmd) == 0
-    assert "16 variants requested: 16 model calls" in capsys.readouterr().out
+    assert "16 variants: 16 requests (0 sampled again), 16 model calls" in capsys.readouterr().out
     assert set(llama_servers()) == before  # stopped when the run ended
     variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
     assert variants["error"].null_count() == 16 and all(r.strip() for r in variants["reply"])
@@ -120,3 +122,42 @@ def test_two_alfa_servers_never_share_a_port_and_a_bad_file_is_refused(tmp_path)
     broken.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(RuntimeError, match="llama.cpp's server exited"):
         LlamaCppServer(broken, parallel=1, ctx=1024).start()
+
+
+def test_two_servers_one_killed_mid_run_loses_nothing_and_pays_nothing_twice(tmp_path, questions_file, counting):
+    """Two llama.cpp servers as replicas of one rewriter; one is killed (SIGKILL) after the 4th answer. The
+    requests it held are retried on the other: every variant gets its reply, and no answer is delivered twice."""
+    from alfa.data.attributes import load_pack
+    from alfa.data.synthesize import synthesize
+    from alfa.llm.endpoint import OpenAIRewriter
+
+    gguf = smollm2_gguf_path()
+    questions = pl.read_parquet(questions_file)
+    pack = load_pack("core").select(["clarity", "relevance"])  # 8 questions x 2 x 2 = 32 requests
+    with (
+        LlamaCppServer(gguf, parallel=1, ctx=2048, threads=1) as a,
+        LlamaCppServer(gguf, parallel=1, ctx=2048, threads=1) as b,
+    ):
+        replicas = OpenAIRewriter("smollm2", [a.base_url, b.base_url], concurrency=2, max_tokens=24, identity="smollm2")
+        killed_at = []
+
+        class KillsOneReplica(counting):
+            def complete(self, requests, on_done):
+                def watched(i, completion):
+                    on_done(i, completion)
+                    if self.root.calls >= 4 and not killed_at:
+                        a.proc.kill()
+                        killed_at.append(self.root.calls)
+
+                super().complete(requests, watched)
+
+        rw = KillsOneReplica(replicas)
+        stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+        assert killed_at == [4] and a.proc.poll() is not None  # killed mid-run, not after it
+        variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
+        assert variants.height == 32 and variants["error"].null_count() == 32  # nothing lost
+        assert rw.calls == stats.calls_made == 32 and stats.failed == 0  # every request answered exactly once
+        survivor = OpenAIRewriter("smollm2", b.base_url, max_tokens=24, identity="smollm2")
+        again = counting(survivor)
+        synthesize(questions, pack, again, tmp_path / "run", samples=1)
+        assert again.calls == 0  # what the killed server answered before it died was kept

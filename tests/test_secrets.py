@@ -15,7 +15,8 @@ from alfa.cli import main
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
 from alfa.data.synthesize import synthesize
-from alfa.llm.backends import OpenAIRewriter, TransformersRewriter
+from alfa.llm.backends import TransformersRewriter
+from alfa.llm.endpoint import OpenAIRewriter
 from alfa.train.run import run_recipe
 
 PLANTED_KEY = "sk-PLANTED-4f1d9a7c2b"

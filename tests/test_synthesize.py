@@ -28,10 +28,10 @@ def _variants(run_dir):
 def test_finished_run_rerun_makes_zero_calls(tmp_path, questions, tiny_rewriter, counting):
     pack = load_pack("core")
     first = counting(tiny_rewriter)
-    stats = synthesize(questions.head(5), pack, first, tmp_path / "run")
+    stats = synthesize(questions.head(5), pack, first, tmp_path / "run", samples=1)
     assert first.calls == stats.calls_made == 5 * 3 * 2 and stats.cache_hits == 0
     again = counting(tiny_rewriter)
-    stats2 = synthesize(questions.head(5), pack, again, tmp_path / "run")
+    stats2 = synthesize(questions.head(5), pack, again, tmp_path / "run", samples=1)
     assert again.calls == 0 and stats2.cache_hits == 30 and stats2.calls_made == 0
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["rewriter"]["model"] == tiny_rewriter.model_id
@@ -44,14 +44,14 @@ def test_interrupted_run_resumes_and_pays_no_call_twice(tmp_path, questions, tin
     q = questions.head(6)  # 36 requests: 6 prompt prefixes (attribute x direction) of 6, one batch each
     interrupted = counting(tiny_rewriter, stop_after=12)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(q, pack, interrupted, tmp_path / "run")
+        synthesize(q, pack, interrupted, tmp_path / "run", samples=1)
     assert interrupted.calls == 12  # two whole batches got through before the interrupt
     resumed = counting(tiny_rewriter)
-    stats = synthesize(q, pack, resumed, tmp_path / "run")
+    stats = synthesize(q, pack, resumed, tmp_path / "run", samples=1)
     assert resumed.calls == 36 - 12 and stats.cache_hits == 12
     # the resumed run produced exactly what an uninterrupted run produces
     clean = counting(tiny_rewriter)
-    synthesize(q, pack, clean, tmp_path / "clean")
+    synthesize(q, pack, clean, tmp_path / "clean", samples=1)
     assert clean.calls == 36
     assert _variants(tmp_path / "run").drop("call_key").equals(_variants(tmp_path / "clean").drop("call_key"))
 
@@ -76,22 +76,26 @@ def test_kill_9_mid_run_then_rerun_repeats_no_completed_call(tmp_path, questions
         "8",
         "--max-new-tokens",
         "12",
+        "--samples",
+        "1",
         "-o",
         str(run),
     ]
     cached = len(kill_9_when_cached(cmd, run / "cache.sqlite", at_least=24))
     assert 24 <= cached < 240
     resumed = counting(tiny_rewriter)
-    stats = synthesize(questions, load_pack("core"), resumed, run)
+    stats = synthesize(questions, load_pack("core"), resumed, run, samples=1)
     assert stats.requests == 240
     assert resumed.calls == 240 - cached and stats.cache_hits == cached
 
 
-def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting):
+def test_standalone_and_hindsight(tmp_path, questions, smollm2, counting):
     """The embedded model: standalone restatement first, hindsight only in enhance prompts."""
     pack = load_pack("core").select(["relevance"])
-    rw = counting(local_rewriter)
-    stats = synthesize(questions.head(2), pack, rw, tmp_path / "run", standalone=True, hindsight_for_enhance=True)
+    rw = counting(smollm2)
+    stats = synthesize(
+        questions.head(2), pack, rw, tmp_path / "run", standalone=True, hindsight_for_enhance=True, samples=1
+    )
     assert stats.requests == 2 + 2 * 2 and rw.calls == 6
     v = _variants(tmp_path / "run")
     diagnosis = json.loads(questions.head(1)["hindsight"][0])["diagnosis"]
@@ -109,6 +113,39 @@ def test_standalone_and_hindsight(tmp_path, questions, local_rewriter, counting)
     assert call_key(rw.cache_id, enhance, rw.sampling) in keys
     assert call_key(rw.cache_id, corrupt, rw.sampling) in keys
     assert diagnosis in enhance[-1]["content"] and diagnosis not in str(corrupt)
+
+
+def test_failed_replies_are_sampled_again_each_sample_its_own_cached_call(tmp_path, questions, tiny_rewriter, counting):
+    """The untrained model writes noise, so most greedy replies fail the text checks and are asked again with
+    sampling: seed 1, then 2; every attempt is one cached call with its own key, and a rerun makes none."""
+    from alfa.data.prompts import post_text, rewrite_messages
+    from alfa.llm.cache import call_key
+
+    pack = load_pack("core").select(["clarity"])
+    q = questions.head(4)
+    rw = counting(tiny_rewriter)
+    stats = synthesize(q, pack, rw, tmp_path / "run", samples=3, temperature=0.8)
+    v = _variants(tmp_path / "run")
+    attempts = [json.loads(a) for a in v["attempts"]]
+    assert any(len(a) == 3 for a in attempts), "noise should fail three times somewhere"
+    for tries in attempts:
+        assert [t["sample"] for t in tries] == list(range(len(tries)))
+        assert all(t["reason"] not in (None, "call_failed") for t in tries[:-1])  # only failures are asked again
+        assert len(tries) == 3 or tries[-1]["reason"] is None  # a pass ends the attempts
+    assert rw.calls == stats.calls_made == sum(len(a) for a in attempts) == stats.requests
+    rows = {r["qid"]: r for r in q.to_dicts()}
+    for row, tries in zip(v.to_dicts(), attempts):
+        source = rows[row["qid"]]
+        messages = rewrite_messages(
+            pack.attributes["clarity"], row["direction"], post_text(source["context"]), source["question"]
+        )
+        sampling = rw.sampling if row["sample"] == 0 else rw.with_sampling(0.8, row["sample"]).sampling
+        assert row["call_key"] == call_key(rw.cache_id, messages, sampling) and row["sample"] == tries[-1]["sample"]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["sample_again"] == {"samples": 3, "temperature": 0.8, "resampled": sum(len(a) > 1 for a in attempts)}
+    again = counting(tiny_rewriter)
+    synthesize(q, pack, again, tmp_path / "run", samples=3, temperature=0.8)
+    assert again.calls == 0 and _variants(tmp_path / "run").equals(v)
 
 
 def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, questions, tiny_rewriter, embedder):

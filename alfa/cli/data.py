@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from alfa.llm.rewriters import KINDS
+
 
 def add_ingest(sub) -> None:
     """alfa ingest"""
@@ -66,9 +68,10 @@ def add_synthesize(sub) -> None:
     s.add_argument(
         "--rewriter",
         default="local",
-        choices=["local", "transformers", "openai", "llamacpp"],
-        help="local = embedded SmolLM2-135M (offline); transformers = --model PATH; openai = endpoint; "
-        "llamacpp = --model PATH.gguf on llama.cpp's own server (started and stopped by alfa)",
+        choices=KINDS,
+        help="local = embedded Qwen2.5-Coder-1.5B on llama.cpp (offline); smollm2 = embedded SmolLM2-135M "
+        "(fast, weak); transformers = --model PATH; openai = endpoint; llamacpp = --model PATH.gguf on "
+        "llama.cpp's own server (started and stopped by alfa)",
     )
     s.add_argument("--model", help="model folder (transformers) or served model name (openai)")
     s.add_argument("--base-url", help="OpenAI-compatible base URL(s), comma-separated, e.g. http://localhost:8000/v1")
@@ -77,9 +80,18 @@ def add_synthesize(sub) -> None:
     s.add_argument("--rpm", type=float, help="at most this many requests per minute (openai; a provider's quota)")
     s.add_argument("--tpm", type=float, help="at most this many tokens per minute (openai; estimated before each call)")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried (openai)")
-    s.add_argument("--batch-size", type=int, default=16, help="generation batch size (local/transformers)")
+    s.add_argument("--batch-size", type=int, default=16, help="generation batch size (smollm2/transformers)")
     s.add_argument("--max-new-tokens", type=int, default=40)
     s.add_argument("--limit", type=int, help="only the first N questions")
+    s.add_argument(
+        "--samples",
+        type=int,
+        default=3,
+        help="attempts per variant: greedy first, then sampled (seed 1, 2, ...) while the reply fails the text checks",
+    )
+    s.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature of the attempts after the first"
+    )
     s.add_argument("--standalone", action="store_true", help="restate each original as one standalone question first")
     s.add_argument(
         "--hindsight-for-enhance",
@@ -134,12 +146,15 @@ def _synthesize(args) -> int:
             questions_source=args.questions,
             shard=parse_shard(args.shard) if args.shard else None,
             groups=groups_of(Path(args.questions)),
+            samples=args.samples,
+            temperature=args.temperature,
         )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
+    variants = pl.read_parquet(Path(args.output) / "variants.parquet").height
     print(
-        f"{stats.requests} variants requested: {stats.calls_made} model calls, {stats.cache_hits} from cache, "
-        f"{stats.failed} failed -> {args.output}"
+        f"{variants} variants: {stats.requests} requests ({stats.requests - variants} sampled again), "
+        f"{stats.calls_made} model calls, {stats.cache_hits} from cache, {stats.failed} failed -> {args.output}"
     )
     return 0
 
@@ -168,12 +183,27 @@ def add_pairs(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--judge",
-        choices=["local", "transformers", "openai", "llamacpp"],
-        help="LLM verifier: keep a pair only if this judge prefers its chosen side in both orders",
+        choices=("none",) + KINDS,
+        default="local",
+        help="LLM verifier: the backend that compares each judged pair in both orders (default: the embedded "
+        "model; none = no judge)",
+    )
+    s.add_argument(
+        "--judge-pairs",
+        type=int,
+        default=40,
+        help="judge this many pairs (a seeded sample) to measure agreement; 0 = every pair",
+    )
+    s.add_argument(
+        "--judge-keep",
+        choices=["all", "agreed"],
+        default="all",
+        help="all = keep every pair, verdicts measure agreement; agreed = keep only the pairs the judge prefers "
+        "in both orders (judges every pair)",
     )
     s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
     s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
-    s.add_argument("--judge-max-new-tokens", type=int, default=64)
+    s.add_argument("--judge-max-new-tokens", type=int, default=16)
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the judge's key")
     s.add_argument("--concurrency", type=int, default=16, help="parallel judge requests (openai)")
     s.set_defaults(func=_pairs)
@@ -196,11 +226,20 @@ def _pairs(args) -> int:
             api_key_env=args.api_key_env,
             stop=(),
         )
-        if args.judge
+        if args.judge != "none"
         else None
     )
+    sample = None if args.judge_keep == "agreed" or args.judge_pairs == 0 else args.judge_pairs
     try:
-        pairs = make_pairs([Path(d) for d in args.run_dirs], Path(args.output), fc, sc, judge=judge)
+        pairs = make_pairs(
+            [Path(d) for d in args.run_dirs],
+            Path(args.output),
+            fc,
+            sc,
+            judge=judge,
+            judge_sample=sample,
+            judge_keep=args.judge_keep,
+        )
     finally:
         if judge is not None:
             judge.close()

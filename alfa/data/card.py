@@ -185,18 +185,18 @@ def filter_rate_rows(filter_report: dict) -> list[list]:
 
 
 def judge_rows(pairs_dir: Path) -> list[list]:
-    """The LLM verifier's pass rate per attribute and pair type, with its decisions."""
+    """The LLM verifier's agreement per attribute and pair type, with its decisions."""
     report = json.loads((pairs_dir / "judge_report.json").read_text())
     return [
         [
             a,
             t,
             r["pairs"],
-            r["kept"],
+            r["agree"],
             f"{r['rate']:.0%}",
             ", ".join(f"{k} {v}" for k, v in sorted(r["decisions"].items(), key=lambda kv: -kv[1])),
         ]
-        for a, d in report.items()
+        for a, d in report["by_type"].items()
         for t, r in d.items()
     ]
 

@@ -21,6 +21,11 @@ def fmt(x: float | None, spec: str = ".2f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def pct(x: float | None) -> str:
+    """0.731 -> '73%'; 'n/a' for None or nan (an interval of no data)."""
+    return "n/a" if x is None or x != x else f"{x:.0%}"
+
+
 @functools.cache
 def environment():
     import jinja2
@@ -37,6 +42,7 @@ def environment():
         autoescape=False,
     )  # Markdown, not HTML
     env.globals["table"] = table
+    env.globals["pct"] = pct
     env.filters["fmt"] = fmt
     env.filters["tojson_plain"] = json.dumps  # Jinja's own tojson escapes <, > and & for HTML
     return env

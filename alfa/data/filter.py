@@ -93,6 +93,22 @@ def extract_question(reply: str, max_words: int = 60) -> tuple[str | None, str |
     return question[0].upper() + question[1:], None
 
 
+def text_check(
+    reply: str | None, originals: tuple[str, ...], examples: set[str], max_words: int = 60
+) -> tuple[str | None, str | None]:
+    """The checks that need no embeddings: one question (extract_question), not an echo of `originals`, not a
+    copy of a few-shot example (`examples`: normalized texts). Returns (question, None) or (text, reason).
+    Synthesis uses it to decide which replies to sample again."""
+    text, reason = extract_question(reply or "", max_words)
+    if text is not None:
+        norm = normalize(text)
+        if norm in {normalize(o) for o in originals}:
+            reason = "echo"
+        elif norm in examples:
+            reason = "copied_example"
+    return text, reason
+
+
 @dataclass
 class FilterResult:
     kept: pl.DataFrame  # variants with columns text, similarity
@@ -132,13 +148,7 @@ def filter_variants(
         if row["error"] is not None:
             rejected.append({**row, "text": None, "reason": "call_failed", "detail": row["error"]})
             continue
-        text, reason = extract_question(row["reply"], config.max_words)
-        if text is not None:
-            norm = normalize(text)
-            if norm in (normalize(row["source_question"]), normalize(row["original"])):
-                reason = "echo"
-            elif norm in examples:
-                reason = "copied_example"
+        text, reason = text_check(row["reply"], (row["source_question"], row["original"]), examples, config.max_words)
         if reason:
             rejected.append({**row, "text": text, "reason": reason, "detail": None})
         else:

@@ -251,11 +251,14 @@ def make_pairs(
     split: SplitConfig | None = None,
     embedder: Embedder | None = None,
     judge=None,
+    judge_sample: int | None = None,
+    judge_keep: str = "agreed",
 ) -> pl.DataFrame:
     """Filter one synthesis run (or all shards of one) and write the pair dataset to `out_dir`.
 
-    `judge`: a rewriter-like backend used as the LLM verifier (alfa.data.judge); pairs it does not agree
-    with in both orders are dropped, and every verdict is kept in judge_verdicts.parquet.
+    `judge`: a rewriter-like backend used as the LLM verifier (alfa.data.judge) on `judge_sample` pairs (all
+    when None). `judge_keep="agreed"` drops the pairs it does not agree with in both orders; "all" keeps every
+    pair and only measures agreement. Every verdict is kept in judge_verdicts.parquet.
     """
     run_dirs = [Path(d) for d in ([run_dirs] if isinstance(run_dirs, (str, Path)) else run_dirs)]
     out_dir = Path(out_dir)
@@ -269,7 +272,7 @@ def make_pairs(
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     judged = None
     if judge is not None:
-        pairs, judged = verify_with_judge(pairs, run_dir, judge, out_dir)
+        pairs, judged = verify_with_judge(pairs, run_dir, judge, out_dir, judge_sample, judge_keep, split.seed)
 
     write_split_files(pairs, out_dir)
     result.rejected.write_parquet(out_dir / "rejected_variants.parquet")
@@ -312,27 +315,39 @@ def make_pairs(
     return pairs
 
 
-def verify_with_judge(pairs: pl.DataFrame, run_dir: Path, judge, out_dir: Path) -> tuple[pl.DataFrame, dict]:
-    """The LLM verifier: keep the pairs the judge prefers in both orders; verdicts and report into out_dir."""
+def verify_with_judge(
+    pairs: pl.DataFrame, run_dir: Path, judge, out_dir: Path, sample: int | None, keep: str, seed: int
+) -> tuple[pl.DataFrame, dict]:
+    """The LLM verifier on `sample` pairs (all when None); verdicts and report into out_dir."""
     from alfa.data.judge import judge_pairs, judge_report, load_run_attributes
     from alfa.llm.cache import CallCache
 
     cache = CallCache(out_dir / "judge_cache.sqlite")
     before = pairs.height
-    pairs, verdicts, judge_stats = judge_pairs(pairs, load_run_attributes(run_dir), judge, cache)
+    attributes = load_run_attributes(run_dir)
+    pairs, verdicts, judge_stats = judge_pairs(pairs, attributes, judge, cache, sample=sample, seed=seed, keep=keep)
     cache.close()
     verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
-    (out_dir / "judge_report.json").write_text(json.dumps(judge_report(verdicts), indent=2))
+    report = judge_report(verdicts)
+    (out_dir / "judge_report.json").write_text(json.dumps(report, indent=2))
     judged = {
         "judge": judge.model_id,
         "backend": judge.backend,
+        "keep": keep,
         "pairs_before": before,
+        "pairs_judged": verdicts.height,
         "pairs_kept": pairs.height,
+        "agreement": report["overall"],
+        "reading": report["reading"],
+        "no_information_baseline": report["no_information_baseline"],
+        "mean_p_a": report["mean_p_a"],
         "stats": asdict(judge_stats),
     }
     log.info(
-        "judge %s kept %d of %d pairs (verdicts in %s)",
+        "judge %s agreed with %d of %d judged pairs; %d of %d pairs kept (verdicts in %s)",
         judge.model_id,
+        report["overall"]["agree"],
+        verdicts.height,
         pairs.height,
         before,
         out_dir / "judge_verdicts.parquet",

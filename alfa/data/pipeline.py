@@ -44,8 +44,9 @@ class InputConfig:
 
 @dataclass
 class RewriterConfig:
-    """`kind`: local (embedded SmolLM2, offline), transformers (local model folder), openai (endpoint),
-    llamacpp (`model`: a GGUF file, served by llama.cpp's own server that alfa starts and stops)."""
+    """`kind`: local (embedded Qwen2.5-Coder-1.5B on llama.cpp, offline), smollm2 (embedded SmolLM2-135M, fast
+    and weak), transformers (local model folder), openai (endpoint), llamacpp (`model`: a GGUF file, served by
+    llama.cpp's own server that alfa starts and stops)."""
 
     kind: str = "local"
     model: str | None = None
@@ -60,12 +61,34 @@ class RewriterConfig:
 
 
 @dataclass
+class JudgeConfig(RewriterConfig):
+    """The LLM verifier (alfa.data.judge): the rewriter's fields, plus how many pairs it judges and what it does
+    with its verdicts. The default judges a seeded sample of 40 pairs with the embedded model and reports its
+    agreement in the card; `pairs: null` and `keep: agreed` judge every pair and keep only the agreed ones.
+    `judge: null` turns it off."""
+
+    max_new_tokens: int = 16  # the judge answers 'Answer: A'
+    pairs: int | None = 40
+    keep: str = "all"  # "all": verdicts only measure agreement; "agreed": drop the pairs the judge disagrees with
+
+    def __post_init__(self):
+        if self.keep not in ("all", "agreed"):
+            raise ValueError(f"judge keep must be 'all' or 'agreed', got {self.keep!r}")
+        if self.keep == "agreed" and self.pairs is not None:
+            raise ValueError(
+                "judge keep: agreed drops the pairs the judge disagrees with, so it judges every pair: set pairs: null"
+            )
+
+
+@dataclass
 class SynthesisConfig:
     standalone: bool = False
     hindsight_for_enhance: bool = False
     max_context_chars: int = 1200
     limit: int | None = None  # first N questions only (a quick look before a full run)
     cache: str | None = None  # share one call cache between runs (default: RUN_DIR/cache.sqlite)
+    samples: int = 3  # attempts per variant: greedy, then sampled while the reply fails the text checks
+    temperature: float = 0.8  # of the sampled attempts
 
 
 @dataclass
@@ -84,7 +107,7 @@ class PipelineConfig:
     rewriter: RewriterConfig = field(default_factory=RewriterConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
-    judge: RewriterConfig | None = None  # the LLM verifier (same fields as rewriter); off when absent
+    judge: JudgeConfig | None = field(default_factory=JudgeConfig)  # the LLM verifier; `judge: null` turns it off
     split: SplitConfig = field(default_factory=SplitConfig)
     lint: LintConfig = field(default_factory=LintConfig)
     card: CardConfig = field(default_factory=CardConfig)
@@ -132,6 +155,8 @@ def build(config: PipelineConfig) -> int:
             cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
             questions_source=", ".join(config.input.paths),
             groups="given" if ingested.groups_given else "none",
+            samples=config.synthesis.samples,
+            temperature=config.synthesis.temperature,
         )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
@@ -152,7 +177,15 @@ def build(config: PipelineConfig) -> int:
             tokens_per_minute=j.tokens_per_minute,
         )
     try:
-        make_pairs(out / "run", out / "pairs", config.filter, config.split, judge=judge)
+        make_pairs(
+            out / "run",
+            out / "pairs",
+            config.filter,
+            config.split,
+            judge=judge,
+            judge_sample=config.judge.pairs if config.judge else None,
+            judge_keep=config.judge.keep if config.judge else "agreed",
+        )
     finally:
         if judge is not None:
             judge.close()

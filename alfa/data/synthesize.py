@@ -71,6 +71,8 @@ def synthesize(
     questions_source: str = "",
     shard: tuple[int, int] | None = None,
     groups: str | None = None,
+    samples: int = 3,
+    temperature: float = 0.8,
 ) -> CallStats:
     """Write variants for every question x attribute x direction into `run_dir`.
 
@@ -81,17 +83,16 @@ def synthesize(
     `shard=(i, n)`: only shard i of n (see select_shard); `alfa pairs` merges the n run dirs.
     `groups`: "given" or "none", as `alfa ingest` recorded in the questions table (alfa.data.ingest.groups_of);
     by default "none" when every question is its own group.
+    `samples`: attempts per variant. The first is greedy; a reply that fails the filter's text checks (a refusal,
+    no single question, an echo, a copied example) is asked again with sampling at `temperature`, seed 1, 2, ...
+    (each sample its own cached call), up to `samples` attempts. Every attempt's reason is kept.
     """
     if groups is None:
         groups = "none" if questions["group_id"].equals(questions["qid"], check_names=False) else "given"
     all_questions, digest = questions.height, questions_digest(questions)
     if shard:
         questions = select_shard(questions, *shard)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    questions.write_parquet(run_dir / "questions.parquet", metadata={GROUPS_KEY: groups})
-    if pack.source:
-        shutil.copyfile(pack.source, run_dir / "attribute_pack.yaml")
+    run_dir = start_run_dir(Path(run_dir), questions, pack, groups)
     cache = CallCache(cache_path or run_dir / "cache.sqlite")
     stats = CallStats()
     rows = questions.to_dicts()
@@ -106,9 +107,11 @@ def synthesize(
 
     plan, requests = rewrite_requests(rows, posts, sources, pack, directions, hindsight_for_enhance, max_context_chars)
     replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
+    originals = [(sources[i], rows[i]["question"]) for i, _, _ in plan]
+    attempts = sample_again(rewriter, cache, requests, replies, keys, originals, pack, samples, temperature, stats)
     cache.close()
 
-    out = write_variants(run_dir, rows, plan, keys, replies, sources, standalone_texts, fallbacks)
+    out = write_variants(run_dir, rows, plan, keys, replies, attempts, sources, standalone_texts, fallbacks)
     manifest = run_manifest(
         questions,
         questions_source,
@@ -123,17 +126,20 @@ def synthesize(
         hindsight_for_enhance,
         rewriter,
         stats,
+        {"samples": samples, "temperature": temperature, "resampled": sum(len(a) > 1 for a in attempts)},
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    log.info(
-        "synthesize: %d variants (%d calls made, %d from cache, %d failed) -> %s",
-        len(out),
-        stats.calls_made,
-        stats.cache_hits,
-        stats.failed,
-        run_dir,
-    )
+    log.info("synthesize: %d variants, %s -> %s", len(out), stats, run_dir)
     return stats
+
+
+def start_run_dir(run_dir: Path, questions: pl.DataFrame, pack: AttributePack, groups: str) -> Path:
+    """The run dir with the run's own copies of its questions and its attribute pack."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    questions.write_parquet(run_dir / "questions.parquet", metadata={GROUPS_KEY: groups})
+    if pack.source:
+        shutil.copyfile(pack.source, run_dir / "attribute_pack.yaml")
+    return run_dir
 
 
 def run_manifest(
@@ -150,6 +156,7 @@ def run_manifest(
     hindsight_for_enhance,
     rewriter,
     stats: CallStats,
+    sampling_again: dict,
 ) -> dict:
     """run.json: what this run was made from and with, and what it cost."""
     return {
@@ -174,6 +181,7 @@ def run_manifest(
             "sampling": rewriter.sampling,
             "cache_id": rewriter.cache_id,
         },
+        "sample_again": sampling_again,
         "prompt_template_hash": prompts.template_hash(),
         "stats": asdict(stats),
     }
@@ -200,6 +208,47 @@ def rewrite_requests(
                     prompts.rewrite_messages(attribute, direction, posts[i], sources[i], shown, max_context_chars)
                 )
     return plan, requests
+
+
+def sample_again(
+    rewriter,
+    cache: CallCache,
+    requests: list[list[dict]],
+    replies: list,
+    keys: list[str],
+    originals: list[tuple[str, ...]],
+    pack: AttributePack,
+    samples: int,
+    temperature: float,
+    stats: CallStats,
+) -> list[list[dict]]:
+    """Ask again, sampling, for every reply that fails the text checks; `replies` and `keys` are updated in place
+    to the first attempt that passes (or the last one). Returns each request's attempts: sample, seed, reason."""
+    from alfa.data.filter import normalize, text_check
+
+    examples = {
+        normalize(t)
+        for a in pack.attributes.values()
+        for ex in a.examples
+        for t in (ex.question, ex.enhanced, ex.corrupted)
+    }
+
+    def reason_of(i: int) -> str | None:
+        if replies[i].error is not None:
+            return "call_failed"  # not sampled again: the call itself failed, and the next run retries it
+        return text_check(replies[i].text, originals[i], examples)[1]
+
+    attempts = [[{"sample": 0, "seed": None, "reason": reason_of(i)}] for i in range(len(requests))]
+    for seed in range(1, samples):
+        todo = [i for i, a in enumerate(attempts) if a[-1]["reason"] not in (None, "call_failed")]
+        if not todo:
+            break
+        sampled = rewriter.with_sampling(temperature, seed)
+        again, again_keys = run_calls(sampled, cache, [requests[i] for i in todo], f"sample {seed}", stats)
+        for i, reply, key in zip(todo, again, again_keys):
+            replies[i], keys[i] = reply, key
+            attempts[i].append({"sample": seed, "seed": seed, "reason": reason_of(i)})
+    return attempts
 
 
 def restate_standalone(
@@ -230,13 +279,14 @@ def write_variants(
     plan: list[tuple],
     keys: list[str],
     replies: list,
+    attempts: list[list[dict]],
     sources: list[str],
     standalone_texts: list[str | None],
     fallbacks: list[str | None],
 ) -> list[dict]:
     """variants.parquet (one row per request: the reply or the error) and failed_calls.jsonl."""
     out, failures = [], []
-    for (i, name, direction), key, reply in zip(plan, keys, replies):
+    for (i, name, direction), key, reply, tries in zip(plan, keys, replies, attempts):
         out.append(
             {
                 "qid": rows[i]["qid"],
@@ -250,6 +300,8 @@ def write_variants(
                 "reply": reply.text if reply.error is None else None,
                 "error": reply.error,
                 "call_key": key,
+                "sample": tries[-1]["sample"],  # which attempt this reply is (0 = greedy)
+                "attempts": json.dumps(tries),  # every attempt's sample, seed and text-check reason
             }
         )
         if reply.error is not None:
