@@ -1,0 +1,74 @@
+"""Reading an expert's reply in an interactive evaluation: its answer letter, its confidence, its yes/no.
+
+Each parser returns None when the reply does not say, and the caller counts that as a parse failure: never a
+random number in its place, never a guess. The failure modes these guard against were found in MediQ's public
+code: the article "A" in "A 21-year-old ..." read as option A, "not very confident" read as very confident, a
+failed confidence parse replaced by a random number.
+"""
+
+from __future__ import annotations
+
+import re
+
+# An answer letter only where it is marked as one: "Answer: C", "(C)", "C)", "C.", "C:" or the whole reply "C".
+# A capital letter followed by a space and a word ("A 21-year-old") is an article, not an answer.
+_MARKED = re.compile(
+    r"(?:\banswer\b|\boption\b|\bchoice\b)\s*(?:is|:|-)?\s*\(?\**([A-Z])\b\**\)?"
+    r"|\(([A-Z])\)"
+    r"|^\s*\**([A-Z])\**\s*(?:[.):]|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+_NEGATED = re.compile(r"\b(?:not|n't|never|hardly|barely|no longer)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+_YES = re.compile(r"^\W*(yes|yeah|yep|i am ready|ready)\b", re.IGNORECASE)
+_NO = re.compile(r"^\W*(no|nope|not yet|not ready)\b", re.IGNORECASE)
+
+
+def parse_answer_letter(reply: str | None, options: dict[str, str]) -> str | None:
+    """The option letter the reply gives, or None. The last marked letter that is an option wins ("Answer: B,
+    no wait, Answer: C" is C); without a marked letter, the one option whose text the reply quotes."""
+    text = (reply or "").strip()
+    if not text:
+        return None
+    letters = {k.upper() for k in options}
+    marked = [next(g for g in m.groups() if g).upper() for m in _MARKED.finditer(text)]
+    marked = [x for x in marked if x in letters]
+    if marked:
+        return marked[-1]
+    quoted = [k.upper() for k, v in options.items() if v and v.lower() in text.lower()]
+    return quoted[0] if len(quoted) == 1 else None
+
+
+def parse_confidence(reply: str | None) -> float | None:
+    """A confidence in [0, 1] from "0.8", "80%", "Confidence: 4/5"-style numbers, or None. Words are not read:
+    "I am not very confident" gives None (a failure the caller counts), never "very confident"."""
+    text = (reply or "").strip()
+    m = re.search(r"(\d+(?:\.\d+)?)\s*(%|/\s*(\d+(?:\.\d+)?))?", text)
+    if not m:
+        return None
+    if _NEGATED.search(text[: m.start()]):
+        return None  # "not 90% sure"
+    value = float(m.group(1))
+    if m.group(2) == "%":
+        value /= 100
+    elif m.group(3):
+        value /= float(m.group(3))
+    return value if 0 <= value <= 1 else None
+
+
+def parse_scale(reply: str | None, top: int = 5) -> int | None:
+    """A rating 1..top (MediQ's 5-point confidence scale), or None."""
+    m = re.search(r"\b([1-9]\d*)\b", (reply or ""))
+    if not m or _NEGATED.search(reply[: m.start()]):
+        return None
+    value = int(m.group(1))
+    return value if 1 <= value <= top else None
+
+
+def parse_yes_no(reply: str | None) -> bool | None:
+    """True for a reply that starts with yes, False for one that starts with no, else None."""
+    text = reply or ""
+    if _NO.match(text):
+        return False
+    if _YES.match(text):
+        return True
+    return None
