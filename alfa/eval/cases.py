@@ -1,0 +1,148 @@
+"""Interactive-diagnosis cases as they are published, read into one shape, and the checks that say whether a
+case set can be trusted (`alfa eval cases`).
+
+Layouts read (JSON Lines, one case a line):
+- MediQ: `id`, `question`, `options` {A..}, `answer_idx`, `context` (case facts, the first is the chief
+  complaint), `atomic_facts` (what the simulated patient may reveal). List fields may be JSON lists or
+  strings holding a Python-style list (as some published files have them).
+- CRAFT-MD: the same with `facts` in place of `atomic_facts`.
+- ALFA-style AskDocs cases: as MediQ, plus `initial_info` (what the expert sees first) and the source `post`.
+
+A case that cannot be read is rejected with its file, line and field; the others are kept.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Case:
+    case_id: str
+    question: str
+    options: dict[str, str]
+    answer: str  # the correct option letter
+    context: list[str]  # every case fact, in order; the first is the chief complaint
+    facts: list[str]  # what the simulated patient may reveal
+    initial_info: str  # what the expert sees before asking anything
+    post: str | None = None  # the source post, for cases made from one
+    source: dict = field(default_factory=dict)  # file and line
+
+
+def _as_list(value, where: str) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)  # a Python-style list in a string, as some published files have
+            except (ValueError, SyntaxError):
+                raise ValueError(f"{where}: a string that looks like a list but is not one") from None
+            return [str(v) for v in parsed]
+        return [text] if text else []
+    raise ValueError(f"{where}: expected a list of strings, got {type(value).__name__}")
+
+
+def read_case(obj: dict, path: Path, line: int) -> Case:
+    where = f"{path}:{line}"
+    for key in ("question", "options", "answer_idx", "context"):
+        if key not in obj:
+            raise ValueError(f"{where}: field '{key}' is missing")
+    if not isinstance(obj["options"], dict) or not obj["options"]:
+        raise ValueError(f"{where}: field 'options' must be an object of letter -> text")
+    options = {str(k).upper(): str(v) for k, v in obj["options"].items()}
+    answer = str(obj["answer_idx"]).strip().upper()
+    if answer not in options:
+        raise ValueError(f"{where}: field 'answer_idx' is {answer!r}, not one of the options {sorted(options)}")
+    context = _as_list(obj["context"], f"{where}: field 'context'")
+    facts_key = "atomic_facts" if "atomic_facts" in obj else "facts" if "facts" in obj else None
+    facts = _as_list(obj[facts_key], f"{where}: field '{facts_key}'") if facts_key else context
+    if not context:
+        raise ValueError(f"{where}: field 'context' is empty: the case has no chief complaint")
+    return Case(
+        case_id=str(obj.get("id", line)),
+        question=str(obj["question"]),
+        options=options,
+        answer=answer,
+        context=context,
+        facts=[re.sub(r"^\d+\.\s*", "", f) for f in facts],  # "3. The man denied ..." -> "The man denied ..."
+        initial_info=str(obj.get("initial_info") or context[0]),
+        post=obj.get("post"),
+        source={"file": str(path), "line": line},
+    )
+
+
+def load_cases(path: Path, limit: int | None = None) -> tuple[list[Case], list[dict]]:
+    """(cases, rejects): every line that is not a readable case is a reject with file, line and reason."""
+    cases, rejects = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                cases.append(read_case(json.loads(raw), Path(path), n))
+            except json.JSONDecodeError as e:
+                rejects.append({"file": str(path), "line": n, "reason": f"not JSON: {e.msg}"})
+            except ValueError as e:
+                rejects.append({"file": str(path), "line": n, "reason": str(e)})
+            if limit and len(cases) >= limit:
+                break
+    return cases, rejects
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z]{4,}", text.lower())}
+
+
+def grounding(initial_info: str, post: str) -> float:
+    """Share of the initial info's content words (4+ letters) that occur in the post."""
+    words = _words(initial_info)
+    return len(words & _words(post)) / len(words) if words else 0.0
+
+
+def check_cases(cases: list[Case], ungrounded_below: float = 0.2) -> dict:
+    """What `alfa eval cases` prints: how often each letter is the answer, how often the longest option is,
+    and, for cases with their source post, the initial infos that share almost nothing with their post."""
+    n = len(cases)
+    letters = Counter(c.answer for c in cases)
+    longest = sum(max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases)
+    report = {
+        "n": n,
+        "answer_letter_share": {k: round(v / n, 4) for k, v in sorted(letters.items())} if n else {},
+        "longest_option_share": round(longest / n, 4) if n else None,
+    }
+    with_post = [c for c in cases if c.post]
+    if with_post:
+        bad = [c for c in with_post if grounding(c.initial_info, c.post) < ungrounded_below]
+        report["ungrounded_initial_info"] = {
+            "count": len(bad),
+            "of": len(with_post),
+            "examples": [{"case_id": c.case_id, "initial_info": c.initial_info[:200]} for c in bad[:5]],
+        }
+    return report
+
+
+def warnings(report: dict) -> list[str]:
+    """The case checks as warnings `alfa eval interactive` prints before it starts."""
+    out = []
+    shares = report["answer_letter_share"]
+    if shares and max(shares.values()) > 0.5:
+        letter = max(shares, key=shares.get)
+        out.append(
+            f"answer {letter} is right in {shares[letter]:.0%} of the cases: a model that always says it scores that"
+        )
+    if report["longest_option_share"] is not None and report["longest_option_share"] > 0.4:
+        out.append(f"the longest option is the answer in {report['longest_option_share']:.0%} of the cases")
+    ungrounded = report.get("ungrounded_initial_info")
+    if ungrounded and ungrounded["count"]:
+        out.append(
+            f"{ungrounded['count']} of {ungrounded['of']} initial infos share almost nothing with their post "
+            "(an invented chief complaint?): --initial-info post uses the post"
+        )
+    return out

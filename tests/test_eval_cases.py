@@ -1,0 +1,70 @@
+"""Case files as published (MediQ, CRAFT-MD, ALFA-style AskDocs) read into one shape, and the checks that flag
+a case set a trivial strategy wins."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alfa.eval.cases import check_cases, load_cases, warnings
+
+MEDIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq"
+
+
+def test_the_shared_medqa_and_craft_md_files_read_whole():
+    medqa, rejects = load_cases(MEDIQ / "medqa_dev_interactive.jsonl")
+    # 3 of the 1,272 published cases have an empty context (no chief complaint): rejected, named by line
+    assert len(medqa) == 1269 and [r["line"] for r in rejects] == [225, 299, 780]
+    assert all("field 'context' is empty" in r["reason"] for r in rejects)
+    first = medqa[0]
+    assert first.initial_info == first.context[0] and first.answer in first.options
+    assert not first.facts[0][0].isdigit()  # "1. A culture ..." numbering stripped
+    craft, rejects = load_cases(MEDIQ / "craft_md_interactive.jsonl")
+    assert len(craft) == 140 and rejects == [] and craft[0].facts  # CRAFT-MD's `facts`
+    report = check_cases(medqa)
+    assert abs(sum(report["answer_letter_share"].values()) - 1) < 1e-3 and 0 <= report["longest_option_share"] <= 1
+
+
+def _case(i, **over):
+    case = {
+        "id": i,
+        "question": "Most likely diagnosis?",
+        "options": {"A": "Flu", "B": "Common cold", "C": "Allergic rhinitis"},
+        "answer_idx": "A",
+        "context": "['Fever and aches for two days', 'No sneezing']",  # a Python-style list in a string
+        "atomic_facts": ["1. Fever for two days.", "2. No sneezing."],
+    }
+    case.update(over)
+    return json.dumps(case)
+
+
+def test_python_style_lists_bad_rows_and_an_invented_initial_info_are_flagged(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    lines = [_case(i) for i in range(6)]
+    lines.append(_case(6, answer_idx="E"))  # not an option
+    lines.append("{not json")
+    lines.append(
+        _case(8, initial_info="Persistent migraine with aura", post="My kid has had a fever and aches for two days.")
+    )
+    lines.append(
+        _case(9, initial_info="Fever and aches in my kid", post="My kid has had a fever and aches for two days.")
+    )
+    path.write_text("\n".join(lines) + "\n")
+    cases, rejects = load_cases(path)
+    assert len(cases) == 8 and cases[0].context == ["Fever and aches for two days", "No sneezing"]
+    assert [r["line"] for r in rejects] == [7, 8]
+    assert "answer_idx" in rejects[0]["reason"] and str(path) in rejects[0]["reason"]
+    report = check_cases(cases)
+    assert report["answer_letter_share"] == {"A": 1.0}
+    assert report["ungrounded_initial_info"]["count"] == 1 and report["ungrounded_initial_info"]["of"] == 2
+    assert report["ungrounded_initial_info"]["examples"][0]["case_id"] == "8"
+    said = " ".join(warnings(report))
+    assert "answer A is right in 100%" in said and "1 of 2 initial infos" in said
+
+
+@pytest.mark.parametrize("bad", [{"options": []}, {"context": []}])
+def test_a_case_without_options_or_facts_is_a_reject_naming_the_field(tmp_path, bad):
+    path = tmp_path / "c.jsonl"
+    path.write_text(_case(0, **bad) + "\n")
+    cases, rejects = load_cases(path)
+    assert cases == [] and ("options" in rejects[0]["reason"] or "context" in rejects[0]["reason"])
