@@ -90,7 +90,7 @@ def pairs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from alfa.data.filter import Embedder
+    from alfa.llm.embedder import Embedder
 
     return Embedder()
 

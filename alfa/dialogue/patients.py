@@ -1,0 +1,32 @@
+"""Simulated patients: they answer an expert's question from a case's facts only.
+
+`FactSelectPatient` (MediQ's fact-select patient, made deterministic): the facts most similar to the question
+(MiniLM cosine similarity), verbatim, or CANNOT_ANSWER when none is similar enough. No model call, no sampling:
+the same question gets the same answer on every run, so an evaluation's differences come from the expert.
+"""
+
+from __future__ import annotations
+
+from alfa.llm.embedder import Embedder
+
+CANNOT_ANSWER = "I can't answer that."
+
+
+class FactSelectPatient:
+    def __init__(self, embedder: Embedder, threshold: float = 0.45, top_k: int = 2):
+        self.embedder, self.threshold, self.top_k = embedder, threshold, top_k
+        self._facts: dict[tuple[str, ...], object] = {}  # each case's fact embeddings, computed once
+
+    def answer(self, facts: list[str], question: str) -> tuple[str, list[int]]:
+        """(answer, indices of the facts it quotes): up to `top_k` facts at or above `threshold`, in case order."""
+        if not facts:
+            return CANNOT_ANSWER, []
+        key = tuple(facts)
+        if key not in self._facts:
+            self._facts[key] = self.embedder.encode(list(facts))
+        similarity = self._facts[key] @ self.embedder.encode([question])[0]
+        ranked = sorted(range(len(facts)), key=lambda i: -similarity[i])[: self.top_k]
+        chosen = sorted(i for i in ranked if similarity[i] >= self.threshold)
+        if not chosen:
+            return CANNOT_ANSWER, []
+        return " ".join(facts[i].rstrip(".") + "." for i in chosen), chosen
