@@ -202,3 +202,17 @@ def test_split_fractions_follow_the_questions(tiny_run):
     # question set the assignment is a pure function of the seed and the group ids
     assert a == split_groups(list(reversed(list(sizes))), dict(reversed(list(sizes.items()))), SplitConfig())
     assert set(a.values()) <= set(SPLITS)
+
+
+def test_the_card_shows_ten_pairs_drawn_by_a_seeded_hash(pairs_dir, tiny_run, tmp_path, embedder):
+    from alfa.data.card import random_pair_rows
+
+    pairs = load_pairs(pairs_dir)
+    rows = random_pair_rows(pairs)
+    assert len(rows) == 10 and rows == random_pair_rows(pairs.reverse())  # the same ten, whatever the order
+    texts = {(r["attribute"], r["pair_type"], r["chosen"][-1]["content"]) for r in pairs.to_dicts()}
+    assert all((a, t, c) in texts for a, t, c, _ in rows)
+    loose = FilterConfig(enhance_min_similarity=0.0, corrupt_min_similarity=0.0)
+    built = make_pairs(tiny_run, tmp_path / "pairs", loose, embedder=embedder)
+    section = write_card(tmp_path / "pairs").read_text().split("## Ten pairs picked at random")[1].split("\n## ")[0]
+    assert section.count("\n| ") == min(10, built.height) + 1  # the header and one line a pair

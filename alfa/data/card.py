@@ -9,6 +9,7 @@ rewriter, prompt and pack hashes, lint findings, and a personal-health-informati
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -174,6 +175,17 @@ def count_rows(pairs: pl.DataFrame) -> list[list]:
     return rows
 
 
+def random_pair_rows(pairs: pl.DataFrame, n: int = 10) -> list[list]:
+    """`n` pairs ranked by a hash of their id: a fixed, unbiased sample for the card."""
+    rank = pl.col("pair_id").map_elements(lambda p: hashlib.sha256(p.encode()).hexdigest(), return_dtype=pl.String)
+    picked = pairs.with_columns(rank.alias("_rank")).sort("_rank").head(n).sort(["attribute", "pair_type"])
+
+    def cell(messages) -> str:
+        return messages[-1]["content"].replace("|", "\\|").replace("\n", " ")
+
+    return [[r["attribute"], r["pair_type"], cell(r["chosen"]), cell(r["rejected"])] for r in picked.to_dicts()]
+
+
 def filter_rate_rows(filter_report: dict) -> list[list]:
     """Variants kept per attribute and direction, with the rejection reasons, most frequent first."""
     rows = []
@@ -246,6 +258,7 @@ def write_card(
         split_sizes=split_sizes,
         pair_types=pair_types_present(pairs),
         count_rows=count_rows(pairs),
+        random_pairs=random_pair_rows(pairs),
         plots=[p.relative_to(pairs_dir).as_posix() for p in plots],
         bounds=info["filter"],
         kept_variants=info["kept_variants"],
