@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_build(sub)
     train.add_train(sub)
     evaluate.add_evaluate_rm(sub)
+    evaluate.add_eval(sub)
     train.add_merge(sub)
     review.add_review(sub)
     models.add_models(sub)

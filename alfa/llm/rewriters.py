@@ -125,3 +125,19 @@ def llamacpp_rewriter(
     rewriter.model_id = model_name or server.alias  # what cards show; requests name the server's alias
     rewriter.server = server  # stopped by rewriter.server.stop(), or at exit
     return rewriter
+
+
+def backend_from_spec(spec: str, max_new_tokens: int = 64):
+    """A backend from one word, for the roles of an evaluation: `local`, `smollm2`, `llamacpp:FILE.gguf`,
+    `transformers:FOLDER` or `openai:MODEL@BASE_URL` (key from $OPENAI_API_KEY)."""
+    kind, _, rest = spec.partition(":")
+    if kind in ("local", "smollm2") and not rest:
+        return make_rewriter(kind, max_new_tokens=max_new_tokens, stop=())
+    if kind in ("llamacpp", "transformers") and rest:
+        return make_rewriter(kind, rest, max_new_tokens=max_new_tokens, stop=())
+    if kind == "openai" and "@" in rest:
+        model, _, base_url = rest.partition("@")
+        return make_rewriter("openai", model, base_url, max_new_tokens=max_new_tokens, stop=())
+    raise ValueError(
+        f"backend {spec!r}: use local, smollm2, llamacpp:FILE.gguf, transformers:FOLDER or openai:MODEL@BASE_URL"
+    )

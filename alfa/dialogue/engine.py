@@ -1,0 +1,100 @@
+"""The turn loop every multi-turn evaluation and dialogue method runs on.
+
+An *episode* is one conversation; a *protocol* says, for an episode, which role speaks next and with which
+messages (`next_request`), and what the reply does to the episode (`apply`). The engine does the rest:
+
+- every active episode's current turn goes to its role's backend in one batch (`run_calls`: cached, so a
+  killed run resumes and pays for no finished call twice; identical requests are called once);
+- a role is a backend plus what it may see: the protocol builds each role's messages from the episode, so
+  what a role must not see (a patient's facts, for the questioner) never reaches its prompt;
+- each episode is appended to the output JSONL as it ends, with every turn's raw reply and parsed value; on a
+  rerun, episodes already in the file are not run again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from tqdm.auto import tqdm
+
+from alfa.llm.cache import CallCache
+from alfa.llm.calls import CallStats, run_calls
+
+
+@dataclass
+class Turn:
+    role: str  # who spoke: a role name of the protocol ("expert", "questioner", "patient", ...)
+    kind: str  # what the turn was for ("decide", "question", "answer", "final", ...)
+    text: str | None  # the raw reply (or the error of a failed call)
+    parsed: object = None  # what the protocol read from it; None where it could not (a parse failure)
+    call_key: str | None = None  # the call cache key (None for a role that is no model, e.g. fact-select)
+
+
+@dataclass
+class Episode:
+    episode_id: str
+    data: dict  # what the protocol needs: the case, the initial info, ...
+    turns: list[Turn] = field(default_factory=list)
+    state: str = "start"  # the protocol's own state machine
+    done: bool = False
+    result: dict = field(default_factory=dict)  # the protocol's outcome (answer, correct, questions, ...)
+
+
+class DialogueProtocol(Protocol):
+    roles: dict  # role name -> backend (anything alfa.llm.calls.run_calls takes)
+
+    def next_request(self, episode: Episode) -> tuple[str, str, list[dict]]:
+        """(role name, turn kind, messages) of the episode's next model call."""
+
+    def apply(self, episode: Episode, role: str, kind: str, completion, key: str) -> None:
+        """Record the reply as a turn and move the episode on (set `done` and `result` when it ends)."""
+
+
+def done_ids(path: Path) -> set[str]:
+    """Episodes already written to `path` by an earlier run."""
+    if not path.exists():
+        return set()
+    with open(path, encoding="utf-8") as f:
+        return {json.loads(line)["episode_id"] for line in f if line.strip()}
+
+
+def run_episodes(
+    episodes: list[Episode], protocol: DialogueProtocol, cache: CallCache, out_path: Path, max_rounds: int = 200
+) -> tuple[list[dict], CallStats]:
+    """Run every episode to its end; returns every finished episode (this run's and earlier ones', read back from
+    `out_path`) and this run's call stats."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    finished = done_ids(out_path)
+    active = [e for e in episodes if e.episode_id not in finished]
+    stats = CallStats()
+    bar = tqdm(total=len(active), desc="episodes", unit="episode", disable=not active)
+    with open(out_path, "a", encoding="utf-8") as out:
+        for _ in range(max_rounds):
+            if not active:
+                break
+            by_role: dict[str, list[tuple[Episode, str, list[dict]]]] = {}
+            for e in active:
+                role, kind, messages = protocol.next_request(e)
+                by_role.setdefault(role, []).append((e, kind, messages))
+            for role, batch in by_role.items():
+                replies, keys = run_calls(protocol.roles[role], cache, [m for _, _, m in batch], role, stats)
+                for (e, kind, _), completion, key in zip(batch, replies, keys):
+                    protocol.apply(e, role, kind, completion, key)
+            for e in [e for e in active if e.done]:
+                out.write(json.dumps(asdict(e), ensure_ascii=False, default=str) + "\n")
+                out.flush()
+                bar.update(1)
+            active = [e for e in active if not e.done]
+        cache.flush()
+    bar.close()
+    if active:
+        raise RuntimeError(
+            f"{len(active)} episodes did not end within {max_rounds} rounds: the protocol never ends them"
+        )
+    with open(out_path, encoding="utf-8") as f:
+        wanted = {e.episode_id for e in episodes}
+        return [ep for ep in map(json.loads, f) if ep["episode_id"] in wanted], stats

@@ -1,0 +1,269 @@
+"""Interactive diagnosis, MediQ's protocol with the question generator separate from the expert (as ALFA
+evaluated it): the expert sees the initial info (the chief complaint) and the conversation, decides each turn
+whether it can answer (its abstention module), and must answer by the question budget; when it cannot answer
+yet, the questioner asks the patient one question, which the fact-select patient answers from the case's facts.
+
+Abstention modules (`abstain`): implicit (the expert either asks or answers in one reply), binary (yes/no: can
+you answer now?), numeric (a confidence in [0, 1] against `threshold`), scale (1-5 against `threshold`, MediQ's
+default 4) and fixed (exactly `max_questions` questions, then answer). A reply the module cannot read is a parse
+failure: counted, and the episode goes on asking (it never turns into a random confidence).
+"""
+
+from __future__ import annotations
+
+from alfa.dialogue.engine import Episode, Turn
+from alfa.dialogue.patients import FactSelectPatient
+from alfa.eval.cases import Case
+from alfa.eval.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
+
+ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed")
+DEFAULT_THRESHOLD = {"numeric": 0.8, "scale": 4}
+EXPERT_SYSTEM = (
+    "You are a doctor working out a patient's case from what you have been told so far. You know only what is "
+    "written below; ask nothing you were already told."
+)
+QUESTIONER_SYSTEM = (
+    "You are a doctor interviewing a patient. Ask the one follow-up question whose answer would help most with "
+    "the diagnostic question. Reply with the question only."
+)
+DECIDE = {
+    "binary": "Can you answer the question correctly now, without asking the patient anything more? Reply Yes or No.",
+    "numeric": "How confident are you that you can answer correctly now? Reply with a number between 0 and 1.",
+    "scale": "How confident are you that you can answer correctly now, from 1 (not at all) to 5 (certain)? Reply with the number.",
+    "implicit": "If you can answer now, reply 'Answer: ' and the letter; otherwise reply 'Question: ' and the one question you would ask the patient.",
+}
+
+
+def case_text(case: Case, initial_info: str, conversation: list[tuple[str, str]], with_options: bool = True) -> str:
+    lines = [f"What you know: {initial_info}"]
+    lines += [f"You asked: {q}\nThe patient said: {a}" for q, a in conversation]
+    lines.append(f"Diagnostic question: {case.question}")
+    if with_options:
+        lines += [f"{k}. {v}" for k, v in sorted(case.options.items())]
+    return "\n".join(lines)
+
+
+def final_messages(case: Case, initial_info: str, conversation) -> list[dict]:
+    body = case_text(case, initial_info, conversation) + "\nReply with the letter of the answer."
+    return [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": body}]
+
+
+class InteractiveProtocol:
+    """The turn logic of one interactive evaluation (alfa.dialogue.engine runs it)."""
+
+    def __init__(
+        self,
+        expert,
+        questioner,
+        patient: FactSelectPatient,
+        abstain: str = "scale",
+        threshold: float | None = None,
+        max_questions: int = 5,
+    ):
+        if abstain not in ABSTAIN:
+            raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
+        self.roles = {"expert": expert, "questioner": questioner}
+        self.patient, self.abstain, self.max_questions = patient, abstain, max_questions
+        self.threshold = threshold if threshold is not None else DEFAULT_THRESHOLD.get(abstain)
+
+    @staticmethod
+    def episode(case: Case, initial_info: str) -> Episode:
+        return Episode(case.case_id, {"case": case, "initial_info": initial_info, "conversation": []}, state="decide")
+
+    def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
+        case, info, conv = e.data["case"], e.data["initial_info"], e.data["conversation"]
+        must_answer = len(conv) >= self.max_questions
+        if e.state == "decide" and (must_answer or self.abstain == "fixed"):
+            e.state = "final" if must_answer else "question"
+        if e.state == "final":
+            return "expert", "final", final_messages(case, info, conv)
+        if e.state == "question":
+            body = case_text(case, info, conv, with_options=False) + "\nYour one question to the patient:"
+            return (
+                "questioner",
+                "question",
+                [{"role": "system", "content": QUESTIONER_SYSTEM}, {"role": "user", "content": body}],
+            )
+        body = case_text(case, info, conv) + "\n" + DECIDE[self.abstain]
+        return "expert", "decide", [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": body}]
+
+    def apply(self, e: Episode, role: str, kind: str, completion, key: str) -> None:
+        text = completion.text if completion.error is None else None
+        case = e.data["case"]
+        if kind == "final":
+            letter = parse_answer_letter(text, case.options)
+            e.turns.append(Turn(role, kind, text if text is not None else completion.error, letter, key))
+            self._finish(e, letter)
+        elif kind == "question":
+            question = (text or "").strip()
+            e.turns.append(Turn(role, kind, text if text is not None else completion.error, question or None, key))
+            answer, used = self.patient.answer(case.facts, question) if question else ("", [])
+            e.turns.append(Turn("patient", "answer", answer, used))
+            e.data["conversation"].append((question, answer))
+            e.state = "decide"
+        else:
+            ready, asked = self._decision(text, case)
+            e.turns.append(Turn(role, kind, text if text is not None else completion.error, ready, key))
+            if ready is True and asked is None and self.abstain == "implicit":
+                self._finish(e, parse_answer_letter(text, case.options))
+            elif asked is not None:  # implicit: the expert asked its own question; the questioner is skipped
+                answer, used = self.patient.answer(case.facts, asked)
+                e.turns.append(Turn("patient", "answer", answer, used))
+                e.data["conversation"].append((asked, answer))
+            else:
+                e.state = "final" if ready else "question"
+
+    def _decision(self, text: str | None, case: Case) -> tuple[bool | None, str | None]:
+        """(ready to answer?, the question an implicit expert asked). None = could not be read: keep asking."""
+        if self.abstain == "binary":
+            return parse_yes_no(text), None
+        if self.abstain == "numeric":
+            value = parse_confidence(text)
+            return (None if value is None else value >= self.threshold), None
+        if self.abstain == "scale":
+            value = parse_scale(text)
+            return (None if value is None else value >= self.threshold), None
+        reply = (text or "").strip()
+        if reply.lower().startswith("question:"):
+            return False, reply.split(":", 1)[1].strip() or None
+        return (True if parse_answer_letter(reply, case.options) else None), None
+
+    def _finish(self, e: Episode, letter: str | None) -> None:
+        case = e.data["case"]
+        decisions = [t for t in e.turns if t.kind == "decide"]
+        e.result = {
+            "answer": letter,
+            "correct": letter == case.answer,
+            "questions": len(e.data["conversation"]),
+            "timed_out": len(e.data["conversation"]) >= self.max_questions and self.abstain != "fixed",
+            "parse_failures": sum(t.parsed is None for t in decisions) + (letter is None),
+        }
+        e.state, e.done = "done", True
+
+
+def evaluate_interactive(
+    cases: list[Case],
+    protocol: InteractiveProtocol,
+    out_dir,
+    initial_info: str = "first-fact",
+    seed: int = 0,
+) -> dict:
+    """Run every case through `protocol`, then the four baselines, and write DIR/episodes.jsonl,
+    DIR/results.json, DIR/report.md and DIR/accuracy_vs_questions.png. Returns the results."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    from alfa.dialogue.engine import run_episodes
+    from alfa.eval.cases import check_cases
+    from alfa.llm.cache import CallCache
+    from alfa.llm.calls import run_calls
+    from alfa.stats import bootstrap_mean
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = CallCache(out_dir / "cache.sqlite")
+
+    def info_of(c: Case) -> str:
+        return c.post if initial_info == "post" and c.post else c.initial_info
+
+    episodes, stats = run_episodes(
+        [protocol.episode(c, info_of(c)) for c in cases], protocol, cache, out_dir / "episodes.jsonl"
+    )
+    by_id = {e["episode_id"]: e["result"] for e in episodes}
+    results = [by_id[c.case_id] for c in cases]  # every case counts, in case order: a loss or a failure is a 0
+
+    def accuracy(correct: list[bool]) -> dict:
+        return bootstrap_mean([float(x) for x in correct], seed=seed)
+
+    def one_call(infos: list[str], desc: str) -> list[bool]:
+        replies, _ = run_calls(
+            protocol.roles["expert"], cache, [final_messages(c, i, []) for c, i in zip(cases, infos)], desc, stats
+        )
+        return [parse_answer_letter(r.text, c.options) == c.answer for r, c in zip(replies, cases)]
+
+    majority = Counter(c.answer for c in cases).most_common(1)[0][0] if cases else None
+    baselines = {
+        "majority_letter": accuracy([c.answer == majority for c in cases]),
+        "longest_option": accuracy([max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases]),
+        "no_questions": accuracy(one_call([info_of(c) for c in cases], "no questions")),
+        "full_information": accuracy(one_call([" ".join(c.context) for c in cases], "full information")),
+    }
+    cache.close()
+    n = len(results)
+    report = {
+        "n": n,
+        "abstain": protocol.abstain,
+        "threshold": protocol.threshold,
+        "max_questions": protocol.max_questions,
+        "initial_info": initial_info,
+        "accuracy": accuracy([r["correct"] for r in results]),
+        "mean_questions": sum(r["questions"] for r in results) / n if n else None,
+        "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
+        "parse_failures": sum(r["parse_failures"] for r in results),
+        "baselines": baselines,
+        "roles": {k: v.model_id for k, v in protocol.roles.items()},
+        "case_checks": check_cases(cases),
+        "calls": {
+            "made": stats.calls_made,
+            "from_cache": stats.cache_hits,
+            "failed": stats.failed,
+            "seconds": round(stats.seconds, 1),
+        },
+    }
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2))
+    plot_accuracy_vs_questions(results, baselines, out_dir / "accuracy_vs_questions.png")
+    (out_dir / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> None:
+    """Accuracy of the episodes by how many questions they asked, with the baselines as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = sorted({r["questions"] for r in results})
+    acc = [
+        sum(r["correct"] for r in results if r["questions"] == q) / sum(r["questions"] == q for r in results)
+        for q in counts
+    ]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(counts, acc, marker="o", label="episodes ending after q questions")
+    for (name, b), style in zip(baselines.items(), [":", "--", "-.", (0, (1, 3))]):
+        if b["value"] is not None:
+            ax.axhline(b["value"], linestyle=style, color="grey", label=name)
+    ax.set_xlabel("questions asked")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report_markdown(r: dict) -> str:
+    def acc(a: dict) -> str:
+        return "n/a" if a["value"] is None else f"{a['value']:.1%} ({a['ci_low']:.1%}-{a['ci_high']:.1%})"
+
+    lines = [
+        f"# Interactive evaluation ({r['n']} cases, abstain={r['abstain']}, threshold={r['threshold']}, "
+        f"at most {r['max_questions']} questions, initial info: {r['initial_info']})",
+        "",
+        f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}; patient: fact-select.",
+        "",
+        "| | accuracy (95% bootstrap interval) |",
+        "|---|---|",
+        f"| **interactive** | **{acc(r['accuracy'])}** |",
+    ]
+    lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
+    lines += [
+        "",
+        f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
+        f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",
+        "",
+        "![accuracy vs questions](accuracy_vs_questions.png)",
+        "",
+    ]
+    return "\n".join(lines)

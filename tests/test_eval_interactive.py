@@ -1,0 +1,142 @@
+"""Interactive diagnosis: the engine, the protocol and the figures, on five shared MedQA dev cases.
+
+The expert and questioner here are `ScriptedRoles`: a script, not a model, so the whole transcript is known
+in advance (the issue asks for an exact expected transcript). The patient is the real fact-select patient."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_until_cached
+
+from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient
+from alfa.eval.cases import load_cases
+from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
+from alfa.llm.backends import Completion
+
+MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+QUESTIONS = ["How long have you had these symptoms?", "Do you have a fever?"]
+
+
+class ScriptedRoles:
+    """A scripted expert and questioner (not a model): confidence 2 until two questions were answered, then 5;
+    the questioner asks QUESTIONS in turn; the final answer is always 'C'. Counts the requests it answers."""
+
+    backend, model_id, sampling, cache_id = "script", "scripted", {}, "scripted-v1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def with_logprobs(self, top=10):
+        return self
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.calls += 1
+            text = messages[-1]["content"]
+            asked = text.count("You asked:")
+            if "Your one question to the patient" in text:
+                reply = QUESTIONS[asked]
+            elif "Reply with the letter of the answer" in text:
+                reply = "Answer: C"
+            else:
+                reply = "5" if asked >= 2 else "2"
+            on_done(i, Completion(reply, usage={"prompt_tokens": 1, "completion_tokens": 1}))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return load_cases(MEDQA, limit=5)[0]
+
+
+def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcript(tmp_path, cases, embedder):
+    roles = ScriptedRoles()
+    patient = FactSelectPatient(embedder)
+    protocol = InteractiveProtocol(roles, roles, patient, abstain="scale", max_questions=5)
+    report = evaluate_interactive(cases, protocol, tmp_path / "eval")
+    episodes = [json.loads(line) for line in (tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()]
+    assert [e["episode_id"] for e in episodes] == [c.case_id for c in cases]
+    for e, case in zip(episodes, cases):
+        kinds = [(t["role"], t["kind"]) for t in e["turns"]]
+        assert kinds == [
+            ("expert", "decide"), ("questioner", "question"), ("patient", "answer"),
+            ("expert", "decide"), ("questioner", "question"), ("patient", "answer"),
+            ("expert", "decide"), ("expert", "final"),
+        ]  # fmt: skip
+        assert [t["parsed"] for t in e["turns"] if t["kind"] == "decide"] == [False, False, True]
+        for turn, question in zip([t for t in e["turns"] if t["kind"] == "answer"], QUESTIONS):
+            assert turn["text"] == patient.answer(case.facts, question)[0]  # the patient's words, verbatim
+            assert turn["text"] == CANNOT_ANSWER or all(
+                case.facts[i].rstrip(".") in turn["text"] for i in turn["parsed"]
+            )
+        assert e["result"] == {
+            "answer": "C",
+            "correct": case.answer == "C",
+            "questions": 2,
+            "timed_out": False,
+            "parse_failures": 0,
+        }
+    share_c = sum(c.answer == "C" for c in cases) / 5
+    assert report["n"] == 5 and report["accuracy"]["value"] == pytest.approx(share_c)
+    assert report["accuracy"]["ci_low"] <= share_c <= report["accuracy"]["ci_high"]
+    assert report["mean_questions"] == 2 and report["timeout_rate"] == 0 and report["parse_failures"] == 0
+    assert set(report["baselines"]) == {"majority_letter", "longest_option", "no_questions", "full_information"}
+    assert report["baselines"]["no_questions"]["value"] == pytest.approx(share_c)  # the script always says C
+    assert (tmp_path / "eval" / "accuracy_vs_questions.png").stat().st_size > 0
+    assert "baseline: full_information" in (tmp_path / "eval" / "report.md").read_text()
+    # a rerun reads the finished episodes back and makes no call
+    again = ScriptedRoles()
+    rerun = evaluate_interactive(cases, InteractiveProtocol(again, again, patient, "scale"), tmp_path / "eval")
+    assert again.calls == 0 and rerun["accuracy"] == report["accuracy"]
+
+
+def test_unreadable_confidence_is_a_counted_failure_and_the_budget_ends_the_episode(tmp_path, cases, embedder):
+    class Unreadable(ScriptedRoles):
+        """Says 'not very confident' to every confidence question: never a number."""
+
+        def complete(self, requests, on_done):
+            def reply(i, c):
+                text = requests[i][-1]["content"]
+                on_done(i, Completion("I am not very confident", usage={}) if "from 1 (not at all)" in text else c)
+
+            super().complete(requests, reply)
+
+    roles = Unreadable()
+    report = evaluate_interactive(
+        cases[:2],
+        InteractiveProtocol(roles, roles, FactSelectPatient(embedder), "scale", max_questions=2),
+        tmp_path / "e",
+    )
+    assert report["timeout_rate"] == 1 and report["mean_questions"] == 2
+    assert report["parse_failures"] == 2 * 2  # two unreadable decisions per episode, each counted
+    assert report["n"] == 2  # no episode dropped
+
+
+def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_call(tmp_path):
+    """A real `alfa eval interactive` with SmolLM2 on llama.cpp in every role, killed while it writes its cache."""
+    pytest.importorskip("xllamacpp")
+    from alfa.llm.embedded import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "alfa.cli", "-q", "eval", "interactive", str(MEDQA), "--limit", "4",
+           "--expert", f"llamacpp:{gguf}", "--questioner", f"llamacpp:{gguf}", "--abstain", "fixed",
+           "--max-questions", "2", "-o", str(out)]  # fmt: skip
+    proc = run_until_cached(cmd, out / "cache.sqlite", at_least=3, timeout_s=180)
+    proc.kill()
+    proc.wait()
+    import sqlite3
+
+    cached = sqlite3.connect(out / "cache.sqlite").execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    import subprocess
+
+    subprocess.run(cmd, check=True, capture_output=True)
+    first = json.loads((out / "results.json").read_text())
+    assert first["calls"]["from_cache"] >= cached and first["n"] == 4
+    subprocess.run(cmd, check=True, capture_output=True)
+    second = json.loads((out / "results.json").read_text())
+    assert second["calls"]["made"] == 0 and second["accuracy"] == first["accuracy"]
