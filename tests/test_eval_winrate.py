@@ -33,3 +33,66 @@ def test_bootstrap_interval_resamples_groups_and_contains_the_mean():
     assert bootstrap_mean(values, seed=1) == bootstrap_mean(values, seed=1)  # seeded
     low, high = wilson(8, 10)
     assert 0.44 < low < 0.5 and 0.94 < high < 0.97
+
+
+class AlwaysA:
+    """A scripted judge (not a model): answers 'A' to everything."""
+
+    backend, model_id, sampling, cache_id = "script", "always-a", {}, "always-a-v1"
+
+    def complete(self, requests, on_done):
+        from alfa.llm.backends import Completion
+
+        for i in range(len(requests)):
+            on_done(i, Completion("A", usage={}))
+
+
+def _questions(n=6):
+    from conftest import SAMPLE, SAMPLE_MAP
+
+    from alfa.data.ingest import ingest, parse_map
+
+    return ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(n)
+
+
+def test_judge_winrate_with_an_always_a_judge_is_one_half_on_every_attribute(tmp_path):
+    from alfa.data.attributes import load_pack
+    from alfa.eval.winrate import judge_winrate
+
+    q = _questions()
+    a = {qid: "When did the pain start?" for qid in q["qid"]}
+    b = dict(zip(q["qid"], q["question"]))
+    report = judge_winrate(a, b, q, AlwaysA(), load_pack("core").attributes, tmp_path)
+    for r in [report] + list(report["by_attribute"].values()):
+        assert r["win_rate"]["value"] == 0.5 and r["position_bias"] == 1.0 and r["n"] == 6 and r["failures"] == 0
+    assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
+    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 4
+
+
+def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, tiny_model_dir):
+    """alfa generate with a real (tiny) policy, then alfa eval winrate with SmolLM2 on llama.cpp judging."""
+    import json
+
+    import pytest
+
+    pytest.importorskip("xllamacpp")
+    from alfa.cli import main
+    from alfa.llm.embedded import smollm2_gguf_path
+
+    qfile = tmp_path / "q.parquet"
+    _questions(4).write_parquet(qfile)
+    gen = tmp_path / "gen.jsonl"
+    assert (
+        main(["generate", f"transformers:{tiny_model_dir}", str(qfile), "-o", str(gen), "--max-new-tokens", "12"]) == 0
+    )
+    rows = [json.loads(line) for line in gen.read_text().splitlines()]
+    assert len(rows) == 4 and all(set(r) >= {"qid", "question", "model"} for r in rows)
+    out = tmp_path / "wr"
+    cmd = ["eval", "winrate", "--a", str(gen), "--b", "human", "--questions", str(qfile), "-o", str(out),
+           "--judge", f"llamacpp:{smollm2_gguf_path()}"]  # fmt: skip
+    assert main(cmd) == 0
+    report = json.loads((out / "winrate.json").read_text())
+    judged = [r for r in rows if r["question"]]
+    assert report["n"] == len(judged)
+    assert report["wins"] + report["ties"] + report["losses"] + report["failures"] == 2 * report["n"]
+    assert report["win_rate"]["value"] is None or 0 <= report["win_rate"]["value"] <= 1

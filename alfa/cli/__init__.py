@@ -48,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_train(sub)
     evaluate.add_evaluate_rm(sub)
     evaluate.add_eval(sub)
+    evaluate.add_generate(sub)
     train.add_merge(sub)
     review.add_review(sub)
     models.add_models(sub)

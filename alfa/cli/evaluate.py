@@ -1,4 +1,5 @@
-"""`alfa evaluate-rm` (the reward-model scorecard) and `alfa eval cases | interactive` (alfa.eval)."""
+"""`alfa evaluate-rm` (the reward-model scorecard), `alfa generate` and `alfa eval cases | interactive | winrate`
+(alfa.eval)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,43 @@ def add_eval(sub) -> None:
     i.add_argument("--limit", type=int, help="only the first N cases")
     i.add_argument("--initial-info", choices=["first-fact", "post"], default="first-fact")
     i.set_defaults(func=_eval_interactive)
+    w = verbs.add_parser(
+        "winrate",
+        help="win rate of A's questions over B's (or the human ones), judged in both orders",
+        formatter_class=fmt,
+        description="The judge compares A's and B's question for each post, overall and per attribute, in both "
+        "orders always. A win counts 1, a tie 0.5, a loss 0; failed judgements are counted apart, never dropped. "
+        "Writes DIR/winrate.json (win_rate with a bootstrap interval over posts, wins, ties, losses, failures, "
+        "position_bias) and DIR/verdicts.jsonl.",
+        epilog="Example:\n  alfa generate transformers:runs/train/dpo q.parquet -o runs/gen/dpo.jsonl\n"
+        "  alfa eval winrate --a runs/gen/dpo.jsonl --b human --questions q.parquet -o runs/eval/dpo-vs-human",
+    )
+    w.add_argument("--a", required=True, help="questions JSONL of model A (from alfa generate)")
+    w.add_argument("--b", required=True, help="questions JSONL of model B, or `human` (the original questions)")
+    w.add_argument("--questions", required=True, help="the questions table both were generated for")
+    w.add_argument("-o", "--output", required=True)
+    w.add_argument("--judge", default="local", help="judge backend (see alfa eval interactive --help)")
+    w.add_argument(
+        "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
+    )
+    w.set_defaults(func=_eval_winrate)
+
+
+def add_generate(sub) -> None:
+    """alfa generate"""
+    g = sub.add_parser(
+        "generate",
+        help="a policy asks its follow-up question for each post of a questions table",
+        description="One JSON object a line: qid, group_id, question, model. The policy sees the post and earlier "
+        "turns as chat messages, as in the preference pairs' prompt. Every call is cached.",
+        epilog="Example: alfa generate transformers:runs/train/smollm2-dpo q.parquet -o runs/gen/dpo.jsonl",
+    )
+    g.add_argument("policy", help="backend: transformers:FOLDER, local, smollm2, llamacpp:FILE.gguf, openai:MODEL@URL")
+    g.add_argument("questions", help="questions Parquet from alfa ingest")
+    g.add_argument("-o", "--output", required=True, help="JSONL to write")
+    g.add_argument("--limit", type=int, help="only the first N questions")
+    g.add_argument("--max-new-tokens", type=int, default=48)
+    g.set_defaults(func=_generate)
 
 
 def _eval_cases(args) -> int:
@@ -117,4 +155,56 @@ def _eval_interactive(args) -> int:
             backend.close()
     print((Path(args.output) / "report.md").read_text())
     print(f"episodes, results.json, report.md, accuracy_vs_questions.png -> {args.output} ({r['n']} cases)")
+    return 0
+
+
+def _read_questions_jsonl(path: str) -> dict[str, str]:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return {r["qid"]: r["question"] for r in map(json.loads, f) if r.get("question")}
+
+
+def _eval_winrate(args) -> int:
+    import json
+
+    import polars as pl
+
+    from alfa.data.attributes import load_pack
+    from alfa.eval.winrate import judge_winrate
+    from alfa.llm.rewriters import backend_from_spec
+
+    questions = pl.read_parquet(args.questions)
+    a = _read_questions_jsonl(args.a)
+    b = dict(zip(questions["qid"], questions["question"])) if args.b == "human" else _read_questions_jsonl(args.b)
+    judge = backend_from_spec(args.judge, max_new_tokens=4)
+    try:
+        report = judge_winrate(a, b, questions, judge, load_pack(args.attributes).attributes, Path(args.output))
+    finally:
+        judge.close()
+    print(
+        json.dumps(
+            {k: report[k] for k in ("n", "win_rate", "wins", "ties", "losses", "failures", "position_bias")}, indent=2
+        )
+    )
+    return 0
+
+
+def _generate(args) -> int:
+    import polars as pl
+
+    from alfa.eval.generate import generate_questions
+    from alfa.llm.rewriters import backend_from_spec
+
+    questions = pl.read_parquet(args.questions)
+    if args.limit:
+        questions = questions.head(args.limit)
+    policy = backend_from_spec(args.policy, max_new_tokens=args.max_new_tokens)
+    try:
+        stats = generate_questions(questions, policy, Path(args.output))
+    finally:
+        policy.close()
+    print(
+        f"{questions.height} questions: {stats.calls_made} model calls, {stats.cache_hits} from cache -> {args.output}"
+    )
     return 0

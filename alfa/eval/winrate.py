@@ -54,3 +54,69 @@ def summarize(items: list[dict], seed: int = 0) -> dict:
         "failures": outcomes["failure"],
         "position_bias": first / parsed if parsed else None,
     }
+
+
+JUDGE_SYSTEM = (
+    "You compare two follow-up questions a doctor could ask a patient about their post. Reply with one word: "
+    "A if question A is better, B if question B is better, tie if they are equally good."
+)
+
+
+def winrate_messages(post: str, a: str, b: str, quality: str) -> list[dict]:
+    return [
+        {"role": "system", "content": JUDGE_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Patient's post: {post[:1200]}\n\n{quality}\n\nQuestion A: {a}\nQuestion B: {b}\n\nBetter (A, B or tie):",
+        },
+    ]
+
+
+def read_verdict(reply: str | None) -> str | None:
+    """'A', 'B', 'tie' or None (a failure, counted apart)."""
+    words = (reply or "").strip().strip(".*'\"").split()
+    first = words[0].strip(".,:*").lower() if words else ""
+    return {"a": "A", "b": "B", "tie": "tie"}.get(first)
+
+
+def judge_winrate(
+    a: dict[str, str], b: dict[str, str], questions, judge, attributes: dict, out_dir, seed: int = 0
+) -> dict:
+    """Win rate of A's questions over B's, by `judge`, overall and per attribute (`attributes`: name -> Attribute),
+    each in both orders. `a`, `b`: qid -> question. Writes out_dir/verdicts.jsonl and out_dir/winrate.json."""
+    import json
+    from pathlib import Path
+
+    from alfa.data.prompts import post_text
+    from alfa.llm.cache import CallCache
+    from alfa.llm.calls import CallStats, run_calls
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in questions.to_dicts() if r["qid"] in a and r["qid"] in b]
+    qualities = {"overall": "Which question is the better next question to ask?"}
+    qualities |= {n: f"Judge only {n.replace('_', ' ')}: {att.definition}" for n, att in attributes.items()}
+    plan, requests = [], []
+    for r in rows:
+        post = post_text(r["context"])
+        for name, quality in qualities.items():
+            plan.append((r, name))
+            requests.append(winrate_messages(post, a[r["qid"]] or "", b[r["qid"]] or "", quality))
+            requests.append(winrate_messages(post, b[r["qid"]] or "", a[r["qid"]] or "", quality))
+    cache = CallCache(out_dir / "cache.sqlite")
+    stats = CallStats()
+    replies, _ = run_calls(judge, cache, requests, "winrate", stats)
+    cache.close()
+    items: dict[str, list[dict]] = {name: [] for name in qualities}
+    with open(out_dir / "verdicts.jsonl", "w", encoding="utf-8") as f:
+        for k, (r, name) in enumerate(plan):
+            first, second = replies[2 * k], replies[2 * k + 1]
+            item = {"qid": r["qid"], "group": r["group_id"], "quality": name,
+                    "verdict_a_first": read_verdict(first.text), "verdict_b_first": read_verdict(second.text),
+                    "reply_a_first": first.text or first.error, "reply_b_first": second.text or second.error}  # fmt: skip
+            items[name].append(item)
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    result = {name: summarize(its, seed) for name, its in items.items()}
+    report = {**result["overall"], "by_attribute": {n: result[n] for n in attributes}, "judge": judge.model_id}
+    (out_dir / "winrate.json").write_text(json.dumps(report, indent=2))
+    return report
