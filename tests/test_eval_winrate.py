@@ -96,3 +96,28 @@ def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, 
     assert report["n"] == len(judged)
     assert report["wins"] + report["ties"] + report["losses"] + report["failures"] == 2 * report["n"]
     assert report["win_rate"]["value"] is None or 0 <= report["win_rate"]["value"] <= 1
+
+
+def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
+    import json
+
+    from alfa.cli import main
+
+    ci = {"value": 0.4, "ci_low": 0.3, "ci_high": 0.5}
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "results.json").write_text(
+        json.dumps({"n": 30, "accuracy": ci, "mean_questions": 1.5, "baselines": {"majority_letter": ci}})
+    )
+    (tmp_path / "dpo-vs-base").mkdir()
+    (tmp_path / "dpo-vs-base" / "winrate.json").write_text(
+        json.dumps({"n": 20, "win_rate": ci, "wins": 10, "ties": 5, "losses": 25, "failures": 0, "position_bias": 0.7})
+    )
+    assert (
+        main(["eval", "report", str(tmp_path / "base"), str(tmp_path / "dpo-vs-base"), "-o", str(tmp_path / "r")]) == 0
+    )
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "| base | 30 | **40.0% (30.0%-50.0%)** | 1.50 | 40.0% (30.0%-50.0%) |" in text
+    assert "| dpo-vs-base | 20 | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 |" in text
+    assert (tmp_path / "r" / "report.png").stat().st_size > 0
+    (tmp_path / "empty").mkdir()
+    assert main(["eval", "report", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2

@@ -98,6 +98,15 @@ def add_eval(sub) -> None:
         "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
     )
     w.set_defaults(func=_eval_winrate)
+    r = verbs.add_parser(
+        "report",
+        help="one Markdown page with plots comparing evaluation runs",
+        description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
+        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
+    )
+    r.add_argument("runs", nargs="+", metavar="RUN")
+    r.add_argument("-o", "--output", required=True)
+    r.set_defaults(func=_eval_report)
 
 
 def add_generate(sub) -> None:
@@ -207,4 +216,12 @@ def _generate(args) -> int:
     print(
         f"{questions.height} questions: {stats.calls_made} model calls, {stats.cache_hits} from cache -> {args.output}"
     )
+    return 0
+
+
+def _eval_report(args) -> int:
+    from alfa.eval.report import write_report
+
+    path = write_report([Path(r) for r in args.runs], Path(args.output))
+    print(path.read_text())
     return 0

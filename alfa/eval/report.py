@@ -1,0 +1,90 @@
+"""`alfa eval report RUNS... -o DIR`: one Markdown page comparing evaluation runs (interactive accuracy and win
+rates, each with its interval), with a plot. A run is a folder `alfa eval interactive` or `alfa eval winrate`
+wrote; its name in the report is the folder's name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _interval(x: dict) -> str:
+    return "n/a" if x["value"] is None else f"{x['value']:.1%} ({x['ci_low']:.1%}-{x['ci_high']:.1%})"
+
+
+def collect(runs: list[Path]) -> tuple[list[dict], list[dict]]:
+    """(interactive rows, win-rate rows) from the runs' results.json / winrate.json."""
+    interactive, winrates = [], []
+    for run in map(Path, runs):
+        if (run / "results.json").exists():
+            interactive.append({"run": run.name, **json.loads((run / "results.json").read_text())})
+        elif (run / "winrate.json").exists():
+            winrates.append({"run": run.name, **json.loads((run / "winrate.json").read_text())})
+        else:
+            raise FileNotFoundError(
+                f"{run}: neither results.json (alfa eval interactive) nor winrate.json (alfa eval winrate)"
+            )
+    return interactive, winrates
+
+
+def plot(interactive: list[dict], winrates: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        (rows, key, title)
+        for rows, key, title in ((interactive, "accuracy", "interactive accuracy"), (winrates, "win_rate", "win rate"))
+        if rows
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5), squeeze=False)
+    for ax, (rows, key, title) in zip(axes[0], panels):
+        values = [r[key]["value"] or 0 for r in rows]
+        errors = [
+            [v - (r[key]["ci_low"] or v) for v, r in zip(values, rows)],
+            [(r[key]["ci_high"] or v) - v for v, r in zip(values, rows)],
+        ]
+        ax.bar([r["run"] for r in rows], values, yerr=errors, capsize=4, color="#4c72b0")
+        ax.axhline(0.5 if key == "win_rate" else 0, color="grey", linestyle=":")
+        ax.set_ylim(0, 1)
+        ax.set_title(title + " (95% interval)")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(runs: list[Path], out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    interactive, winrates = collect(runs)
+    lines = ["# Evaluation report", ""]
+    if interactive:
+        names = list(interactive[0]["baselines"])
+        lines += ["## Interactive diagnosis", "", "| run | n | accuracy | mean questions | " + " | ".join(names) + " |"]
+        lines.append("|---" * (4 + len(names)) + "|")
+        for r in interactive:
+            base = " | ".join(_interval(r["baselines"][n]) for n in names)
+            lines.append(
+                f"| {r['run']} | {r['n']} | **{_interval(r['accuracy'])}** | {r['mean_questions']:.2f} | {base} |"
+            )
+        lines.append("")
+    if winrates:
+        lines += [
+            "## Win rates (a tie counts 0.5; 0.5 is no difference)",
+            "",
+            "| run | n | win rate | wins / ties / losses | failures | position bias |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in winrates:
+            bias = "n/a" if r["position_bias"] is None else f"{r['position_bias']:.2f}"
+            lines.append(
+                f"| {r['run']} | {r['n']} | **{_interval(r['win_rate'])}** | {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} |"
+            )
+        lines.append("")
+    plot(interactive, winrates, out_dir / "report.png")
+    lines += ["![report](report.png)", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path
