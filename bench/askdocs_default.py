@@ -131,7 +131,7 @@ def markdown(rows: list[dict]) -> str:
         line(f"kept {k}", lambda r, k=k: f"{r['kept_by_attribute_direction'].get(k, 0):.0%}")
     line("pairs per question", lambda r: f"{r['pairs_per_question']:.2f} ({r['pairs']} pairs)")
     line(
-        "judge agreement (95% CI; random 25%)",
+        "judge agreement (95% CI; no information: 50%)",
         lambda r: (
             "n/a"
             if not r["judge"] or not r["judge"]["pairs"]
