@@ -140,3 +140,30 @@ def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_
     subprocess.run(cmd, check=True, capture_output=True)
     second = json.loads((out / "results.json").read_text())
     assert second["calls"]["made"] == 0 and second["accuracy"] == first["accuracy"]
+
+
+def test_an_llm_patient_is_a_role_of_its_own_and_sees_only_the_facts(tmp_path, cases):
+    class ScriptedPatient(ScriptedRoles):
+        """A scripted patient (not a model): repeats the first fact it was shown; records what it saw."""
+
+        seen = []
+
+        def complete(self, requests, on_done):
+            for i, messages in enumerate(requests):
+                self.seen.append(messages)
+                first_fact = messages[-1]["content"].split("\n")[1][2:]
+                on_done(i, Completion(first_fact, usage={}))
+
+    roles, patient = ScriptedRoles(), ScriptedPatient()
+    protocol = InteractiveProtocol(roles, roles, patient, abstain="scale", max_questions=5)
+    report = evaluate_interactive(cases[:2], protocol, tmp_path / "eval")
+    episodes = [json.loads(line) for line in (tmp_path / "eval" / "episodes.jsonl").read_text().splitlines()]
+    for e, case in zip(episodes, cases):
+        answers = [t for t in e["turns"] if t["kind"] == "answer"]
+        assert [t["role"] for t in answers] == ["patient", "patient"] and all(t["call_key"] for t in answers)
+        assert all(t["text"] == case.facts[0] for t in answers)
+    shown = patient.seen[0][-1]["content"]
+    first = cases[0]
+    assert first.question not in shown and all(o not in shown for o in first.options.values())  # facts only
+    assert all(f in shown for f in first.facts)
+    assert report["roles"]["patient"] == "scripted" and report["mean_questions"] == 2

@@ -71,7 +71,11 @@ def add_eval(sub) -> None:
     i.add_argument("-o", "--output", required=True, help="folder for episodes.jsonl, results.json, report.md")
     i.add_argument("--expert", default="local", help="backend of the expert (decides and answers)")
     i.add_argument("--questioner", default="local", help="backend of the question generator")
-    i.add_argument("--patient", choices=["fact"], default="fact", help="fact = MiniLM fact-select, deterministic")
+    i.add_argument(
+        "--patient",
+        default="fact",
+        help="fact = MiniLM fact-select (deterministic, no model), or a backend for an LLM patient shown only the facts",
+    )
     i.add_argument("--abstain", choices=["implicit", "binary", "numeric", "scale", "fixed"], default="scale")
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5)
@@ -154,13 +158,20 @@ def _eval_interactive(args) -> int:
         logging.warning("cases: %s", w)
     expert = backend_from_spec(args.expert)
     questioner = expert if args.questioner == args.expert else backend_from_spec(args.questioner)
+    opened = [expert] if questioner is expert else [expert, questioner]
     try:
-        protocol = InteractiveProtocol(
-            expert, questioner, FactSelectPatient(Embedder()), args.abstain, args.threshold, args.max_questions
-        )
+        shared = {args.expert: expert, args.questioner: questioner}  # one backend (one server) per spec
+        if args.patient == "fact":
+            patient = FactSelectPatient(Embedder())
+        elif args.patient in shared:
+            patient = shared[args.patient]
+        else:
+            patient = backend_from_spec(args.patient)
+            opened.append(patient)
+        protocol = InteractiveProtocol(expert, questioner, patient, args.abstain, args.threshold, args.max_questions)
         r = evaluate_interactive(cases, protocol, Path(args.output), args.initial_info)
     finally:
-        for backend in {id(expert): expert, id(questioner): questioner}.values():
+        for backend in opened:
             backend.close()
     print((Path(args.output) / "report.md").read_text())
     print(f"episodes, results.json, report.md, accuracy_vs_questions.png -> {args.output} ({r['n']} cases)")

@@ -30,3 +30,18 @@ class FactSelectPatient:
         if not chosen:
             return CANNOT_ANSWER, []
         return " ".join(facts[i].rstrip(".") + "." for i in chosen), chosen
+
+
+LLM_PATIENT_SYSTEM = (
+    "You are the patient. Answer the doctor's question in one or two sentences using only the facts about you "
+    f"listed below, in the first person. If the facts do not answer it, reply exactly: {CANNOT_ANSWER}"
+)
+
+
+def llm_patient_messages(facts: list[str], question: str) -> list[dict]:
+    """An LLM patient restricted to the case's facts: they are all it is shown."""
+    listing = "\n".join(f"- {f}" for f in facts)
+    return [
+        {"role": "system", "content": LLM_PATIENT_SYSTEM},
+        {"role": "user", "content": f"Facts about you:\n{listing}\n\nThe doctor asks: {question}"},
+    ]

@@ -1,7 +1,8 @@
 """Interactive diagnosis, MediQ's protocol with the question generator separate from the expert (as ALFA
 evaluated it): the expert sees the initial info (the chief complaint) and the conversation, decides each turn
 whether it can answer (its abstention module), and must answer by the question budget; when it cannot answer
-yet, the questioner asks the patient one question, which the fact-select patient answers from the case's facts.
+yet, the questioner asks the patient one question, which the patient answers from the case's facts: the
+fact-select patient (deterministic, no model) or an LLM patient shown only the facts.
 
 Abstention modules (`abstain`): implicit (the expert either asks or answers in one reply), binary (yes/no: can
 you answer now?), numeric (a confidence in [0, 1] against `threshold`), scale (1-5 against `threshold`, MediQ's
@@ -12,7 +13,7 @@ failure: counted, and the episode goes on asking (it never turns into a random c
 from __future__ import annotations
 
 from alfa.dialogue.engine import Episode, Turn
-from alfa.dialogue.patients import FactSelectPatient
+from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
 from alfa.eval.cases import Case
 from alfa.eval.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 
@@ -55,7 +56,7 @@ class InteractiveProtocol:
         self,
         expert,
         questioner,
-        patient: FactSelectPatient,
+        patient,  # a FactSelectPatient, or a backend for an LLM patient restricted to the facts
         abstain: str = "scale",
         threshold: float | None = None,
         max_questions: int = 5,
@@ -64,6 +65,8 @@ class InteractiveProtocol:
             raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
         self.roles = {"expert": expert, "questioner": questioner}
         self.patient, self.abstain, self.max_questions = patient, abstain, max_questions
+        if not isinstance(patient, FactSelectPatient):
+            self.roles["patient"] = patient
         self.threshold = threshold if threshold is not None else DEFAULT_THRESHOLD.get(abstain)
 
     @staticmethod
@@ -77,6 +80,8 @@ class InteractiveProtocol:
             e.state = "final" if must_answer else "question"
         if e.state == "final":
             return "expert", "final", final_messages(case, info, conv)
+        if e.state == "patient":
+            return "patient", "answer", llm_patient_messages(case.facts, e.data["pending_question"])
         if e.state == "question":
             body = case_text(case, info, conv, with_options=False) + "\nYour one question to the patient:"
             return (
@@ -97,9 +102,11 @@ class InteractiveProtocol:
         elif kind == "question":
             question = (text or "").strip()
             e.turns.append(Turn(role, kind, text if text is not None else completion.error, question or None, key))
-            answer, used = self.patient.answer(case.facts, question) if question else ("", [])
-            e.turns.append(Turn("patient", "answer", answer, used))
-            e.data["conversation"].append((question, answer))
+            self._ask_patient(e, question)
+        elif kind == "answer":  # the LLM patient's reply; a failed call answers nothing
+            answer = (text or "").strip() or CANNOT_ANSWER
+            e.turns.append(Turn(role, kind, text if text is not None else completion.error, answer, key))
+            e.data["conversation"].append((e.data.pop("pending_question"), answer))
             e.state = "decide"
         else:
             ready, asked = self._decision(text, case)
@@ -107,11 +114,19 @@ class InteractiveProtocol:
             if ready is True and asked is None and self.abstain == "implicit":
                 self._finish(e, parse_answer_letter(text, case.options))
             elif asked is not None:  # implicit: the expert asked its own question; the questioner is skipped
-                answer, used = self.patient.answer(case.facts, asked)
-                e.turns.append(Turn("patient", "answer", answer, used))
-                e.data["conversation"].append((asked, answer))
+                self._ask_patient(e, asked)
             else:
                 e.state = "final" if ready else "question"
+
+    def _ask_patient(self, e: Episode, question: str) -> None:
+        """The fact-select patient answers at once; an LLM patient's answer is the episode's next call."""
+        if "patient" in self.roles and question:
+            e.data["pending_question"], e.state = question, "patient"
+            return
+        answer, used = self.patient.answer(e.data["case"].facts, question) if question else (CANNOT_ANSWER, [])
+        e.turns.append(Turn("patient", "answer", answer, used))
+        e.data["conversation"].append((question, answer))
+        e.state = "decide"
 
     def _decision(self, text: str | None, case: Case) -> tuple[bool | None, str | None]:
         """(ready to answer?, the question an implicit expert asked). None = could not be read: keep asking."""
@@ -251,7 +266,8 @@ def report_markdown(r: dict) -> str:
         f"# Interactive evaluation ({r['n']} cases, abstain={r['abstain']}, threshold={r['threshold']}, "
         f"at most {r['max_questions']} questions, initial info: {r['initial_info']})",
         "",
-        f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}; patient: fact-select.",
+        f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}"
+        + ("" if "patient" in r["roles"] else "; patient: fact-select (no model)."),
         "",
         "| | accuracy (95% bootstrap interval) |",
         "|---|---|",
