@@ -244,7 +244,7 @@ def write_card(
     pairs = load_pairs(pairs_dir)
     info = json.loads((pairs_dir / "pairs.json").read_text())
     filter_report = json.loads((pairs_dir / "filter_report.json").read_text())
-    run = info["run"]
+    run, judge = info["run"], info.get("judge")
     plots = make_plots(pairs, pairs_dir, filter_report, info["filter"])
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}  # after a review, not pairs.json's
     data = card_data(pairs, run, license, pretty_name, [s for s in SPLITS if split_sizes[s] > 0])
@@ -264,8 +264,8 @@ def write_card(
         kept_variants=info["kept_variants"],
         variants=info["variants"],
         rate_rows=filter_rate_rows(filter_report),
-        judge=info.get("judge"),
-        judge_rows=judge_rows(pairs_dir) if info.get("judge") else [],
+        judge=judge if judge and "agreement" in judge else None,  # a judge of an alfa before 2026-12 is left out
+        judge_rows=judge_rows(pairs_dir) if judge and "agreement" in judge else [],
         review_text=review_section(pairs_dir),
         lint=current_report(pairs_dir, "lint_report.json"),
         question_split_sizes=info.get("question_split_sizes"),
