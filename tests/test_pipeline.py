@@ -93,7 +93,8 @@ def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
         output_dir: {tmp_path / "out"}
         attributes: core
         rewriter: {{kind: transformers, model: {tiny_model_dir}, batch_size: 8, max_new_tokens: 12}}
-        synthesis: {{limit: 8}}
+        synthesis: {{limit: 8, samples: 1}}
+        judge: null                  # off: the demo test builds with the default judge
         lint: {{tokenizer: {tiny_model_dir}, max_length: 512}}
         """,
     )
