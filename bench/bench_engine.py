@@ -60,6 +60,14 @@ def main() -> None:
     patient = FactSelectPatient(Embedder())
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # Warm the server first (its first call pages the weights in): neither side of the ratio pays for it.
+            run_calls(
+                backend,
+                CallCache(Path(tmp) / "warm.sqlite"),
+                [[{"role": "user", "content": "Hello"}]],
+                "warm-up",
+                CallStats(),
+            )
             protocol = InteractiveProtocol(recorder, recorder, patient, "fixed", max_questions=args.max_questions)
             t0 = time.perf_counter()
             report = evaluate_interactive(cases, protocol, Path(tmp) / "engine")
