@@ -73,6 +73,17 @@ def main() -> None:
             report = evaluate_interactive(cases, protocol, Path(tmp) / "engine")
             engine_s = time.perf_counter() - t0
             sent = recorder.sent
+            # A fresh server for the flat side: llama.cpp keeps earlier prompts' KV states in host memory, so the
+            # same server would answer the repeated requests from that prompt cache.
+            backend.close()
+            backend = backend_from_spec(args.model or f"llamacpp:{smollm2_gguf_path()}", max_new_tokens=32)
+            run_calls(
+                backend,
+                CallCache(Path(tmp) / "warm2.sqlite"),
+                [[{"role": "user", "content": "Hello"}]],
+                "warm-up",
+                CallStats(),
+            )
             cache = CallCache(Path(tmp) / "flat.sqlite")
             t1 = time.perf_counter()
             run_calls(backend, cache, sent, "flat", CallStats())
