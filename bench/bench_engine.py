@@ -48,49 +48,47 @@ class Recorder:
         self.inner.complete(requests, on_done)
 
 
+def warm_server(spec: str, cache_dir: Path):
+    """A new backend for `spec`, warmed by one call (the first call pages the weights in): neither side of the
+    ratio pays for it."""
+    backend = backend_from_spec(spec, max_new_tokens=32)
+    run_calls(
+        backend, CallCache(cache_dir / "warm.sqlite"), [[{"role": "user", "content": "Hello"}]], "warm-up", CallStats()
+    )
+    return backend
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="backend spec (default: SmolLM2's GGUF on llama.cpp)")
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--max-questions", type=int, default=3)
     args = ap.parse_args()
-    backend = backend_from_spec(args.model or f"llamacpp:{smollm2_gguf_path()}", max_new_tokens=32)
-    recorder = Recorder(backend)
+    spec = args.model or f"llamacpp:{smollm2_gguf_path()}"
     cases = load_cases(MEDQA, limit=args.cases)[0]
     patient = FactSelectPatient(Embedder())
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            # Warm the server first (its first call pages the weights in): neither side of the ratio pays for it.
-            run_calls(
-                backend,
-                CallCache(Path(tmp) / "warm.sqlite"),
-                [[{"role": "user", "content": "Hello"}]],
-                "warm-up",
-                CallStats(),
-            )
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = warm_server(spec, Path(tmp) / "engine")
+        try:
+            recorder = Recorder(backend)
             protocol = InteractiveProtocol(recorder, recorder, patient, "fixed", max_questions=args.max_questions)
             t0 = time.perf_counter()
             report = evaluate_interactive(cases, protocol, Path(tmp) / "engine")
             engine_s = time.perf_counter() - t0
             sent = recorder.sent
-            # A fresh server for the flat side: llama.cpp keeps earlier prompts' KV states in host memory, so the
-            # same server would answer the repeated requests from that prompt cache.
+        finally:
             backend.close()
-            backend = backend_from_spec(args.model or f"llamacpp:{smollm2_gguf_path()}", max_new_tokens=32)
-            run_calls(
-                backend,
-                CallCache(Path(tmp) / "warm2.sqlite"),
-                [[{"role": "user", "content": "Hello"}]],
-                "warm-up",
-                CallStats(),
-            )
-            cache = CallCache(Path(tmp) / "flat.sqlite")
+        # A fresh server for the flat side: llama.cpp keeps earlier prompts' KV states in host memory, so the
+        # same server would answer the repeated requests from that prompt cache.
+        backend = warm_server(spec, Path(tmp) / "flat")
+        try:
+            cache = CallCache(Path(tmp) / "flat" / "flat.sqlite")
             t1 = time.perf_counter()
             run_calls(backend, cache, sent, "flat", CallStats())
             flat_s = time.perf_counter() - t1
             cache.close()
-    finally:
-        backend.close()
+        finally:
+            backend.close()
     print(f"{len(cases)} cases, {report['calls']['made']} calls through the engine in {engine_s:.1f} s "
           f"(baselines included); the same {len(sent)} requests flat in {flat_s:.1f} s")  # fmt: skip
     print(f"engine throughput / flat = {flat_s / engine_s:.3f}")
