@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alfa.eval.interactive import ABSTAIN
+
 
 def add_evaluate_rm(sub) -> None:
     """alfa evaluate-rm"""
@@ -76,7 +78,7 @@ def add_eval(sub) -> None:
         default="fact",
         help="fact = MiniLM fact-select (deterministic, no model), or a backend for an LLM patient shown only the facts",
     )
-    i.add_argument("--abstain", choices=["implicit", "binary", "numeric", "scale", "fixed"], default="scale")
+    i.add_argument("--abstain", choices=ABSTAIN, default="scale")
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5)
     i.add_argument("--limit", type=int, help="only the first N cases")

@@ -7,7 +7,10 @@ the same question gets the same answer on every run, so an evaluation's differen
 
 from __future__ import annotations
 
-from alfa.llm.embedder import Embedder
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports this module to parse arguments: numpy and MiniLM load only when used
+    from alfa.llm.embedder import Embedder
 
 CANNOT_ANSWER = "I can't answer that."
 
