@@ -68,3 +68,17 @@ def test_a_case_without_options_or_facts_is_a_reject_naming_the_field(tmp_path, 
     path.write_text(_case(0, **bad) + "\n")
     cases, rejects = load_cases(path)
     assert cases == [] and ("options" in rejects[0]["reason"] or "context" in rejects[0]["reason"])
+
+
+def test_eval_interactive_on_a_file_with_no_readable_case_stops_with_a_clear_error(tmp_path, capsys):
+    from alfa.cli import main
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["eval", "interactive", str(empty), "-o", str(tmp_path / "out")]) == 2
+    assert "no readable case" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n" + "x" * 1_000_000 + "\n")  # a malformed line and a huge one
+    cases, rejects = load_cases(broken)
+    assert cases == [] and [r["line"] for r in rejects] == [1, 2]
+    assert main(["eval", "interactive", str(broken), "-o", str(tmp_path / "out")]) == 2

@@ -156,6 +156,10 @@ def _eval_interactive(args) -> int:
     cases, rejects = load_cases(Path(args.cases), args.limit)
     for r in rejects:
         logging.warning("case rejected: %s", r["reason"])
+    if not cases:
+        raise ValueError(
+            f"{args.cases}: no readable case ({len(rejects)} lines rejected, listed above); `alfa eval cases` shows why"
+        )
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
     expert = backend_from_spec(args.expert)
