@@ -111,7 +111,14 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
 
     data = yaml.safe_load(shipped.read_text())
     data["model"]["name_or_path"] = str(minilm_path() if "minilm" in data["model"]["name_or_path"] else tiny_model_dir)
-    data["data"]["pairs_dir"] = str(every_attribute_pairs)
+    if "dialogues_dir" in data["data"]:  # conversations: a dialogues dir of two
+        dialogues = tmp_path / "dialogues"
+        (dialogues / "data").mkdir(parents=True)
+        messages = [{"role": "user", "content": "Dinner?"}, {"role": "assistant", "content": "Any allergies?"}]
+        pl.DataFrame({"messages": [messages, messages]}).write_parquet(dialogues / "data" / "train.parquet")
+        data["data"]["dialogues_dir"] = str(dialogues)
+    else:
+        data["data"]["pairs_dir"] = str(every_attribute_pairs)
     data["trl"]["output_dir"] = str(tmp_path / "out")
     if data.get("launch", {}).get("deepspeed"):
         data["launch"]["deepspeed"] = str(ROOT / data["launch"]["deepspeed"])
@@ -120,6 +127,8 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
     assert main(["train", str(path), "--dry-run"]) == 0, capsys.readouterr()
     out = capsys.readouterr().out
     assert "[FAIL]" not in out and f"-m alfa.cli train {path}" in out
+    if "dialogues_dir" in data["data"]:
+        assert "2 conversations (loss on the assistant's turns)" in out
     if data.get("launch", {}).get("deepspeed"):
         assert "[ok] deepspeed" in out and "--use_deepspeed" in out
 

@@ -6,6 +6,7 @@ alfa pairs RUN_DIR -o PAIRS_DIR
 alfa lint PAIRS_DIR [--tokenizer PATH --max-length N]
 alfa card PAIRS_DIR
 alfa build PIPELINE.yaml
+alfa stargate CONFIG.yaml
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import sys
 
-from alfa.cli import data, evaluate, models, review, train
+from alfa.cli import data, evaluate, methods, models, review, train
 
 EPILOG = """\
 The flow: ingest -> synthesize -> pairs -> lint -> card (or all of them: alfa build PIPELINE.yaml).
@@ -50,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_eval(sub)
     evaluate.add_generate(sub)
     train.add_merge(sub)
+    methods.add_stargate(sub)
     review.add_review(sub)
     models.add_models(sub)
     return p

@@ -229,6 +229,8 @@ def _check_data(recipe: Recipe) -> Check:
 
     from alfa.data.pairs import ALL_PAIR_TYPES
 
+    if recipe.data.dialogues_dir is not None:
+        return _check_dialogues(recipe)
     d = Path(recipe.data.pairs_dir)
     bad_types = [t for t in recipe.data.exclude_pair_types if t not in ALL_PAIR_TYPES]
     if bad_types:
@@ -265,6 +267,26 @@ def _check_data(recipe: Recipe) -> Check:
             return Check("data", False, empty_eval_message(recipe))
         counts.append(f"{s} {df.height}")
     return Check("data", True, f"{d}: " + ", ".join(counts) + " pairs after selection")
+
+
+def _check_dialogues(recipe: Recipe) -> Check:
+    import polars as pl
+
+    splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
+    counts = []
+    for s in splits:
+        f = recipe.data_dir / "data" / f"{s}.parquet"
+        if not f.exists():
+            return Check(
+                "data", False, f"{f}: split {s!r} not found (a dialogues dir, e.g. alfa stargate's iter_K/kept)"
+            )
+        df = pl.read_parquet(f)
+        if "messages" not in df.columns:
+            return Check("data", False, f"{f}: no `messages` column (a list of {{role, content}} per conversation)")
+        if s == recipe.data.train_split and df.height == 0:
+            return Check("data", False, f"{f}: no conversations to train on")
+        counts.append(f"{s}: {df.height} conversations")
+    return Check("data", True, f"{recipe.data_dir}: " + ", ".join(counts) + " (loss on the assistant's turns)")
 
 
 def _check_report_to(recipe: Recipe) -> Check:

@@ -3,6 +3,7 @@
     stage: dpo                       # sft | dpo | reward
     model: {name_or_path: PATH}      # a local model folder (no hub here)
     data: {pairs_dir: runs/demo/pairs, attributes: [specificity], exclude_pair_types: []}
+                                     # or, stage sft: {dialogues_dir: DIR} (conversations, loss on the model's turns)
     launch: {num_processes: 1, deepspeed: configs/deepspeed/zero2.json}
     global_batch_size: 8             # optional: checked against world size x micro batch x accumulation
     trl: {output_dir: ..., learning_rate: 5.0e-7, beta: 2.0, ...}   # fields of TRL's DPOConfig/SFTConfig/RewardConfig
@@ -34,9 +35,13 @@ PIP_PACKAGE = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "flyte": "fly
 @dataclass
 class DataConfig:
     """Which pairs to train on. `attributes`: one attribute (per-attribute run), several, or None (all:
-    the mixed run). SFT trains on the original questions of the run(s) behind the pairs dir."""
+    the mixed run). SFT trains on the original questions of the run(s) behind the pairs dir.
 
-    pairs_dir: str
+    Or, for SFT, `dialogues_dir`: conversations (DIR/data/{split}.parquet with a `messages` column, as
+    `alfa stargate` writes its kept set), trained with the loss on the assistant's turns only."""
+
+    pairs_dir: str | None = None
+    dialogues_dir: str | None = None
     attributes: list[str] | None = None
     exclude_pair_types: list[str] = field(default_factory=list)
     train_split: str = "train"
@@ -74,6 +79,15 @@ class Recipe:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if (self.data.pairs_dir is None) == (self.data.dialogues_dir is None):
+            raise ValueError("data must give exactly one of pairs_dir and dialogues_dir")
+        if self.data.dialogues_dir is not None and self.stage != "sft":
+            raise ValueError(f"data.dialogues_dir (conversations) is for stage sft, not stage {self.stage!r}")
+
+    @property
+    def data_dir(self) -> Path:
+        """The pairs dir or the dialogues dir: DIR/data/{split}.parquet and DIR/README.md."""
+        return Path(self.data.pairs_dir or self.data.dialogues_dir)
 
 
 def trl_config_class(stage: str):
@@ -111,6 +125,8 @@ def load_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Reci
     # transformers logs nowhere unless told; alfa's default is TensorBoard (in the `train` extra), under
     # OUTPUT_DIR/runs/. `report_to: [wandb]` (or [] for nothing) in the recipe overrides it.
     recipe.trl.setdefault("report_to", list(DEFAULT_REPORT_TO))
+    if recipe.data.dialogues_dir is not None:  # the partner's words are context, never a target
+        recipe.trl.setdefault("assistant_only_loss", True)
     return recipe
 
 
@@ -124,7 +140,7 @@ def trl_value(recipe: Recipe, key: str):
 
 def empty_eval_message(recipe: Recipe) -> str:
     return (
-        f"{recipe.data.pairs_dir}: the {recipe.data.eval_split!r} split has no pairs after the attribute / "
+        f"{recipe.data_dir}: the {recipe.data.eval_split!r} split has no pairs after the attribute / "
         f"pair-type selection, but trl.eval_strategy is {trl_value(recipe, 'eval_strategy')!r}: set "
         "`trl: {eval_strategy: 'no'}` or `data: {eval_split: null}` to train without evaluation, or build "
         "more pairs"

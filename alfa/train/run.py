@@ -24,6 +24,7 @@ import polars as pl
 
 from alfa.data.card_templates import render
 from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
+from alfa.train.chat_templates import training_chat_template
 from alfa.train.launch import launch_command
 from alfa.train.model_options import load_tokenizer, loading_kwargs
 from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_secrets, trl_config_class
@@ -33,10 +34,13 @@ log = logging.getLogger(__name__)
 
 
 def load_split(recipe: Recipe, split: str):
-    """The recipe's selection of one split as a datasets.Dataset (prompt/chosen/rejected + pair_id)."""
+    """The recipe's selection of one split as a datasets.Dataset (prompt/chosen/rejected + pair_id; for a
+    dialogues dir, `messages`)."""
     import datasets
 
-    df = pl.read_parquet(Path(recipe.data.pairs_dir) / "data" / f"{split}.parquet")
+    df = pl.read_parquet(recipe.data_dir / "data" / f"{split}.parquet")
+    if recipe.data.dialogues_dir is not None:
+        return datasets.Dataset.from_dict({"messages": df["messages"].to_list()})
     if recipe.data.attributes:
         df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
     df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
@@ -184,6 +188,11 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
         from trl import SFTTrainer
 
         model = AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load)
+        if config.assistant_only_loss:  # a ChatML template gets alfa's marked copy; TRL patches the families it knows
+            template = training_chat_template(tokenizer, recipe.model.name_or_path)
+            if template is not None:
+                tokenizer.chat_template = template
+                summary["chat_template"] = "alfa's ChatML training template (loss on the assistant's turns)"
         trainer = SFTTrainer(
             model=model,
             args=config,
@@ -283,7 +292,7 @@ def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summar
         recipe=recipe,
         recipe_path=recipe_path,
         model_name=Path(output_dir).name,
-        data_card=Path(recipe.data.pairs_dir) / "README.md",
+        data_card=recipe.data_dir / "README.md",
         summary=summary,
         recipe_text=redact_secrets(Path(recipe_path).read_text()),
         overrides=[redact_secrets(o.replace("=", ": ", 1)).replace(": ", "=", 1) for o in summary["overrides"]],

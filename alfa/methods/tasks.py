@@ -1,0 +1,85 @@
+"""Tasks with hidden information: what the dialogue methods (STaR-GATE, SML) train a questioner on.
+
+A task is what the questioner is asked to do; the hidden information is what only its partner (the roleplayer,
+the patient, the teacher) knows and the questioner must ask for. Two sources:
+
+- MediQ-style cases (alfa.eval.cases): the task is the initial info with the diagnostic question and its options;
+  the hidden information is the case's facts; the case's own answer can serve as the gold response.
+- A tasks JSONL (`{"task_id", "task"}` a line) crossed with a profiles JSONL (`{"profile_id", "hidden"}`, the
+  hidden information as a string or a list of facts): every task with every profile, as STaR-GATE pairs
+  instructions with personas.
+
+A line that cannot be read stops the run with its file, line and field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from alfa.eval.cases import load_cases
+
+
+@dataclass
+class Task:
+    task_id: str
+    task: str  # what the questioner sees
+    hidden: list[str]  # what only the partner knows
+    gold: str | None = None  # a known best response (a case's answer), else written by the oracle
+
+
+def case_task_text(initial_info: str, question: str, options: dict[str, str]) -> str:
+    listing = "\n".join(f"{k}. {v}" for k, v in sorted(options.items()))
+    return f"A patient tells you: {initial_info}\n\nAnswer this question about the patient: {question}\n{listing}"
+
+
+def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
+    cases, rejects = load_cases(Path(path), limit)
+    if not cases:
+        reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejects[:3])
+        raise ValueError(f"{path}: no readable case" + (f" ({reasons})" if reasons else " (the file is empty)"))
+    return [
+        Task(
+            task_id=c.case_id,
+            task=case_task_text(c.initial_info, c.question, c.options),
+            hidden=c.facts,
+            gold=f"The answer is {c.answer}: {c.options[c.answer]}",
+        )
+        for c in cases
+    ]
+
+
+def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not JSON: {e.msg}") from None
+            for key in fields:
+                if not isinstance(obj, dict) or key not in obj:
+                    raise ValueError(f"{path}:{n}: field '{key}' is missing")
+            rows.append((n, obj))
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def tasks_from_profiles(tasks_path: Path, profiles_path: Path, limit: int | None = None) -> list[Task]:
+    """Every task crossed with every profile; task ids are TASK_ID/PROFILE_ID."""
+    tasks = _read_jsonl(Path(tasks_path), ("task_id", "task"))
+    profiles = _read_jsonl(Path(profiles_path), ("profile_id", "hidden"))
+    out = []
+    for _, t in tasks:
+        for n, p in profiles:
+            hidden = p["hidden"]
+            if isinstance(hidden, str):
+                hidden = [hidden]
+            if not isinstance(hidden, list) or not all(isinstance(h, str) for h in hidden) or not hidden:
+                raise ValueError(f"{profiles_path}:{n}: field 'hidden' must be a non-empty string or list of strings")
+            out.append(Task(f"{t['task_id']}/{p['profile_id']}", str(t["task"]), hidden, t.get("gold")))
+    return out[:limit] if limit else out

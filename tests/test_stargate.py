@@ -1,0 +1,208 @@
+"""STaR-GATE and dialogue SFT: the training template masks exactly the partner's tokens, one iteration keeps each
+task's best-scored conversation and trains one step from m0, a kill -9 mid-iteration repeats no finished call.
+
+The questioner is always a real model (the tiny Llama); the roleplayer and oracle of the in-process test are a
+`ScriptedPartner` (a script, not a model), so what the loop does with their replies is known exactly."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import kill_9_when_cached
+
+from alfa.llm.backends import Completion
+from alfa.llm.scorer import LogProbScorer
+from alfa.methods.stargate import StarGateConfig, final_context, iteration_tasks, load_config
+from alfa.methods.stargate_run import run_stargate
+from alfa.methods.tasks import Task, tasks_from_profiles
+from alfa.train.chat_templates import assistant_token_mask, training_chat_template
+from alfa.yamlconfig import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS, PROFILES = ROOT / "examples" / "stargate_tasks.jsonl", ROOT / "examples" / "stargate_profiles.jsonl"
+DIALOGUE = [
+    {"role": "system", "content": "Ask first."},
+    {"role": "user", "content": "Suggest a dinner."},
+    {"role": "assistant", "content": "Any allergies?"},
+    {"role": "user", "content": "Peanuts."},
+    {"role": "assistant", "content": "Try a lentil curry."},
+]
+
+
+class ScriptedPartner:
+    """A scripted roleplayer and oracle (not a model): the roleplayer answers with the first hidden fact, the
+    oracle with every hidden fact joined. Counts the requests it answers."""
+
+    backend, model_id, sampling, cache_id = "script", "scripted", {}, "scripted-partner-v1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.calls += 1
+            facts = [line[2:] for line in messages[-1]["content"].splitlines() if line.startswith("- ")]
+            reply = " ".join(facts) if "Their task:" in messages[-1]["content"] else facts[0]
+            on_done(i, Completion(reply, usage={"prompt_tokens": 1, "completion_tokens": 1}))
+
+
+def _tokenizers(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from alfa.llm.embedded import smollm2_path
+
+    return [AutoTokenizer.from_pretrained(p) for p in (tiny_model_dir, smollm2_path())]
+
+
+def test_training_template_renders_as_the_models_own_and_masks_exactly_the_partners_tokens(tiny_model_dir):
+    for tok in _tokenizers(tiny_model_dir):
+        template = training_chat_template(tok, "model")
+        assert template is not None
+        assert tok.apply_chat_template(DIALOGUE, chat_template=template, tokenize=False) == tok.apply_chat_template(
+            DIALOGUE, tokenize=False
+        )
+        ids, mask = assistant_token_mask(tok, DIALOGUE, template)
+        trained = tok.decode([i for i, m in zip(ids, mask) if m])
+        assert trained == "Any allergies?<|im_end|>Try a lentil curry.<|im_end|>"  # the stop token is learned too
+        untrained = tok.decode([i for i, m in zip(ids, mask) if not m])
+        for partner in ("Ask first.", "Suggest a dinner.", "Peanuts."):
+            assert partner in untrained and partner not in trained
+
+
+def test_dialogue_sft_gives_no_loss_to_user_tokens(tmp_path, tiny_model_dir):
+    """What TRL's SFTTrainer will train on, read from its own processed dataset."""
+    from alfa.train.model_options import load_tokenizer
+    from alfa.train.recipe import load_recipe, trl_config_class
+    from alfa.train.run import build_trainer, load_split
+
+    (tmp_path / "dialogues" / "data").mkdir(parents=True)
+    pl.DataFrame({"messages": [DIALOGUE, DIALOGUE[:3]]}).write_parquet(
+        tmp_path / "dialogues" / "data" / "train.parquet"
+    )
+    recipe = load_recipe(
+        ROOT / "recipes" / "tiny" / "sft_dialogues.yaml",
+        [f"model.name_or_path={tiny_model_dir}", f"data.dialogues_dir={tmp_path / 'dialogues'}",
+         f"trl.output_dir={tmp_path / 'out'}"],
+    )  # fmt: skip
+    assert recipe.trl["assistant_only_loss"] is True  # the default for a dialogues dir
+    config = trl_config_class("sft")(**recipe.trl)
+    tokenizer = load_tokenizer(recipe.model)
+    trainer = build_trainer(recipe, config, tokenizer, load_split(recipe, "train"), None, None, {})
+    row = trainer.train_dataset[0]
+    trained = tokenizer.decode([i for i, label in zip(row["input_ids"], row["labels"]) if label != -100])
+    assert trained == "Any allergies?<|im_end|>Try a lentil curry.<|im_end|>"
+
+
+def test_recipe_refuses_dialogues_outside_sft_and_two_data_sources(tmp_path):
+    base = (ROOT / "recipes" / "tiny" / "sft_dialogues.yaml").read_text()
+    for text, message in (
+        (base.replace("stage: sft", "stage: dpo"), r"dialogues_dir \(conversations\) is for stage sft"),
+        (
+            base.replace("eval_split: null", "eval_split: null, pairs_dir: x"),
+            "exactly one of pairs_dir and dialogues_dir",
+        ),
+    ):
+        path = tmp_path / "r.yaml"
+        path.write_text(text)
+        from alfa.train.recipe import load_recipe
+
+        with pytest.raises(ConfigError, match=message):
+            load_recipe(path)
+
+
+def test_config_refuses_unknown_keys_and_impossible_values(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("output_dir: o\nrecipe: r.yaml\ntasks: t\nprofiles: p\nsampels: 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'sampels'"):
+        load_config(path)
+    with pytest.raises(ValueError, match="top_k"):
+        StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", samples=2, top_k=3)
+    with pytest.raises(ValueError, match="oracle 'case'"):
+        StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", oracle="case")
+
+
+def test_halves_alternate_and_cover_every_task():
+    tasks = [Task(str(i), "t", ["h"]) for i in range(7)]
+    first, second = (iteration_tasks(tasks, k, alternate=True) for k in (0, 1))
+    assert sorted(t.task_id for t in first + second) == sorted(t.task_id for t in tasks)
+    assert not {t.task_id for t in first} & {t.task_id for t in second}
+    assert [t.task_id for t in iteration_tasks(tasks, 2, True)] == [t.task_id for t in first]
+
+
+def test_one_iteration_keeps_the_argmax_under_m0_and_trains_one_step_from_m0(tmp_path, tiny_model_dir):
+    """2 tasks x 2 hidden profiles x 3 samples, the tiny model as questioner, the scripted partner."""
+    cfg = StarGateConfig(
+        output_dir=str(tmp_path / "sg"),
+        recipe=str(ROOT / "recipes" / "tiny" / "sft_dialogues.yaml"),
+        questioner=str(tiny_model_dir),
+        tasks=str(TASKS),
+        profiles=str(PROFILES),
+        samples=3,
+        turns=2,
+        iterations=1,
+        alternate_halves=False,
+        max_new_tokens=12,
+    )
+    partner = ScriptedPartner()
+    [summary] = run_stargate(cfg, roleplayer=partner, oracle=partner)
+    it = tmp_path / "sg" / "iter_0"
+    scores = pl.read_parquet(it / "scores.parquet")
+    assert scores.height == 12 and summary["tasks"] == 4 and summary["kept"] == 4
+    best = scores.group_by("task_id").agg(pl.col("score").max().alias("best"))
+    kept = scores.filter("kept").join(best, on="task_id")
+    assert kept.height == 4 and (kept["score"] == kept["best"]).all()
+
+    # the score is log p(gold | task, conversation) under m0, recomputed here without the cache
+    episodes = {e["episode_id"]: e for e in map(json.loads, (it / "conversations.jsonl").read_text().splitlines())}
+    tasks = {t.task_id: t for t in tasks_from_profiles(TASKS, PROFILES)}
+    row = kept.row(0, named=True)
+    episode = episodes[row["episode_id"]]
+    gold = " ".join(tasks[row["task_id"]].hidden)
+    fresh = LogProbScorer(tiny_model_dir).score(
+        [(final_context(tasks[row["task_id"]], episode["data"]["conversation"]), gold)]
+    )
+    assert fresh[0] == pytest.approx(row["score"], abs=1e-3)
+    answers = [a for _, a in episode["data"]["conversation"]]
+    assert all(a == tasks[row["task_id"]].hidden[0] for a in answers if a)  # the roleplayer's replies, verbatim
+
+    train = pl.read_parquet(it / "kept" / "data" / "train.parquet")
+    messages = train.filter(pl.col("episode_id") == row["episode_id"])["messages"].to_list()[0]
+    assert messages[-1] == {"role": "assistant", "content": episode["result"]["final"]}  # the `self` regulariser
+    assert "personal health information" in (it / "kept" / "README.md").read_text().lower()
+
+    trained = json.loads((it / "model" / "alfa_train.json").read_text())
+    assert trained["global_steps"] >= 1 and f"model.name_or_path={tiny_model_dir}" in trained["overrides"]
+    asked = {(e["result"]["task_id"], q) for e in episodes.values() for q, _ in e["data"]["conversation"] if q}
+    assert partner.calls == 4 + len(asked)  # one oracle call per task, one roleplayer answer per distinct question
+
+    again = ScriptedPartner()
+    run_stargate(cfg, roleplayer=again, oracle=again)  # done: read back, nothing called, nothing trained
+    assert again.calls == 0
+
+
+def test_kill_9_mid_iteration_then_rerun_repeats_no_finished_call(tmp_path, tiny_model_dir):
+    """A real `alfa stargate` (the tiny model in every role) killed while it writes its call cache."""
+    config = tmp_path / "sg.yaml"
+    out = tmp_path / "sg"
+    config.write_text(
+        f"output_dir: {out}\nrecipe: {ROOT / 'recipes' / 'tiny' / 'sft_dialogues.yaml'}\nquestioner: {tiny_model_dir}\n"
+        f"tasks: {TASKS}\nprofiles: {PROFILES}\nroleplayer: transformers:{tiny_model_dir}\n"
+        f"oracle: transformers:{tiny_model_dir}\nsamples: 3\nturns: 2\niterations: 1\nalternate_halves: false\n"
+        "max_new_tokens: 8\n"
+    )
+    cmd = [sys.executable, "-m", "alfa.cli", "-q", "stargate", str(config)]
+    cached = kill_9_when_cached(cmd, out / "cache.sqlite", at_least=8)
+    assert not (out / "iter_0" / "summary.json").exists()
+    subprocess.run(cmd, check=True, capture_output=True)
+    summary = json.loads((out / "iter_0" / "summary.json").read_text())
+    rows = sqlite3.connect(out / "cache.sqlite").execute("SELECT key, model FROM calls").fetchall()
+    model_calls = {k for k, model in rows if not model.startswith("logprob-scorer")}  # not the m0 scores
+    made = sum(summary[part]["calls_made"] - summary[part]["failed"] for part in ("calls", "oracle_calls"))
+    # every answer the rerun got from a model is one that was not cached at the kill: none was paid twice
+    assert made == len(model_calls - cached) and len(model_calls & cached) >= 8
+    episodes = (out / "iter_0" / "conversations.jsonl").read_text().splitlines()
+    assert len(episodes) == 12 and len({json.loads(e)["episode_id"] for e in episodes}) == 12
