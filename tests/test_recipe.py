@@ -128,7 +128,7 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
     out = capsys.readouterr().out
     assert "[FAIL]" not in out and f"-m alfa.cli train {path}" in out
     if "dialogues_dir" in data["data"]:
-        assert "2 conversations (loss on the assistant's turns)" in out
+        assert "2 conversations (loss on the assistant's turns)" in out and "marked copy" in out
     if data.get("launch", {}).get("deepspeed"):
         assert "[ok] deepspeed" in out and "--use_deepspeed" in out
 

@@ -159,7 +159,9 @@ def check_recipe(recipe: Recipe) -> list[Check]:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(tok_path)
-        if tok.chat_template is not None:
+        if tok.chat_template is not None and recipe.data.dialogues_dir is not None:
+            checks.append(_check_training_template(tok, tok_path))
+        elif tok.chat_template is not None:
             checks.append(Check("chat_template", True, f"tokenizer {tok_path} has a chat template"))
         elif recipe.stage == "reward":
             # An encoder reward model (MiniLM/BERT) reads (context, question) as a text pair instead.
@@ -267,6 +269,22 @@ def _check_data(recipe: Recipe) -> Check:
             return Check("data", False, empty_eval_message(recipe))
         counts.append(f"{s} {df.height}")
     return Check("data", True, f"{d}: " + ", ".join(counts) + " pairs after selection")
+
+
+def _check_training_template(tok, tok_path: str) -> Check:
+    """Dialogue SFT: which template will mark the model's turns for the loss."""
+    from alfa.train.chat_templates import has_generation_markers, training_chat_template
+
+    if has_generation_markers(tok.chat_template):
+        return Check("chat_template", True, f"tokenizer {tok_path}: its template marks the assistant's turns")
+    if training_chat_template(tok, tok_path) is not None:
+        return Check("chat_template", True, f"tokenizer {tok_path}: ChatML, trained with alfa's marked copy")
+    return Check(
+        "chat_template",
+        True,
+        f"tokenizer {tok_path}: no generation markers and not ChatML; TRL patches the families it knows and "
+        "refuses the others (then give model.chat_template a file with {% generation %} markers)",
+    )
 
 
 def _check_dialogues(recipe: Recipe) -> Check:
