@@ -45,11 +45,11 @@ def kept_messages(episode: dict, task: Task, regularizer: str, gold: str) -> lis
 
 
 def write_kept(
-    out: Path, episodes: list[dict], scores: pl.DataFrame, tasks: dict[str, Task], gold: dict, cfg, iteration: int
+    out: Path, episodes: list[dict], kept: pl.DataFrame, tasks: dict[str, Task], gold: dict, cfg, iteration: int
 ) -> int:
-    """OUTPUT/iter_K/kept: data/train.parquet (messages, task_id, episode_id, score) and its card."""
+    """OUTPUT/iter_K/kept: data/train.parquet (messages, task_id, episode_id, score) of the `kept` score rows,
+    and its card."""
     by_id = {e["episode_id"]: e for e in episodes}
-    kept = scores.filter(pl.col("kept"))
     rows = [
         {
             "episode_id": r["episode_id"],
@@ -73,16 +73,24 @@ def write_kept(
 
 
 def run_iteration(
-    cfg: StarGateConfig, iteration: int, policy, roleplayer, oracle, scorer, train, cache: CallCache
+    cfg: StarGateConfig,
+    iteration: int,
+    all_tasks: list[Task],
+    policy,
+    roleplayer,
+    oracle,
+    scorer,
+    train,
+    cache: CallCache,
 ) -> dict:
-    """One iteration with the questioner `policy`; `train(kept_dir, model_dir)` fine-tunes m0 on the kept set."""
+    """One iteration with the questioner `policy` on its share of `all_tasks`; `train(kept_dir, model_dir)`
+    fine-tunes m0 on the kept set."""
     out = Path(cfg.output_dir) / f"iter_{iteration}"
     done = out / "summary.json"
     if done.exists():
         log.info("iteration %d: done (%s)", iteration, done)
         return json.loads(done.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    all_tasks = load_tasks(cfg)
     tasks = iteration_tasks(all_tasks, iteration, cfg.alternate_halves)
     by_id = {t.task_id: t for t in tasks}
     oracle_stats = CallStats()
@@ -92,9 +100,9 @@ def run_iteration(
     )
     scores = score_table(episodes, by_id, gold, scorer, cfg.top_k)
     scores.write_parquet(out / "scores.parquet")
-    n_kept = write_kept(out / "kept", episodes, scores, by_id, gold, cfg, iteration)
-    train(out / "kept", out / "model")
     kept = scores.filter(pl.col("kept"))
+    n_kept = write_kept(out / "kept", episodes, kept, by_id, gold, cfg, iteration)
+    train(out / "kept", out / "model")
     summary = {
         "iteration": iteration,
         "questioner": str(policy.model_path),
@@ -140,6 +148,7 @@ def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict
     from alfa.llm.rewriters import backend_from_spec
     from alfa.llm.scorer import LogProbScorer
 
+    tasks = load_tasks(cfg)  # a bad line stops the run here, before any model loads or server starts
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     m0 = smollm2_path() if cfg.questioner == "smollm2" else Path(cfg.questioner).expanduser()
@@ -154,7 +163,7 @@ def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict
         policy_path = m0
         for iteration in range(cfg.iterations):
             policy = TransformersRewriter(policy_path, max_new_tokens=cfg.max_new_tokens, stop=("?",))
-            summary = run_iteration(cfg, iteration, policy, roleplayer, oracle, scorer, train, cache)
+            summary = run_iteration(cfg, iteration, tasks, policy, roleplayer, oracle, scorer, train, cache)
             summaries.append(summary)
             policy_path = Path(summary["model"])
             log.info(

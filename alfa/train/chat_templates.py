@@ -11,7 +11,7 @@ inside the marked span, so the model also learns to stop.
 
 from __future__ import annotations
 
-import re
+from trl.chat_template_utils import has_generation_markers
 
 # ChatML with the assistant's content and its end-of-turn token marked; DEFAULT_SYSTEM is filled in with the
 # system turn the model's own template adds when a conversation has none (SmolLM2: "You are a helpful AI
@@ -35,10 +35,6 @@ PROBES = (
         {"role": "assistant", "content": "a2"},
     ],
 )
-
-
-def has_generation_markers(template: str | None) -> bool:
-    return template is not None and re.search(r"\{%-?\s*generation\s*-?%\}", template) is not None
 
 
 def _render(tokenizer, template: str, messages: list[dict], generation_prompt: bool) -> str:
@@ -70,13 +66,13 @@ def training_chat_template(tokenizer, model_path: str) -> str | None:
     """The template to train a dialogue SFT run with: None where the tokenizer's own already has generation
     markers; alfa's marked ChatML where the model's template is ChatML; else None for TRL to patch (it knows
     Qwen, Llama 3, Gemma, Phi and others) or to refuse with its own message."""
-    if has_generation_markers(tokenizer.chat_template):
-        return None
     if tokenizer.chat_template is None:
         raise ValueError(
             f"{model_path}: the tokenizer has no chat template, so dialogue SFT cannot tell the model's turns from "
             "the partner's; use an instruct/chat model"
         )
+    if has_generation_markers(tokenizer.chat_template):
+        return None
     return chatml_training_template(tokenizer)
 
 

@@ -273,11 +273,13 @@ def _check_data(recipe: Recipe) -> Check:
 
 def _check_training_template(tok, tok_path: str) -> Check:
     """Dialogue SFT: which template will mark the model's turns for the loss."""
-    from alfa.train.chat_templates import has_generation_markers, training_chat_template
+    from trl.chat_template_utils import has_generation_markers
+
+    from alfa.train.chat_templates import chatml_training_template
 
     if has_generation_markers(tok.chat_template):
         return Check("chat_template", True, f"tokenizer {tok_path}: its template marks the assistant's turns")
-    if training_chat_template(tok, tok_path) is not None:
+    if chatml_training_template(tok) is not None:
         return Check("chat_template", True, f"tokenizer {tok_path}: ChatML, trained with alfa's marked copy")
     return Check(
         "chat_template",
