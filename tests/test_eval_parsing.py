@@ -3,7 +3,7 @@ failure (None), never a guess. Adversarial replies from MediQ's known failure mo
 
 import pytest
 
-from alfa.eval.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
+from alfa.dialogue.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 
 OPTIONS = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone", "D": "Trimethoprim"}
 

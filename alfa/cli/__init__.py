@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_generate(sub)
     train.add_merge(sub)
     methods.add_stargate(sub)
+    methods.add_sml(sub)
     review.add_review(sub)
     models.add_models(sub)
     return p

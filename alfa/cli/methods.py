@@ -1,4 +1,4 @@
-"""`alfa stargate`: the dialogue methods that train a questioner (alfa.methods)."""
+"""`alfa stargate` and `alfa sml`: the dialogue methods that train a questioner (alfa.methods)."""
 
 from __future__ import annotations
 
@@ -36,4 +36,93 @@ def _stargate(args) -> int:
     summaries = run_stargate(load_config(Path(args.config)))
     for summary in summaries:
         print(json.dumps({k: v for k, v in summary.items() if k not in ("calls", "oracle_calls")}))
+    return 0
+
+
+def add_sml(sub) -> None:
+    """alfa sml tasks | dialogues"""
+    fmt = argparse.RawDescriptionHelpFormatter
+    s = sub.add_parser(
+        "sml",
+        help="SML with Q-priming: student-teacher dialogues on cases, and the tasks dir a GRPO recipe trains on",
+    )
+    verbs = s.add_subparsers(dest="sml_verb", required=True, metavar="WHAT")
+    d = verbs.add_parser(
+        "dialogues",
+        help="a student works each case out with a teacher who knows the answer; the successes become an SFT set",
+        formatter_class=fmt,
+        description="Each turn the student asks the teacher one question or answers ('Answer: C'); the teacher answers "
+        "from the case's facts without giving the answer away and meets a wrong answer with a hint. A dialogue "
+        "succeeds when the student gives the case's answer within --turns turns. With --q-prime the student is told "
+        "to ask before answering, and the saved SFT copy is written without that instruction. Writes "
+        "DIR/dialogues.jsonl, DIR/sft/ (a dialogues dir for `alfa train`) and DIR/summary.json; every call is cached, "
+        "so a rerun resumes.",
+        epilog="Examples:\n"
+        "  alfa sml dialogues ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 40 --q-prime -o runs/sml/qprime\n"
+        "  alfa train recipes/smollm2-135m/sft_dialogues_cpu.yaml --set data.dialogues_dir=runs/sml/qprime/sft\n"
+        "Backends: local (embedded Qwen on llama.cpp), smollm2, llamacpp:FILE.gguf, transformers:FOLDER, "
+        "openai:MODEL@BASE_URL. Method and figures: docs/methods.md",
+    )
+    d.add_argument("cases", help="case JSONL (MediQ, CRAFT-MD or ALFA-style AskDocs)")
+    d.add_argument("-o", "--output", required=True, help="folder for dialogues.jsonl, sft/, summary.json")
+    d.add_argument("--student", default="smollm2", help="backend of the student (the model being taught)")
+    d.add_argument("--teacher", default="local", help="backend of the teacher (sees the facts and the answer)")
+    d.add_argument("--q-prime", action="store_true", help="tell the student to ask first (removed from the SFT copy)")
+    d.add_argument("--turns", type=int, default=4, help="student turns per dialogue (default 4)")
+    d.add_argument("--samples", type=int, default=1, help="dialogues per case, each with its own seed (default 1)")
+    d.add_argument("--temperature", type=float, default=0.7, help="the student's sampling temperature")
+    d.add_argument(
+        "--view",
+        choices=["full", "initial"],
+        default="full",
+        help="full: every case fact (SML's fully specified problems); initial: the first fact only",
+    )
+    d.add_argument("--limit", type=int, help="only the first N cases")
+    d.set_defaults(func=_sml_dialogues)
+    t = verbs.add_parser(
+        "tasks",
+        help="cases as chat prompts with their facts and answer: the tasks dir a `stage: grpo` recipe reads",
+        description="Writes DIR/data/train.parquet (task_id, prompt, facts, answer, options) and DIR/README.md.",
+        epilog="Example: alfa sml tasks ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 64 -o runs/tasks/medqa",
+    )
+    t.add_argument("cases", help="case JSONL")
+    t.add_argument("-o", "--output", required=True)
+    t.add_argument("--view", choices=["initial", "full"], default="initial", help="what the policy is shown first")
+    t.add_argument("--limit", type=int, help="only the first N cases")
+    t.set_defaults(func=_sml_tasks)
+
+
+def _sml_tasks(args) -> int:
+    from alfa.methods.sml import read_cases, write_tasks_dir
+
+    n = write_tasks_dir(read_cases(Path(args.cases), args.limit), Path(args.output), args.view)
+    print(f"{n} tasks -> {args.output}/data/train.parquet (a GRPO recipe reads it as data.tasks_dir)")
+    return 0
+
+
+def _sml_dialogues(args) -> int:
+    from alfa.llm.rewriters import backend_from_spec
+    from alfa.methods.sml import read_cases, run_sml_dialogues
+
+    if args.turns < 1 or args.samples < 1:
+        raise ValueError("--turns and --samples must be at least 1")
+    cases = read_cases(Path(args.cases), args.limit)  # a bad file stops here, before any model loads
+    student = backend_from_spec(args.student, max_new_tokens=64)
+    teacher = student if args.teacher == args.student else backend_from_spec(args.teacher, max_new_tokens=96)
+    try:
+        summary = run_sml_dialogues(
+            cases,
+            student,
+            teacher,
+            Path(args.output),
+            args.turns,
+            args.samples,
+            args.q_prime,
+            args.view,
+            args.temperature,
+        )
+    finally:
+        for backend in {id(student): student, id(teacher): teacher}.values():
+            backend.close()
+    print(json.dumps(summary, indent=2))
     return 0

@@ -13,9 +13,9 @@ failure: counted, and the episode goes on asking (it never turns into a random c
 from __future__ import annotations
 
 from alfa.dialogue.engine import Episode, Turn
+from alfa.dialogue.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
 from alfa.eval.cases import Case
-from alfa.eval.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 
 ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed")
 DEFAULT_THRESHOLD = {"numeric": 0.8, "scale": 4}

@@ -147,7 +147,23 @@ def check_recipe(recipe: Recipe) -> list[Check]:
     if recipe.launch.deepspeed:
         checks.append(_check_deepspeed(recipe, Path(recipe.launch.deepspeed), hidden))
 
-    checks.append(_check_data(recipe))
+    if recipe.stage == "grpo":
+        from alfa.train.rollout import rollout_checks
+
+        splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
+        checks += [Check(*c) for c in rollout_checks(recipe.data_dir, splits, recipe.rollout)]
+        groups = int(trl_value(recipe, "num_generations"))  # TRL would refuse it only once the model is loaded
+        ok = global_batch % groups == 0
+        checks.append(
+            Check(
+                "num_generations",
+                ok,
+                f"{global_batch} conversations a step in groups of {groups}"
+                + ("" if ok else ": make the global batch a multiple of trl.num_generations"),
+            )
+        )
+    else:
+        checks.append(_check_data(recipe))
     checks.append(_check_report_to(recipe))
 
     tok_path = recipe.model.tokenizer or recipe.model.name_or_path

@@ -1,9 +1,11 @@
 """Training recipes: one YAML per run, mapping one-to-one onto `Recipe` below.
 
-    stage: dpo                       # sft | dpo | reward
+    stage: dpo                       # sft | dpo | reward | grpo
     model: {name_or_path: PATH}      # a local model folder (no hub here)
     data: {pairs_dir: runs/demo/pairs, attributes: [specificity], exclude_pair_types: []}
                                      # or, stage sft: {dialogues_dir: DIR} (conversations, loss on the model's turns)
+                                     # or, stage grpo: {tasks_dir: DIR} (cases the policy consults a partner on)
+    rollout: {partner: fact, turns: 3, rewards: [correct]}   # stage grpo only (alfa.train.rollout)
     launch: {num_processes: 1, deepspeed: configs/deepspeed/zero2.json}
     global_batch_size: 8             # optional: checked against world size x micro batch x accumulation
     trl: {output_dir: ..., learning_rate: 5.0e-7, beta: 2.0, ...}   # fields of TRL's DPOConfig/SFTConfig/RewardConfig
@@ -23,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alfa.train.model_options import ModelConfig
+from alfa.train.rollout import RolloutConfig
 from alfa.yamlconfig import ConfigError, apply_overrides, from_dict, load_yaml, where
 
-STAGES = ("sft", "dpo", "reward")
+STAGES = ("sft", "dpo", "reward", "grpo")
 DEFAULT_REPORT_TO = ("tensorboard",)
 # report_to names whose transformers availability check or pip package is not named after them
 AVAILABILITY_CHECK = {"comet_ml": "comet", "azure_ml": "azureml", "flyte": "flytekit"}
@@ -38,10 +41,14 @@ class DataConfig:
     the mixed run). SFT trains on the original questions of the run(s) behind the pairs dir.
 
     Or, for SFT, `dialogues_dir`: conversations (DIR/data/{split}.parquet with a `messages` column, as
-    `alfa stargate` writes its kept set), trained with the loss on the assistant's turns only."""
+    `alfa stargate` writes its kept set), trained with the loss on the assistant's turns only.
+
+    Or, for GRPO, `tasks_dir`: cases as chat prompts with their facts and answer (DIR/data/train.parquet, as
+    `alfa sml tasks` writes it), which the policy works through in conversation with a partner."""
 
     pairs_dir: str | None = None
     dialogues_dir: str | None = None
+    tasks_dir: str | None = None
     attributes: list[str] | None = None
     exclude_pair_types: list[str] = field(default_factory=list)
     train_split: str = "train"
@@ -75,25 +82,35 @@ class Recipe:
     trl: dict[str, object]
     launch: LaunchConfig = field(default_factory=LaunchConfig)
     global_batch_size: int | None = None
+    rollout: RolloutConfig | None = None  # stage grpo: how the policy's conversations are played out
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
-        if (self.data.pairs_dir is None) == (self.data.dialogues_dir is None):
-            raise ValueError("data must give exactly one of pairs_dir and dialogues_dir")
+        given = [k for k in ("pairs_dir", "dialogues_dir", "tasks_dir") if getattr(self.data, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"data must give exactly one of pairs_dir, dialogues_dir and tasks_dir, got {given or 'none'}"
+            )
         if self.data.dialogues_dir is not None and self.stage != "sft":
             raise ValueError(f"data.dialogues_dir (conversations) is for stage sft, not stage {self.stage!r}")
+        if (self.data.tasks_dir is not None) != (self.stage == "grpo"):
+            raise ValueError("stage grpo trains on data.tasks_dir (made by `alfa sml tasks`), and only it does")
+        if self.rollout is not None and self.stage != "grpo":
+            raise ValueError(f"rollout: is for stage grpo, not stage {self.stage!r}")
+        if self.stage == "grpo" and self.rollout is None:
+            self.rollout = RolloutConfig()
 
     @property
     def data_dir(self) -> Path:
-        """The pairs dir or the dialogues dir: DIR/data/{split}.parquet and DIR/README.md."""
-        return Path(self.data.pairs_dir or self.data.dialogues_dir)
+        """The pairs, dialogues or tasks dir: DIR/data/{split}.parquet and DIR/README.md."""
+        return Path(self.data.pairs_dir or self.data.dialogues_dir or self.data.tasks_dir)
 
 
 def trl_config_class(stage: str):
     import trl
 
-    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "reward": trl.RewardConfig}[stage]
+    return {"sft": trl.SFTConfig, "dpo": trl.DPOConfig, "reward": trl.RewardConfig, "grpo": trl.GRPOConfig}[stage]
 
 
 def load_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -1,4 +1,4 @@
-"""Stage 8, train: one recipe -> one TRL run (SFT, DPO or a reward model).
+"""Stage 8, train: one recipe -> one TRL run (SFT, DPO, a reward model, or GRPO over conversations).
 
 Each stage is a plain function over TRL: load the pairs the recipe selects, load the model, build
 TRL's config from the recipe's `trl:` block, train, save the model with a model card that names its
@@ -31,6 +31,7 @@ from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_se
 from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
 
 log = logging.getLogger(__name__)
+TASK_COLUMNS = ("task_id", "prompt", "facts", "answer", "options")  # a tasks dir (alfa sml tasks)
 
 
 def load_split(recipe: Recipe, split: str):
@@ -41,6 +42,8 @@ def load_split(recipe: Recipe, split: str):
     df = pl.read_parquet(recipe.data_dir / "data" / f"{split}.parquet")
     if recipe.data.dialogues_dir is not None:
         return datasets.Dataset.from_dict({"messages": df["messages"].to_list()})
+    if recipe.data.tasks_dir is not None:  # GRPO: the columns reach the reward functions as keyword arguments
+        return datasets.Dataset.from_dict({c: df[c].to_list() for c in TASK_COLUMNS})
     if recipe.data.attributes:
         df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
     df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
@@ -184,6 +187,8 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
         if store is not None:
             summary["ref_logps"] = {**filled, "used": trainer.ref_counts["used"]}
             store.close()
+    elif recipe.stage == "grpo":
+        trainer = grpo_trainer(recipe, config, tokenizer, train, evals, load)
     else:
         from trl import SFTTrainer
 
@@ -202,6 +207,29 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
             peft_config=_peft_config(recipe),
         )
     return trainer
+
+
+def grpo_trainer(recipe: Recipe, config, tokenizer, train, evals, load: dict):
+    """TRL's GRPOTrainer with alfa's multi-turn rollout (alfa.train.rollout) and the recipe's reward functions."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16: pinned, tested
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOTrainer
+
+    from alfa.train.rewards import reward_function
+    from alfa.train.rollout import MultiTurnRollout, make_partner
+
+    tasks = list(train) + (list(evals) if evals is not None else [])
+    rollout = MultiTurnRollout(tasks, recipe.rollout, make_partner(recipe.rollout.partner, config.output_dir))
+    return GRPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load),
+        reward_funcs=[reward_function(name) for name in recipe.rollout.rewards],
+        args=config,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tokenizer,
+        peft_config=_peft_config(recipe),
+        rollout_func=rollout,
+    )
 
 
 def write_outputs(recipe: Recipe, recipe_path: Path, output_dir: str, tokenizer, summary: dict, process: int) -> None:

@@ -1,4 +1,5 @@
-"""Reading an expert's reply in an interactive evaluation: its answer letter, its confidence, its yes/no.
+"""Reading a reply in a dialogue: an answer letter, a confidence, a yes/no (the interactive evaluation, the GRPO
+rollout and SML dialogues all read replies this way).
 
 Each parser returns None when the reply does not say, and the caller counts that as a parse failure: never a
 random number in its place, never a guess. The failure modes these guard against were found in MediQ's public

@@ -1,0 +1,141 @@
+"""`stage: grpo` with alfa's multi-turn rollout: the tiny model consults the fact-select patient (MiniLM) on real
+MedQA dev cases; the env mask covers exactly the patient's tokens; two GRPO steps change the weights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alfa.dialogue.consult import read_student_turn
+from alfa.train.rewards import asked_before_answer, correct, reward_function
+
+MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+LENGTH_REWARD = "def length(completions, **kwargs):\n    return [float(len(c[0]['content'])) for c in completions]\n"
+
+
+@pytest.fixture(scope="module")
+def tasks_dir(tmp_path_factory) -> Path:
+    from alfa.methods.sml import read_cases, write_tasks_dir
+
+    out = tmp_path_factory.mktemp("tasks")
+    write_tasks_dir(read_cases(MEDQA, 4), out, view="initial")
+    return out
+
+
+def write_recipe(tmp_path: Path, model: Path, tasks: Path, steps: int = 2, rewards: str = "[correct]") -> Path:
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(
+        f"stage: grpo\nmodel: {{name_or_path: {model}}}\ndata: {{tasks_dir: {tasks}, eval_split: null}}\n"
+        f"rollout: {{partner: fact, turns: 3, max_turn_tokens: 10, rewards: {rewards}}}\n"
+        f"trl:\n  output_dir: {tmp_path / 'run'}\n  per_device_train_batch_size: 4\n  num_generations: 4\n"
+        f"  max_completion_length: 256\n  learning_rate: 1.0e-2\n  max_steps: {steps}\n  logging_steps: 1\n"
+        "  save_strategy: 'no'\n  bf16: false\n  report_to: []\n  seed: 0\n"
+    )
+    return recipe
+
+
+def runs(mask: list[int]) -> list[tuple[int, int, int]]:
+    """(value, start, end) of each maximal run of equal mask values."""
+    out, start = [], 0
+    for i in range(1, len(mask) + 1):
+        if i == len(mask) or mask[i] != mask[start]:
+            out.append((mask[start], start, i))
+            start = i
+    return out
+
+
+def test_env_mask_is_zero_exactly_on_the_partners_tokens(tmp_path, tiny_model_dir, tasks_dir):
+    from alfa.train.model_options import load_tokenizer, loading_kwargs
+    from alfa.train.recipe import load_recipe, trl_config_class
+    from alfa.train.rollout import partner_segment
+    from alfa.train.run import grpo_trainer, load_split
+
+    recipe = load_recipe(write_recipe(tmp_path, tiny_model_dir, tasks_dir))
+    tok = load_tokenizer(recipe.model)
+    train = load_split(recipe, "train")
+    trainer = grpo_trainer(
+        recipe, trl_config_class("grpo")(**recipe.trl), tok, train, None, loading_kwargs(recipe.model)
+    )
+    prompts = [p for p in train["prompt"] for _ in range(2)]
+    out = trainer.rollout_func(prompts, trainer)
+    assert len(out["completion_ids"]) == len(out["env_mask"]) == len(prompts)
+    partner_turns = 0
+    for ids, mask, transcript in zip(out["completion_ids"], out["env_mask"], out["transcript"]):
+        turns = json.loads(transcript)
+        policy = [t["text"] for t in turns if t["role"] == "policy"]
+        partner = [t["text"] for t in turns if t["role"] == "partner"]
+        spans = runs(mask)
+        assert spans[0][0] == 1, "a completion starts with the policy's own turn"
+        # every run of 1s is one policy turn, as the policy wrote it
+        assert [tok.decode(ids[a:b], skip_special_tokens=True) for v, a, b in spans if v == 1] == policy
+        # every run of 0s is one partner reply in the chat template's format (after the end-of-turn token the
+        # policy did not write, when its turn was cut at max_turn_tokens), and nothing else
+        zero_runs = [(a, b) for v, a, b in spans if v == 0]
+        assert len(zero_runs) == len(partner)
+        for (a, b), reply in zip(zero_runs, partner):
+            segment = tok(partner_segment(tok, reply), add_special_tokens=False)["input_ids"]
+            assert ids[b - len(segment) : b] == segment
+            assert ids[a : b - len(segment)] in ([], [tok.eos_token_id])
+            assert reply in tok.decode(ids[a:b])
+        partner_turns += len(partner)
+    assert partner_turns > 0, "the untrained policy never answers, so the patient must have spoken"
+    assert out["questions_asked"] == [sum(t["kind"] == "question" for t in json.loads(x)) for x in out["transcript"]]
+
+
+def test_two_grpo_steps_change_the_weights(tmp_path, tiny_model_dir, tasks_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from alfa.train.run import run_recipe
+
+    (tmp_path / "len_reward.py").write_text(LENGTH_REWARD)  # a reward that varies within a group even untrained
+    recipe = write_recipe(
+        tmp_path, tiny_model_dir, tasks_dir, rewards=f"[correct, {tmp_path / 'len_reward.py'}:length]"
+    )
+    summary = run_recipe(recipe)
+    assert summary["stage"] == "grpo" and summary["global_steps"] == 2
+    logged = [h for h in summary["log_history"] if "rewards/length/mean" in h]
+    assert len(logged) == 2 and all("rewards/correct/mean" in h for h in logged)
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "model.safetensors"))
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed, "two GRPO steps left every weight as it was"
+
+
+def test_recipe_and_dry_run_refuse_what_grpo_cannot_train(tmp_path, tiny_model_dir, tasks_dir):
+    from alfa.train.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path, tiny_model_dir, tasks_dir, rewards="[correct, no_such_reward]")
+    r = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(recipe), "--dry-run"], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "[FAIL] rollout.rewards: reward 'no_such_reward'" in r.stdout
+    bad = tmp_path / "dpo_tasks.yaml"
+    bad.write_text(recipe.read_text().replace("stage: grpo", "stage: dpo"))
+    with pytest.raises(Exception, match="stage grpo trains on data.tasks_dir"):
+        load_recipe(bad)
+    groups = (
+        recipe.read_text().replace("num_generations: 4", "num_generations: 3").replace("no_such_reward", "answered")
+    )
+    recipe.write_text(groups)
+    r = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(recipe), "--dry-run"], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "[FAIL] num_generations" in r.stdout
+
+
+def test_rewards_and_turn_reading():
+    assert correct(None, ["C", None, "B"], ["C", "C", "C"]) == [1.0, 0.0, 0.0]
+    assert asked_before_answer(None, ["C", "C", None], [2, 0, 3]) == [1.0, 0.0, 0.0]
+    options = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone"}
+    assert read_student_turn("Answer: C", options) == ("answer", "C")
+    assert read_student_turn("Final answer: (B)", options) == ("answer", "B")
+    assert read_student_turn("A 21-year-old with fever: how long has the knee hurt?", options)[0] == "question"
+    assert read_student_turn("Answer: Z", options) == ("answer", None)
+    assert read_student_turn("  ", options) == ("empty", None)
+    with pytest.raises(ValueError, match="not a built-in"):
+        reward_function("no_such_reward")
