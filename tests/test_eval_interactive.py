@@ -84,6 +84,7 @@ def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcr
     assert report["n"] == 5 and report["accuracy"]["value"] == pytest.approx(share_c)
     assert report["accuracy"]["ci_low"] <= share_c <= report["accuracy"]["ci_high"]
     assert report["mean_questions"] == 2 and report["timeout_rate"] == 0 and report["parse_failures"] == 0
+    assert report["premature_answer_rate"]["value"] == 0  # it asked twice before every answer
     assert set(report["baselines"]) == {"majority_letter", "longest_option", "no_questions", "full_information"}
     assert report["baselines"]["no_questions"]["value"] == pytest.approx(share_c)  # the script always says C
     assert (tmp_path / "eval" / "accuracy_vs_questions.png").stat().st_size > 0
@@ -114,6 +115,25 @@ def test_unreadable_confidence_is_a_counted_failure_and_the_budget_ends_the_epis
     assert report["timeout_rate"] == 1 and report["mean_questions"] == 2
     assert report["parse_failures"] == 2 * 2  # two unreadable decisions per episode, each counted
     assert report["n"] == 2  # no episode dropped
+
+
+def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, cases, embedder):
+    class Confident(ScriptedRoles):
+        """Rates its confidence 5 before anything was asked."""
+
+        def complete(self, requests, on_done):
+            def reply(i, c):
+                text = requests[i][-1]["content"]
+                on_done(i, Completion("5", usage={}) if "from 1 (not at all)" in text else c)
+
+            super().complete(requests, reply)
+
+    roles = Confident()
+    report = evaluate_interactive(
+        cases[:3], InteractiveProtocol(roles, roles, FactSelectPatient(embedder), "scale"), tmp_path / "e"
+    )
+    assert report["mean_questions"] == 0 and report["premature_answer_rate"]["value"] == 1.0
+    assert "premature answers): 100.0%" in (tmp_path / "e" / "report.md").read_text()
 
 
 def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_call(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 from alfa.dialogue.consult import read_student_turn
 from alfa.train.rewards import asked_before_answer, correct, reward_function
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+MEDQA = ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 LENGTH_REWARD = "def length(completions, **kwargs):\n    return [float(len(c[0]['content'])) for c in completions]\n"
 
 

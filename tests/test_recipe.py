@@ -117,6 +117,13 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
         messages = [{"role": "user", "content": "Dinner?"}, {"role": "assistant", "content": "Any allergies?"}]
         pl.DataFrame({"messages": [messages, messages]}).write_parquet(dialogues / "data" / "train.parquet")
         data["data"]["dialogues_dir"] = str(dialogues)
+    elif "tasks_dir" in data["data"]:  # consultations: the tasks of two real MedQA dev cases
+        from alfa.methods.sml import read_cases, write_tasks_dir
+
+        write_tasks_dir(
+            read_cases(ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl", 2), tmp_path / "tasks"
+        )
+        data["data"]["tasks_dir"] = str(tmp_path / "tasks")
     else:
         data["data"]["pairs_dir"] = str(every_attribute_pairs)
     data["trl"]["output_dir"] = str(tmp_path / "out")
@@ -129,6 +136,8 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
     assert "[FAIL]" not in out and f"-m alfa.cli train {path}" in out
     if "dialogues_dir" in data["data"]:
         assert "2 conversations (loss on the assistant's turns)" in out and "marked copy" in out
+    if "tasks_dir" in data["data"]:
+        assert "train 2 tasks" in out and "[ok] rollout.partner: fact" in out and "[ok] num_generations" in out
     if data.get("launch", {}).get("deepspeed"):
         assert "[ok] deepspeed" in out and "--use_deepspeed" in out
 

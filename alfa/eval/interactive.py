@@ -214,6 +214,8 @@ def evaluate_interactive(
         "initial_info": initial_info,
         "accuracy": accuracy([r["correct"] for r in results]),
         "mean_questions": sum(r["questions"] for r in results) / n if n else None,
+        # answered before asking anything: what SML / Q-priming should lower on underspecified cases
+        "premature_answer_rate": accuracy([r["questions"] == 0 for r in results]),
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
         "baselines": baselines,
@@ -275,6 +277,8 @@ def report_markdown(r: dict) -> str:
     ]
     lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
     lines += [
+        "",
+        f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}.",
         "",
         f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
         f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",

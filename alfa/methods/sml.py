@@ -96,7 +96,9 @@ class SMLProtocol:
 
     def episode(self, case: Case, sample: int) -> Episode:
         prompt = student_prompt(case_text(case, self.view), self.q_priming)
-        return Episode(f"{case.case_id}#{sample}", {"case": case, "prompt": prompt, "conversation": []}, "student")
+        return Episode(
+            f"{case.case_id}#{sample}", {"case": case, "prompt": prompt, "conversation": []}, state="student"
+        )
 
     def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
         conv = e.data["conversation"]

@@ -148,20 +148,7 @@ def check_recipe(recipe: Recipe) -> list[Check]:
         checks.append(_check_deepspeed(recipe, Path(recipe.launch.deepspeed), hidden))
 
     if recipe.stage == "grpo":
-        from alfa.train.rollout import rollout_checks
-
-        splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
-        checks += [Check(*c) for c in rollout_checks(recipe.data_dir, splits, recipe.rollout)]
-        groups = int(trl_value(recipe, "num_generations"))  # TRL would refuse it only once the model is loaded
-        ok = global_batch % groups == 0
-        checks.append(
-            Check(
-                "num_generations",
-                ok,
-                f"{global_batch} conversations a step in groups of {groups}"
-                + ("" if ok else ": make the global batch a multiple of trl.num_generations"),
-            )
-        )
+        checks += _check_grpo(recipe, global_batch)
     else:
         checks.append(_check_data(recipe))
     checks.append(_check_report_to(recipe))
@@ -201,6 +188,19 @@ def check_recipe(recipe: Recipe) -> list[Check]:
             )
     except (OSError, ValueError) as e:
         checks.append(Check("chat_template", False, f"tokenizer {tok_path} does not load: {e}"))
+    return checks
+
+
+def _check_grpo(recipe: Recipe, global_batch: int) -> list[Check]:
+    """The tasks dir, the rewards and the partner (alfa.train.rollout), and the group arithmetic."""
+    from alfa.train.rollout import rollout_checks
+
+    splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
+    checks = [Check(*c) for c in rollout_checks(recipe.data_dir, splits, recipe.rollout)]
+    groups = int(trl_value(recipe, "num_generations"))  # TRL would refuse it only once the model is loaded
+    ok = global_batch % groups == 0
+    message = f"{global_batch} conversations a step in groups of {groups}"
+    checks.append(Check("num_generations", ok, message + ("" if ok else ": make the global batch a multiple of it")))
     return checks
 
 

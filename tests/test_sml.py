@@ -1,0 +1,114 @@
+"""SML dialogues with Q-priming on real MedQA dev cases: success flags, the priming instruction gone from every
+saved training copy, a rerun that makes no call, and the SFT set that `alfa train` reads."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from alfa.dialogue.consult import Q_PRIMING, STUDENT_SYSTEM
+from alfa.llm.backends import Completion
+from alfa.methods.sml import read_cases, run_sml_dialogues
+
+MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+
+
+class ScriptedStudent:
+    """A scripted student (not a model): told to ask first, it asks one question; otherwise, and after a teacher's
+    reply, it answers the letter the teacher last named, else A. Records every request it answers."""
+
+    backend, model_id, cache_id = "script", "scripted-student", "scripted-student-v1"
+
+    def __init__(self):
+        self.sampling, self.requests = {}, []
+
+    def with_sampling(self, temperature, seed):
+        out = copy.copy(self)
+        out.sampling = {"temperature": temperature, "seed": seed}
+        return out
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.requests.append(messages)
+            primed = Q_PRIMING in messages[0]["content"]
+            if primed and len(messages) == 2:
+                reply = "How long has this been going on?"
+            else:
+                named = re.findall(r"option ([A-Z])", messages[-1]["content"]) if len(messages) > 2 else []
+                reply = f"Answer: {named[-1] if named else 'A'}"
+            on_done(i, Completion(reply, usage={}))
+
+    def close(self):
+        pass
+
+
+class ScriptedTeacher(ScriptedStudent):
+    """A scripted teacher (not a model): names the correct option it was shown, whatever the student said."""
+
+    model_id, cache_id = "scripted-teacher", "scripted-teacher-v1"
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.requests.append(messages)
+            letter = re.search(r"Correct answer: ([A-Z])\.", messages[-1]["content"]).group(1)
+            on_done(i, Completion(f"Think again about option {letter}.", usage={}))
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return read_cases(MEDQA, 6)
+
+
+@pytest.mark.parametrize("q_priming", [False, True])
+def test_dialogues_flag_successes_and_saved_copies_carry_no_priming(tmp_path, cases, q_priming):
+    student, teacher = ScriptedStudent(), ScriptedTeacher()
+    summary = run_sml_dialogues(cases, student, teacher, tmp_path, turns=3, q_priming=q_priming)
+    # every student request was primed exactly when asked for
+    assert all((Q_PRIMING in r[0]["content"]) == q_priming for r in student.requests)
+    # the student reaches the answer once the teacher names it (or at once when the answer is A, unprimed)
+    assert summary["success_rate"]["value"] == 1.0 and summary["sft_dialogues"] == len(cases)
+    assert summary["answered_first_rate"]["value"] == (0.0 if q_priming else 1.0)
+    sft = pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet")
+    for messages in sft["messages"].to_list():
+        assert all(Q_PRIMING not in m["content"] for m in messages)
+        assert messages[0] == {"role": "system", "content": STUDENT_SYSTEM}
+        assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("Answer: ")
+    assert "Personal health information" in (tmp_path / "sft" / "README.md").read_text()
+    # a rerun reads every dialogue back and calls nobody
+    again_student, again_teacher = ScriptedStudent(), ScriptedTeacher()
+    assert run_sml_dialogues(cases, again_student, again_teacher, tmp_path, turns=3, q_priming=q_priming) == summary
+    assert again_student.requests == [] and again_teacher.requests == []
+
+
+def test_a_student_that_never_gets_it_fails_and_is_kept_out_of_the_sft_set(tmp_path, cases):
+    class Stubborn(ScriptedStudent):
+        """Always answers a letter no case has."""
+
+        def complete(self, requests, on_done):
+            for i, _ in enumerate(requests):
+                on_done(i, Completion("Answer: Q", usage={}))
+
+    summary = run_sml_dialogues(cases, Stubborn(), ScriptedTeacher(), tmp_path, turns=2)
+    assert summary["success_rate"]["value"] == 0.0 and summary["sft_dialogues"] == 0
+    assert summary["dialogues"] == len(cases)  # every failure is counted, none dropped
+    assert pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet").height == 0
+
+
+def test_sml_sft_set_trains_with_the_dialogue_recipe(tmp_path, cases, tiny_model_dir):
+    from alfa.train.run import run_recipe
+
+    run_sml_dialogues(cases, ScriptedStudent(), ScriptedTeacher(), tmp_path / "sml", turns=3, q_priming=True)
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft_dialogues.yaml"
+    summary = run_recipe(
+        recipe,
+        overrides=[
+            f"model.name_or_path={tiny_model_dir}",
+            f"data.dialogues_dir={tmp_path / 'sml' / 'sft'}",
+            f"trl.output_dir={tmp_path / 'model'}",
+        ],
+    )
+    assert summary["train_rows"] == len(cases) and summary["global_steps"] == 2
