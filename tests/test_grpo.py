@@ -20,7 +20,8 @@ LENGTH_REWARD = "def length(completions, **kwargs):\n    return [float(len(c[0][
 
 @pytest.fixture(scope="module")
 def tasks_dir(tmp_path_factory) -> Path:
-    from alfa.methods.sml import read_cases, write_tasks_dir
+    from alfa.methods.sml import write_tasks_dir
+    from alfa.methods.tasks import read_cases
 
     out = tmp_path_factory.mktemp("tasks")
     write_tasks_dir(read_cases(MEDQA, 4), out, view="initial")

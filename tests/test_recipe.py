@@ -118,7 +118,8 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
         pl.DataFrame({"messages": [messages, messages]}).write_parquet(dialogues / "data" / "train.parquet")
         data["data"]["dialogues_dir"] = str(dialogues)
     elif "tasks_dir" in data["data"]:  # consultations: the tasks of two real MedQA dev cases
-        from alfa.methods.sml import read_cases, write_tasks_dir
+        from alfa.methods.sml import write_tasks_dir
+        from alfa.methods.tasks import read_cases
 
         write_tasks_dir(
             read_cases(ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl", 2), tmp_path / "tasks"

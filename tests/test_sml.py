@@ -12,7 +12,8 @@ import pytest
 
 from alfa.dialogue.consult import Q_PRIMING, STUDENT_SYSTEM
 from alfa.llm.backends import Completion
-from alfa.methods.sml import read_cases, run_sml_dialogues
+from alfa.methods.sml import run_sml_dialogues
+from alfa.methods.tasks import read_cases
 
 MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 

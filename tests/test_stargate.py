@@ -103,7 +103,7 @@ def test_recipe_refuses_dialogues_outside_sft_and_two_data_sources(tmp_path):
         (base.replace("stage: sft", "stage: dpo"), r"dialogues_dir \(conversations\) is for stage sft"),
         (
             base.replace("eval_split: null", "eval_split: null, pairs_dir: x"),
-            "exactly one of pairs_dir and dialogues_dir",
+            "exactly one of pairs_dir, dialogues_dir and tasks_dir",
         ),
     ):
         path = tmp_path / "r.yaml"

@@ -93,7 +93,8 @@ def add_sml(sub) -> None:
 
 
 def _sml_tasks(args) -> int:
-    from alfa.methods.sml import read_cases, write_tasks_dir
+    from alfa.methods.sml import write_tasks_dir
+    from alfa.methods.tasks import read_cases
 
     n = write_tasks_dir(read_cases(Path(args.cases), args.limit), Path(args.output), args.view)
     print(f"{n} tasks -> {args.output}/data/train.parquet (a GRPO recipe reads it as data.tasks_dir)")
@@ -102,7 +103,8 @@ def _sml_tasks(args) -> int:
 
 def _sml_dialogues(args) -> int:
     from alfa.llm.rewriters import backend_from_spec
-    from alfa.methods.sml import read_cases, run_sml_dialogues
+    from alfa.methods.sml import run_sml_dialogues
+    from alfa.methods.tasks import read_cases
 
     if args.turns < 1 or args.samples < 1:
         raise ValueError("--turns and --samples must be at least 1")

@@ -26,7 +26,7 @@ import polars as pl
 from alfa.data.card import PHI_STATEMENT
 from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt, unprimed
 from alfa.dialogue.engine import Episode, Turn, run_episodes
-from alfa.eval.cases import Case, load_cases
+from alfa.eval.cases import Case
 from alfa.llm.cache import CallCache
 
 VIEWS = ("full", "initial")  # full: every case fact (a fully specified problem, as SML trains); initial: the first
@@ -36,14 +36,6 @@ TEACHER_SYSTEM = (
     "giving away the answer. If the student gives a wrong answer, say it is not right and give a short hint, without "
     "naming the correct option."
 )
-
-
-def read_cases(path: Path, limit: int | None) -> list[Case]:
-    cases, rejects = load_cases(Path(path), limit)
-    if not cases:
-        reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejects[:3])
-        raise ValueError(f"{path}: no readable case" + (f" ({reasons})" if reasons else " (the file is empty)"))
-    return cases
 
 
 def case_text(case: Case, view: str) -> str:

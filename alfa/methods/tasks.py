@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from alfa.eval.cases import load_cases
+from alfa.eval.cases import Case, load_cases
 
 
 @dataclass
@@ -34,11 +34,16 @@ def case_task_text(initial_info: str, question: str, options: dict[str, str]) ->
     return f"A patient tells you: {initial_info}\n\nAnswer this question about the patient: {question}\n{listing}"
 
 
-def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
+def read_cases(path: Path, limit: int | None = None) -> list[Case]:
+    """The readable cases of a file; a file with none stops the run, naming the first reasons."""
     cases, rejects = load_cases(Path(path), limit)
     if not cases:
         reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejects[:3])
         raise ValueError(f"{path}: no readable case" + (f" ({reasons})" if reasons else " (the file is empty)"))
+    return cases
+
+
+def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
     return [
         Task(
             task_id=c.case_id,
@@ -46,7 +51,7 @@ def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
             hidden=c.facts,
             gold=f"The answer is {c.answer}: {c.options[c.answer]}",
         )
-        for c in cases
+        for c in read_cases(path, limit)
     ]
 
 
