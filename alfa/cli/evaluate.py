@@ -72,7 +72,11 @@ def add_eval(sub) -> None:
     i.add_argument("cases", help="case JSONL")
     i.add_argument("-o", "--output", required=True, help="folder for episodes.jsonl, results.json, report.md")
     i.add_argument("--expert", default="local", help="backend of the expert (decides and answers)")
-    i.add_argument("--questioner", default="local", help="backend of the question generator")
+    i.add_argument(
+        "--questioner",
+        default="local",
+        help="backend of the question generator, or `uot`: the expert's backend plans each question (UoT)",
+    )
     i.add_argument(
         "--patient",
         default="fact",
@@ -83,6 +87,9 @@ def add_eval(sub) -> None:
     i.add_argument("--max-questions", type=int, default=5)
     i.add_argument("--limit", type=int, help="only the first N cases")
     i.add_argument("--initial-info", choices=["first-fact", "post"], default="first-fact")
+    i.add_argument("--uot-n", type=int, default=3, help="UoT: candidate questions per node (paper: 3)")
+    i.add_argument("--uot-depth", type=int, default=3, help="UoT: questions deep the plan looks (paper: 3)")
+    i.add_argument("--uot-lambda", type=float, default=0.4, help="UoT: lambda of the reward R(p) (paper: 0.4)")
     i.set_defaults(func=_eval_interactive)
     w = verbs.add_parser(
         "winrate",
@@ -163,8 +170,15 @@ def _eval_interactive(args) -> int:
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
     expert = backend_from_spec(args.expert)
-    questioner = expert if args.questioner == args.expert else backend_from_spec(args.questioner)
-    opened = [expert] if questioner is expert else [expert, questioner]
+    planner = None
+    if args.questioner == "uot":  # the expert's model proposes the questions and their splits
+        from alfa.dialogue.uot import UoTPlanner
+
+        planner = UoTPlanner(args.uot_n, args.uot_depth, args.uot_lambda)
+        questioner = expert.with_max_tokens(48 * args.uot_n + 32)
+    else:
+        questioner = expert if args.questioner == args.expert else backend_from_spec(args.questioner)
+    opened = [expert] if questioner is expert or planner is not None else [expert, questioner]
     try:
         shared = {args.expert: expert, args.questioner: questioner}  # one backend (one server) per spec
         if args.patient == "fact":
@@ -174,7 +188,9 @@ def _eval_interactive(args) -> int:
         else:
             patient = backend_from_spec(args.patient)
             opened.append(patient)
-        protocol = InteractiveProtocol(expert, questioner, patient, args.abstain, args.threshold, args.max_questions)
+        protocol = InteractiveProtocol(
+            expert, questioner, patient, args.abstain, args.threshold, args.max_questions, planner
+        )
         r = evaluate_interactive(cases, protocol, Path(args.output), args.initial_info)
     finally:
         for backend in opened:

@@ -8,6 +8,9 @@ Abstention modules (`abstain`): implicit (the expert either asks or answers in o
 you answer now?), numeric (a confidence in [0, 1] against `threshold`), scale (1-5 against `threshold`, MediQ's
 default 4) and fixed (exactly `max_questions` questions, then answer). A reply the module cannot read is a parse
 failure: counted, and the episode goes on asking (it never turns into a random confidence).
+
+With a `planner` (alfa.dialogue.uot, `--questioner uot`) the questioner plans each question over the answer options
+still open, one proposal call per tree node, and reads each patient answer as yes or no to prune them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from alfa.dialogue.engine import Episode, Turn
 from alfa.dialogue.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
+from alfa.dialogue.uot import UoTPlanner
 from alfa.eval.cases import Case
 
 ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed")
@@ -60,6 +64,7 @@ class InteractiveProtocol:
         abstain: str = "scale",
         threshold: float | None = None,
         max_questions: int = 5,
+        planner: UoTPlanner | None = None,  # UoT: the questioner backend proposes, this plans
     ):
         if abstain not in ABSTAIN:
             raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
@@ -68,10 +73,13 @@ class InteractiveProtocol:
         if not isinstance(patient, FactSelectPatient):
             self.roles["patient"] = patient
         self.threshold = threshold if threshold is not None else DEFAULT_THRESHOLD.get(abstain)
+        self.planner = planner
 
-    @staticmethod
-    def episode(case: Case, initial_info: str) -> Episode:
-        return Episode(case.case_id, {"case": case, "initial_info": initial_info, "conversation": []}, state="decide")
+    def episode(self, case: Case, initial_info: str) -> Episode:
+        data = {"case": case, "initial_info": initial_info, "conversation": []}
+        if self.planner is not None:
+            data["uot"] = self.planner.start(case.options)
+        return Episode(case.case_id, data, state="decide")
 
     def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
         case, info, conv = e.data["case"], e.data["initial_info"], e.data["conversation"]
@@ -82,6 +90,10 @@ class InteractiveProtocol:
             return "expert", "final", final_messages(case, info, conv)
         if e.state == "patient":
             return "patient", "answer", llm_patient_messages(case.facts, e.data["pending_question"])
+        if self.planner is not None and e.state in ("question", "classify"):
+            context = case_text(case, info, conv, with_options=False)
+            kind, messages = self.planner.next_request(e.data["uot"], context, case.options)
+            return "questioner", kind, messages
         if e.state == "question":
             body = case_text(case, info, conv, with_options=False) + "\nYour one question to the patient:"
             return (
@@ -99,6 +111,8 @@ class InteractiveProtocol:
             letter = parse_answer_letter(text, case.options)
             e.turns.append(Turn(role, kind, text if text is not None else completion.error, letter, key))
             self._finish(e, letter)
+        elif kind in ("propose", "classify"):
+            self._apply_planner(e, kind, text, completion, key)
         elif kind == "question":
             question = (text or "").strip()
             e.turns.append(Turn(role, kind, text if text is not None else completion.error, question or None, key))
@@ -107,7 +121,7 @@ class InteractiveProtocol:
             answer = (text or "").strip() or CANNOT_ANSWER
             e.turns.append(Turn(role, kind, text if text is not None else completion.error, answer, key))
             e.data["conversation"].append((e.data.pop("pending_question"), answer))
-            e.state = "decide"
+            self._answered(e)
         else:
             ready, asked = self._decision(text, case)
             e.turns.append(Turn(role, kind, text if text is not None else completion.error, ready, key))
@@ -126,7 +140,29 @@ class InteractiveProtocol:
         answer, used = self.patient.answer(e.data["case"].facts, question) if question else (CANNOT_ANSWER, [])
         e.turns.append(Turn("patient", "answer", answer, used))
         e.data["conversation"].append((question, answer))
-        e.state = "decide"
+        self._answered(e)
+
+    def _answered(self, e: Episode) -> None:
+        """After the patient's answer: UoT reads it as yes or no (a non-answer prunes nothing), then decide."""
+        question, answer = e.data["conversation"][-1]
+        if self.planner is not None and question and answer != CANNOT_ANSWER:
+            self.planner.after_answer(e.data["uot"], question, answer)
+            e.state = "classify"
+        else:
+            e.state = "decide"
+
+    def _apply_planner(self, e: Episode, kind: str, text: str | None, completion, key: str) -> None:
+        raw = text if text is not None else completion.error
+        state = e.data["uot"]
+        if kind == "classify":
+            self.planner.apply_classification(state, text)
+            e.turns.append(Turn("questioner", kind, raw, list(state["open"]), key))
+            e.state = "decide"
+            return
+        plan = self.planner.apply_proposal(state, text)
+        e.turns.append(Turn("questioner", kind, raw, plan, key))
+        if plan is not None:  # the plan is complete: ask its best root question
+            self._ask_patient(e, plan["question"] or "")
 
     def _decision(self, text: str | None, case: Case) -> tuple[bool | None, str | None]:
         """(ready to answer?, the question an implicit expert asked). None = could not be read: keep asking."""
@@ -153,6 +189,8 @@ class InteractiveProtocol:
             "timed_out": len(e.data["conversation"]) >= self.max_questions and self.abstain != "fixed",
             "parse_failures": sum(t.parsed is None for t in decisions) + (letter is None),
         }
+        if self.planner is not None:  # proposals with no readable candidate line
+            e.result["uot_parse_failures"] = e.data["uot"]["parse_failures"]
         e.state, e.done = "done", True
 
 

@@ -15,6 +15,7 @@ with `sampling`: the model's identity, see weights_digest and alfa.llm.endpoint.
 
 Both are greedy by default; `rewriter.with_sampling(temperature, seed)` gives a copy that samples, whose
 `sampling` (and so every cache key) carries the temperature and seed: each sample is its own cached call.
+`rewriter.with_max_tokens(n)` gives a copy whose replies may be longer (a UoT proposal lists several questions).
 `rewriter.with_logprobs()` gives a copy whose replies carry their first token's log-probabilities (a judge's
 A-versus-B probability) where the backend reports them.
 """
@@ -133,6 +134,12 @@ class TransformersRewriter:
         sampled = copy.copy(self)
         sampled.sampling = {**self.sampling, "do_sample": True, "temperature": temperature, "seed": seed}
         return sampled
+
+    def with_max_tokens(self, n: int) -> TransformersRewriter:
+        """A copy sharing the loaded model whose replies may run to `n` new tokens."""
+        longer = copy.copy(self)
+        longer.sampling = {**self.sampling, "max_new_tokens": n}
+        return longer
 
     def with_logprobs(self, top: int = 10) -> TransformersRewriter:
         """Itself: this backend reports no log-probabilities, so a judge on it is read by its answers."""

@@ -136,6 +136,12 @@ class OpenAIRewriter:
         sampled.sampling = {**self.sampling, "temperature": temperature, "seed": seed}
         return sampled
 
+    def with_max_tokens(self, n: int) -> OpenAIRewriter:
+        """A copy (same endpoint) whose replies may run to `n` tokens."""
+        longer = copy.copy(self)
+        longer.sampling = {**self.sampling, "max_tokens": n}
+        return longer
+
     def _headers(self) -> dict:
         key = os.environ.get(self.api_key_env)
         return {"Authorization": f"Bearer {key}"} if key else {}

@@ -1,0 +1,111 @@
+"""UoT: the paper's reward values, expected rewards on a hand-built tree, and the planner inside MediQ's protocol on
+real MedQA dev cases (a scripted model plays every role)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from alfa.dialogue.uot import Node, UoTPlanner, expected, parse_candidates, reward
+from alfa.llm.backends import Completion
+
+MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+
+
+@pytest.mark.parametrize(
+    "p, value", [(0.5, 1.0), (0.4, 0.647), (1 / 3, 0.501), (0.25, 0.361), (0.1, 0.156), (0.0, 0.0), (1.0, 0.0)]
+)
+def test_reward_matches_the_papers_values(p, value):
+    assert reward(p) == pytest.approx(value, abs=1e-3)
+    assert reward(1 - p) == pytest.approx(value, abs=1e-3)  # a yes-share and its no-share are worth the same
+
+
+def test_expected_reward_of_a_hand_built_tree():
+    # 4 hypotheses. Halving twice earns 1 + 1; one-against-three then one-against-two earns less.
+    halves = Node("A or B?", ["A", "B"], ["C", "D"], acc=1.0)
+    halves.children["yes"] = [Node("A?", ["A"], ["B"], acc=2.0)]
+    halves.children["no"] = [Node("C?", ["C"], ["D"], acc=2.0)]
+    lopsided = Node("A?", ["A"], ["B", "C", "D"], acc=reward(0.25))
+    lopsided.children["no"] = [Node("B?", ["B"], ["C", "D"], acc=reward(0.25) + reward(1 / 3))]
+    assert expected(halves) == pytest.approx(2.0)
+    # the yes side (one hypothesis) is a leaf at its accumulated reward; the no side averages its child question
+    assert expected(lopsided) == pytest.approx(0.25 * reward(0.25) + 0.75 * (reward(0.25) + reward(1 / 3)))
+
+
+def test_candidate_lines_are_read_strictly():
+    reply = "Here you go:\nQuestion 1: Any fever? | Yes: A, C\nQuestion: Pain at night? | Yes: Z\nnot a candidate"
+    assert parse_candidates(reply, ["A", "B", "C"], 3) == [("Any fever?", ["A", "C"]), ("Pain at night?", [])]
+    assert parse_candidates("I think it is A.", ["A", "B"], 3) == []
+
+
+class ScriptedUoT:
+    """A scripted model (not a model) for every role: proposes a halving and a one-against-rest question over the
+    open letters, answers as the patient 'Yes, that is right.', reads every answer as Yes, rates its confidence 2 until two questions were answered, then 5,
+    and answers the first letter still listed. Counts its calls."""
+
+    backend, model_id, sampling, cache_id = "script", "scripted-uot", {}, "scripted-uot-v1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def with_max_tokens(self, n):
+        return self
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.calls += 1
+            text = messages[-1]["content"]
+            if "Possible answers still open:" in text:
+                letters = re.findall(r"^([A-Z])\. ", text.split("Possible answers still open:")[1], re.MULTILINE)
+                half = letters[: len(letters) // 2]
+                reply = f"Question: Is it one of {half}? | Yes: {', '.join(half)}\nQuestion: Is it {letters[0]}? | Yes: {letters[0]}"
+            elif "The doctor asks:" in text:
+                reply = "Yes, that is right."
+            elif "mean yes or no" in text:
+                reply = "Yes"
+            elif "Reply with the letter of the answer" in text:
+                reply = "Answer: A"
+            else:
+                reply = "5" if text.count("You asked:") >= 2 else "2"
+            on_done(i, Completion(reply, usage={}))
+
+    def close(self):
+        pass
+
+
+def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path):
+    from alfa.eval.cases import load_cases
+    from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
+
+    cases = load_cases(MEDQA, 3)[0]
+    model = ScriptedUoT()
+    protocol = InteractiveProtocol(model, model, model, "scale", max_questions=4, planner=UoTPlanner(3, 2, 0.4))
+    report = evaluate_interactive(cases, protocol, tmp_path / "e")
+    assert report["n"] == 3 and report["mean_questions"] == 2
+    pruned = 0
+    for line in (tmp_path / "e" / "episodes.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        plans = [t["parsed"] for t in e["turns"] if t["kind"] == "propose" and t["parsed"]]
+        first = plans[0]
+        letters = sorted(e["data"]["case"]["options"])
+        # the halving question beats the one-against-rest one, and its expected reward is what the tree gives
+        assert first["question"] == f"Is it one of {letters[: len(letters) // 2]}?"
+        assert first["expected"] > first["candidates"][1]["expected"]
+        # the patient's answer was read as yes (when it was an answer), and the open letters pruned to that side
+        classified = [t for t in e["turns"] if t["kind"] == "classify"]
+        asked = [q for q, a in e["data"]["conversation"]]
+        assert asked[0] == first["question"]
+        if classified:  # the second plan only splits what the first answer left open
+            assert classified[0]["parsed"] == first["yes"]
+            assert {x for c in plans[1]["candidates"] for x in c["yes"]} <= set(first["yes"])
+            pruned += 1
+        assert e["result"]["uot_parse_failures"] == 0
+    assert pruned == 3
+    calls = model.calls
+    again = ScriptedUoT()
+    protocol.roles = {"expert": again, "questioner": again, "patient": again}
+    assert evaluate_interactive(cases, protocol, tmp_path / "e")["accuracy"] == report["accuracy"]
+    assert again.calls == 0 and calls > 0  # a rerun reads every episode and baseline from the cache
