@@ -109,3 +109,41 @@ def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path
     protocol.roles = {"expert": again, "questioner": again, "patient": again}
     assert evaluate_interactive(cases, protocol, tmp_path / "e")["accuracy"] == report["accuracy"]
     assert again.calls == 0 and calls > 0  # a rerun reads every episode and baseline from the cache
+
+
+def test_uot_pairs_from_an_evaluation_pass_lint_and_train_dpo(tmp_path, tiny_model_dir):
+    from alfa.data.lint import lint
+    from alfa.eval.cases import load_cases
+    from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
+    from alfa.methods.uot_pairs import PAIR_TYPE, write_uot_pairs
+
+    model = ScriptedUoT()
+    protocol = InteractiveProtocol(model, model, model, "scale", max_questions=4, planner=UoTPlanner(3, 2, 0.4))
+    evaluate_interactive(load_cases(MEDQA, 6)[0], protocol, tmp_path / "e")
+    summary = write_uot_pairs(tmp_path / "e", tmp_path / "pairs")
+    # the first planned question of each case had a better and a worse candidate; the second (two options open)
+    # two equally good ones: no preference, no pair
+    assert summary["pairs"] == 6
+    import polars as pl
+
+    pairs = pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "pairs" / "data").glob("*.parquet"))])
+    assert set(pairs["pair_type"]) == {PAIR_TYPE} and (pairs["chosen_score"] > pairs["rejected_score"]).all()
+    assert pairs.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1  # a case in one split
+    first = pairs.filter(pl.col("qid").str.ends_with("#q0")).row(0, named=True)
+    assert first["prompt"][-1]["content"].endswith("Your one question to the patient:")
+    assert "You asked:" not in first["prompt"][-1]["content"]  # the first question's prompt has no history yet
+    assert not [f for f in lint(tmp_path / "pairs") if f.severity == "error"]
+    from alfa.train.run import run_recipe
+
+    overrides = [
+        f"model.name_or_path={tiny_model_dir}",
+        f"data.pairs_dir={tmp_path / 'pairs'}",
+        "data.attributes=[information_gain]",
+        "data.eval_split=null",
+        f"trl.output_dir={tmp_path / 'dpo'}",
+        "trl.max_steps=2",
+    ]
+    summary = run_recipe(
+        Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "dpo_clarity.yaml", overrides=overrides
+    )
+    assert summary["global_steps"] == 2 and summary["train_rows"] == pairs.filter(pl.col("split") == "train").height

@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_merge(sub)
     methods.add_stargate(sub)
     methods.add_sml(sub)
+    methods.add_uot(sub)
     review.add_review(sub)
     models.add_models(sub)
     return p

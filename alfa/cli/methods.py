@@ -1,4 +1,4 @@
-"""`alfa stargate` and `alfa sml`: the dialogue methods that train a questioner (alfa.methods)."""
+"""`alfa stargate`, `alfa sml` and `alfa uot`: the dialogue methods that train a questioner (alfa.methods)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,30 @@ def _sml_dialogues(args) -> int:
             backend.close()
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def add_uot(sub) -> None:
+    """alfa uot pairs"""
+    s = sub.add_parser("uot", help="UoT: its planning choices as DPO pairs")
+    verbs = s.add_subparsers(dest="uot_verb", required=True, metavar="WHAT")
+    p = verbs.add_parser(
+        "pairs",
+        help="the highest against the lowest expected-reward candidate of every planned question, as DPO pairs",
+        description="Reads EVAL_DIR/episodes.jsonl of `alfa eval interactive --questioner uot` and writes a pairs dir "
+        "(split by case; chosen_score / rejected_score are the expected rewards) that alfa lint, card and train read.",
+        epilog="Example:\n  alfa eval interactive CASES --questioner uot --uot-depth 2 --limit 30 -o runs/eval/uot\n"
+        "  alfa uot pairs runs/eval/uot -o runs/uot-pairs && alfa lint runs/uot-pairs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("eval_dir", help="an `alfa eval interactive --questioner uot` output folder")
+    p.add_argument("-o", "--output", required=True, help="pairs dir to write")
+    p.add_argument("--min-gap", type=float, default=0.0, help="least expected-reward gap between chosen and rejected")
+    p.set_defaults(func=_uot_pairs)
+
+
+def _uot_pairs(args) -> int:
+    from alfa.methods.uot_pairs import write_uot_pairs
+
+    summary = write_uot_pairs(Path(args.eval_dir), Path(args.output), args.min_gap)
+    print(json.dumps(summary))
+    return 0 if summary["pairs"] else 1

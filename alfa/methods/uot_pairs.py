@@ -1,0 +1,97 @@
+"""`alfa uot pairs EVAL_DIR -o PAIRS_DIR`: UoT's planning choices as DPO pairs in alfa's pairs schema.
+
+Every question UoT planned in an `alfa eval interactive --questioner uot` run (EVAL_DIR/episodes.jsonl) had
+candidates with expected rewards; the candidate with the highest expected reward is `chosen`, the one with the
+lowest `rejected` (when they differ, and by at least `min_gap`). The prompt is what a plain questioner sees at that
+point of the conversation (alfa.eval.interactive's questioner prompt), so a policy trained on the pairs learns to
+ask the more informative question without planning. Pairs are split by case (a case never spans two splits);
+`chosen_score` / `rejected_score` keep the expected rewards. `alfa lint`, `alfa card` and `alfa train` read the dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+
+from alfa.data.card import PHI_STATEMENT
+from alfa.data.pairs import PAIR_SCHEMA, SplitConfig, split_groups, write_split_files
+from alfa.eval.cases import Case
+from alfa.eval.interactive import QUESTIONER_SYSTEM, case_text
+
+PAIR_TYPE = "uot_high_vs_low_expected_reward"
+ATTRIBUTE = "information_gain"
+
+
+def questioner_prompt(case: Case, initial_info: str, conversation: list) -> list[dict]:
+    body = case_text(case, initial_info, [tuple(x) for x in conversation], with_options=False)
+    return [
+        {"role": "system", "content": QUESTIONER_SYSTEM},
+        {"role": "user", "content": body + "\nYour one question to the patient:"},
+    ]
+
+
+def plans_to_pairs(episodes: list[dict], model: str, min_gap: float = 0.0) -> list[dict]:
+    """One pair per planned question whose best and worst candidates differ by at least `min_gap`."""
+    rows = []
+    for e in episodes:
+        case, conversation = Case(**e["data"]["case"]), e["data"]["conversation"]
+        plans = [t["parsed"] for t in e["turns"] if t["kind"] == "propose" and t["parsed"] is not None]
+        for k, plan in enumerate(plans):  # the k-th complete plan asked the k-th question
+            candidates = plan["candidates"]
+            gap = candidates[-1]["expected"] is not None and candidates[0]["expected"] - candidates[-1]["expected"]
+            if len(candidates) < 2 or gap <= 0 or gap < min_gap:  # equally good candidates make no preference
+                continue
+            best, worst = candidates[0], candidates[-1]
+            if best["question"].strip() == worst["question"].strip():
+                continue
+            rows.append(
+                {
+                    "pair_id": hashlib.sha256(f"uot:{e['episode_id']}:{k}".encode()).hexdigest()[:16],
+                    "qid": f"{e['episode_id']}#q{k}",
+                    "group_id": str(case.case_id),
+                    "attribute": ATTRIBUTE,
+                    "pair_type": PAIR_TYPE,
+                    "prompt": questioner_prompt(case, e["data"]["initial_info"], conversation[:k]),
+                    "chosen": [{"role": "assistant", "content": best["question"]}],
+                    "rejected": [{"role": "assistant", "content": worst["question"]}],
+                    "chosen_similarity": None,
+                    "rejected_similarity": None,
+                    "rewriter": model,
+                    "prompt_template_hash": None,
+                    "attribute_pack": "uot",
+                    "chosen_score": best["expected"],
+                    "rejected_score": worst["expected"],
+                }
+            )
+    return rows
+
+
+def write_uot_pairs(eval_dir: Path, out: Path, min_gap: float = 0.0, split: SplitConfig | None = None) -> dict:
+    eval_dir, out = Path(eval_dir), Path(out)
+    episodes_path, results_path = eval_dir / "episodes.jsonl", eval_dir / "results.json"
+    if not episodes_path.exists():
+        raise FileNotFoundError(
+            f"{episodes_path}: run `alfa eval interactive CASES --questioner uot -o {eval_dir}` first"
+        )
+    episodes = [json.loads(line) for line in episodes_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not any("uot" in e["data"] for e in episodes):
+        raise ValueError(f"{episodes_path}: no UoT episodes (made without --questioner uot)")
+    model = json.loads(results_path.read_text())["roles"]["questioner"] if results_path.exists() else "unknown"
+    rows = plans_to_pairs(episodes, model, min_gap)
+    schema = {**PAIR_SCHEMA, "chosen_score": pl.Float64, "rejected_score": pl.Float64}
+    pairs = pl.DataFrame(rows, schema={k: v for k, v in schema.items() if k != "split"})
+    groups = pairs["group_id"].to_list()
+    sizes = {g: groups.count(g) for g in set(groups)}
+    assignment = split_groups(groups, sizes, split or SplitConfig())
+    pairs = pairs.with_columns(split=pl.Series([assignment[g] for g in groups], dtype=pl.String)).select(list(schema))
+    write_split_files(pairs, out)
+    (out / "README.md").write_text(
+        f"# UoT question pairs\n\n{pairs.height} pairs from {len(episodes)} UoT episodes in `{eval_dir}`: for each "
+        "planned question, the candidate with the highest expected reward (chosen) against the lowest (rejected), "
+        f"questioner `{model}`. Made by `alfa uot pairs`; split by case.\n\n{PHI_STATEMENT}\n"
+    )
+    counts = pairs.group_by("split").len().sort("split").to_dicts()
+    return {"pairs": pairs.height, "episodes": len(episodes), "splits": {r["split"]: r["len"] for r in counts}}
