@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     methods.add_stargate(sub)
     methods.add_sml(sub)
     methods.add_uot(sub)
+    methods.add_flaws(sub)
     review.add_review(sub)
     models.add_models(sub)
     return p

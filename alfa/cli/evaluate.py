@@ -44,7 +44,7 @@ def _evaluate_rm(args) -> int:
 
 
 def add_eval(sub) -> None:
-    """alfa eval cases | interactive"""
+    """alfa eval cases | interactive | winrate | flaws | report"""
     fmt = argparse.RawDescriptionHelpFormatter
     e = sub.add_parser("eval", help="evaluate a questioner: case checks, interactive diagnosis")
     verbs = e.add_subparsers(dest="eval_verb", required=True, metavar="WHAT")
@@ -111,6 +111,22 @@ def add_eval(sub) -> None:
         "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
     )
     w.set_defaults(func=_eval_winrate)
+    f = verbs.add_parser(
+        "flaws",
+        help="flawed problems: flag rate on missing premises, false-flag rate and accuracy on sound problems",
+        formatter_class=fmt,
+        description="The model answers every item of `alfa flaws make`; the judge says whether each reply asks for "
+        "missing information instead of answering. Writes DIR/replies.jsonl, DIR/results.json (flag_rate, "
+        "false_flag_rate, accuracy, each with a bootstrap interval over problems; always-flag and never-flag "
+        "baselines) and DIR/report.md. Every call is cached.",
+        epilog="Example:\n  alfa flaws make examples/flaws_problems.jsonl -o runs/flaws\n"
+        "  alfa eval flaws runs/flaws/items.jsonl --model transformers:runs/train/dpo -o runs/eval/flaws-dpo",
+    )
+    f.add_argument("items", help="items.jsonl from alfa flaws make")
+    f.add_argument("-o", "--output", required=True)
+    f.add_argument("--model", default="local", help="backend of the model under test")
+    f.add_argument("--judge", default="local", help="backend of the judge")
+    f.set_defaults(func=_eval_flaws)
     r = verbs.add_parser(
         "report",
         help="one Markdown page with plots comparing evaluation runs",
@@ -249,6 +265,22 @@ def _generate(args) -> int:
     print(
         f"{questions.height} questions: {stats.calls_made} model calls, {stats.cache_hits} from cache -> {args.output}"
     )
+    return 0
+
+
+def _eval_flaws(args) -> int:
+    from alfa.eval.flaws import evaluate_flaws, read_items
+    from alfa.llm.rewriters import backend_from_spec
+
+    items = read_items(Path(args.items))  # a bad file stops here, before any model loads
+    model = backend_from_spec(args.model, max_new_tokens=160)
+    judge = model if args.judge == args.model else backend_from_spec(args.judge, max_new_tokens=4)
+    try:
+        evaluate_flaws(items, model, judge, Path(args.output))
+    finally:
+        for backend in {id(model): model, id(judge): judge}.values():
+            backend.close()
+    print((Path(args.output) / "report.md").read_text())
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`alfa stargate`, `alfa sml` and `alfa uot`: the dialogue methods that train a questioner (alfa.methods)."""
+"""`alfa stargate`, `alfa sml`, `alfa uot` and `alfa flaws`: the other ways to teach asking (alfa.methods)."""
 
 from __future__ import annotations
 
@@ -155,3 +155,28 @@ def _uot_pairs(args) -> int:
     summary = write_uot_pairs(Path(args.eval_dir), Path(args.output), args.min_gap)
     print(json.dumps(summary))
     return 0 if summary["pairs"] else 1
+
+
+def add_flaws(sub) -> None:
+    """alfa flaws make"""
+    s = sub.add_parser("flaws", help="flawed problems: make missing-premise and distractor variants of a problem set")
+    verbs = s.add_subparsers(dest="flaws_verb", required=True, metavar="WHAT")
+    m = verbs.add_parser(
+        "make",
+        help="each problem intact, with one premise removed (kept as hindsight), and with a distractor added",
+        description="PROBLEMS: one JSON object a line with id, problem, answer (the question is the last sentence). "
+        "Writes DIR/items.jsonl, DIR/rejects.jsonl and DIR/README.md. Deterministic for a seed.",
+        epilog="Example: alfa flaws make examples/flaws_problems.jsonl -o runs/flaws && "
+        "alfa eval flaws runs/flaws/items.jsonl -o runs/eval/flaws",
+    )
+    m.add_argument("problems", help="problems JSONL (id, problem, answer)")
+    m.add_argument("-o", "--output", required=True)
+    m.add_argument("--seed", type=int, default=0, help="which premise and distractor are picked")
+    m.set_defaults(func=_flaws_make)
+
+
+def _flaws_make(args) -> int:
+    from alfa.methods.flaws import write_items
+
+    print(json.dumps(write_items(Path(args.problems), Path(args.output), args.seed)))
+    return 0

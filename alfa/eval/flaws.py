@@ -1,0 +1,150 @@
+"""`alfa eval flaws ITEMS -o DIR`: does a model ask when a premise is missing, and only then?
+
+The model answers every item of `alfa flaws make` (intact, missing-premise, distractor). A judge reads each reply:
+does it ask for missing information (or say the problem cannot be solved as stated) instead of answering? Figures,
+each a mean with a bootstrap 95% interval over problems:
+
+- `flag_rate`: flagged missing-premise items (higher is better);
+- `false_flag_rate`: flagged intact and distractor items (lower is better): a model that asks about everything
+  must not score well, so `flag_rate - false_flag_rate` is reported beside them;
+- `accuracy`: intact and distractor items answered with the right number and not flagged.
+
+Baselines beside them: `always_flag` (1, 1, 0) and `never_flag` (0, 0, -). A judgement that cannot be read is
+counted in `judge_failures` and scored as not flagged (never dropped). Every call is cached in DIR/cache.sqlite.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from alfa.dialogue.parsing import parse_yes_no
+from alfa.llm.cache import CallCache
+from alfa.llm.calls import CallStats, run_calls
+from alfa.stats import bootstrap_mean
+
+SOLVER_SYSTEM = (
+    "Solve the problem. End with 'Answer: ' and the number. If the problem cannot be solved as stated, do not "
+    "guess: ask for the information that is missing."
+)
+JUDGE_SYSTEM = "You check whether a reply to a word problem asks for missing information."
+FLAWED = ("missing_premise",)
+
+
+def read_items(path: Path) -> list[dict]:
+    items = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if raw.strip():
+                item = json.loads(raw)
+                for key in ("item_id", "source_id", "kind", "problem", "answer"):
+                    if key not in item:
+                        raise ValueError(f"{path}:{n}: field '{key}' is missing (make items with `alfa flaws make`)")
+                items.append(item)
+    if not items:
+        raise ValueError(f"{path}: no items")
+    return items
+
+
+def judge_messages(problem: str, reply: str) -> list[dict]:
+    body = (
+        f"Problem: {problem}\n\nReply: {reply}\n\nDoes the reply ask for missing information, or say that the problem "
+        "cannot be solved as stated, instead of giving a final answer? Reply Yes or No."
+    )
+    return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": body}]
+
+
+def final_number(reply: str | None) -> float | None:
+    """The number after the last 'Answer:', else the last number in the reply."""
+    text = (reply or "").replace(",", "")
+    tail = text.rsplit("nswer", 1)[-1] if "nswer" in text else text
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", tail) or re.findall(r"-?\d+(?:\.\d+)?", text)
+    return float(numbers[-1]) if numbers else None
+
+
+def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache, stats = CallCache(out_dir / "cache.sqlite"), CallStats()
+    try:
+        asks = [
+            [{"role": "system", "content": SOLVER_SYSTEM}, {"role": "user", "content": i["problem"]}] for i in items
+        ]
+        replies, _ = run_calls(model, cache, asks, "answers", stats)
+        texts = [r.text if r.error is None else None for r in replies]
+        verdicts, _ = run_calls(
+            judge, cache, [judge_messages(i["problem"], t or "") for i, t in zip(items, texts)], "judge", stats
+        )
+    finally:
+        cache.close()
+    rows = []
+    for item, text, verdict in zip(items, texts, verdicts):
+        flagged = parse_yes_no(verdict.text if verdict.error is None else None)
+        number = final_number(text)
+        rows.append(
+            {
+                "item_id": item["item_id"],
+                "source_id": item["source_id"],
+                "kind": item["kind"],
+                "reply": text,
+                "judge": verdict.text if verdict.error is None else verdict.error,
+                "flagged": bool(flagged),
+                "judge_failed": flagged is None,
+                "correct": not flagged and number is not None and abs(number - float(item["answer"])) < 1e-6,
+            }
+        )
+    with open(out_dir / "replies.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    report = flaw_figures(rows, seed)
+    report.update({"model": model.model_id, "judge": judge.model_id, "calls_made": stats.calls_made})
+    (out_dir / "results.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def flaw_figures(rows: list[dict], seed: int = 0) -> dict:
+    flawed = [r for r in rows if r["kind"] in FLAWED]
+    sound = [r for r in rows if r["kind"] not in FLAWED]
+
+    def mean(rs: list[dict], key: str) -> dict:
+        return bootstrap_mean([float(r[key]) for r in rs], groups=[r["source_id"] for r in rs], seed=seed)
+
+    flag, false_flag = mean(flawed, "flagged"), mean(sound, "flagged")
+    both = [v for v in (flag["value"], false_flag["value"]) if v is not None]
+    return {
+        "n": {"flawed": len(flawed), "sound": len(sound)},
+        "flag_rate": flag,
+        "false_flag_rate": false_flag,
+        "flag_minus_false_flag": flag["value"] - false_flag["value"] if len(both) == 2 else None,
+        "accuracy": mean(sound, "correct"),
+        "judge_failures": sum(r["judge_failed"] for r in rows),
+        "baselines": {
+            "always_flag": {"flag_rate": 1.0, "false_flag_rate": 1.0, "accuracy": 0.0},
+            "never_flag": {"flag_rate": 0.0, "false_flag_rate": 0.0, "accuracy": None},
+        },
+    }
+
+
+def report_markdown(r: dict) -> str:
+    def fmt(a: dict) -> str:
+        return "n/a" if a["value"] is None else f"{a['value']:.1%} ({a['ci_low']:.1%}-{a['ci_high']:.1%})"
+
+    return "\n".join(
+        [
+            f"# Flawed problems: `{r['model']}` (judge `{r['judge']}`)",
+            "",
+            "| | model (95% bootstrap interval) | always flag | never flag |",
+            "|---|---|---|---|",
+            f"| flag rate, missing premise ({r['n']['flawed']} items) | {fmt(r['flag_rate'])} | 100% | 0% |",
+            f"| false-flag rate, intact + distractor ({r['n']['sound']} items) | {fmt(r['false_flag_rate'])} | 100% | 0% |",
+            f"| accuracy, intact + distractor | {fmt(r['accuracy'])} | 0% | - |",
+            "",
+            "Flag rate minus false-flag rate: "
+            + ("n/a" if r["flag_minus_false_flag"] is None else f"{r['flag_minus_false_flag']:+.1%}")
+            + "; judgements that could not be read: "
+            f"{r['judge_failures']} (scored as not flagged).",
+            "",
+        ]
+    )

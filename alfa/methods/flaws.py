@@ -1,0 +1,116 @@
+"""Flawed problems (proactive critical thinking, Wang et al. 2025): a model must meet a problem with a missing
+premise by asking for it, and still solve the intact ones.
+
+`alfa flaws make PROBLEMS.jsonl -o DIR` writes DIR/items.jsonl from a problem set the user brings (one JSON object
+a line: `id`, `problem`, `answer`; `examples/flaws_problems.jsonl` is a hand-written sample). Each problem gives:
+
+- `intact`: the problem as it is (must be solved);
+- `missing_premise`: one premise sentence removed (one that carries a number when any does, picked by a seeded
+  hash), the removed sentence kept as `removed` (hindsight: what a good question asks for; the model never sees it);
+- `distractor`: a premise sentence of another problem inserted before the question (irrelevant; must still be
+  solved, as GSM-MCE adds distractors).
+
+Deterministic: the same set and seed give the same items, so evaluations of different models compare item by item.
+A problem without a premise sentence to remove (a lone question) is rejected with its line and reason.
+`alfa eval flaws DIR/items.jsonl` scores a model on them (alfa.eval.flaws).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+KINDS = ("intact", "missing_premise", "distractor")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def read_problems(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not JSON: {e.msg}") from None
+            for key in ("id", "problem", "answer"):
+                if not isinstance(obj, dict) or not str(obj.get(key, "")).strip():
+                    raise ValueError(f"{path}:{n}: field '{key}' is missing or empty")
+            rows.append({"id": str(obj["id"]), "problem": str(obj["problem"]), "answer": str(obj["answer"]), "line": n})
+    if not rows:
+        raise ValueError(f"{path}: no problems")
+    return rows
+
+
+def split_problem(text: str) -> tuple[list[str], str]:
+    """(premise sentences, the question: the last sentence)."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    return sentences[:-1], sentences[-1]
+
+
+def _pick(options: list[str], key: str) -> str:
+    return min(options, key=lambda s: hashlib.sha256(f"{key}:{s}".encode()).hexdigest())
+
+
+def make_items(problems: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(items, rejected problems with their reasons)."""
+    items, rejects = [], []
+    premises_of = {p["id"]: split_problem(p["problem"])[0] for p in problems}
+    for i, p in enumerate(problems):
+        premises, question = split_problem(p["problem"])
+        if not premises:
+            rejects.append({"id": p["id"], "line": p["line"], "reason": "no premise sentence before the question"})
+            continue
+        base = {"source_id": p["id"], "answer": p["answer"]}
+        items.append(
+            {**base, "item_id": f"{p['id']}/intact", "kind": "intact", "problem": p["problem"], "removed": None}
+        )
+        numbered = [s for s in premises if re.search(r"\d", s)] or premises
+        removed = _pick(numbered, f"{seed}:{p['id']}")
+        kept = [s for s in premises if s != removed]
+        items.append(
+            {
+                **base,
+                "item_id": f"{p['id']}/missing_premise",
+                "kind": "missing_premise",
+                "problem": " ".join(kept + [question]),
+                "removed": removed,
+            }
+        )
+        others = [s for q in problems if q["id"] != p["id"] for s in premises_of[q["id"]] if re.search(r"\d", s)]
+        if others:
+            distractor = _pick(others, f"{seed}:{p['id']}:distractor")
+            items.append(
+                {
+                    **base,
+                    "item_id": f"{p['id']}/distractor",
+                    "kind": "distractor",
+                    "problem": " ".join(premises + [distractor, question]),
+                    "removed": None,
+                }
+            )
+    return items, rejects
+
+
+def write_items(problems_path: Path, out: Path, seed: int = 0) -> dict:
+    """DIR/items.jsonl, DIR/rejects.jsonl and DIR/README.md; returns the counts."""
+    items, rejects = make_items(read_problems(Path(problems_path)), seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "items.jsonl", "w", encoding="utf-8") as f:
+        for item in items:
+            f.write(json.dumps(item, ensure_ascii=False) + "\n")
+    with open(out / "rejects.jsonl", "w", encoding="utf-8") as f:
+        for r in rejects:
+            f.write(json.dumps({"file": str(problems_path), **r}) + "\n")
+    counts = {k: sum(i["kind"] == k for i in items) for k in KINDS} | {"rejected": len(rejects)}
+    (out / "README.md").write_text(
+        f"# Flawed problems from `{problems_path}`\n\n{json.dumps(counts)}\n\nEach problem as it is (`intact`), with one "
+        "premise sentence removed (`missing_premise`; the sentence kept as `removed`), and with an irrelevant "
+        "sentence of another problem added (`distractor`). Made by `alfa flaws make`; scored by `alfa eval flaws`. Problems drawn from clinical text carry whatever "
+        "personal health information that text held: treat them as such.\n"
+    )
+    return counts

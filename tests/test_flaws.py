@@ -1,0 +1,116 @@
+"""Flawed problems: the variants `alfa flaws make` writes from the hand-written sample, and `alfa eval flaws`
+scoring a model that asks about everything (no better than the always-flag baseline) against one that asks only
+when a premise is missing (scripted models and judge, not models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alfa.eval.flaws import evaluate_flaws, final_number, read_items
+from alfa.llm.backends import Completion
+from alfa.methods.flaws import make_items, read_problems, split_problem, write_items
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flaws_problems.jsonl"
+
+
+def test_items_remove_one_numbered_premise_and_add_another_problems_sentence(tmp_path):
+    problems = read_problems(SAMPLE)
+    items, rejects = make_items(problems)
+    assert rejects == [] and len(items) == 3 * len(problems)
+    assert make_items(problems) == (items, rejects)  # deterministic
+    by_source = {p["id"]: p for p in problems}
+    for item in items:
+        premises, question = split_problem(by_source[item["source_id"]]["problem"])
+        got, got_question = split_problem(item["problem"])
+        assert got_question == question
+        if item["kind"] == "intact":
+            assert got == premises and item["removed"] is None
+        elif item["kind"] == "missing_premise":
+            assert item["removed"] in premises and any(c.isdigit() for c in item["removed"])
+            assert got == [s for s in premises if s != item["removed"]]
+        else:  # a distractor: every premise kept, one sentence of another problem added before the question
+            assert got[:-1] == premises and got[-1] not in premises
+            assert any(got[-1] in p["problem"] for p in problems if p["id"] != item["source_id"])
+    assert write_items(SAMPLE, tmp_path / "a") == write_items(SAMPLE, tmp_path / "b") == {
+        "intact": 12, "missing_premise": 12, "distractor": 12, "rejected": 0
+    }  # fmt: skip
+
+
+def test_bad_problem_files_name_the_line(tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"id": "a", "problem": "x. y?", "answer": "1"}\n{"id": "b", "problem": "", "answer": "2"}\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2: field 'problem' is missing or empty"):
+        read_problems(bad)
+    bad.write_text('{"id": "a", "problem": "How many?", "answer": "1"}\n')
+    items, rejects = make_items(read_problems(bad))
+    assert items == [] and rejects == [{"id": "a", "line": 1, "reason": "no premise sentence before the question"}]
+
+
+class Scripted:
+    """A scripted solver or judge (not a model): `reply(messages)` says what it answers. Counts its calls."""
+
+    backend, sampling = "script", {}
+
+    def __init__(self, name, reply):
+        self.model_id = self.cache_id = name
+        self.reply, self.calls = reply, 0
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.calls += 1
+            on_done(i, Completion(self.reply(messages), usage={}))
+
+    def close(self):
+        pass
+
+
+def judge_reply(messages):
+    reply = messages[-1]["content"].split("Reply: ", 1)[1].split("\n\nDoes the reply", 1)[0]
+    if "maybe" in reply:
+        return "Hmm."  # unreadable
+    return "Yes" if reply.rstrip().endswith("?") else "No"
+
+
+def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(tmp_path):
+    write_items(SAMPLE, tmp_path / "items")
+    items = read_items(tmp_path / "items" / "items.jsonl")
+    asker = Scripted("asks-always", lambda m: "What information is missing?")
+    r = evaluate_flaws(items, asker, Scripted("judge", judge_reply), tmp_path / "asker")
+    assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 1.0
+    assert r["accuracy"]["value"] == 0.0 and r["flag_minus_false_flag"] == 0.0
+    assert r["baselines"]["always_flag"] == {"flag_rate": 1.0, "false_flag_rate": 1.0, "accuracy": 0.0}
+
+    kind_of = {i["problem"]: i for i in items}
+
+    def discerning(messages):
+        item = kind_of[messages[-1]["content"]]
+        return "How many are there?" if item["kind"] == "missing_premise" else f"So it is... Answer: {item['answer']}"
+
+    judge = Scripted("judge", judge_reply)
+    r = evaluate_flaws(items, Scripted("discerning", discerning), judge, tmp_path / "good")
+    assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 0.0 and r["accuracy"]["value"] == 1.0
+    assert r["n"] == {"flawed": 12, "sound": 24}
+    rows = [json.loads(x) for x in (tmp_path / "good" / "replies.jsonl").read_text().splitlines()]
+    assert len(rows) == len(items)
+    again_judge = Scripted("judge", judge_reply)
+    again = evaluate_flaws(items, Scripted("discerning", discerning), again_judge, tmp_path / "good")
+    assert again_judge.calls == 0 and again["calls_made"] == 0  # a rerun answers everything from the cache
+    assert {k: v for k, v in again.items() if k != "calls_made"} == {k: v for k, v in r.items() if k != "calls_made"}
+
+
+def test_an_unreadable_judgement_is_counted_and_not_dropped(tmp_path):
+    write_items(SAMPLE, tmp_path / "items")
+    items = read_items(tmp_path / "items" / "items.jsonl")
+    hedger = Scripted("hedger", lambda m: "maybe 5")
+    r = evaluate_flaws(items, hedger, Scripted("judge", judge_reply), tmp_path / "e")
+    assert r["judge_failures"] == len(items) and r["n"] == {"flawed": 12, "sound": 24}
+    assert r["flag_rate"]["value"] == 0.0  # scored as not flagged, every item still in the mean
+
+
+def test_final_number_reads_the_answer_line():
+    assert final_number("4 boxes at 6 is 24, so 50 - 24 = 26. Answer: 26") == 26
+    assert final_number("Answer: 4,250 gloves") == 4250
+    assert final_number("I need to know how many days.") is None
