@@ -111,6 +111,20 @@ def add_eval(sub) -> None:
         "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
     )
     w.set_defaults(func=_eval_winrate)
+    _add_eval_flaws(verbs, fmt)
+    r = verbs.add_parser(
+        "report",
+        help="one Markdown page with plots comparing evaluation runs",
+        description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
+        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
+    )
+    r.add_argument("runs", nargs="+", metavar="RUN")
+    r.add_argument("-o", "--output", required=True)
+    r.set_defaults(func=_eval_report)
+
+
+def _add_eval_flaws(verbs, fmt) -> None:
+    """alfa eval flaws"""
     f = verbs.add_parser(
         "flaws",
         help="flawed problems: flag rate on missing premises, false-flag rate and accuracy on sound problems",
@@ -127,15 +141,6 @@ def add_eval(sub) -> None:
     f.add_argument("--model", default="local", help="backend of the model under test")
     f.add_argument("--judge", default="local", help="backend of the judge")
     f.set_defaults(func=_eval_flaws)
-    r = verbs.add_parser(
-        "report",
-        help="one Markdown page with plots comparing evaluation runs",
-        description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
-        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
-    )
-    r.add_argument("runs", nargs="+", metavar="RUN")
-    r.add_argument("-o", "--output", required=True)
-    r.set_defaults(func=_eval_report)
 
 
 def add_generate(sub) -> None:
