@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ModuleNotFoundError as e:
-        extra = next((x for x, modules in EXTRAS.items() if (e.name or "").split(".")[0] in modules), None)
+        package = (e.name or "").split(".")[0]  # trl.chat_template_utils missing means trl is
+        extra = next((x for x, modules in EXTRAS.items() if package in modules), None)
         if extra is None or debug:
             raise  # not one of an extra's modules: a real bug, keep its traceback
         print(
-            f"alfa {args.verb}: error: this needs alfa's `{extra}` extra (module {e.name!r} is not installed): "
+            f"alfa {args.verb}: error: this needs alfa's `{extra}` extra (module {package!r} is not installed): "
             f"pip install -e '.[{extra}]' (or `make install-dev` for every extra)",
             file=sys.stderr,
         )
