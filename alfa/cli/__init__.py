@@ -55,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     methods.add_sml(sub)
     methods.add_uot(sub)
     methods.add_flaws(sub)
+    methods.add_collab(sub)
     review.add_review(sub)
     models.add_models(sub)
     return p

@@ -1,4 +1,4 @@
-"""`alfa stargate`, `alfa sml`, `alfa uot` and `alfa flaws`: the other ways to teach asking (alfa.methods)."""
+"""`alfa stargate`, `alfa sml`, `alfa uot`, `alfa flaws` and `alfa collab`: the other ways to teach asking (alfa.methods)."""
 
 from __future__ import annotations
 
@@ -180,3 +180,71 @@ def _flaws_make(args) -> int:
 
     print(json.dumps(write_items(Path(args.problems), Path(args.output), args.seed)))
     return 0
+
+
+def add_collab(sub) -> None:
+    """alfa collab build"""
+    s = sub.add_parser("collab", help="CollabLLM: DPO pairs of replies scored by the conversation they lead to")
+    verbs = s.add_subparsers(dest="collab_verb", required=True, metavar="WHAT")
+    b = verbs.add_parser(
+        "build",
+        help="score candidate replies by sampled futures with a simulated patient; best vs worst as DPO pairs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="At each assistant turn of a consultation the policy samples --candidates replies; each is scored "
+        "by its multiturn-aware reward, the mean over --futures sampled continuations of --window turns with the "
+        "simulated patient of task_weight x (answer right) + interactivity_weight x (judge's rating) - min(1, "
+        "token_cost x tokens). The best continues; best vs worst is a pair when their MR differ by --min-gap. Writes a "
+        "pairs dir (split by case) with conversations.jsonl and summary.json; every call is cached, a rerun resumes. "
+        "Options come from --config YAML (keys of alfa.methods.collab.CollabConfig) and then the flags.",
+        epilog="Example:\n  alfa collab build ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 40 -o runs/collab\n"
+        "  alfa lint runs/collab && alfa train recipes/smollm2-135m/dpo_specificity_cpu.yaml "
+        "--set data.pairs_dir=runs/collab --set data.attributes=[multiturn_reward]",
+    )
+    b.add_argument("cases", help="case JSONL (MediQ, CRAFT-MD or ALFA-style AskDocs)")
+    b.add_argument("-o", "--output", required=True, help="pairs dir to write")
+    b.add_argument("--config", help="YAML with CollabConfig keys (flags given here override it)")
+    b.add_argument("--policy", default="smollm2", help="backend whose replies are scored (the model to train)")
+    b.add_argument("--user", default="local", help="backend of the simulated patient (shown only the case's facts)")
+    b.add_argument("--judge", default="local", help="backend rating interactivity (unused at interactivity_weight 0)")
+    b.add_argument("--limit", type=int, help="only the first N cases")
+    for name, kind, text in (
+        ("candidates", int, "replies scored per turn (2)"),
+        ("futures", int, "S, continuations sampled per candidate (3)"),
+        ("window", int, "w, assistant turns per continuation (2)"),
+        ("turns", int, "assistant turns per conversation (3)"),
+        ("task_weight", float, "weight of the right answer (1.0)"),
+        ("interactivity_weight", float, "weight of the judge's rating (0.5; 0 = no judge calls)"),
+        ("token_cost", float, "penalty per assistant token, capped at 1 (0.001)"),
+        ("min_gap", float, "least MR difference for a pair (0.02)"),
+    ):
+        b.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
+    b.set_defaults(func=_collab_build)
+
+
+def _collab_build(args) -> int:
+    import dataclasses
+
+    from alfa.llm.rewriters import backend_from_spec
+    from alfa.methods.collab import CollabConfig, build_collab, load_config
+    from alfa.methods.tasks import read_cases
+
+    cfg = load_config(Path(args.config)) if args.config else CollabConfig()
+    flags = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(CollabConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    cfg = dataclasses.replace(cfg, **flags)
+    cases = read_cases(Path(args.cases), args.limit)  # a bad file stops here, before any model loads
+    opened = {}
+    for spec, tokens in ((args.policy, 64), (args.user, 64), (args.judge, 4)):
+        opened.setdefault(spec, backend_from_spec(spec, max_new_tokens=tokens))
+    try:
+        summary = build_collab(
+            cases, opened[args.policy], opened[args.user], opened[args.judge], cfg, Path(args.output)
+        )
+    finally:
+        for backend in opened.values():
+            backend.close()
+    print(json.dumps({k: summary[k] for k in ("cases", "pairs", "splits", "calls")}))
+    return 0 if summary["pairs"] else 1

@@ -14,12 +14,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import polars as pl
-
 from alfa.data.card import PHI_STATEMENT
-from alfa.data.pairs import PAIR_SCHEMA, SplitConfig, split_groups, write_split_files
+from alfa.data.pairs import SplitConfig
 from alfa.eval.cases import Case
 from alfa.eval.interactive import QUESTIONER_SYSTEM, case_text
+from alfa.methods.scored_pairs import write_scored_pairs
 
 PAIR_TYPE = "uot_high_vs_low_expected_reward"
 ATTRIBUTE = "information_gain"
@@ -81,17 +80,10 @@ def write_uot_pairs(eval_dir: Path, out: Path, min_gap: float = 0.0, split: Spli
         raise ValueError(f"{episodes_path}: no UoT episodes (made without --questioner uot)")
     model = json.loads(results_path.read_text())["roles"]["questioner"] if results_path.exists() else "unknown"
     rows = plans_to_pairs(episodes, model, min_gap)
-    schema = {**PAIR_SCHEMA, "chosen_score": pl.Float64, "rejected_score": pl.Float64}
-    pairs = pl.DataFrame(rows, schema={k: v for k, v in schema.items() if k != "split"})
-    groups = pairs["group_id"].to_list()
-    sizes = {g: groups.count(g) for g in set(groups)}
-    assignment = split_groups(groups, sizes, split or SplitConfig())
-    pairs = pairs.with_columns(split=pl.Series([assignment[g] for g in groups], dtype=pl.String)).select(list(schema))
-    write_split_files(pairs, out)
+    splits = write_scored_pairs(rows, out, split)
     (out / "README.md").write_text(
-        f"# UoT question pairs\n\n{pairs.height} pairs from {len(episodes)} UoT episodes in `{eval_dir}`: for each "
+        f"# UoT question pairs\n\n{len(rows)} pairs from {len(episodes)} UoT episodes in `{eval_dir}`: for each "
         "planned question, the candidate with the highest expected reward (chosen) against the lowest (rejected), "
         f"questioner `{model}`. Made by `alfa uot pairs`; split by case.\n\n{PHI_STATEMENT}\n"
     )
-    counts = pairs.group_by("split").len().sort("split").to_dicts()
-    return {"pairs": pairs.height, "episodes": len(episodes), "splits": {r["split"]: r["len"] for r in counts}}
+    return {"pairs": len(rows), "episodes": len(episodes), "splits": splits}

@@ -1,0 +1,260 @@
+"""CollabLLM's multiturn-aware reward (Wu et al. 2025) on clinical cases, as DPO pairs: `alfa collab build`.
+
+A reply is worth the conversation it leads to. At each assistant turn of a consultation (alfa.dialogue.consult:
+ask one question, or answer 'Answer: C'), the policy samples `candidates` replies. Each candidate is scored by
+its multiturn-aware reward, estimated from `futures` sampled continuations of `window` more assistant turns with
+a simulated user (the patient, shown only the case's facts; a continuation still open at the window's end is asked
+for its answer):
+
+    MR = mean over futures of  task_weight x (final answer right)
+                             + interactivity_weight x (judge's 1-5 engagement rating, scaled to 0..1)
+                             - min(1, token_cost x assistant tokens in the future)
+
+The best candidate continues the conversation (the patient answers it); best against worst becomes a DPO pair when
+their MR differ by at least `min_gap`. Every call is cached (each sample's seed is in its key), so a killed build
+resumes and pays for nothing twice. Pairs are split by case, so no conversation lands in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from alfa.data.card import PHI_STATEMENT
+from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
+from alfa.dialogue.parsing import parse_scale
+from alfa.dialogue.patients import CANNOT_ANSWER, llm_patient_messages
+from alfa.eval.cases import Case
+from alfa.llm.cache import CallCache
+from alfa.llm.calls import CallStats, run_calls
+from alfa.yamlconfig import from_dict, load_yaml
+
+PAIR_TYPE = "collab_best_vs_worst_mr"
+ATTRIBUTE = "multiturn_reward"
+FINAL_PROMPT = "Now give your answer: reply 'Answer: ' and the letter."
+JUDGE_PROMPT = (
+    "Here is a conversation between a doctor (assistant) and a patient (user). How well did the doctor engage: "
+    "asking useful questions, being clear and brief? Reply with one number from 1 (poorly) to 5 (very well)."
+)
+
+
+@dataclass
+class CollabConfig:
+    """Every option of `alfa collab build` (flags, or `--config YAML` with these keys; unknown keys refused)."""
+
+    candidates: int = 2  # replies scored per assistant turn
+    futures: int = 3  # S: sampled continuations per candidate (CollabLLM: 3)
+    window: int = 2  # w: assistant turns looked ahead per continuation (CollabLLM: 2)
+    turns: int = 3  # assistant turns per conversation
+    task_weight: float = 1.0
+    interactivity_weight: float = 0.5  # 0: no judge call
+    token_cost: float = 0.001  # per assistant token of a future, the penalty capped at 1
+    min_gap: float = 0.02  # least MR difference for a pair (CollabLLM offline: 0.02)
+    temperature: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("candidates", "futures", "window", "turns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.candidates < 2:
+            raise ValueError("candidates must be at least 2: a pair needs a best and a worst")
+
+
+def load_config(path: Path) -> CollabConfig:
+    data, lines = load_yaml(Path(path))
+    return from_dict(CollabConfig, data, Path(path), lines)
+
+
+def tokens(text: str) -> int:
+    return len((text or "").split())  # whitespace tokens: the same count for every backend
+
+
+class CollabBuilder:
+    def __init__(self, policy, user, judge, cfg: CollabConfig, cache: CallCache):
+        self.policy, self.user, self.judge, self.cfg, self.cache = policy, user, judge, cfg, cache
+        self.stats = CallStats()
+
+    def calls(self, backend, requests: list[list[dict]], desc: str) -> list[str]:
+        """Replies in request order; a failed call is an empty reply (it is not cached: a rerun asks again)."""
+        done, _ = run_calls(backend, self.cache, requests, desc, self.stats) if requests else ([], [])
+        return [(c.text or "").strip() if c.error is None else "" for c in done]
+
+    def patient_replies(self, jobs: list[tuple[Case, str]], seeds: list[int | None]) -> list[str]:
+        out = [""] * len(jobs)
+        for seed in sorted(set(seeds), key=lambda s: -1 if s is None else s):  # one backend per seed, batched
+            idx = [i for i, s in enumerate(seeds) if s == seed]
+            backend = self.user if seed is None else self.user.with_sampling(self.cfg.temperature, seed)
+            replies = self.calls(backend, [llm_patient_messages(jobs[i][0].facts, jobs[i][1]) for i in idx], "user")
+            for i, r in zip(idx, replies):
+                out[i] = r or CANNOT_ANSWER
+        return out
+
+    def policy_replies(self, convs: list[list[dict]], seed: int | None, desc: str) -> list[str]:
+        backend = self.policy if seed is None else self.policy.with_sampling(self.cfg.temperature, seed)
+        return self.calls(backend, convs, desc)
+
+    def futures(self, case_of: list[Case], starts: list[list[dict]], turn: int) -> list[dict]:
+        """Play each start conversation (ending with a candidate reply) on for the window, `futures` times each;
+        returns per start the mean MR and its parts."""
+        cfg = self.cfg
+        runs = [(k, s) for k in range(len(starts)) for s in range(cfg.futures)]
+        convs = [list(starts[k]) for k, _ in runs]
+        answer = [None] * len(runs)
+        spent = [0] * len(runs)
+        open_ = [i for i in range(len(runs))]
+        for step in range(cfg.window + 1):
+            still = []
+            for i in open_:
+                kind, value = read_student_turn(convs[i][-1]["content"], case_of[runs[i][0]].options)
+                if kind == "answer":
+                    answer[i] = value
+                elif step < cfg.window:
+                    still.append(i)
+            if not still:
+                break
+            seeds = [cfg.seed + 10_000 * (turn + 1) + 100 * step + runs[i][1] for i in still]
+            replies = self.patient_replies([(case_of[runs[i][0]], convs[i][-1]["content"]) for i in still], seeds)
+            for i, r in zip(still, replies):
+                convs[i].append({"role": "user", "content": r})
+            for s in range(cfg.futures):  # the policy samples with the future's own seed
+                group = [i for i in still if runs[i][1] == s]
+                seed = cfg.seed + 10_000 * (turn + 1) + 100 * step + 50 + s
+                for i, r in zip(group, self.policy_replies([convs[i] for i in group], seed, "futures")):
+                    convs[i].append({"role": "assistant", "content": r})
+                    spent[i] += tokens(r)
+            open_ = still
+        unanswered = [i for i in range(len(runs)) if answer[i] is None]
+        finals = self.policy_replies(
+            [convs[i] + [{"role": "user", "content": FINAL_PROMPT}] for i in unanswered], None, "final"
+        )
+        for i, r in zip(unanswered, finals):
+            answer[i] = read_student_turn(r, case_of[runs[i][0]].options)[1] if r else None
+        ratings = [None] * len(runs)
+        if cfg.interactivity_weight:
+            texts = ["\n".join(f"{m['role']}: {m['content']}" for m in c[1:]) for c in convs]
+            replies = self.calls(
+                self.judge, [[{"role": "user", "content": f"{JUDGE_PROMPT}\n\n{t}"}] for t in texts], "judge"
+            )
+            ratings = [parse_scale(r) for r in replies]
+        out = []
+        for k in range(len(starts)):
+            mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
+            task = [float(answer[i] == case_of[k].answer) for i in mine]
+            inter = [0.0 if ratings[i] is None else (ratings[i] - 1) / 4 for i in mine]
+            cost = [min(1.0, cfg.token_cost * (spent[i] + tokens(starts[k][-1]["content"]))) for i in mine]
+            mr = [cfg.task_weight * a + cfg.interactivity_weight * b - c for a, b, c in zip(task, inter, cost)]
+            out.append(
+                {
+                    "mr": sum(mr) / len(mr),
+                    "task": sum(task) / len(task),
+                    "interactivity": sum(inter) / len(inter),
+                    "cost": sum(cost) / len(cost),
+                    "judge_failures": sum(ratings[i] is None for i in mine) if cfg.interactivity_weight else 0,
+                }
+            )
+        return out
+
+
+def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out: Path) -> dict:
+    """Run the consultations, score every candidate reply, write OUT (a pairs dir, conversations.jsonl,
+    summary.json, README.md) and return the summary."""
+    from alfa.methods.scored_pairs import write_scored_pairs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = CallCache(out / "cache.sqlite")
+    builder = CollabBuilder(policy, user, judge, cfg, cache)
+    convs = {c.case_id: student_prompt(case_prompt_text(c.initial_info, c.question, c.options)) for c in cases}
+    turns_log: dict[str, list] = {c.case_id: [] for c in cases}
+    rows, active, n = [], list(cases), cfg.candidates
+    try:
+        for turn in range(cfg.turns):
+            if not active:
+                break
+            cands = [[""] * n for _ in active]
+            for j in range(n):
+                seed = cfg.seed + 100 * turn + j
+                for a, r in enumerate(builder.policy_replies([convs[c.case_id] for c in active], seed, "candidates")):
+                    cands[a][j] = r
+            owners = [c for c in active for _ in range(n)]
+            starts = [
+                convs[c.case_id] + [{"role": "assistant", "content": cands[a][j]}]
+                for a, c in enumerate(active)
+                for j in range(n)
+            ]
+            scored = builder.futures(owners, starts, turn)
+            asking = []
+            for a, c in enumerate(active):
+                mine = scored[a * n : (a + 1) * n]
+                order = sorted(range(n), key=lambda j: (-mine[j]["mr"], j))
+                best, worst = order[0], order[-1]
+                turns_log[c.case_id].append(
+                    {"turn": turn, "best": best, "candidates": [{"reply": cands[a][j], **mine[j]} for j in range(n)]}
+                )
+                gap = mine[best]["mr"] - mine[worst]["mr"]
+                if gap >= cfg.min_gap and cands[a][best].strip() != cands[a][worst].strip():
+                    rows.append(
+                        pair_row(
+                            c, turn, convs[c.case_id], cands[a][best], cands[a][worst], mine[best], mine[worst], policy
+                        )
+                    )
+                convs[c.case_id] = convs[c.case_id] + [{"role": "assistant", "content": cands[a][best]}]
+                if read_student_turn(cands[a][best], c.options)[0] != "answer" and turn < cfg.turns - 1:
+                    asking.append(c)
+            replies = builder.patient_replies(
+                [(c, convs[c.case_id][-1]["content"]) for c in asking], [None] * len(asking)
+            )
+            for c, r in zip(asking, replies):
+                convs[c.case_id] = convs[c.case_id] + [{"role": "user", "content": r}]
+            active = asking
+    finally:
+        cache.close()
+    splits = write_scored_pairs(rows, out)
+    with open(out / "conversations.jsonl", "w", encoding="utf-8") as f:
+        for c in cases:
+            f.write(
+                json.dumps({"case_id": c.case_id, "messages": convs[c.case_id], "turns": turns_log[c.case_id]}) + "\n"
+            )
+    summary = {
+        "cases": len(cases),
+        "pairs": len(rows),
+        "splits": splits,
+        "config": asdict(cfg),
+        "roles": {"policy": policy.model_id, "user": user.model_id, "judge": judge.model_id},
+        "calls": {
+            "made": builder.stats.calls_made,
+            "from_cache": builder.stats.cache_hits,
+            "failed": builder.stats.failed,
+        },
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "README.md").write_text(
+        f"# CollabLLM pairs\n\n{len(rows)} pairs from {len(cases)} consultations: at each assistant turn the candidate "
+        "reply with the highest multiturn-aware reward (chosen) against the lowest (rejected), scores in "
+        f"`chosen_score` / `rejected_score`. Policy `{policy.model_id}`, simulated patient `{user.model_id}`, judge "
+        f"`{judge.model_id}`; options in summary.json. Made by `alfa collab build`; split by case.\n\n{PHI_STATEMENT}\n"
+    )
+    return summary
+
+
+def pair_row(case: Case, turn: int, prompt: list[dict], best: str, worst: str, sb: dict, sw: dict, policy) -> dict:
+    return {
+        "pair_id": hashlib.sha256(f"collab:{case.case_id}:{turn}".encode()).hexdigest()[:16],
+        "qid": f"{case.case_id}#t{turn}",
+        "group_id": str(case.case_id),
+        "attribute": ATTRIBUTE,
+        "pair_type": PAIR_TYPE,
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": best}],
+        "rejected": [{"role": "assistant", "content": worst}],
+        "chosen_similarity": None,
+        "rejected_similarity": None,
+        "rewriter": policy.model_id,
+        "prompt_template_hash": None,
+        "attribute_pack": "collab",
+        "chosen_score": sb["mr"],
+        "rejected_score": sw["mr"],
+    }

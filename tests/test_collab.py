@@ -1,0 +1,117 @@
+"""CollabLLM pairs on real MedQA dev cases with scripted roles (not models): a candidate that asks first leads to the
+right answer in its futures and beats a premature 'Answer: A'; equal candidates make no pair; a rerun pays nothing;
+the pairs dir is split by case and passes lint."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from alfa.llm.backends import Completion
+from alfa.methods.collab import FINAL_PROMPT, PAIR_TYPE, CollabConfig, build_collab
+from alfa.methods.tasks import read_cases
+
+MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
+
+
+class Scripted:
+    """A scripted role: `reply(messages, seed)` gives its answer. Counts its calls."""
+
+    backend = "script"
+
+    def __init__(self, name, reply):
+        self.model_id = self.cache_id = name
+        self.reply, self.sampling, self.calls = reply, {}, []
+
+    def with_sampling(self, temperature, seed):
+        out = copy.copy(self)
+        out.sampling = {"temperature": temperature, "seed": seed}
+        return out
+
+    def complete(self, requests, on_done):
+        for i, messages in enumerate(requests):
+            self.calls.append(messages)
+            on_done(i, Completion(self.reply(messages, self.sampling.get("seed")), usage={}))
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return read_cases(MEDQA, 6)
+
+
+def roles(cases):
+    answer_of = {c.question: c.answer for c in cases}
+
+    def policy(messages, seed):
+        correct = next(a for q, a in answer_of.items() if q in messages[1]["content"])
+        if len(messages) == 2:  # the first turn: even seeds answer at once, odd seeds ask
+            return "Answer: A" if seed % 2 == 0 else "Do you have a fever?"
+        return f"Answer: {correct}"  # after the patient spoke (or when asked for the answer)
+
+    calls = {}
+    calls["policy"] = Scripted("policy", policy)
+    calls["user"] = Scripted("patient", lambda m, s: "I have had a fever for two days.")
+    calls["judge"] = Scripted("judge", lambda m, s: "4")
+    return calls
+
+
+def test_asking_first_beats_a_premature_answer_and_equal_candidates_make_no_pair(tmp_path, cases):
+    r = roles(cases)
+    cfg = CollabConfig(candidates=2, futures=2, window=2, turns=3)
+    summary = build_collab(cases, r["policy"], r["user"], r["judge"], cfg, tmp_path)
+    wrong_a = [c for c in cases if c.answer != "A"]
+    assert summary["pairs"] == len(wrong_a) > 0  # a case whose answer is A: both candidates end right, no pair
+    pairs = pl.concat([pl.read_parquet(f) for f in sorted((tmp_path / "data").glob("*.parquet"))])
+    assert set(pairs["pair_type"]) == {PAIR_TYPE}
+    assert set(pairs["group_id"]) == {c.case_id for c in wrong_a}
+    for row in pairs.iter_rows(named=True):
+        assert row["chosen"][0]["content"] == "Do you have a fever?" and row["rejected"][0]["content"] == "Answer: A"
+        assert row["chosen_score"] - row["rejected_score"] >= cfg.min_gap
+        assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert pairs.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1
+    # the conversations continued with the better reply and ended with the right answer
+    for line in (tmp_path / "conversations.jsonl").read_text().splitlines():
+        conv = json.loads(line)
+        case = next(c for c in cases if c.case_id == conv["case_id"])
+        assert conv["messages"][-1] == {"role": "assistant", "content": f"Answer: {case.answer}"}
+        first = conv["turns"][0]
+        best = first["candidates"][first["best"]]
+        assert best["task"] == 1.0 and 0 < best["cost"] < 0.02 and best["interactivity"] == 0.75
+    # every future asked the patient about a candidate's question, never about a premature answer
+    assert all("Answer:" not in m[-1]["content"].split("The doctor asks:")[1] for m in r["user"].calls)
+    assert any(m[-1]["content"] == FINAL_PROMPT for m in r["policy"].calls) is False  # every future answered itself
+    from alfa.data.lint import lint
+
+    assert not [f for f in lint(tmp_path) if f.severity == "error"]
+    again = roles(cases)
+    rerun = build_collab(cases, again["policy"], again["user"], again["judge"], cfg, tmp_path)
+    assert rerun["pairs"] == summary["pairs"] and rerun["calls"]["made"] == 0
+    assert not again["policy"].calls and not again["user"].calls and not again["judge"].calls
+
+
+def test_a_future_left_open_is_asked_for_its_answer(tmp_path, cases):
+    r = roles(cases)
+    r["policy"].reply = lambda m, s: "Answer: B" if m[-1]["content"] == FINAL_PROMPT else "Anything else?"
+    summary = build_collab(
+        cases[:2], r["policy"], r["user"], r["judge"], CollabConfig(window=1, turns=1, interactivity_weight=0), tmp_path
+    )
+    assert summary["pairs"] == 0  # identical candidates
+    finals = [m for m in r["policy"].calls if m[-1]["content"] == FINAL_PROMPT]
+    # every future of a case is the same conversation here, and identical requests are called once: one per case
+    assert len(finals) == 2
+    assert not r["judge"].calls  # interactivity weight 0: no judge call
+    for line, case in zip((tmp_path / "conversations.jsonl").read_text().splitlines(), cases):
+        turn = json.loads(line)["turns"][0]
+        assert [c["task"] for c in turn["candidates"]] == [float(case.answer == "B")] * 2
+
+
+def test_config_refuses_a_single_candidate():
+    with pytest.raises(ValueError, match="candidates must be at least 2"):
+        CollabConfig(candidates=1)
