@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from alfa.eval.flaws import evaluate_flaws, final_number, read_items
+from alfa.dialogue.parsing import final_number
+from alfa.eval.flaws import evaluate_flaws, read_items
 from alfa.llm.backends import Completion
 from alfa.methods.flaws import make_items, read_problems, split_problem, write_items
 
@@ -114,3 +115,55 @@ def test_final_number_reads_the_answer_line():
     assert final_number("4 boxes at 6 is 24, so 50 - 24 = 26. Answer: 26") == 26
     assert final_number("Answer: 4,250 gloves") == 4250
     assert final_number("I need to know how many days.") is None
+
+
+def test_pairs_teach_asking_on_missing_premises_and_answering_sound_problems(tmp_path):
+    from alfa.data.lint import lint
+    from alfa.methods.flaws import ask_for, write_flaw_pairs
+
+    assert ask_for("The treatment lasts 2 days.") == "I cannot solve this as stated. The treatment lasts how many days?"
+    write_items(SAMPLE, tmp_path / "items")
+    items = read_items(tmp_path / "items" / "items.jsonl")
+    evaluate_flaws(
+        items, Scripted("asks-always", lambda m: "What is missing?"), Scripted("j", judge_reply), tmp_path / "a"
+    )
+    evaluate_flaws(items, Scripted("answers-1", lambda m: "Answer: 1"), Scripted("j", judge_reply), tmp_path / "b")
+    import polars as pl
+
+    asked = write_flaw_pairs(tmp_path / "a", tmp_path / "pa")
+    answered = write_flaw_pairs(tmp_path / "b", tmp_path / "pb")
+    assert asked["pairs"] == 24 and answered["pairs"] == 12  # needless questions on 24 sound items; 12 missed flaws
+    pa = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pa" / "data").glob("*.parquet")])
+    pb = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pb" / "data").glob("*.parquet")])
+    assert set(pa["pair_type"]) == {"solve_sound_problem"} and set(pb["pair_type"]) == {"ask_for_missing_premise"}
+    by_item = {i["item_id"]: i for i in items}
+    for row in pb.iter_rows(named=True):
+        assert row["chosen"][0]["content"] == ask_for(by_item[row["qid"]]["removed"])
+        assert row["rejected"][0]["content"] == "Answer: 1"
+    for row in pa.iter_rows(named=True):
+        assert row["chosen"][0]["content"] == f"Answer: {by_item[row['qid']]['answer']}"
+    assert pa.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1  # a problem in one split
+    assert not [f for f in lint(tmp_path / "pa") if f.severity == "error"]
+
+
+def test_grpo_on_flawed_problems_with_the_handles_flaws_reward(tmp_path, tiny_model_dir):
+    from alfa.dialogue.consult import read_student_turn
+    from alfa.methods.flaws import write_flaw_tasks
+    from alfa.train.rewards import handles_flaws
+    from alfa.train.run import run_recipe
+
+    assert read_student_turn("So 4 x 6 = 24. Answer: 4,250", {}) == ("answer", "4250")
+    assert handles_flaws(None, [None, "29", "28", None], [1, 0, 0, 0], ["29"] * 4, [
+        "missing_premise", "intact", "distractor", "missing_premise"]) == [1.0, 1.0, 0.0, 0.0]  # fmt: skip
+    write_items(SAMPLE, tmp_path / "items")
+    write_flaw_tasks(read_items(tmp_path / "items" / "items.jsonl")[:8], tmp_path / "tasks")
+    overrides = [
+        f"model.name_or_path={tiny_model_dir}",
+        f"data.tasks_dir={tmp_path / 'tasks'}",
+        f"trl.output_dir={tmp_path / 'run'}",
+        "rollout.turns=1",
+        "rollout.rewards=[handles_flaws]",
+    ]
+    summary = run_recipe(Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "grpo.yaml", overrides=overrides)
+    assert summary["global_steps"] == 2
+    assert all("rewards/handles_flaws/mean" in h for h in summary["log_history"] if "loss" in h)

@@ -158,7 +158,7 @@ def _uot_pairs(args) -> int:
 
 
 def add_flaws(sub) -> None:
-    """alfa flaws make"""
+    """alfa flaws make | pairs | tasks"""
     s = sub.add_parser("flaws", help="flawed problems: make missing-premise and distractor variants of a problem set")
     verbs = s.add_subparsers(dest="flaws_verb", required=True, metavar="WHAT")
     m = verbs.add_parser(
@@ -173,6 +173,40 @@ def add_flaws(sub) -> None:
     m.add_argument("-o", "--output", required=True)
     m.add_argument("--seed", type=int, default=0, help="which premise and distractor are picked")
     m.set_defaults(func=_flaws_make)
+    pairs = verbs.add_parser(
+        "pairs",
+        help="DPO pairs from an `alfa eval flaws` run: ask for the missing premise; answer the sound problem",
+        description="A question for the removed premise over the model's answer to a problem that cannot be solved as "
+        "stated, and the right answer over a needless question on a sound problem; split by problem.",
+    )
+    pairs.add_argument("eval_dir", help="an `alfa eval flaws` output folder")
+    pairs.add_argument("-o", "--output", required=True, help="pairs dir to write")
+    pairs.set_defaults(func=_flaws_pairs)
+    tasks = verbs.add_parser(
+        "tasks",
+        help="the items as a tasks dir for `stage: grpo` (reward handles_flaws, rollout.turns 1)",
+        epilog="Example: alfa flaws tasks runs/flaws/items.jsonl -o runs/flaws-tasks && alfa train recipes/tiny/grpo.yaml "
+        "--set data.tasks_dir=runs/flaws-tasks --set rollout.turns=1 --set rollout.rewards=[handles_flaws]",
+    )
+    tasks.add_argument("items", help="items.jsonl from alfa flaws make")
+    tasks.add_argument("-o", "--output", required=True)
+    tasks.set_defaults(func=_flaws_tasks)
+
+
+def _flaws_pairs(args) -> int:
+    from alfa.methods.flaws import write_flaw_pairs
+
+    summary = write_flaw_pairs(Path(args.eval_dir), Path(args.output))
+    print(json.dumps(summary))
+    return 0 if summary["pairs"] else 1
+
+
+def _flaws_tasks(args) -> int:
+    from alfa.eval.flaws import read_items
+    from alfa.methods.flaws import write_flaw_tasks
+
+    print(f"{write_flaw_tasks(read_items(Path(args.items)), Path(args.output))} tasks -> {args.output}")
+    return 0
 
 
 def _flaws_make(args) -> int:

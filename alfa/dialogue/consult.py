@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from alfa.dialogue.parsing import parse_answer_letter
+from alfa.dialogue.parsing import final_number, parse_answer_letter
 
 STUDENT_SYSTEM = (
     "You are a doctor working out a patient's case. Each turn, either ask one question to learn something you "
@@ -19,8 +19,9 @@ STUDENT_SYSTEM = (
 # Q-priming (SML): the extra instruction the student gets while the priming dialogues are sampled; the saved
 # training copy is written without it, so the trained model asks without being told to.
 Q_PRIMING = "Before you answer, ask at least one question about anything that would help you answer correctly."
-# "Answer: C" / "answer is (C)" at the start of a line: an answer turn. A letter mentioned in passing is not one.
-_ANSWER_TURN = re.compile(r"^\W*(?:final\s+)?answer\b", re.IGNORECASE | re.MULTILINE)
+# "Answer: C" anywhere, or "answer is (C)" at the start of a line: an answer turn. A letter mentioned in passing
+# ("A 21-year-old ...") is not one.
+_ANSWER_TURN = re.compile(r"^\W*(?:final\s+)?answer\b|\banswer\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 def case_prompt_text(initial_info: str, question: str, options: dict[str, str]) -> str:
@@ -46,10 +47,14 @@ def unprimed(messages: list[dict]) -> list[dict]:
 
 def read_student_turn(text: str | None, options: dict[str, str]) -> tuple[str, str | None]:
     """("answer", letter) for a marked answer turn, ("answer", None) for an answer turn whose letter is not an
-    option, ("question", the question) otherwise, ("empty", None) for nothing at all."""
+    option, ("question", the question) otherwise, ("empty", None) for nothing at all. Without options (a word
+    problem) an answer turn's value is its number ("29")."""
     reply = (text or "").strip()
     if not reply:
         return "empty", None
     if _ANSWER_TURN.search(reply):
-        return "answer", parse_answer_letter(reply, options)
+        if options:
+            return "answer", parse_answer_letter(reply, options)
+        number = final_number(reply)
+        return "answer", None if number is None else (str(int(number)) if number.is_integer() else str(number))
     return "question", reply

@@ -73,3 +73,11 @@ def parse_yes_no(reply: str | None) -> bool | None:
     if _YES.match(text):
         return True
     return None
+
+
+def final_number(reply: str | None) -> float | None:
+    """The number after the last 'Answer:', else the last number in the reply."""
+    text = (reply or "").replace(",", "")
+    tail = text.rsplit("nswer", 1)[-1] if "nswer" in text else text
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", tail) or re.findall(r"-?\d+(?:\.\d+)?", text)
+    return float(numbers[-1]) if numbers else None

@@ -16,10 +16,9 @@ counted in `judge_failures` and scored as not flagged (never dropped). Every cal
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from alfa.dialogue.parsing import parse_yes_no
+from alfa.dialogue.parsing import final_number, parse_yes_no
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
 from alfa.stats import bootstrap_mean
@@ -55,14 +54,6 @@ def judge_messages(problem: str, reply: str) -> list[dict]:
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": body}]
 
 
-def final_number(reply: str | None) -> float | None:
-    """The number after the last 'Answer:', else the last number in the reply."""
-    text = (reply or "").replace(",", "")
-    tail = text.rsplit("nswer", 1)[-1] if "nswer" in text else text
-    numbers = re.findall(r"-?\d+(?:\.\d+)?", tail) or re.findall(r"-?\d+(?:\.\d+)?", text)
-    return float(numbers[-1]) if numbers else None
-
-
 def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +78,9 @@ def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0
                 "item_id": item["item_id"],
                 "source_id": item["source_id"],
                 "kind": item["kind"],
+                "problem": item["problem"],
+                "answer": item["answer"],
+                "removed": item.get("removed"),
                 "reply": text,
                 "judge": verdict.text if verdict.error is None else verdict.error,
                 "flagged": bool(flagged),

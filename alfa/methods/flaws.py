@@ -12,7 +12,10 @@ a line: `id`, `problem`, `answer`; `examples/flaws_problems.jsonl` is a hand-wri
 
 Deterministic: the same set and seed give the same items, so evaluations of different models compare item by item.
 A problem without a premise sentence to remove (a lone question) is rejected with its line and reason.
-`alfa eval flaws DIR/items.jsonl` scores a model on them (alfa.eval.flaws).
+`alfa eval flaws DIR/items.jsonl` scores a model on them (alfa.eval.flaws). Training data from them:
+`alfa flaws pairs EVAL_DIR` (DPO: a question for the removed premise over the model's confident answer; the right
+answer over a needless question on a sound problem) and `alfa flaws tasks ITEMS` (a tasks dir for `stage: grpo`
+with the `handles_flaws` reward).
 """
 
 from __future__ import annotations
@@ -114,3 +117,93 @@ def write_items(problems_path: Path, out: Path, seed: int = 0) -> dict:
         "personal health information that text held: treat them as such.\n"
     )
     return counts
+
+
+def ask_for(removed: str) -> str:
+    """A question for the removed premise: its numbers become "how many" ("The treatment lasts 2 days." ->
+    "The treatment lasts how many days?")."""
+    sentence = removed.strip().rstrip(".!")
+    blanked = re.sub(r"\d+(?:[.,]\d+)?", "how many", sentence)
+    if blanked == sentence:
+        return f"I cannot solve this as stated: is it the case that {sentence[0].lower() + sentence[1:]}?"
+    return f"I cannot solve this as stated. {blanked}?"
+
+
+def flaw_pairs(rows: list[dict], model: str) -> list[dict]:
+    """DPO pairs from an `alfa eval flaws` run's replies (replies.jsonl rows)."""
+    from alfa.eval.flaws import SOLVER_SYSTEM
+
+    out = []
+    for r in rows:
+        if r["reply"] is None:
+            continue
+        if r["kind"] == "missing_premise" and not r["flagged"] and r["removed"]:
+            pair_type, chosen = "ask_for_missing_premise", ask_for(r["removed"])
+        elif r["kind"] != "missing_premise" and r["flagged"]:
+            pair_type, chosen = "solve_sound_problem", f"Answer: {r['answer']}"
+        else:
+            continue
+        out.append(
+            {
+                "pair_id": hashlib.sha256(f"flaws:{r['item_id']}".encode()).hexdigest()[:16],
+                "qid": r["item_id"],
+                "group_id": r["source_id"],  # the variants of one problem stay in one split
+                "attribute": "flaws",
+                "pair_type": pair_type,
+                "prompt": [{"role": "system", "content": SOLVER_SYSTEM}, {"role": "user", "content": r["problem"]}],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": r["reply"]}],
+                "chosen_similarity": None,
+                "rejected_similarity": None,
+                "rewriter": model,
+                "prompt_template_hash": None,
+                "attribute_pack": "flaws",
+                "chosen_score": None,
+                "rejected_score": None,
+            }
+        )
+    return out
+
+
+def write_flaw_pairs(eval_dir: Path, out: Path) -> dict:
+    from alfa.methods.scored_pairs import write_scored_pairs
+
+    eval_dir, out = Path(eval_dir), Path(out)
+    replies = eval_dir / "replies.jsonl"
+    if not replies.exists():
+        raise FileNotFoundError(f"{replies}: run `alfa eval flaws ITEMS -o {eval_dir}` first")
+    rows = [json.loads(line) for line in replies.read_text(encoding="utf-8").splitlines() if line.strip()]
+    model = json.loads((eval_dir / "results.json").read_text())["model"]
+    pairs = flaw_pairs(rows, model)
+    splits = write_scored_pairs(pairs, out)
+    (out / "README.md").write_text(
+        f"# Flawed-problem pairs\n\n{len(pairs)} pairs from `{eval_dir}` (model `{model}`): a question for the removed "
+        "premise over the model's answer to a problem that cannot be solved as stated, and the right answer over a "
+        "needless question on a sound problem. Made by `alfa flaws pairs`; split by problem.\n"
+    )
+    return {"pairs": len(pairs), "splits": splits}
+
+
+def write_flaw_tasks(items: list[dict], out: Path) -> int:
+    """A tasks dir for `stage: grpo` (one policy turn: `rollout.turns: 1`, reward `handles_flaws`)."""
+    import polars as pl
+
+    from alfa.eval.flaws import SOLVER_SYSTEM
+
+    rows = [
+        {
+            "task_id": i["item_id"],
+            "prompt": [{"role": "system", "content": SOLVER_SYSTEM}, {"role": "user", "content": i["problem"]}],
+            "facts": [],
+            "answer": i["answer"],
+            "options": "{}",
+            "kind": i["kind"],
+        }
+        for i in items
+    ]
+    (Path(out) / "data").mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(rows, schema_overrides={"facts": pl.List(pl.String)}).write_parquet(
+        Path(out) / "data" / "train.parquet"
+    )
+    (Path(out) / "README.md").write_text(f"# Flawed-problem tasks ({len(rows)} items)\n\nMade by `alfa flaws tasks`.\n")
+    return len(rows)

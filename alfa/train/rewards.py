@@ -7,6 +7,8 @@ returns one float per conversation. Weights go in `trl.reward_weights`.
     correct               1 when the conversation ended with the case's answer letter, else 0 (no answer: 0)
     asked_before_answer   1 when the policy asked at least one question and then answered, else 0
     answered              1 when the policy gave an answer letter within its turns (a format reward)
+    handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise item 1 for asking instead of
+                          answering; on an intact or distractor item 1 for the right answer
 
 Your own: `path/to/file.py:function` or `package.module:function` in `rollout.rewards`, a function with the
 same arguments (take `**kwargs` for the ones you do not use).
@@ -32,7 +34,14 @@ def answered(completions, final_answer, **kwargs) -> list[float]:
     return [float(f is not None) for f in final_answer]
 
 
-BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered)}
+def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kwargs) -> list[float]:
+    return [
+        float(q > 0 and f is None) if k == "missing_premise" else float(f is not None and f == a)
+        for f, q, a, k in zip(final_answer, questions_asked, answer, kind)
+    ]
+
+
+BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, handles_flaws)}
 
 
 def reward_function(name: str) -> Callable:

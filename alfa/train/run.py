@@ -31,7 +31,6 @@ from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_se
 from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
 
 log = logging.getLogger(__name__)
-TASK_COLUMNS = ("task_id", "prompt", "facts", "answer", "options")  # a tasks dir (alfa sml tasks)
 
 
 def load_split(recipe: Recipe, split: str):
@@ -42,8 +41,8 @@ def load_split(recipe: Recipe, split: str):
     df = pl.read_parquet(recipe.data_dir / "data" / f"{split}.parquet")
     if recipe.data.dialogues_dir is not None:
         return datasets.Dataset.from_dict({"messages": df["messages"].to_list()})
-    if recipe.data.tasks_dir is not None:  # GRPO: the columns reach the reward functions as keyword arguments
-        return datasets.Dataset.from_dict({c: df[c].to_list() for c in TASK_COLUMNS})
+    if recipe.data.tasks_dir is not None:  # GRPO: every column reaches the reward functions as a keyword argument
+        return datasets.Dataset.from_dict({c: df[c].to_list() for c in df.columns})
     if recipe.data.attributes:
         df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
     df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
