@@ -133,6 +133,8 @@ def test_recipe_and_dry_run_refuse_what_grpo_cannot_train(tmp_path, tiny_model_d
 def test_rewards_and_turn_reading():
     assert correct(None, ["C", None, "B"], ["C", "C", "C"]) == [1.0, 0.0, 0.0]
     assert asked_before_answer(None, ["C", "C", None], [2, 0, 3]) == [1.0, 0.0, 0.0]
+    turns = [{"role": "policy", "text": "one two three"}, {"role": "partner", "text": "not counted at all"}]
+    assert reward_function("token_cost")(None, [json.dumps(turns), json.dumps(turns * 500)]) == [-0.003, -1.0]
     options = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone"}
     assert read_student_turn("Answer: C", options) == ("answer", "C")
     assert read_student_turn("Final answer: (B)", options) == ("answer", "B")
@@ -141,3 +143,21 @@ def test_rewards_and_turn_reading():
     assert read_student_turn("  ", options) == ("empty", None)
     with pytest.raises(ValueError, match="not a built-in"):
         reward_function("no_such_reward")
+
+
+def test_grpo_under_deepspeed_zero3_generates_from_gathered_weights(tmp_path, tiny_model_dir, tasks_dir):
+    """The launcher users use (`accelerate launch --use_deepspeed`, one CPU process, gloo) with the shipped ZeRO-3
+    config: the rollout generates from weights gathered by TRL's unwrap_model_for_generation."""
+    import os
+
+    ds = ROOT / "configs" / "deepspeed" / "zero3.json"
+    recipe = write_recipe(tmp_path, tiny_model_dir, tasks_dir)
+    recipe.write_text(recipe.read_text().replace("trl:\n", f"launch: {{num_processes: 1, deepspeed: {ds}}}\ntrl:\n", 1))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(recipe)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "alfa_train.json").read_text())
+    assert summary["deepspeed"] == {"enabled": True, "zero_stage": 3} and summary["global_steps"] == 2
+    assert all("rewards/correct/mean" in h for h in summary["log_history"] if "loss" in h)

@@ -7,6 +7,9 @@ returns one float per conversation. Weights go in `trl.reward_weights`.
     correct               1 when the conversation ended with the case's answer letter, else 0 (no answer: 0)
     asked_before_answer   1 when the policy asked at least one question and then answered, else 0
     answered              1 when the policy gave an answer letter within its turns (a format reward)
+    token_cost            -min(1, 0.001 x the policy's words in the conversation): CollabLLM's cost term; with
+                          `correct` (and trl.reward_weights) it is CollabLLM's multiturn-aware reward of the whole
+                          played-out conversation, without its judged interactivity term
     handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise item 1 for asking instead of
                           answering; on an intact or distractor item 1 for the right answer
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +38,11 @@ def answered(completions, final_answer, **kwargs) -> list[float]:
     return [float(f is not None) for f in final_answer]
 
 
+def token_cost(completions, transcript, **kwargs) -> list[float]:
+    words = [sum(len(t["text"].split()) for t in json.loads(x) if t["role"] == "policy") for x in transcript]
+    return [-min(1.0, 0.001 * w) for w in words]
+
+
 def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kwargs) -> list[float]:
     return [
         float(q > 0 and f is None) if k == "missing_premise" else float(f is not None and f == a)
@@ -41,7 +50,7 @@ def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kw
     ]
 
 
-BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, handles_flaws)}
+BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, token_cost, handles_flaws)}
 
 
 def reward_function(name: str) -> Callable:
