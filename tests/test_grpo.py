@@ -53,15 +53,15 @@ def runs(mask: list[int]) -> list[tuple[int, int, int]]:
 def test_env_mask_is_zero_exactly_on_the_partners_tokens(tmp_path, tiny_model_dir, tasks_dir):
     from alfa.train.model_options import load_tokenizer, loading_kwargs
     from alfa.train.recipe import load_recipe, trl_config_class
-    from alfa.train.rollout import partner_segment
+    from alfa.train.rollout import make_partner, partner_segment
     from alfa.train.run import grpo_trainer, load_split
 
     recipe = load_recipe(write_recipe(tmp_path, tiny_model_dir, tasks_dir))
     tok = load_tokenizer(recipe.model)
     train = load_split(recipe, "train")
-    trainer = grpo_trainer(
-        recipe, trl_config_class("grpo")(**recipe.trl), tok, train, None, loading_kwargs(recipe.model)
-    )
+    partner = make_partner("fact", str(tmp_path))
+    config = trl_config_class("grpo")(**recipe.trl)
+    trainer = grpo_trainer(recipe, config, tok, train, None, loading_kwargs(recipe.model), partner)
     prompts = [p for p in train["prompt"] for _ in range(2)]
     out = trainer.rollout_func(prompts, trainer)
     assert len(out["completion_ids"]) == len(out["env_mask"]) == len(prompts)

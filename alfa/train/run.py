@@ -96,6 +96,11 @@ def run_recipe(
 ) -> dict:
     """Train what the recipe says, in this process. Returns a summary (also written as alfa_train.json)."""
     recipe = load_recipe(recipe_path, overrides)
+    partner = None
+    if recipe.stage == "grpo":  # before TRL's config: under ZeRO-3 that config makes every later model load partitioned
+        from alfa.train.rollout import make_partner
+
+        partner = make_partner(recipe.rollout.partner, str(recipe.trl["output_dir"]))
     config = trl_config_class(recipe.stage)(**recipe.trl)
     keep_secrets_off_disk(config)
     tokenizer = load_tokenizer(recipe.model)
@@ -118,7 +123,7 @@ def run_recipe(
         "eval_rows": len(evals) if evals is not None else 0,
     }
 
-    trainer = build_trainer(recipe, config, tokenizer, train, evals, ref_store, summary)
+    trainer = build_trainer(recipe, config, tokenizer, train, evals, ref_store, summary, partner)
     plugin = trainer.accelerator.state.deepspeed_plugin
     summary["deepspeed"] = {
         "enabled": bool(trainer.is_deepspeed_enabled),
@@ -141,8 +146,9 @@ def run_recipe(
     return summary
 
 
-def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Path | None, summary: dict):
-    """The TRL trainer for the recipe's stage, with the model loaded as its `model:` block says."""
+def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Path | None, summary: dict, partner=None):
+    """The TRL trainer for the recipe's stage, with the model loaded as its `model:` block says (GRPO: `partner`
+    answers the policy's questions, alfa.train.rollout)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     load = loading_kwargs(recipe.model)
@@ -187,7 +193,7 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
             summary["ref_logps"] = {**filled, "used": trainer.ref_counts["used"]}
             store.close()
     elif recipe.stage == "grpo":
-        trainer = grpo_trainer(recipe, config, tokenizer, train, evals, load)
+        trainer = grpo_trainer(recipe, config, tokenizer, train, evals, load, partner)
     else:
         from trl import SFTTrainer
 
@@ -208,17 +214,17 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
     return trainer
 
 
-def grpo_trainer(recipe: Recipe, config, tokenizer, train, evals, load: dict):
+def grpo_trainer(recipe: Recipe, config, tokenizer, train, evals, load: dict, partner):
     """TRL's GRPOTrainer with alfa's multi-turn rollout (alfa.train.rollout) and the recipe's reward functions."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16: pinned, tested
     from transformers import AutoModelForCausalLM
     from trl import GRPOTrainer
 
     from alfa.train.rewards import reward_function
-    from alfa.train.rollout import MultiTurnRollout, make_partner
+    from alfa.train.rollout import MultiTurnRollout
 
     tasks = list(train) + (list(evals) if evals is not None else [])
-    rollout = MultiTurnRollout(tasks, recipe.rollout, make_partner(recipe.rollout.partner, config.output_dir))
+    rollout = MultiTurnRollout(tasks, recipe.rollout, partner)
     return GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load),
         reward_funcs=[reward_function(name) for name in recipe.rollout.rewards],
