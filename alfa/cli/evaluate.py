@@ -46,7 +46,9 @@ def _evaluate_rm(args) -> int:
 def add_eval(sub) -> None:
     """alfa eval cases | interactive | winrate | flaws | report"""
     fmt = argparse.RawDescriptionHelpFormatter
-    e = sub.add_parser("eval", help="evaluate a questioner: case checks, interactive diagnosis")
+    e = sub.add_parser(
+        "eval", help="evaluate a questioner: case checks, interactive diagnosis, win rates, flawed problems"
+    )
     verbs = e.add_subparsers(dest="eval_verb", required=True, metavar="WHAT")
     c = verbs.add_parser(
         "cases",

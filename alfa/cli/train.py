@@ -11,7 +11,7 @@ def add_train(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     s = sub.add_parser(
         "train",
-        help="train from a recipe YAML (SFT / DPO / reward model); --dry-run checks it first",
+        help="train from a recipe YAML (SFT / DPO / reward model / GRPO); --dry-run checks it first",
         formatter_class=fmt,
         description="A recipe YAML maps onto alfa.train.recipe.Recipe; its `trl:` block "
         "onto the installed TRL's DPOConfig / SFTConfig / RewardConfig. --dry-run checks, before any "
