@@ -93,12 +93,15 @@ def test_twenty_percent_faults_every_question_done_or_failed_with_reason(tmp_pat
     server.reset()
     server.fault_rate = 0.2
     server.rng.seed(1)
+    # A "slow" fault sleeps well past the client's timeout, and an ordinary answer (8 tokens of the tiny model)
+    # stays well inside it even on 2 busy cores, so the only requests the client gives up on are the slow faults.
+    slow_before, server.slow_s, timeout_s = server.slow_s, 8.0, 4.0
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(10)
     try:
-        rw = OpenAIRewriter("tiny", server.url, concurrency=8, max_tokens=8, max_retries=4, timeout_s=1.0)
+        rw = OpenAIRewriter("tiny", server.url, concurrency=8, max_tokens=8, max_retries=4, timeout_s=timeout_s)
         stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
     finally:
-        server.fault_rate = 0.0
+        server.fault_rate, server.slow_s = 0.0, slow_before
     faults = set(server.fault_log)
     assert len(server.fault_log) >= 5 and faults <= {"429", "500", "slow", "drop", "bad_json", "empty_choices"}
     assert len(faults) >= 3  # several kinds, not one
