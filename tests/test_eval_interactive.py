@@ -79,6 +79,7 @@ def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcr
             "questions": 2,
             "timed_out": False,
             "parse_failures": 0,
+            "before_decisive_fact": None,  # the published cases mark no decisive fact
         }
     share_c = sum(c.answer == "C" for c in cases) / 5
     assert report["n"] == 5 and report["accuracy"]["value"] == pytest.approx(share_c)
@@ -134,6 +135,34 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
     )
     assert report["mean_questions"] == 0 and report["premature_answer_rate"]["value"] == 1.0
     assert "premature answers): 100.0%" in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp_path, cases, embedder):
+    roles, patient = ScriptedRoles(), FactSelectPatient(embedder)
+    first = evaluate_interactive(cases, InteractiveProtocol(roles, roles, patient), tmp_path / "plain")
+    assert first["answered_before_decisive_fact"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    episodes = [json.loads(x) for x in (tmp_path / "plain" / "episodes.jsonl").read_text().splitlines()]
+    told = [{i for t in e["turns"] if t["role"] == "patient" for i in t["parsed"]} for e in episodes]
+    lines = MEDQA.read_text().splitlines()[: len(cases)]
+    marked = []
+    for n, (line, case, seen) in enumerate(zip(lines, cases, told)):
+        obj = json.loads(line)
+        if n == 0 and seen:  # a fact the patient told: the answer came after it
+            obj["decisive_fact"] = min(seen)
+        elif n == 1:  # a fact never told, given by its text
+            obj["decisive_fact"] = next(f for i, f in enumerate(case.facts) if i not in seen)
+        marked.append(json.dumps(obj))
+    path = tmp_path / "marked.jsonl"
+    path.write_text("\n".join(marked) + "\n")
+    marked_cases, rejects = load_cases(path)
+    assert rejects == [] and marked_cases[1].decisive_fact is not None
+    report = evaluate_interactive(marked_cases, InteractiveProtocol(roles, roles, patient), tmp_path / "marked")
+    expected = [False, True] if told[0] else [True]
+    assert report["answered_before_decisive_fact"]["n"] == len(expected)
+    assert report["answered_before_decisive_fact"]["value"] == sum(expected) / len(expected)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**json.loads(lines[0]), "decisive_fact": 99}) + "\n")
+    assert "field 'decisive_fact' must be an index" in load_cases(bad)[1][0]["reason"]
 
 
 def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_call(tmp_path):

@@ -7,6 +7,8 @@ Layouts read (JSON Lines, one case a line):
   strings holding a Python-style list (as some published files have them).
 - CRAFT-MD: the same with `facts` in place of `atomic_facts`.
 - ALFA-style AskDocs cases: as MediQ, plus `initial_info` (what the expert sees first) and the source `post`.
+- Any of them may mark its `decisive_fact` (an index into the facts, or the fact's text): the fact without which the
+  case cannot be answered. The published files mark none; an evaluation then reports no decisive-fact figure.
 
 A case that cannot be read is rejected with its file, line and field; the others are kept.
 """
@@ -31,6 +33,7 @@ class Case:
     facts: list[str]  # what the simulated patient may reveal
     initial_info: str  # what the expert sees before asking anything
     post: str | None = None  # the source post, for cases made from one
+    decisive_fact: int | None = None  # index into `facts` of the fact the answer hinges on, where the file says
     source: dict = field(default_factory=dict)  # file and line
 
 
@@ -65,16 +68,30 @@ def read_case(obj: dict, path: Path, line: int) -> Case:
     facts = _as_list(obj[facts_key], f"{where}: field '{facts_key}'") if facts_key else context
     if not context:
         raise ValueError(f"{where}: field 'context' is empty: the case has no chief complaint")
+    facts = [re.sub(r"^\d+\.\s*", "", f) for f in facts]  # "3. The man denied ..." -> "The man denied ..."
     return Case(
         case_id=str(obj.get("id", line)),
         question=str(obj["question"]),
         options=options,
         answer=answer,
         context=context,
-        facts=[re.sub(r"^\d+\.\s*", "", f) for f in facts],  # "3. The man denied ..." -> "The man denied ..."
+        facts=facts,
         initial_info=str(obj.get("initial_info") or context[0]),
         post=obj.get("post"),
+        decisive_fact=_decisive(obj.get("decisive_fact"), facts, where),
         source={"file": str(path), "line": line},
+    )
+
+
+def _decisive(value, facts: list[str], where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(facts):
+        return value
+    if isinstance(value, str) and value.strip() in [f.strip() for f in facts]:
+        return [f.strip() for f in facts].index(value.strip())
+    raise ValueError(
+        f"{where}: field 'decisive_fact' must be an index into the facts (0..{len(facts) - 1}) or one fact's text"
     )
 
 

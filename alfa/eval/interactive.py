@@ -179,6 +179,15 @@ class InteractiveProtocol:
             return False, reply.split(":", 1)[1].strip() or None
         return (True if parse_answer_letter(reply, case.options) else None), None
 
+    def _before_decisive(self, e: Episode) -> bool | None:
+        """Whether the answer came before the case's decisive fact was told; None where the case marks none or the
+        patient is an LLM (which facts it told is not known)."""
+        decisive = e.data["case"].decisive_fact
+        if decisive is None or "patient" in self.roles:
+            return None
+        told = {i for t in e.turns if t.role == "patient" and isinstance(t.parsed, list) for i in t.parsed}
+        return decisive not in told
+
     def _finish(self, e: Episode, letter: str | None) -> None:
         case = e.data["case"]
         decisions = [t for t in e.turns if t.kind == "decide"]
@@ -188,6 +197,7 @@ class InteractiveProtocol:
             "questions": len(e.data["conversation"]),
             "timed_out": len(e.data["conversation"]) >= self.max_questions and self.abstain != "fixed",
             "parse_failures": sum(t.parsed is None for t in decisions) + (letter is None),
+            "before_decisive_fact": self._before_decisive(e),
         }
         if self.planner is not None:  # proposals with no readable candidate line
             e.result["uot_parse_failures"] = e.data["uot"]["parse_failures"]
@@ -254,6 +264,11 @@ def evaluate_interactive(
         "mean_questions": sum(r["questions"] for r in results) / n if n else None,
         # answered before asking anything: what SML / Q-priming should lower on underspecified cases
         "premature_answer_rate": accuracy([r["questions"] == 0 for r in results]),
+        # cases that mark their decisive fact, with the fact-select patient: answered before it was told
+        "answered_before_decisive_fact": accuracy(
+            [r["before_decisive_fact"] for r in results if r.get("before_decisive_fact") is not None]
+        )
+        | {"n": sum(r.get("before_decisive_fact") is not None for r in results)},
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
         "baselines": baselines,
@@ -316,7 +331,9 @@ def report_markdown(r: dict) -> str:
     lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
     lines += [
         "",
-        f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}.",
+        f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}; answered before the "
+        f"decisive fact was told: {acc(r['answered_before_decisive_fact'])} of the "
+        f"{r['answered_before_decisive_fact']['n']} cases that mark one.",
         "",
         f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
         f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",
