@@ -43,7 +43,7 @@ def test_items_remove_one_numbered_premise_and_add_another_problems_sentence(tmp
 def test_bad_problem_files_name_the_line(tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"id": "a", "problem": "x. y?", "answer": "1"}\n{"id": "b", "problem": "", "answer": "2"}\n')
-    with pytest.raises(ValueError, match=r"p.jsonl:2: field 'problem' is missing or empty"):
+    with pytest.raises(ValueError, match=r"p.jsonl:2: field 'problem' is empty"):
         read_problems(bad)
     bad.write_text('{"id": "a", "problem": "How many?", "answer": "1"}\n')
     items, rejects = make_items(read_problems(bad))

@@ -25,26 +25,19 @@ import json
 import re
 from pathlib import Path
 
+from alfa.methods.tasks import read_jsonl
+
 KINDS = ("intact", "missing_premise", "distractor")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def read_problems(path: Path) -> list[dict]:
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON: {e.msg}") from None
-            for key in ("id", "problem", "answer"):
-                if not isinstance(obj, dict) or not str(obj.get(key, "")).strip():
-                    raise ValueError(f"{path}:{n}: field '{key}' is missing or empty")
-            rows.append({"id": str(obj["id"]), "problem": str(obj["problem"]), "answer": str(obj["answer"]), "line": n})
-    if not rows:
-        raise ValueError(f"{path}: no problems")
+    for n, obj in read_jsonl(Path(path), ("id", "problem", "answer")):
+        for key in ("id", "problem", "answer"):
+            if not str(obj[key]).strip():
+                raise ValueError(f"{path}:{n}: field '{key}' is empty")
+        rows.append({"id": str(obj["id"]), "problem": str(obj["problem"]), "answer": str(obj["answer"]), "line": n})
     return rows
 
 

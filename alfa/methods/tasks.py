@@ -55,7 +55,8 @@ def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
     ]
 
 
-def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+def read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+    """(line number, object) of every non-blank line; a line that is not JSON or lacks a field stops the run."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, start=1):
@@ -76,8 +77,8 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
 
 def tasks_from_profiles(tasks_path: Path, profiles_path: Path, limit: int | None = None) -> list[Task]:
     """Every task crossed with every profile; task ids are TASK_ID/PROFILE_ID."""
-    tasks = _read_jsonl(Path(tasks_path), ("task_id", "task"))
-    profiles = _read_jsonl(Path(profiles_path), ("profile_id", "hidden"))
+    tasks = read_jsonl(Path(tasks_path), ("task_id", "task"))
+    profiles = read_jsonl(Path(profiles_path), ("profile_id", "hidden"))
     out = []
     for _, t in tasks:
         for n, p in profiles:
