@@ -140,6 +140,9 @@ def test_rewards_and_turn_reading():
     assert read_student_turn("Final answer: (B)", options) == ("answer", "B")
     assert read_student_turn("A 21-year-old with fever: how long has the knee hurt?", options)[0] == "question"
     assert read_student_turn("Answer: Z", options) == ("answer", None)
+    # what SmolLM2 writes: an option marked as an answer, with no question in it
+    assert read_student_turn("C. Ceftriaxone\n\nThe answer is: C. Ceftriaxone", options) == ("answer", "C")
+    assert read_student_turn("Is it B) Ciprofloxacin you were given?", options)[0] == "question"
     assert read_student_turn("  ", options) == ("empty", None)
     with pytest.raises(ValueError, match="not a built-in"):
         reward_function("no_such_reward")

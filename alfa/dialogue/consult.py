@@ -46,15 +46,21 @@ def unprimed(messages: list[dict]) -> list[dict]:
 
 
 def read_student_turn(text: str | None, options: dict[str, str]) -> tuple[str, str | None]:
-    """("answer", letter) for a marked answer turn, ("answer", None) for an answer turn whose letter is not an
-    option, ("question", the question) otherwise, ("empty", None) for nothing at all. Without options (a word
-    problem) an answer turn's value is its number ("29")."""
+    """("answer", letter) for an answer turn, ("question", the text) otherwise, ("empty", None) for nothing.
+
+    An answer turn says "Answer: ..." (its letter None when it names no option), or, being no question (no '?'),
+    marks an option the way an answer does ("C. Ceftriaxone", "The answer is (C)"). Without options (a word
+    problem) only "Answer: ..." makes an answer turn, and its value is the number ("29")."""
     reply = (text or "").strip()
     if not reply:
         return "empty", None
-    if _ANSWER_TURN.search(reply):
-        if options:
-            return "answer", parse_answer_letter(reply, options)
+    marked = _ANSWER_TURN.search(reply) is not None
+    if not options:
+        if not marked:
+            return "question", reply
         number = final_number(reply)
         return "answer", None if number is None else (str(int(number)) if number.is_integer() else str(number))
+    letter = parse_answer_letter(reply, options)
+    if marked or (letter is not None and "?" not in reply):
+        return "answer", letter
     return "question", reply
