@@ -264,11 +264,7 @@ def evaluate_interactive(
         "mean_questions": sum(r["questions"] for r in results) / n if n else None,
         # answered before asking anything: what SML / Q-priming should lower on underspecified cases
         "premature_answer_rate": accuracy([r["questions"] == 0 for r in results]),
-        # cases that mark their decisive fact, with the fact-select patient: answered before it was told
-        "answered_before_decisive_fact": accuracy(
-            [r["before_decisive_fact"] for r in results if r.get("before_decisive_fact") is not None]
-        )
-        | {"n": sum(r.get("before_decisive_fact") is not None for r in results)},
+        "answered_before_decisive_fact": decisive_fact_figure(results, seed),
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
         "baselines": baselines,
@@ -285,6 +281,15 @@ def evaluate_interactive(
     plot_accuracy_vs_questions(results, baselines, out_dir / "accuracy_vs_questions.png")
     (out_dir / "report.md").write_text(report_markdown(report))
     return report
+
+
+def decisive_fact_figure(results: list[dict], seed: int) -> dict:
+    """Over the cases that mark their decisive fact (with the fact-select patient): the share answered before the
+    patient told it, with its interval, and how many cases that is."""
+    from alfa.stats import bootstrap_mean
+
+    marked = [float(r["before_decisive_fact"]) for r in results if r.get("before_decisive_fact") is not None]
+    return bootstrap_mean(marked, seed=seed) | {"n": len(marked)}
 
 
 def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> None:
