@@ -128,6 +128,11 @@ def test_recipe_and_dry_run_refuse_what_grpo_cannot_train(tmp_path, tiny_model_d
         [sys.executable, "-m", "alfa.cli", "train", str(recipe), "--dry-run"], capture_output=True, text=True
     )
     assert r.returncode == 1 and "[FAIL] num_generations" in r.stdout
+    recipe.write_text(groups.replace("partner: fact", "partner: openai:no-url"))
+    r = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(recipe), "--dry-run"], capture_output=True, text=True
+    )
+    assert "[FAIL] rollout.partner: backend 'openai:no-url'" in r.stdout
 
 
 def test_rewards_and_turn_reading():

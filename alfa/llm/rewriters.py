@@ -127,17 +127,23 @@ def llamacpp_rewriter(
     return rewriter
 
 
-def backend_from_spec(spec: str, max_new_tokens: int = 64):
-    """A backend from one word, for the roles of an evaluation: `local`, `smollm2`, `llamacpp:FILE.gguf`,
-    `transformers:FOLDER` or `openai:MODEL@BASE_URL` (key from $OPENAI_API_KEY)."""
+def parse_backend_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """(kind, model, base_url) of a backend word, checked without starting anything (a dry run's check)."""
     kind, _, rest = spec.partition(":")
     if kind in ("local", "smollm2") and not rest:
-        return make_rewriter(kind, max_new_tokens=max_new_tokens, stop=())
+        return kind, None, None
     if kind in ("llamacpp", "transformers") and rest:
-        return make_rewriter(kind, rest, max_new_tokens=max_new_tokens, stop=())
+        return kind, rest, None
     if kind == "openai" and "@" in rest:
         model, _, base_url = rest.partition("@")
-        return make_rewriter("openai", model, base_url, max_new_tokens=max_new_tokens, stop=())
+        return kind, model, base_url
     raise ValueError(
         f"backend {spec!r}: use local, smollm2, llamacpp:FILE.gguf, transformers:FOLDER or openai:MODEL@BASE_URL"
     )
+
+
+def backend_from_spec(spec: str, max_new_tokens: int = 64):
+    """A backend from one word, for the roles of an evaluation: `local`, `smollm2`, `llamacpp:FILE.gguf`,
+    `transformers:FOLDER` or `openai:MODEL@BASE_URL` (key from $OPENAI_API_KEY)."""
+    kind, model, base_url = parse_backend_spec(spec)
+    return make_rewriter(kind, model, base_url, max_new_tokens=max_new_tokens, stop=())

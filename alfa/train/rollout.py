@@ -216,16 +216,12 @@ def rollout_checks(tasks_dir: Path, splits: list[str], cfg: RolloutConfig) -> li
             out.append(("rollout.rewards", True, f"{name}: {fn.__module__}.{fn.__name__}"))
         except ValueError as e:
             out.append(("rollout.rewards", False, str(e)))
-    kind = cfg.partner.partition(":")[0]
-    ok = cfg.partner in ("fact", "local", "smollm2") or (
-        kind in ("llamacpp", "transformers", "openai") and ":" in cfg.partner
-    )
-    out.append(
-        (
-            "rollout.partner",
-            ok,
-            f"{cfg.partner}"
-            + ("" if ok else ": use fact, local, smollm2, llamacpp:FILE.gguf, transformers:FOLDER or openai:MODEL@URL"),
-        )
-    )
+    from alfa.llm.rewriters import parse_backend_spec
+
+    try:
+        if cfg.partner != "fact":  # the fact-select patient, or any backend word an evaluation role takes
+            parse_backend_spec(cfg.partner)
+        out.append(("rollout.partner", True, cfg.partner))
+    except ValueError as e:
+        out.append(("rollout.partner", False, f"{e}; or fact (the fact-select patient)"))
     return out
