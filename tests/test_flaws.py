@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from alfa.dialogue.parsing import final_number
-from alfa.eval.flaws import evaluate_flaws, read_items
+from alfa.eval.flaws import FLAWED, evaluate_flaws, read_items
 from alfa.llm.backends import Completion
 from alfa.methods.flaws import make_items, read_problems, split_problem, write_items
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flaws_problems.jsonl"
 
 
-def test_items_remove_one_numbered_premise_and_add_another_problems_sentence(tmp_path):
+def test_items_remove_one_numbered_premise_contradict_one_and_add_another_problems_sentence(tmp_path):
     problems = read_problems(SAMPLE)
     items, rejects = make_items(problems)
-    assert rejects == [] and len(items) == 3 * len(problems)
+    assert rejects == [] and len(items) == 4 * len(problems)
     assert make_items(problems) == (items, rejects)  # deterministic
     by_source = {p["id"]: p for p in problems}
     for item in items:
@@ -32,11 +32,20 @@ def test_items_remove_one_numbered_premise_and_add_another_problems_sentence(tmp
         elif item["kind"] == "missing_premise":
             assert item["removed"] in premises and any(c.isdigit() for c in item["removed"])
             assert got == [s for s in premises if s != item["removed"]]
+        elif item["kind"] == "contradiction":  # the altered copy right after its original, a different number
+            original, altered = item["conflict"]
+            assert original in premises and altered not in premises and original != altered
+            assert (
+                got == premises[: premises.index(original) + 1] + [altered] + premises[premises.index(original) + 1 :]
+            )
+            assert [w for w in original.split() if not w[0].isdigit()] == [
+                w for w in altered.split() if not w[0].isdigit()
+            ]
         else:  # a distractor: every premise kept, one sentence of another problem added before the question
             assert got[:-1] == premises and got[-1] not in premises
             assert any(got[-1] in p["problem"] for p in problems if p["id"] != item["source_id"])
     assert write_items(SAMPLE, tmp_path / "a") == write_items(SAMPLE, tmp_path / "b") == {
-        "intact": 12, "missing_premise": 12, "distractor": 12, "rejected": 0
+        "intact": 12, "missing_premise": 12, "contradiction": 12, "distractor": 12, "rejected": 0
     }  # fmt: skip
 
 
@@ -88,12 +97,15 @@ def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(
 
     def discerning(messages):
         item = kind_of[messages[-1]["content"]]
-        return "How many are there?" if item["kind"] == "missing_premise" else f"So it is... Answer: {item['answer']}"
+        return "How many are there?" if item["kind"] in FLAWED else f"So it is... Answer: {item['answer']}"
 
     judge = Scripted("judge", judge_reply)
     r = evaluate_flaws(items, Scripted("discerning", discerning), judge, tmp_path / "good")
     assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 0.0 and r["accuracy"]["value"] == 1.0
-    assert r["n"] == {"flawed": 12, "sound": 24}
+    assert r["n"] == {"flawed": 24, "sound": 24}
+    assert {k: (v["n"], v["flag_rate"]["value"]) for k, v in r["by_kind"].items()} == {
+        "intact": (12, 0.0), "missing_premise": (12, 1.0), "contradiction": (12, 1.0), "distractor": (12, 0.0)
+    }  # fmt: skip
     rows = [json.loads(x) for x in (tmp_path / "good" / "replies.jsonl").read_text().splitlines()]
     assert len(rows) == len(items)
     again_judge = Scripted("judge", judge_reply)
@@ -107,7 +119,7 @@ def test_an_unreadable_judgement_is_counted_and_not_dropped(tmp_path):
     items = read_items(tmp_path / "items" / "items.jsonl")
     hedger = Scripted("hedger", lambda m: "maybe 5")
     r = evaluate_flaws(items, hedger, Scripted("judge", judge_reply), tmp_path / "e")
-    assert r["judge_failures"] == len(items) and r["n"] == {"flawed": 12, "sound": 24}
+    assert r["judge_failures"] == len(items) and r["n"] == {"flawed": 24, "sound": 24}
     assert r["flag_rate"]["value"] == 0.0  # scored as not flagged, every item still in the mean
 
 
@@ -117,11 +129,15 @@ def test_final_number_reads_the_answer_line():
     assert final_number("I need to know how many days.") is None
 
 
-def test_pairs_teach_asking_on_missing_premises_and_answering_sound_problems(tmp_path):
-    from alfa.data.lint import lint
-    from alfa.methods.flaws import ask_for, write_flaw_pairs
+def test_pairs_teach_asking_on_flawed_problems_and_answering_sound_problems(tmp_path):
+    from alfa.data.card import write_card
+    from alfa.data.lint import lint, write_report
+    from alfa.methods.flaws import ask_for, ask_which, write_flaw_pairs
 
     assert ask_for("The treatment lasts 2 days.") == "I cannot solve this as stated. The treatment lasts how many days?"
+    assert ask_which(["It lasts 2 days.", "It lasts 5 days."]) == (
+        'The problem says both "It lasts 2 days" and "It lasts 5 days". Which one is right?'
+    )
     write_items(SAMPLE, tmp_path / "items")
     items = read_items(tmp_path / "items" / "items.jsonl")
     evaluate_flaws(
@@ -132,18 +148,29 @@ def test_pairs_teach_asking_on_missing_premises_and_answering_sound_problems(tmp
 
     asked = write_flaw_pairs(tmp_path / "a", tmp_path / "pa")
     answered = write_flaw_pairs(tmp_path / "b", tmp_path / "pb")
-    assert asked["pairs"] == 24 and answered["pairs"] == 12  # needless questions on 24 sound items; 12 missed flaws
+    assert asked["pairs"] == 24 and answered["pairs"] == 24  # needless questions on 24 sound items; 24 missed flaws
     pa = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pa" / "data").glob("*.parquet")])
     pb = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pb" / "data").glob("*.parquet")])
-    assert set(pa["pair_type"]) == {"solve_sound_problem"} and set(pb["pair_type"]) == {"ask_for_missing_premise"}
+    assert set(pa["pair_type"]) == {"solve_sound_problem"}
+    assert set(pb["pair_type"]) == {"ask_for_missing_premise", "ask_about_contradiction"}
     by_item = {i["item_id"]: i for i in items}
     for row in pb.iter_rows(named=True):
-        assert row["chosen"][0]["content"] == ask_for(by_item[row["qid"]]["removed"])
+        item = by_item[row["qid"]]
+        want = ask_for(item["removed"]) if item["kind"] == "missing_premise" else ask_which(item["conflict"])
+        assert row["chosen"][0]["content"] == want
         assert row["rejected"][0]["content"] == "Answer: 1"
     for row in pa.iter_rows(named=True):
         assert row["chosen"][0]["content"] == f"Answer: {by_item[row['qid']]['answer']}"
     assert pa.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1  # a problem in one split
-    assert not [f for f in lint(tmp_path / "pa") if f.severity == "error"]
+    findings = lint(tmp_path / "pa")
+    assert not [f for f in findings if f.severity == "error"]
+    # the method's card: written with the pairs, rewritten by `alfa card` with the lint report in it
+    card = (tmp_path / "pb" / "README.md").read_text()
+    assert "alfa flaws pairs" in card and "Personal health information" in card and "Not linted yet" in card
+    write_report(lint(tmp_path / "pb"), tmp_path / "pb")
+    card = write_card(tmp_path / "pb", license="mit").read_text()
+    assert "license: mit" in card and "Not linted yet" not in card
+    assert "| ask_about_contradiction | 12 |" in card and "Which reply handles the problem as it is" in card
 
 
 def test_grpo_on_flawed_problems_with_the_handles_flaws_reward(tmp_path, tiny_model_dir):
@@ -153,8 +180,8 @@ def test_grpo_on_flawed_problems_with_the_handles_flaws_reward(tmp_path, tiny_mo
     from alfa.train.run import run_recipe
 
     assert read_student_turn("So 4 x 6 = 24. Answer: 4,250", {}) == ("answer", "4250")
-    assert handles_flaws(None, [None, "29", "28", None], [1, 0, 0, 0], ["29"] * 4, [
-        "missing_premise", "intact", "distractor", "missing_premise"]) == [1.0, 1.0, 0.0, 0.0]  # fmt: skip
+    assert handles_flaws(None, [None, "29", "28", None, None], [1, 0, 0, 0, 2], ["29"] * 5, [
+        "missing_premise", "intact", "distractor", "missing_premise", "contradiction"]) == [1.0, 1.0, 0.0, 0.0, 1.0]  # fmt: skip
     write_items(SAMPLE, tmp_path / "items")
     write_flaw_tasks(read_items(tmp_path / "items" / "items.jsonl")[:8], tmp_path / "tasks")
     overrides = [

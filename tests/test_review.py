@@ -275,3 +275,73 @@ def test_suggestions_only_when_asked(owner, askdocs_run):
     for r in owner.client.datasets(name="suggested", workspace="alfa").records(with_suggestions=True):
         assert r.suggestions["better"].value == r.metadata["chosen_side"] == chosen_side(r.id)
         assert r.suggestions["better"].agent == "alfa pipeline"
+
+
+def test_pairs_a_method_made_are_reviewed_like_any_other(owner, argilla, tmp_path, capsys):
+    """UoT-style pairs (scores, no similarities, the method's own pair type) go through push, the web UI's answers
+    and pull; a reversed pair is flipped with its scores, and its type says so."""
+    from alfa.methods.scored_pairs import write_scored_pairs
+
+    _, url, _ = argilla
+    rows = [
+        {
+            "pair_id": f"m{i}",
+            "qid": f"case{i}",
+            "group_id": f"case{i}",
+            "attribute": "information_gain",
+            "pair_type": "uot_high_vs_low_expected_reward",
+            "prompt": [{"role": "user", "content": f"Patient {i}: chest pain for two days."}],
+            "chosen": [{"role": "assistant", "content": f"Does the pain spread to your left arm? ({i})"}],
+            "rejected": [{"role": "assistant", "content": f"Do you like music? ({i})"}],
+            "chosen_similarity": None,
+            "rejected_similarity": None,
+            "rewriter": "planner",
+            "prompt_template_hash": None,
+            "attribute_pack": "uot",
+            "chosen_score": 0.9,
+            "rejected_score": 0.1 * i,
+        }
+        for i in range(4)
+    ]
+    manifest = {
+        "method": "uot",
+        "made_by": "alfa uot pairs",
+        "description": "Four hand-written pairs.",
+        "attribute_definitions": {"information_gain": "Which question rules out more diagnoses?"},
+        "roles": {"questioner": "planner"},
+        "settings": {},
+        "source": "written for this test",
+    }
+    pairs_dir = tmp_path / "uot-pairs"
+    write_scored_pairs(rows, pairs_dir, manifest)
+    assert main(["review", "push", str(pairs_dir), "--dataset", "uot-review"]) == 0
+    assert "4 records pushed" in capsys.readouterr().out
+    records = list(owner.client.datasets(name="uot-review", workspace="alfa").records)
+    assert {r.fields["attribute_definition"] for r in records} == {
+        "**Information gain**: Which question rules out more diagnoses?"
+    }
+    assert all("chosen_similarity" not in r.metadata for r in records)
+
+    creds = tmp_path / "reviewers.csv"
+    assert main(["review", "users", "add", "carol", "--credentials", str(creds)]) == 0
+    password = creds.read_text().splitlines()[1].split(",")[1]
+    carol = ui_session(url, "carol", password)
+    for rec in ui_records(carol, url, _dataset_id(owner, "uot-review")):
+        reversed_label = "B" if chosen_side(rec["external_id"]) == "A" else "A"
+        ui_submit(
+            carol, url, rec["id"], reversed_label if rec["external_id"] == "m3" else chosen_side(rec["external_id"])
+        )
+
+    out = tmp_path / "reviewed"
+    args = ["review", "pull", str(pairs_dir), "-o", str(out), "--dataset", "uot-review", "--on-reversed", "flip"]
+    assert main(args) == 0
+    reviewed = {r["flipped_from"] or r["pair_id"]: r for r in load_pairs(out).to_dicts()}
+    assert len(reviewed) == 4
+    flipped = reviewed["m3"]
+    assert flipped["pair_type"] == "flipped:uot_high_vs_low_expected_reward"
+    assert (flipped["chosen_score"], flipped["rejected_score"]) == (pytest.approx(0.3), 0.9)
+    assert flipped["chosen"][0]["content"].startswith("Do you like music?")
+    assert all(reviewed[p]["pair_type"] == "uot_high_vs_low_expected_reward" for p in ("m0", "m1", "m2"))
+    assert main(["card", str(out)]) == 0  # the method's card, now with the review in it
+    card = (out / "README.md").read_text()
+    assert "alfa uot pairs" in card and "## Human review" in card and "No human review yet" not in card

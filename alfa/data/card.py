@@ -27,7 +27,7 @@ PHI_STATEMENT = (
 )
 
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
             return name
@@ -223,7 +223,7 @@ def card_data(pairs: pl.DataFrame, run: dict, license: str, pretty_name: str | N
         pretty_name=pretty_name or f"alfa preference pairs ({run['attribute_pack']['name']})",
         tags=["dpo", "preference", "alfa", "question-asking", "clinical", "synthetic"],
         task_categories=["text-generation"],
-        size_categories=[_size_category(pairs.height)],
+        size_categories=[size_category(pairs.height)],
         configs=[
             {
                 "config_name": "default",
@@ -240,7 +240,11 @@ def write_card(
     Returns the README path."""
     from huggingface_hub import DatasetCard
 
+    from alfa.data.method_card import is_method_pairs, write_method_card
+
     pairs_dir = Path(pairs_dir)
+    if is_method_pairs(pairs_dir):  # made by a method (UoT, CollabLLM, flaws), not by the rewriting pipeline
+        return write_method_card(pairs_dir, license, pretty_name, source_description)
     pairs = load_pairs(pairs_dir)
     info = json.loads((pairs_dir / "pairs.json").read_text())
     filter_report = json.loads((pairs_dir / "filter_report.json").read_text())

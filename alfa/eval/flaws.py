@@ -1,10 +1,11 @@
 """`alfa eval flaws ITEMS -o DIR`: does a model ask when a premise is missing, and only then?
 
 The model answers every item of `alfa flaws make` (intact, missing-premise, distractor). A judge reads each reply:
-does it ask for missing information (or say the problem cannot be solved as stated) instead of answering? Figures,
+does it ask for missing or conflicting information (or say the problem cannot be solved as stated) instead of
+answering? Figures,
 each a mean with a bootstrap 95% interval over problems:
 
-- `flag_rate`: flagged missing-premise items (higher is better);
+- `flag_rate`: flagged missing-premise and contradiction items (higher is better), and per kind in `by_kind`;
 - `false_flag_rate`: flagged intact and distractor items (lower is better): a model that asks about everything
   must not score well, so `flag_rate - false_flag_rate` is reported beside them;
 - `accuracy`: intact and distractor items answered with the right number and not flagged.
@@ -28,7 +29,7 @@ SOLVER_SYSTEM = (
     "guess: ask for the information that is missing."
 )
 JUDGE_SYSTEM = "You check whether a reply to a word problem asks for missing information."
-FLAWED = ("missing_premise",)
+FLAWED = ("missing_premise", "contradiction")  # as alfa.methods.flaws.FLAWED (a lower layer cannot import it)
 
 
 def read_items(path: Path) -> list[dict]:
@@ -48,8 +49,9 @@ def read_items(path: Path) -> list[dict]:
 
 def judge_messages(problem: str, reply: str) -> list[dict]:
     body = (
-        f"Problem: {problem}\n\nReply: {reply}\n\nDoes the reply ask for missing information, or say that the problem "
-        "cannot be solved as stated, instead of giving a final answer? Reply Yes or No."
+        f"Problem: {problem}\n\nReply: {reply}\n\nDoes the reply ask for missing information, point out that the "
+        "problem contradicts itself, or say that it cannot be solved as stated, instead of giving a final answer? "
+        "Reply Yes or No."
     )
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": body}]
 
@@ -81,6 +83,7 @@ def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0
                 "problem": item["problem"],
                 "answer": item["answer"],
                 "removed": item.get("removed"),
+                "conflict": item.get("conflict"),
                 "reply": text,
                 "judge": verdict.text if verdict.error is None else verdict.error,
                 "flagged": bool(flagged),
@@ -113,12 +116,20 @@ def flaw_figures(rows: list[dict], seed: int = 0) -> dict:
         "false_flag_rate": false_flag,
         "flag_minus_false_flag": flag["value"] - false_flag["value"] if len(both) == 2 else None,
         "accuracy": mean(sound, "correct"),
+        "by_kind": {k: {"n": len(rs), "flag_rate": mean(rs, "flagged")} for k, rs in by_kind(rows).items()},
         "judge_failures": sum(r["judge_failed"] for r in rows),
         "baselines": {
             "always_flag": {"flag_rate": 1.0, "false_flag_rate": 1.0, "accuracy": 0.0},
             "never_flag": {"flag_rate": 0.0, "false_flag_rate": 0.0, "accuracy": None},
         },
     }
+
+
+def by_kind(rows: list[dict]) -> dict[str, list[dict]]:
+    kinds: dict[str, list[dict]] = {}
+    for r in rows:
+        kinds.setdefault(r["kind"], []).append(r)
+    return kinds
 
 
 def report_markdown(r: dict) -> str:
@@ -131,9 +142,13 @@ def report_markdown(r: dict) -> str:
             "",
             "| | model (95% bootstrap interval) | always flag | never flag |",
             "|---|---|---|---|",
-            f"| flag rate, missing premise ({r['n']['flawed']} items) | {fmt(r['flag_rate'])} | 100% | 0% |",
+            f"| flag rate, missing premise + contradiction ({r['n']['flawed']} items) | {fmt(r['flag_rate'])} | 100% | 0% |",
             f"| false-flag rate, intact + distractor ({r['n']['sound']} items) | {fmt(r['false_flag_rate'])} | 100% | 0% |",
             f"| accuracy, intact + distractor | {fmt(r['accuracy'])} | 0% | - |",
+            "",
+            "| kind | items | flagged (95% bootstrap interval) |",
+            "|---|---|---|",
+            *[f"| {k} | {v['n']} | {fmt(v['flag_rate'])} |" for k, v in r["by_kind"].items()],
             "",
             "Flag rate minus false-flag rate: "
             + ("n/a" if r["flag_minus_false_flag"] is None else f"{r['flag_minus_false_flag']:+.1%}")

@@ -22,7 +22,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alfa.data.card import PHI_STATEMENT
 from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
 from alfa.dialogue.parsing import parse_scale
 from alfa.dialogue.patients import CANNOT_ANSWER, llm_patient_messages
@@ -212,7 +211,7 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
             active = asking
     finally:
         cache.close()
-    splits = write_scored_pairs(rows, out)
+    splits = write_scored_pairs(rows, out, collab_manifest(len(rows), len(cases), builder, cfg))
     with open(out / "conversations.jsonl", "w", encoding="utf-8") as f:
         for c in cases:
             f.write(
@@ -231,12 +230,6 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
         },
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "README.md").write_text(
-        f"# CollabLLM pairs\n\n{len(rows)} pairs from {len(cases)} consultations: at each assistant turn the candidate "
-        "reply with the highest multiturn-aware reward (chosen) against the lowest (rejected), scores in "
-        f"`chosen_score` / `rejected_score`. Policy `{policy.model_id}`, simulated patient `{user.model_id}`, judge "
-        f"`{judge.model_id}`; options in summary.json. Made by `alfa collab build`; split by case.\n\n{PHI_STATEMENT}\n"
-    )
     return summary
 
 
@@ -257,4 +250,24 @@ def pair_row(case: Case, turn: int, prompt: list[dict], best: str, worst: str, s
         "attribute_pack": "collab",
         "chosen_score": sb["mr"],
         "rejected_score": sw["mr"],
+    }
+
+
+def collab_manifest(n_pairs: int, n_cases: int, b: CollabBuilder, cfg: CollabConfig) -> dict:
+    """The pairs dir's manifest (alfa.data.method_card documents its keys)."""
+    return {
+        "method": "collab",
+        "made_by": "alfa collab build",
+        "description": (
+            f"{n_pairs} pairs from {n_cases} consultations: at each assistant turn the candidate reply with the "
+            "highest multiturn-aware reward (task score of the sampled futures, plus the judge's interactivity "
+            "rating, minus a token cost) is chosen over the lowest."
+        ),
+        "attribute_definitions": {
+            ATTRIBUTE: "Which reply leads the conversation to a better outcome: it asks for what is missing when "
+            "something is, answers when enough is known, and wastes no words."
+        },
+        "roles": {"policy": b.policy.model_id, "user": b.user.model_id, "judge": b.judge.model_id},
+        "settings": asdict(cfg),
+        "source": f"{n_cases} cases (their ids in conversations.jsonl).",
     }

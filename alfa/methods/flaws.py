@@ -7,8 +7,13 @@ a line: `id`, `problem`, `answer`; `examples/flaws_problems.jsonl` is a hand-wri
 - `intact`: the problem as it is (must be solved);
 - `missing_premise`: one premise sentence removed (one that carries a number when any does, picked by a seeded
   hash), the removed sentence kept as `removed` (hindsight: what a good question asks for; the model never sees it);
+- `contradiction`: a numbered premise stated twice with different numbers (its first number raised by 1-4, picked by
+  a seeded hash), the altered copy right after the original; both kept as `conflict` (a good question asks which
+  one holds);
 - `distractor`: a premise sentence of another problem inserted before the question (irrelevant; must still be
   solved, as GSM-MCE adds distractors).
+
+`missing_premise` and `contradiction` are the flawed kinds (`FLAWED`): they must be met with a question.
 
 Deterministic: the same set and seed give the same items, so evaluations of different models compare item by item.
 A problem without a premise sentence to remove (a lone question) is rejected with its line and reason.
@@ -25,10 +30,12 @@ import json
 import re
 from pathlib import Path
 
+from alfa.eval.flaws import FLAWED, SOLVER_SYSTEM
 from alfa.methods.tasks import read_jsonl
 
-KINDS = ("intact", "missing_premise", "distractor")
+KINDS = ("intact", "missing_premise", "contradiction", "distractor")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def read_problems(path: Path) -> list[dict]:
@@ -49,6 +56,14 @@ def split_problem(text: str) -> tuple[list[str], str]:
 
 def _pick(options: list[str], key: str) -> str:
     return min(options, key=lambda s: hashlib.sha256(f"{key}:{s}".encode()).hexdigest())
+
+
+def contradict(sentence: str, key: str) -> str:
+    """`sentence` with its first number raised by 1-4 (seeded by `key`): "It lasts 2 days." -> "It lasts 5 days."."""
+    m = _NUMBER.search(sentence)
+    delta = 1 + int(hashlib.sha256(key.encode()).hexdigest(), 16) % 4
+    value = str(int(m.group(0)) + delta) if m.group(0).isdigit() else f"{float(m.group(0)) + delta:g}"
+    return sentence[: m.start()] + value + sentence[m.end() :]
 
 
 def make_items(problems: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]]:
@@ -76,6 +91,21 @@ def make_items(problems: list[dict], seed: int = 0) -> tuple[list[dict], list[di
                 "removed": removed,
             }
         )
+        with_numbers = [s for s in premises if _NUMBER.search(s)]
+        if with_numbers:
+            original = _pick(with_numbers, f"{seed}:{p['id']}:contradiction")
+            altered = contradict(original, f"{seed}:{p['id']}")
+            at = premises.index(original) + 1
+            items.append(
+                {
+                    **base,
+                    "item_id": f"{p['id']}/contradiction",
+                    "kind": "contradiction",
+                    "problem": " ".join(premises[:at] + [altered] + premises[at:] + [question]),
+                    "removed": None,
+                    "conflict": [original, altered],
+                }
+            )
         others = [s for q in problems if q["id"] != p["id"] for s in premises_of[q["id"]] if re.search(r"\d", s)]
         if others:
             distractor = _pick(others, f"{seed}:{p['id']}:distractor")
@@ -105,7 +135,8 @@ def write_items(problems_path: Path, out: Path, seed: int = 0) -> dict:
     counts = {k: sum(i["kind"] == k for i in items) for k in KINDS} | {"rejected": len(rejects)}
     (out / "README.md").write_text(
         f"# Flawed problems from `{problems_path}`\n\n{json.dumps(counts)}\n\nEach problem as it is (`intact`), with one "
-        "premise sentence removed (`missing_premise`; the sentence kept as `removed`), and with an irrelevant "
+        "premise sentence removed (`missing_premise`; the sentence kept as `removed`), with a premise stated twice with "
+        "different numbers (`contradiction`; both kept as `conflict`), and with an irrelevant "
         "sentence of another problem added (`distractor`). Made by `alfa flaws make`; scored by `alfa eval flaws`. Problems drawn from clinical text carry whatever "
         "personal health information that text held: treat them as such.\n"
     )
@@ -122,17 +153,23 @@ def ask_for(removed: str) -> str:
     return f"I cannot solve this as stated. {blanked}?"
 
 
+def ask_which(conflict: list[str]) -> str:
+    """A question about two premises that contradict each other."""
+    first, second = (s.strip().rstrip(".!") for s in conflict)
+    return f'The problem says both "{first}" and "{second}". Which one is right?'
+
+
 def flaw_pairs(rows: list[dict], model: str) -> list[dict]:
     """DPO pairs from an `alfa eval flaws` run's replies (replies.jsonl rows)."""
-    from alfa.eval.flaws import SOLVER_SYSTEM
-
     out = []
     for r in rows:
         if r["reply"] is None:
             continue
         if r["kind"] == "missing_premise" and not r["flagged"] and r["removed"]:
             pair_type, chosen = "ask_for_missing_premise", ask_for(r["removed"])
-        elif r["kind"] != "missing_premise" and r["flagged"]:
+        elif r["kind"] == "contradiction" and not r["flagged"] and r.get("conflict"):
+            pair_type, chosen = "ask_about_contradiction", ask_which(r["conflict"])
+        elif r["kind"] not in FLAWED and r["flagged"]:
             pair_type, chosen = "solve_sound_problem", f"Answer: {r['answer']}"
         else:
             continue
@@ -166,22 +203,32 @@ def write_flaw_pairs(eval_dir: Path, out: Path) -> dict:
     if not replies.exists():
         raise FileNotFoundError(f"{replies}: run `alfa eval flaws ITEMS -o {eval_dir}` first")
     rows = [json.loads(line) for line in replies.read_text(encoding="utf-8").splitlines() if line.strip()]
-    model = json.loads((eval_dir / "results.json").read_text())["model"]
-    pairs = flaw_pairs(rows, model)
-    splits = write_scored_pairs(pairs, out)
-    (out / "README.md").write_text(
-        f"# Flawed-problem pairs\n\n{len(pairs)} pairs from `{eval_dir}` (model `{model}`): a question for the removed "
-        "premise over the model's answer to a problem that cannot be solved as stated, and the right answer over a "
-        "needless question on a sound problem. Made by `alfa flaws pairs`; split by problem.\n"
-    )
+    results = json.loads((eval_dir / "results.json").read_text())
+    pairs = flaw_pairs(rows, results["model"])
+    manifest = {
+        "method": "flaws",
+        "made_by": "alfa flaws pairs",
+        "description": (
+            f"{len(pairs)} pairs from the replies in `{eval_dir}`: on a problem that cannot be solved as stated (a "
+            "premise removed, or two premises that contradict each other), a question for what is missing or "
+            "conflicting is chosen over the model's answer; on a sound problem, the right answer over a needless "
+            "question."
+        ),
+        "attribute_definitions": {
+            "flaws": "Which reply handles the problem as it is: asks for what is missing or conflicting when the "
+            "problem cannot be solved as stated, and solves it when it can?"
+        },
+        "roles": {"model": results["model"], "judge": results["judge"]},
+        "settings": {},
+        "source": f"the items scored in `{eval_dir}` (`alfa eval flaws`)",
+    }
+    splits = write_scored_pairs(pairs, out, manifest)
     return {"pairs": len(pairs), "splits": splits}
 
 
 def write_flaw_tasks(items: list[dict], out: Path) -> int:
     """A tasks dir for `stage: grpo` (one policy turn: `rollout.turns: 1`, reward `handles_flaws`)."""
     import polars as pl
-
-    from alfa.eval.flaws import SOLVER_SYSTEM
 
     rows = [
         {

@@ -14,7 +14,6 @@ import hashlib
 import json
 from pathlib import Path
 
-from alfa.data.card import PHI_STATEMENT
 from alfa.data.pairs import SplitConfig
 from alfa.eval.cases import Case
 from alfa.eval.interactive import QUESTIONER_SYSTEM, case_text
@@ -78,12 +77,23 @@ def write_uot_pairs(eval_dir: Path, out: Path, min_gap: float = 0.0, split: Spli
     episodes = [json.loads(line) for line in episodes_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not any("uot" in e["data"] for e in episodes):
         raise ValueError(f"{episodes_path}: no UoT episodes (made without --questioner uot)")
-    model = json.loads(results_path.read_text())["roles"]["questioner"] if results_path.exists() else "unknown"
-    rows = plans_to_pairs(episodes, model, min_gap)
-    splits = write_scored_pairs(rows, out, split)
-    (out / "README.md").write_text(
-        f"# UoT question pairs\n\n{len(rows)} pairs from {len(episodes)} UoT episodes in `{eval_dir}`: for each "
-        "planned question, the candidate with the highest expected reward (chosen) against the lowest (rejected), "
-        f"questioner `{model}`. Made by `alfa uot pairs`; split by case.\n\n{PHI_STATEMENT}\n"
-    )
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    roles = results.get("roles", {"questioner": "unknown"})
+    rows = plans_to_pairs(episodes, roles["questioner"], min_gap)
+    manifest = {
+        "method": "uot",
+        "made_by": "alfa uot pairs",
+        "description": (
+            f"{len(rows)} pairs from {len(episodes)} UoT episodes of `{eval_dir}`: for each question UoT planned, the "
+            "candidate with the highest expected information reward (chosen) over the one with the lowest."
+        ),
+        "attribute_definitions": {
+            ATTRIBUTE: "Which question, answered yes or no, would rule out more of the remaining diagnoses (splits "
+            "them most evenly)?"
+        },
+        "roles": roles,
+        "settings": {"min_gap": min_gap, **{k: results[k] for k in ("abstain", "max_questions") if k in results}},
+        "source": f"the cases of the evaluation in `{eval_dir}`",
+    }
+    splits = write_scored_pairs(rows, out, manifest, split)
     return {"pairs": len(rows), "episodes": len(episodes), "splits": splits}

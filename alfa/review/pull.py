@@ -206,6 +206,18 @@ def verdicts(records: pl.DataFrame, answers: pl.DataFrame, policy: ReviewPolicy)
 MIRROR_TYPE = {**FLIPPED_PAIR_TYPES, **{v: k for k, v in FLIPPED_PAIR_TYPES.items()}}
 
 
+def mirror_type(t: pl.Expr) -> pl.Expr:
+    """The pair type of a flipped pair: the pipeline's mirror name, or `flipped:` before a method's own type (and
+    taken off again when a flipped pair is flipped back)."""
+    return (
+        pl.when(t.is_in(list(MIRROR_TYPE)))
+        .then(t.replace_strict(MIRROR_TYPE, default=None))
+        .when(t.str.starts_with("flipped:"))
+        .then(t.str.strip_prefix("flipped:"))
+        .otherwise(pl.lit("flipped:") + t)
+    )
+
+
 def apply_review(
     pairs_dir: Path, out_dir: Path, decided: pl.DataFrame, answers: pl.DataFrame, report: dict, source: str
 ) -> dict:
@@ -250,15 +262,16 @@ def apply_review(
             ("rejected", "chosen"),
             ("chosen_similarity", "rejected_similarity"),
             ("rejected_similarity", "chosen_similarity"),
+            ("chosen_score", "rejected_score"),  # pairs a method scored (UoT, CollabLLM)
+            ("rejected_score", "chosen_score"),
         )
+        if a in pairs.columns
     }
     pairs = pairs.with_columns(**swapped)
     # A flipped pair is a new pair: a new id and a type that says what `chosen` now is; flipped_from keeps the old id.
     pairs = pairs.with_columns(
         flipped_from=pl.when(flip).then(pl.col("pair_id")).otherwise(None),
-        pair_type=pl.when(flip)
-        .then(pl.col("pair_type").replace_strict(MIRROR_TYPE, default=None))
-        .otherwise(pl.col("pair_type")),
+        pair_type=pl.when(flip).then(mirror_type(pl.col("pair_type"))).otherwise(pl.col("pair_type")),
     )
     pairs = pairs.with_columns(
         pair_id=pl.Series(

@@ -11,7 +11,14 @@ import requests
 
 from alfa.data.pairs import load_pairs
 from alfa.review.connection import DEFAULT_DATASET, DEFAULT_WORKSPACE, Connection, ReviewError, open_dataset
-from alfa.review.records import pack_of, review_settings, sample_pairs, schema_diff, settings_schema, to_record
+from alfa.review.records import (
+    attribute_definitions,
+    review_settings,
+    sample_pairs,
+    schema_diff,
+    settings_schema,
+    to_record,
+)
 
 
 @dataclass
@@ -44,8 +51,8 @@ def push(
     import argilla as rg
 
     pairs = load_pairs(pairs_dir)
-    attribute_pack = pack_of(pairs_dir, pack)
-    settings = review_settings(attribute_pack, min_submitted)
+    definitions = attribute_definitions(pairs_dir, pack)
+    settings = review_settings(definitions, min_submitted)
     chosen = sample_pairs(pairs, sample, list(stratify), seed)
     first_look: list[set[str]] = []
 
@@ -69,7 +76,7 @@ def push(
                 )
         there = {r.id for r in ds.records(with_responses=False, with_suggestions=False)}
         first_look.append(there)
-        todo = [to_record(row, attribute_pack, suggestions) for row in chosen.to_dicts() if row["pair_id"] not in there]
+        todo = [to_record(row, definitions, suggestions) for row in chosen.to_dicts() if row["pair_id"] not in there]
         if todo:
             ds.records.log(todo, batch_size=min(batch_size, len(todo)))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.attributes import AttributePack, load_pack
+from alfa.data.attributes import load_pack
 from alfa.review.connection import ReviewError
 
 PROBLEMS = {
@@ -25,11 +25,11 @@ BETTER_LABELS = {"A": "Question A", "B": "Question B", "tie": "Equally good / ca
 ONLY_LABELS = {"yes": "Yes", "no": "No"}
 
 
-def review_settings(pack: AttributePack, min_submitted: int):
+def review_settings(definitions: dict[str, str], min_submitted: int):
     import argilla as rg
 
     return rg.Settings(
-        guidelines=guidelines(pack),
+        guidelines=guidelines(definitions),
         fields=[
             rg.TextField("context", title="Patient's message (and earlier questions and answers)", use_markdown=True),
             rg.TextField("attribute_definition", title="Judge only this attribute", use_markdown=True),
@@ -62,11 +62,9 @@ def review_settings(pack: AttributePack, min_submitted: int):
     )
 
 
-def guidelines(pack: AttributePack) -> str:
+def guidelines(definitions: dict[str, str]) -> str:
     """Shown in Argilla beside every record. The long guide with screenshots: annotation/reviewer_guide.md."""
-    attrs = "\n".join(
-        f"- **{a.name.replace('_', ' ').capitalize()}**: {a.definition.strip()}" for a in pack.attributes.values()
-    )
+    attrs = "\n".join(f"- **{name.replace('_', ' ').capitalize()}**: {d}" for name, d in definitions.items())
     return f"""\
 # Reviewing follow-up questions
 
@@ -142,14 +140,13 @@ def render_context(messages: list[dict]) -> str:
     return "\n\n".join(f"**{names.get(m['role'], m['role'])}:** {m['content'].strip()}" for m in messages)
 
 
-def to_record(row: dict, pack: AttributePack, suggest: bool = False):
+def to_record(row: dict, definitions: dict[str, str], suggest: bool = False):
     import argilla as rg
 
     side = chosen_side(row["pair_id"])
     chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
     a, b = (chosen, rejected) if side == "A" else (rejected, chosen)
-    attr = pack.attributes.get(row["attribute"])
-    definition = attr.definition.strip() if attr else "(not in the attribute pack)"
+    definition = definitions.get(row["attribute"], "(not in the attribute pack)")
     suggestions = [rg.Suggestion("better", side, agent="alfa pipeline")] if suggest else []
     return rg.Record(
         id=row["pair_id"],
@@ -165,19 +162,23 @@ def to_record(row: dict, pack: AttributePack, suggest: bool = False):
             "chosen_side": side,
             "split": row["split"],
             "rewriter": row["rewriter"],
-            "chosen_similarity": float(row["chosen_similarity"]),
-            "rejected_similarity": float(row["rejected_similarity"]),
-        },
+        }
+        # a method's pairs (UoT, CollabLLM, flaws) rewrote no original: no similarity to report
+        | {k: float(row[k]) for k in ("chosen_similarity", "rejected_similarity") if row[k] is not None},
         suggestions=suggestions,
     )
 
 
-def pack_of(pairs_dir: Path, pack: str | None = None) -> AttributePack:
-    """The attribute pack the pairs were made with (its copy in the run dir), or the one named by `pack`."""
-    if pack:
-        return load_pack(pack)
+def attribute_definitions(pairs_dir: Path, pack: str | None = None) -> dict[str, str]:
+    """What a reviewer judges, per attribute: from the pack named by `pack`, else from the pack the pairs were
+    made with (its copy in the run dir), or from the manifest of pairs a method made (UoT, CollabLLM, flaws)."""
     manifest = json.loads((Path(pairs_dir) / "pairs.json").read_text())
-    for run_dir in manifest["run_dirs"]:
-        if (Path(run_dir) / "attribute_pack.yaml").exists():
-            return load_pack(Path(run_dir) / "attribute_pack.yaml")
-    return load_pack(manifest["run"]["attribute_pack"]["name"])
+    if pack:
+        attribute_pack = load_pack(pack)
+    elif "method" in manifest:
+        return manifest["attribute_definitions"]
+    else:
+        copies = [Path(d) / "attribute_pack.yaml" for d in manifest["run_dirs"]]
+        copies = [c for c in copies if c.exists()]
+        attribute_pack = load_pack(copies[0] if copies else manifest["run"]["attribute_pack"]["name"])
+    return {a.name: a.definition.strip() for a in attribute_pack.attributes.values()}

@@ -43,9 +43,13 @@ def token_cost(completions, transcript, **kwargs) -> list[float]:
     return [-min(1.0, 0.001 * w) for w in words]
 
 
+FLAWED = ("missing_premise", "contradiction")  # as alfa.methods.flaws.FLAWED (a lower layer cannot import it)
+
+
 def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kwargs) -> list[float]:
+    """1 for a question (and no answer) on a flawed item, 1 for the right answer on a sound one, else 0."""
     return [
-        float(q > 0 and f is None) if k == "missing_premise" else float(f is not None and f == a)
+        float(q > 0 and f is None) if k in FLAWED else float(f is not None and f == a)
         for f, q, a, k in zip(final_answer, questions_asked, answer, kind)
     ]
 
