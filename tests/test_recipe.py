@@ -67,10 +67,11 @@ def _base(model, pairs, extra_trl="", launch="{num_processes: 1}", top=""):
 
 @pytest.fixture(scope="module")
 def every_attribute_pairs(tmp_path_factory):
-    """Pairs for every attribute of the shipped packs, in all three splits, both model kinds' worth."""
+    """Pairs for every attribute of the shipped packs and of the methods, in all three splits."""
     from alfa.data.attributes import load_pack, shipped_packs
 
     attributes = sorted({a for pack in shipped_packs() for a in load_pack(pack).attributes})
+    attributes += ["flaws", "information_gain", "multiturn_reward"]  # the methods' pairs (flaws, UoT, CollabLLM)
     rows = [
         {
             "pair_id": f"p{i}-{a}",
