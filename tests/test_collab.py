@@ -4,41 +4,17 @@ the pairs dir is split by case and passes lint."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+from scripted import ScriptedBackend
 
-from alfa.llm.backends import Completion
 from alfa.methods.collab import FINAL_PROMPT, PAIR_TYPE, CollabConfig, build_collab
 from alfa.methods.tasks import read_cases
 
 MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
-
-
-class Scripted:
-    """A scripted role: `reply(messages, seed)` gives its answer. Counts its calls."""
-
-    backend = "script"
-
-    def __init__(self, name, reply):
-        self.model_id = self.cache_id = name
-        self.reply, self.sampling, self.calls = reply, {}, []
-
-    def with_sampling(self, temperature, seed):
-        out = copy.copy(self)
-        out.sampling = {"temperature": temperature, "seed": seed}
-        return out
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.calls.append(messages)
-            on_done(i, Completion(self.reply(messages, self.sampling.get("seed")), usage={}))
-
-    def close(self):
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +32,9 @@ def roles(cases):
         return f"Answer: {correct}"  # after the patient spoke (or when asked for the answer)
 
     calls = {}
-    calls["policy"] = Scripted("policy", policy)
-    calls["user"] = Scripted("patient", lambda m, s: "I have had a fever for two days.")
-    calls["judge"] = Scripted("judge", lambda m, s: "4")
+    calls["policy"] = ScriptedBackend("policy", policy)
+    calls["user"] = ScriptedBackend("patient", lambda m, s: "I have had a fever for two days.")
+    calls["judge"] = ScriptedBackend("judge", lambda m, s: "4")
     return calls
 
 
@@ -85,28 +61,30 @@ def test_asking_first_beats_a_premature_answer_and_equal_candidates_make_no_pair
         best = first["candidates"][first["best"]]
         assert best["task"] == 1.0 and 0 < best["cost"] < 0.02 and best["interactivity"] == 0.75
     # every future asked the patient about a candidate's question, never about a premature answer
-    assert all("Answer:" not in m[-1]["content"].split("The doctor asks:")[1] for m in r["user"].calls)
-    assert any(m[-1]["content"] == FINAL_PROMPT for m in r["policy"].calls) is False  # every future answered itself
+    assert all("Answer:" not in m[-1]["content"].split("The doctor asks:")[1] for m in r["user"].requests)
+    assert any(m[-1]["content"] == FINAL_PROMPT for m in r["policy"].requests) is False  # every future answered itself
     from alfa.data.lint import lint
 
     assert not [f for f in lint(tmp_path) if f.severity == "error"]
     again = roles(cases)
     rerun = build_collab(cases, again["policy"], again["user"], again["judge"], cfg, tmp_path)
     assert rerun["pairs"] == summary["pairs"] and rerun["calls"]["made"] == 0
-    assert not again["policy"].calls and not again["user"].calls and not again["judge"].calls
+    assert not again["policy"].requests and not again["user"].requests and not again["judge"].requests
 
 
 def test_a_future_left_open_is_asked_for_its_answer(tmp_path, cases):
     r = roles(cases)
-    r["policy"].reply = lambda m, s: "Answer: B" if m[-1]["content"] == FINAL_PROMPT else "Anything else?"
+    r["policy"] = ScriptedBackend(
+        "policy", lambda m, s: "Answer: B" if m[-1]["content"] == FINAL_PROMPT else "Anything else?"
+    )
     summary = build_collab(
         cases[:2], r["policy"], r["user"], r["judge"], CollabConfig(window=1, turns=1, interactivity_weight=0), tmp_path
     )
     assert summary["pairs"] == 0  # identical candidates
-    finals = [m for m in r["policy"].calls if m[-1]["content"] == FINAL_PROMPT]
+    finals = [m for m in r["policy"].requests if m[-1]["content"] == FINAL_PROMPT]
     # every future of a case is the same conversation here, and identical requests are called once: one per case
     assert len(finals) == 2
-    assert not r["judge"].calls  # interactivity weight 0: no judge call
+    assert not r["judge"].requests  # interactivity weight 0: no judge call
     for line, case in zip((tmp_path / "conversations.jsonl").read_text().splitlines(), cases):
         turn = json.loads(line)["turns"][0]
         assert [c["task"] for c in turn["candidates"]] == [float(case.answer == "B")] * 2

@@ -9,43 +9,28 @@ from pathlib import Path
 
 import pytest
 from conftest import run_until_cached
+from scripted import ScriptedBackend
 
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient
 from alfa.eval.cases import load_cases
 from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
-from alfa.llm.backends import Completion
 
 MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 QUESTIONS = ["How long have you had these symptoms?", "Do you have a fever?"]
 
 
-class ScriptedRoles:
+class ScriptedRoles(ScriptedBackend):
     """A scripted expert and questioner (not a model): confidence 2 until two questions were answered, then 5;
     the questioner asks QUESTIONS in turn; the final answer is always 'C'. Counts the requests it answers."""
 
-    backend, model_id, sampling, cache_id = "script", "scripted", {}, "scripted-v1"
-
-    def __init__(self):
-        self.calls = 0
-
-    def with_logprobs(self, top=10):
-        return self
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.calls += 1
-            text = messages[-1]["content"]
-            asked = text.count("You asked:")
-            if "Your one question to the patient" in text:
-                reply = QUESTIONS[asked]
-            elif "Reply with the letter of the answer" in text:
-                reply = "Answer: C"
-            else:
-                reply = "5" if asked >= 2 else "2"
-            on_done(i, Completion(reply, usage={"prompt_tokens": 1, "completion_tokens": 1}))
-
-    def close(self):
-        pass
+    def reply(self, messages):
+        text = messages[-1]["content"]
+        asked = text.count("You asked:")
+        if "Your one question to the patient" in text:
+            return QUESTIONS[asked]
+        if "Reply with the letter of the answer" in text:
+            return "Answer: C"
+        return "5" if asked >= 2 else "2"
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +85,10 @@ def test_unreadable_confidence_is_a_counted_failure_and_the_budget_ends_the_epis
     class Unreadable(ScriptedRoles):
         """Says 'not very confident' to every confidence question: never a number."""
 
-        def complete(self, requests, on_done):
-            def reply(i, c):
-                text = requests[i][-1]["content"]
-                on_done(i, Completion("I am not very confident", usage={}) if "from 1 (not at all)" in text else c)
-
-            super().complete(requests, reply)
+        def reply(self, messages):
+            if "from 1 (not at all)" in messages[-1]["content"]:
+                return "I am not very confident"
+            return super().reply(messages)
 
     roles = Unreadable()
     report = evaluate_interactive(
@@ -122,12 +105,8 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
     class Confident(ScriptedRoles):
         """Rates its confidence 5 before anything was asked."""
 
-        def complete(self, requests, on_done):
-            def reply(i, c):
-                text = requests[i][-1]["content"]
-                on_done(i, Completion("5", usage={}) if "from 1 (not at all)" in text else c)
-
-            super().complete(requests, reply)
+        def reply(self, messages):
+            return "5" if "from 1 (not at all)" in messages[-1]["content"] else super().reply(messages)
 
     roles = Confident()
     report = evaluate_interactive(
@@ -195,13 +174,8 @@ def test_an_llm_patient_is_a_role_of_its_own_and_sees_only_the_facts(tmp_path, c
     class ScriptedPatient(ScriptedRoles):
         """A scripted patient (not a model): repeats the first fact it was shown; records what it saw."""
 
-        seen = []
-
-        def complete(self, requests, on_done):
-            for i, messages in enumerate(requests):
-                self.seen.append(messages)
-                first_fact = messages[-1]["content"].split("\n")[1][2:]
-                on_done(i, Completion(first_fact, usage={}))
+        def reply(self, messages):
+            return messages[-1]["content"].split("\n")[1][2:]
 
     roles, patient = ScriptedRoles(), ScriptedPatient()
     protocol = InteractiveProtocol(roles, roles, patient, abstain="scale", max_questions=5)
@@ -211,7 +185,7 @@ def test_an_llm_patient_is_a_role_of_its_own_and_sees_only_the_facts(tmp_path, c
         answers = [t for t in e["turns"] if t["kind"] == "answer"]
         assert [t["role"] for t in answers] == ["patient", "patient"] and all(t["call_key"] for t in answers)
         assert all(t["text"] == case.facts[0] for t in answers)
-    shown = patient.seen[0][-1]["content"]
+    shown = patient.requests[0][-1]["content"]
     first = cases[0]
     assert first.question not in shown and all(o not in shown for o in first.options.values())  # facts only
     assert all(f in shown for f in first.facts)

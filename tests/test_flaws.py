@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from scripted import ScriptedBackend
 
 from alfa.dialogue.parsing import final_number
 from alfa.eval.flaws import FLAWED, evaluate_flaws, read_items
-from alfa.llm.backends import Completion
 from alfa.methods.flaws import make_items, read_problems, split_problem, write_items
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flaws_problems.jsonl"
@@ -59,25 +59,7 @@ def test_bad_problem_files_name_the_line(tmp_path):
     assert items == [] and rejects == [{"id": "a", "line": 1, "reason": "no premise sentence before the question"}]
 
 
-class Scripted:
-    """A scripted solver or judge (not a model): `reply(messages)` says what it answers. Counts its calls."""
-
-    backend, sampling = "script", {}
-
-    def __init__(self, name, reply):
-        self.model_id = self.cache_id = name
-        self.reply, self.calls = reply, 0
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.calls += 1
-            on_done(i, Completion(self.reply(messages), usage={}))
-
-    def close(self):
-        pass
-
-
-def judge_reply(messages):
+def judge_reply(messages, seed=None):
     reply = messages[-1]["content"].split("Reply: ", 1)[1].split("\n\nDoes the reply", 1)[0]
     if "maybe" in reply:
         return "Hmm."  # unreadable
@@ -87,20 +69,20 @@ def judge_reply(messages):
 def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(tmp_path):
     write_items(SAMPLE, tmp_path / "items")
     items = read_items(tmp_path / "items" / "items.jsonl")
-    asker = Scripted("asks-always", lambda m: "What information is missing?")
-    r = evaluate_flaws(items, asker, Scripted("judge", judge_reply), tmp_path / "asker")
+    asker = ScriptedBackend("asks-always", lambda m, s: "What information is missing?")
+    r = evaluate_flaws(items, asker, ScriptedBackend("judge", judge_reply), tmp_path / "asker")
     assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 1.0
     assert r["accuracy"]["value"] == 0.0 and r["flag_minus_false_flag"] == 0.0
     assert r["baselines"]["always_flag"] == {"flag_rate": 1.0, "false_flag_rate": 1.0, "accuracy": 0.0}
 
     kind_of = {i["problem"]: i for i in items}
 
-    def discerning(messages):
+    def discerning(messages, seed=None):
         item = kind_of[messages[-1]["content"]]
         return "How many are there?" if item["kind"] in FLAWED else f"So it is... Answer: {item['answer']}"
 
-    judge = Scripted("judge", judge_reply)
-    r = evaluate_flaws(items, Scripted("discerning", discerning), judge, tmp_path / "good")
+    judge = ScriptedBackend("judge", judge_reply)
+    r = evaluate_flaws(items, ScriptedBackend("discerning", discerning), judge, tmp_path / "good")
     assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 0.0 and r["accuracy"]["value"] == 1.0
     assert r["n"] == {"flawed": 24, "sound": 24}
     assert {k: (v["n"], v["flag_rate"]["value"]) for k, v in r["by_kind"].items()} == {
@@ -108,8 +90,8 @@ def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(
     }  # fmt: skip
     rows = [json.loads(x) for x in (tmp_path / "good" / "replies.jsonl").read_text().splitlines()]
     assert len(rows) == len(items)
-    again_judge = Scripted("judge", judge_reply)
-    again = evaluate_flaws(items, Scripted("discerning", discerning), again_judge, tmp_path / "good")
+    again_judge = ScriptedBackend("judge", judge_reply)
+    again = evaluate_flaws(items, ScriptedBackend("discerning", discerning), again_judge, tmp_path / "good")
     assert again_judge.calls == 0 and again["calls_made"] == 0  # a rerun answers everything from the cache
     assert {k: v for k, v in again.items() if k != "calls_made"} == {k: v for k, v in r.items() if k != "calls_made"}
 
@@ -117,8 +99,8 @@ def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(
 def test_an_unreadable_judgement_is_counted_and_not_dropped(tmp_path):
     write_items(SAMPLE, tmp_path / "items")
     items = read_items(tmp_path / "items" / "items.jsonl")
-    hedger = Scripted("hedger", lambda m: "maybe 5")
-    r = evaluate_flaws(items, hedger, Scripted("judge", judge_reply), tmp_path / "e")
+    hedger = ScriptedBackend("hedger", lambda m, s: "maybe 5")
+    r = evaluate_flaws(items, hedger, ScriptedBackend("judge", judge_reply), tmp_path / "e")
     assert r["judge_failures"] == len(items) and r["n"] == {"flawed": 24, "sound": 24}
     assert r["flag_rate"]["value"] == 0.0  # scored as not flagged, every item still in the mean
 
@@ -141,9 +123,14 @@ def test_pairs_teach_asking_on_flawed_problems_and_answering_sound_problems(tmp_
     write_items(SAMPLE, tmp_path / "items")
     items = read_items(tmp_path / "items" / "items.jsonl")
     evaluate_flaws(
-        items, Scripted("asks-always", lambda m: "What is missing?"), Scripted("j", judge_reply), tmp_path / "a"
+        items,
+        ScriptedBackend("asks-always", lambda m, s: "What is missing?"),
+        ScriptedBackend("j", judge_reply),
+        tmp_path / "a",
     )
-    evaluate_flaws(items, Scripted("answers-1", lambda m: "Answer: 1"), Scripted("j", judge_reply), tmp_path / "b")
+    evaluate_flaws(
+        items, ScriptedBackend("answers-1", lambda m, s: "Answer: 1"), ScriptedBackend("j", judge_reply), tmp_path / "b"
+    )
     import polars as pl
 
     asked = write_flaw_pairs(tmp_path / "a", tmp_path / "pa")

@@ -3,60 +3,43 @@ saved training copy, a rerun that makes no call, and the SFT set that `alfa trai
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 
 import polars as pl
 import pytest
+from scripted import ScriptedBackend
 
 from alfa.dialogue.consult import Q_PRIMING, STUDENT_SYSTEM
-from alfa.llm.backends import Completion
 from alfa.methods.sml import run_sml_dialogues
 from alfa.methods.tasks import read_cases
 
 MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 
 
-class ScriptedStudent:
+class ScriptedStudent(ScriptedBackend):
     """A scripted student (not a model): told to ask first, it asks one question; otherwise, and after a teacher's
     reply, it answers the letter the teacher last named, else A. Records every request it answers."""
 
-    backend, model_id, cache_id = "script", "scripted-student", "scripted-student-v1"
+    def __init__(self, name="scripted-student"):
+        super().__init__(name)
 
-    def __init__(self):
-        self.sampling, self.requests = {}, []
-
-    def with_sampling(self, temperature, seed):
-        out = copy.copy(self)
-        out.sampling = {"temperature": temperature, "seed": seed}
-        return out
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.requests.append(messages)
-            primed = Q_PRIMING in messages[0]["content"]
-            if primed and len(messages) == 2:
-                reply = "How long has this been going on?"
-            else:
-                named = re.findall(r"option ([A-Z])", messages[-1]["content"]) if len(messages) > 2 else []
-                reply = f"Answer: {named[-1] if named else 'A'}"
-            on_done(i, Completion(reply, usage={}))
-
-    def close(self):
-        pass
+    def reply(self, messages):
+        if Q_PRIMING in messages[0]["content"] and len(messages) == 2:
+            return "How long has this been going on?"
+        named = re.findall(r"option ([A-Z])", messages[-1]["content"]) if len(messages) > 2 else []
+        return f"Answer: {named[-1] if named else 'A'}"
 
 
-class ScriptedTeacher(ScriptedStudent):
+class ScriptedTeacher(ScriptedBackend):
     """A scripted teacher (not a model): names the correct option it was shown, whatever the student said."""
 
-    model_id, cache_id = "scripted-teacher", "scripted-teacher-v1"
+    def __init__(self):
+        super().__init__("scripted-teacher")
 
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.requests.append(messages)
-            letter = re.search(r"Correct answer: ([A-Z])\.", messages[-1]["content"]).group(1)
-            on_done(i, Completion(f"Think again about option {letter}.", usage={}))
+    def reply(self, messages):
+        letter = re.search(r"Correct answer: ([A-Z])\.", messages[-1]["content"]).group(1)
+        return f"Think again about option {letter}."
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +72,8 @@ def test_a_student_that_never_gets_it_fails_and_is_kept_out_of_the_sft_set(tmp_p
     class Stubborn(ScriptedStudent):
         """Always answers a letter no case has."""
 
-        def complete(self, requests, on_done):
-            for i, _ in enumerate(requests):
-                on_done(i, Completion("Answer: Q", usage={}))
+        def reply(self, messages):
+            return "Answer: Q"
 
     summary = run_sml_dialogues(cases, Stubborn(), ScriptedTeacher(), tmp_path, turns=2)
     assert summary["success_rate"]["value"] == 0.0 and summary["sft_dialogues"] == 0

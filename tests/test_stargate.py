@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import kill_9_when_cached
+from scripted import ScriptedBackend
 
-from alfa.llm.backends import Completion
 from alfa.llm.scorer import LogProbScorer
 from alfa.methods.stargate import StarGateConfig, final_context, iteration_tasks, load_config
 from alfa.methods.stargate_run import run_stargate
@@ -33,21 +33,13 @@ DIALOGUE = [
 ]
 
 
-class ScriptedPartner:
+class ScriptedPartner(ScriptedBackend):
     """A scripted roleplayer and oracle (not a model): the roleplayer answers with the first hidden fact, the
     oracle with every hidden fact joined. Counts the requests it answers."""
 
-    backend, model_id, sampling, cache_id = "script", "scripted", {}, "scripted-partner-v1"
-
-    def __init__(self):
-        self.calls = 0
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.calls += 1
-            facts = [line[2:] for line in messages[-1]["content"].splitlines() if line.startswith("- ")]
-            reply = " ".join(facts) if "Their task:" in messages[-1]["content"] else facts[0]
-            on_done(i, Completion(reply, usage={"prompt_tokens": 1, "completion_tokens": 1}))
+    def reply(self, messages):
+        facts = [line[2:] for line in messages[-1]["content"].splitlines() if line.startswith("- ")]
+        return " ".join(facts) if "Their task:" in messages[-1]["content"] else facts[0]
 
 
 def _tokenizers(tiny_model_dir):

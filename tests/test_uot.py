@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+from scripted import ScriptedBackend
 
 from alfa.dialogue.uot import Node, UoTPlanner, expected, parse_candidates, reward
-from alfa.llm.backends import Completion
 
 MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 
@@ -41,39 +41,27 @@ def test_candidate_lines_are_read_strictly():
     assert parse_candidates("I think it is A.", ["A", "B"], 3) == []
 
 
-class ScriptedUoT:
+class ScriptedUoT(ScriptedBackend):
     """A scripted model (not a model) for every role: proposes a halving and a one-against-rest question over the
     open letters, answers as the patient 'Yes, that is right.', reads every answer as Yes, rates its confidence 2 until two questions were answered, then 5,
     and answers the first letter still listed. Counts its calls."""
 
-    backend, model_id, sampling, cache_id = "script", "scripted-uot", {}, "scripted-uot-v1"
-
     def __init__(self):
-        self.calls = 0
+        super().__init__("scripted-uot")
 
-    def with_max_tokens(self, n):
-        return self
-
-    def complete(self, requests, on_done):
-        for i, messages in enumerate(requests):
-            self.calls += 1
-            text = messages[-1]["content"]
-            if "Possible answers still open:" in text:
-                letters = re.findall(r"^([A-Z])\. ", text.split("Possible answers still open:")[1], re.MULTILINE)
-                half = letters[: len(letters) // 2]
-                reply = f"Question: Is it one of {half}? | Yes: {', '.join(half)}\nQuestion: Is it {letters[0]}? | Yes: {letters[0]}"
-            elif "The doctor asks:" in text:
-                reply = "Yes, that is right."
-            elif "mean yes or no" in text:
-                reply = "Yes"
-            elif "Reply with the letter of the answer" in text:
-                reply = "Answer: A"
-            else:
-                reply = "5" if text.count("You asked:") >= 2 else "2"
-            on_done(i, Completion(reply, usage={}))
-
-    def close(self):
-        pass
+    def reply(self, messages):
+        text = messages[-1]["content"]
+        if "Possible answers still open:" in text:
+            letters = re.findall(r"^([A-Z])\. ", text.split("Possible answers still open:")[1], re.MULTILINE)
+            half = letters[: len(letters) // 2]
+            return f"Question: Is it one of {half}? | Yes: {', '.join(half)}\nQuestion: Is it {letters[0]}? | Yes: {letters[0]}"
+        if "The doctor asks:" in text:
+            return "Yes, that is right."
+        if "mean yes or no" in text:
+            return "Yes"
+        if "Reply with the letter of the answer" in text:
+            return "Answer: A"
+        return "5" if text.count("You asked:") >= 2 else "2"
 
 
 def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path):
