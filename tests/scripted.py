@@ -11,8 +11,8 @@ from alfa.llm.backends import Completion
 
 
 class ScriptedBackend:
-    """Subclass and define `reply(messages) -> str`, or pass `reply` (a function of messages and the sample's
-    seed). `requests` holds every request answered, `calls` counts them."""
+    """Subclass and define `reply(messages) -> str` (or a Completion, to set its usage), or pass `reply` (a function
+    of messages and the sample's seed). `requests` holds every request answered, `calls` counts them."""
 
     backend = "script"
 
@@ -43,7 +43,10 @@ class ScriptedBackend:
     def complete(self, requests, on_done):
         for i, messages in enumerate(requests):
             self.requests.append(messages)
-            on_done(i, Completion(self.reply(messages), usage={"prompt_tokens": 1, "completion_tokens": 1}))
+            reply = self.reply(messages)
+            if not isinstance(reply, Completion):
+                reply = Completion(reply, usage={"prompt_tokens": 1, "completion_tokens": 1})
+            on_done(i, reply)
 
     def close(self):
         pass

@@ -1,8 +1,13 @@
 """Win-rate arithmetic: both orders always, zeros stay in the mean, failures are counted apart."""
 
+import copy
+import math
+
 import pytest
+from scripted import ScriptedBackend
 
 from alfa.eval.winrate import item_score, summarize
+from alfa.llm.backends import Completion
 from alfa.stats import bootstrap_mean, wilson
 
 
@@ -35,16 +40,35 @@ def test_bootstrap_interval_resamples_groups_and_contains_the_mean():
     assert 0.44 < low < 0.5 and 0.94 < high < 0.97
 
 
-class AlwaysA:
-    """A scripted judge (not a model): answers 'A' to everything."""
+class AlwaysA(ScriptedBackend):
+    """A scripted judge (not a model) that reports no log-probabilities: answers 'A' to everything."""
 
-    backend, model_id, sampling, cache_id = "script", "always-a", {}, "always-a-v1"
+    def __init__(self):
+        super().__init__("always-a")
 
-    def complete(self, requests, on_done):
-        from alfa.llm.backends import Completion
+    def reply(self, messages):
+        return "A"
 
-        for i in range(len(requests)):
-            on_done(i, Completion("A", usage={}))
+
+class LeaningJudge(ScriptedBackend):
+    """A scripted judge (not a model) that always writes 'A' but, asked for log-probabilities, reports P(first
+    position) = 0.8 (a position preference) plus `lean` when the first question mentions pain (the better one)."""
+
+    def __init__(self, lean: float):
+        super().__init__(f"leaning-{lean}")
+        self.lean, self.scoring = lean, False
+
+    def with_logprobs(self, top=10):
+        out = copy.copy(self)
+        out.scoring = True
+        return out
+
+    def reply(self, messages):
+        if not self.scoring:
+            return "A"
+        first = messages[-1]["content"].split("Question A: ")[1].split("\n")[0]
+        p = 0.8 + (self.lean if "pain" in first else -self.lean)
+        return Completion("A", usage={"first_token_logprobs": {"A": math.log(p), "B": math.log(1 - p)}})
 
 
 def _questions(n=6):
@@ -67,6 +91,28 @@ def test_judge_winrate_with_an_always_a_judge_is_one_half_on_every_attribute(tmp
         assert r["win_rate"]["value"] == 0.5 and r["position_bias"] == 1.0 and r["n"] == 6 and r["failures"] == 0
     assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
     assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 4
+
+
+def test_the_probability_reading_finds_a_lean_the_written_verdicts_hide(tmp_path):
+    from alfa.data.attributes import load_pack
+    from alfa.eval.winrate import judge_winrate
+
+    q = _questions()
+    a = {qid: "When did the pain start?" for qid in q["qid"]}
+    b = {qid: "Anything else?" for qid in q["qid"]}
+    core = load_pack("core").attributes
+    text = judge_winrate(a, b, q, LeaningJudge(0.1), core, tmp_path / "t", reading="text")
+    assert text["reading"] == "text" and text["win_rate"]["value"] == 0.5  # always 'A': no information
+    leaning = judge_winrate(a, b, q, LeaningJudge(0.1), core, tmp_path / "p")
+    # A first: P(first) = 0.9; B first: 0.7, so P(A better) = 0.3; averaged: (0.9 + 1 - 0.7) / 2 = 0.6
+    assert leaning["reading"] == "probability" and leaning["win_rate"]["value"] == pytest.approx(0.6)
+    assert leaning["probability_failures"] == 0 and leaning["position_bias"] == 1.0
+    flat = judge_winrate(a, b, q, LeaningJudge(0.0), core, tmp_path / "f")
+    assert flat["win_rate"]["value"] == pytest.approx(0.5)  # a position preference alone cancels
+    swapped = judge_winrate(b, a, q, LeaningJudge(0.1), core, tmp_path / "s")
+    assert swapped["win_rate"]["value"] == pytest.approx(0.4)  # B over A is one minus A over B
+    # a backend without log-probabilities is read by its written verdicts, and says so
+    assert judge_winrate(a, b, q, AlwaysA(), core, tmp_path / "n")["reading"] == "text"
 
 
 def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, tiny_model_dir):
@@ -117,7 +163,7 @@ def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
     )
     text = (tmp_path / "r" / "report.md").read_text()
     assert "| base | 30 | **40.0% (30.0%-50.0%)** | 1.50 | 40.0% (30.0%-50.0%) |" in text
-    assert "| dpo-vs-base | 20 | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 |" in text
+    assert "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 |" in text
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()
     assert main(["eval", "report", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2

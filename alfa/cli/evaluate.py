@@ -100,7 +100,9 @@ def add_eval(sub) -> None:
         description="The judge compares A's and B's question for each post, overall and per attribute, in both "
         "orders always. A win counts 1, a tie 0.5, a loss 0; failed judgements are counted apart, never dropped. "
         "Writes DIR/winrate.json (win_rate with a bootstrap interval over posts, wins, ties, losses, failures, "
-        "position_bias) and DIR/verdicts.jsonl.",
+        "position_bias) and DIR/verdicts.jsonl. The rate is read from the judge's first-token probabilities of A "
+        "and B where its backend reports them (llama.cpp does), the two orders averaged: a small judge that always "
+        "writes the first letter still leans towards the better question. --reading text counts written verdicts.",
         epilog="Example:\n  alfa generate transformers:runs/train/dpo q.parquet -o runs/gen/dpo.jsonl\n"
         "  alfa eval winrate --a runs/gen/dpo.jsonl --b human --questions q.parquet -o runs/eval/dpo-vs-human",
     )
@@ -111,6 +113,13 @@ def add_eval(sub) -> None:
     w.add_argument("--judge", default="local", help="judge backend (see alfa eval interactive --help)")
     w.add_argument(
         "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
+    )
+    w.add_argument(
+        "--reading",
+        choices=["probability", "text"],
+        default="probability",
+        help="probability: P(A better) from first-token log-probs, both orders averaged (text where the backend "
+        "has none); text: the written verdict, win 1 / tie 0.5 / loss 0",
     )
     w.set_defaults(func=_eval_winrate)
     _add_eval_flaws(verbs, fmt)
@@ -244,12 +253,14 @@ def _eval_winrate(args) -> int:
     b = dict(zip(questions["qid"], questions["question"])) if args.b == "human" else _read_questions_jsonl(args.b)
     judge = backend_from_spec(args.judge, max_new_tokens=4)
     try:
-        report = judge_winrate(a, b, questions, judge, load_pack(args.attributes).attributes, Path(args.output))
+        attributes = load_pack(args.attributes).attributes
+        report = judge_winrate(a, b, questions, judge, attributes, Path(args.output), reading=args.reading)
     finally:
         judge.close()
     print(
         json.dumps(
-            {k: report[k] for k in ("n", "win_rate", "wins", "ties", "losses", "failures", "position_bias")}, indent=2
+            {k: report[k] for k in ("n", "reading", "win_rate", "wins", "ties", "losses", "failures", "position_bias")},
+            indent=2,
         )
     )
     return 0

@@ -72,15 +72,19 @@ def write_report(runs: list[Path], out_dir: Path) -> Path:
         lines.append("")
     if winrates:
         lines += [
-            "## Win rates (a tie counts 0.5; 0.5 is no difference)",
+            "## Win rates (0.5 is no difference)",
             "",
-            "| run | n | win rate | wins / ties / losses | failures | position bias |",
-            "|---|---|---|---|---|---|",
+            "Reading `probability`: P(A better) from the judge's first-token probabilities, the two orders averaged; "
+            "`text`: its written verdicts, a tie 0.5. Wins / ties / losses count written verdicts either way.",
+            "",
+            "| run | n | reading | win rate | wins / ties / losses | failures | position bias |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in winrates:
             bias = "n/a" if r["position_bias"] is None else f"{r['position_bias']:.2f}"
             lines.append(
-                f"| {r['run']} | {r['n']} | **{_interval(r['win_rate'])}** | {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} |"
+                f"| {r['run']} | {r['n']} | {r.get('reading', 'text')} | **{_interval(r['win_rate'])}** "
+                f"| {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} |"
             )
         lines.append("")
     plot(interactive, winrates, out_dir / "report.png")

@@ -1,7 +1,14 @@
 """Win rates from a judge that compares two questions in both orders (issue: interactive and win-rate
 evaluation). A win counts 1, a tie 0.5, a loss 0; an item's score is the mean over its two orders, so a judge
 that always picks the first position scores every item 0.5. Failed or unparsed judgements are counted apart
-and never dropped silently: the report gives the rate over judged items and how many failed."""
+and never dropped silently: the report gives the rate over judged items and how many failed.
+
+Two readings of a verdict. `text`: the word the judge writes (A, B or tie). `probability` (the default where
+the backend reports log-probabilities, as llama.cpp does): P(A) against P(B) from the first token, and an
+item's score is P(A's question is better) with the two orders averaged, (P(first | A first) + 1 - P(first |
+B first)) / 2. A small judge that always writes the letter of the first position makes the text reading
+exactly 0.5 whatever the questions; its probabilities still lean towards the better question, and a
+preference for one position cancels in the average as it does in the text reading."""
 
 from __future__ import annotations
 
@@ -27,10 +34,12 @@ def item_score(verdict_a_first: str | None, verdict_b_first: str | None) -> floa
     return sum(SCORE[o] for o in outcomes) / 2
 
 
-def summarize(items: list[dict], seed: int = 0) -> dict:
-    """`items`: {"group", "verdict_a_first", "verdict_b_first"} per item. Returns win_rate (bootstrap over groups),
-    wins / ties / losses / failures (per verdict), position_bias (share of parsed verdicts that picked the first
-    position: 0.5 is none) and n."""
+def summarize(items: list[dict], seed: int = 0, reading: str = "text") -> dict:
+    """`items`: {"group", "verdict_a_first", "verdict_b_first"} per item, and "p_a" (P(A better), both orders
+    averaged; None when a reply had neither letter among its first token's candidates) for `reading="probability"`.
+    Returns win_rate (bootstrap over groups, from the chosen reading), wins / ties / losses / failures (per written
+    verdict), position_bias (share of written verdicts that picked the first position: 0.5 is none), n, judged,
+    and for the probability reading `probability_failures` (items left out of its rate)."""
     outcomes = {"win": 0, "tie": 0, "loss": 0, "failure": 0}
     first = parsed = 0
     scores, groups = [], []
@@ -40,12 +49,13 @@ def summarize(items: list[dict], seed: int = 0) -> dict:
             if verdict in ("A", "B"):
                 parsed += 1
                 first += verdict == "A"
-        score = item_score(it["verdict_a_first"], it["verdict_b_first"])
+        score = item_score(it["verdict_a_first"], it["verdict_b_first"]) if reading == "text" else it["p_a"]
         if score is not None:
             scores.append(score)
             groups.append(it["group"])
     return {
         "n": len(items),
+        "reading": reading,
         "judged": len(scores),
         "win_rate": bootstrap_mean(scores, groups, seed=seed),
         "wins": outcomes["win"],
@@ -53,7 +63,7 @@ def summarize(items: list[dict], seed: int = 0) -> dict:
         "losses": outcomes["loss"],
         "failures": outcomes["failure"],
         "position_bias": first / parsed if parsed else None,
-    }
+    } | ({"probability_failures": len(items) - len(scores)} if reading == "probability" else {})
 
 
 JUDGE_SYSTEM = (
@@ -80,13 +90,22 @@ def read_verdict(reply: str | None) -> str | None:
 
 
 def judge_winrate(
-    a: dict[str, str], b: dict[str, str], questions, judge, attributes: dict, out_dir, seed: int = 0
+    a: dict[str, str],
+    b: dict[str, str],
+    questions,
+    judge,
+    attributes: dict,
+    out_dir,
+    seed: int = 0,
+    reading: str = "probability",
 ) -> dict:
     """Win rate of A's questions over B's, by `judge`, overall and per attribute (`attributes`: name -> Attribute),
-    each in both orders. `a`, `b`: qid -> question. Writes out_dir/verdicts.jsonl and out_dir/winrate.json."""
+    each in both orders. `a`, `b`: qid -> question. `reading`: "probability" (falls back to "text" when the
+    backend reports no log-probabilities) or "text". Writes out_dir/verdicts.jsonl and out_dir/winrate.json."""
     import json
     from pathlib import Path
 
+    from alfa.data.judge import p_first
     from alfa.data.prompts import post_text
     from alfa.llm.cache import CallCache
     from alfa.llm.calls import CallStats, run_calls
@@ -105,18 +124,23 @@ def judge_winrate(
             requests.append(winrate_messages(post, b[r["qid"]] or "", a[r["qid"]] or "", quality))
     cache = CallCache(out_dir / "cache.sqlite")
     stats = CallStats()
-    replies, _ = run_calls(judge, cache, requests, "winrate", stats)
+    scoring = judge.with_logprobs() if reading == "probability" else judge
+    if scoring is judge:  # a backend without log-probabilities returns itself: read the written verdicts
+        reading = "text"
+    replies, _ = run_calls(scoring, cache, requests, "winrate", stats)
     cache.close()
     items: dict[str, list[dict]] = {name: [] for name in qualities}
     with open(out_dir / "verdicts.jsonl", "w", encoding="utf-8") as f:
         for k, (r, name) in enumerate(plan):
             first, second = replies[2 * k], replies[2 * k + 1]
+            p1, p2 = (p_first((c.usage or {}).get("first_token_logprobs")) for c in (first, second))
             item = {"qid": r["qid"], "group": r["group_id"], "quality": name,
                     "verdict_a_first": read_verdict(first.text), "verdict_b_first": read_verdict(second.text),
+                    "p_a": None if p1 is None or p2 is None else (p1 + 1 - p2) / 2,
                     "reply_a_first": first.text or first.error, "reply_b_first": second.text or second.error}  # fmt: skip
             items[name].append(item)
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
-    result = {name: summarize(its, seed) for name, its in items.items()}
+    result = {name: summarize(its, seed, reading) for name, its in items.items()}
     report = {**result["overall"], "by_attribute": {n: result[n] for n in attributes}, "judge": judge.model_id}
     (out_dir / "winrate.json").write_text(json.dumps(report, indent=2))
     return report
