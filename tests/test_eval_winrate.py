@@ -6,7 +6,7 @@ import math
 import pytest
 from scripted import ScriptedBackend
 
-from alfa.eval.winrate import item_score, summarize
+from alfa.eval.winrate import CONTROL_QUESTION, item_score, summarize
 from alfa.llm.backends import Completion
 from alfa.stats import bootstrap_mean, wilson
 
@@ -90,7 +90,7 @@ def test_judge_winrate_with_an_always_a_judge_is_one_half_on_every_attribute(tmp
     for r in [report] + list(report["by_attribute"].values()):
         assert r["win_rate"]["value"] == 0.5 and r["position_bias"] == 1.0 and r["n"] == 6 and r["failures"] == 0
     assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
-    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 4
+    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 5  # overall, 3 attributes, control
 
 
 def test_the_probability_reading_finds_a_lean_the_written_verdicts_hide(tmp_path):
@@ -111,6 +111,10 @@ def test_the_probability_reading_finds_a_lean_the_written_verdicts_hide(tmp_path
     assert flat["win_rate"]["value"] == pytest.approx(0.5)  # a position preference alone cancels
     swapped = judge_winrate(b, a, q, LeaningJudge(0.1), core, tmp_path / "s")
     assert swapped["win_rate"]["value"] == pytest.approx(0.4)  # B over A is one minus A over B
+    # the known-bad baseline: an irrelevant question against B, which this judge ranks below a question on pain
+    assert swapped["control"]["question"] == CONTROL_QUESTION
+    assert swapped["control"]["win_rate"]["value"] == pytest.approx(0.4)
+    assert leaning["control"]["win_rate"]["value"] == pytest.approx(0.5)  # against "Anything else?": no lean
     # a backend without log-probabilities is read by its written verdicts, and says so
     assert judge_winrate(a, b, q, AlwaysA(), core, tmp_path / "n")["reading"] == "text"
 
@@ -163,7 +167,7 @@ def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
     )
     text = (tmp_path / "r" / "report.md").read_text()
     assert "| base | 30 | **40.0% (30.0%-50.0%)** | 1.50 | 40.0% (30.0%-50.0%) |" in text
-    assert "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 |" in text
+    assert "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 | not run |" in text
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()
     assert main(["eval", "report", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2

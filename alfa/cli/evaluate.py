@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from alfa.eval.interactive import ABSTAIN
@@ -93,6 +94,21 @@ def add_eval(sub) -> None:
     i.add_argument("--uot-depth", type=int, default=3, help="UoT: questions deep the plan looks (paper: 3)")
     i.add_argument("--uot-lambda", type=float, default=0.4, help="UoT: lambda of the reward R(p) (paper: 0.4)")
     i.set_defaults(func=_eval_interactive)
+    _add_eval_winrate(verbs, fmt)
+    _add_eval_flaws(verbs, fmt)
+    r = verbs.add_parser(
+        "report",
+        help="one Markdown page with plots comparing evaluation runs",
+        description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
+        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
+    )
+    r.add_argument("runs", nargs="+", metavar="RUN")
+    r.add_argument("-o", "--output", required=True)
+    r.set_defaults(func=_eval_report)
+
+
+def _add_eval_winrate(verbs, fmt) -> None:
+    """alfa eval winrate"""
     w = verbs.add_parser(
         "winrate",
         help="win rate of A's questions over B's (or the human ones), judged in both orders",
@@ -121,17 +137,13 @@ def add_eval(sub) -> None:
         help="probability: P(A better) from first-token log-probs, both orders averaged (text where the backend "
         "has none); text: the written verdict, win 1 / tie 0.5 / loss 0",
     )
-    w.set_defaults(func=_eval_winrate)
-    _add_eval_flaws(verbs, fmt)
-    r = verbs.add_parser(
-        "report",
-        help="one Markdown page with plots comparing evaluation runs",
-        description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
-        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
+    w.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the known-bad baseline (an irrelevant question judged against B, overall): saves a fifth of "
+        "the calls, and leaves you without the check that the judge can rank questions at all",
     )
-    r.add_argument("runs", nargs="+", metavar="RUN")
-    r.add_argument("-o", "--output", required=True)
-    r.set_defaults(func=_eval_report)
+    w.set_defaults(func=_eval_winrate)
 
 
 def _add_eval_flaws(verbs, fmt) -> None:
@@ -254,15 +266,27 @@ def _eval_winrate(args) -> int:
     judge = backend_from_spec(args.judge, max_new_tokens=4)
     try:
         attributes = load_pack(args.attributes).attributes
-        report = judge_winrate(a, b, questions, judge, attributes, Path(args.output), reading=args.reading)
+        report = judge_winrate(
+            a, b, questions, judge, attributes, Path(args.output), reading=args.reading, control=not args.no_control
+        )
     finally:
         judge.close()
     print(
         json.dumps(
-            {k: report[k] for k in ("n", "reading", "win_rate", "wins", "ties", "losses", "failures", "position_bias")},
+            {k: report[k] for k in ("n", "reading", "win_rate", "wins", "ties", "losses", "failures", "position_bias")}
+            | ({"control_win_rate": report["control"]["win_rate"]} if "control" in report else {}),
             indent=2,
         )
     )
+    control = report.get("control", {}).get("win_rate", {})
+    if control.get("ci_high") is not None and control["ci_high"] >= 0.5:
+        print(
+            f"warning: the judge does not rank an irrelevant question ({report['control']['question']!r}) below "
+            f"B's questions (control win rate {control['value']:.2f}, interval up to {control['ci_high']:.2f}): "
+            "it cannot tell a better question from a worse one, so these win rates cannot separate models. Use a "
+            "stronger judge (--judge openai:MODEL@BASE_URL).",
+            file=sys.stderr,
+        )
     return 0
 
 

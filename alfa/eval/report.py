@@ -75,16 +75,18 @@ def write_report(runs: list[Path], out_dir: Path) -> Path:
             "## Win rates (0.5 is no difference)",
             "",
             "Reading `probability`: P(A better) from the judge's first-token probabilities, the two orders averaged; "
-            "`text`: its written verdicts, a tie 0.5. Wins / ties / losses count written verdicts either way.",
+            "`text`: its written verdicts, a tie 0.5. Wins / ties / losses count written verdicts either way. The "
+            "control is the known-bad baseline: a judge fit to rank models puts it well below 50%.",
             "",
-            "| run | n | reading | win rate | wins / ties / losses | failures | position bias |",
-            "|---|---|---|---|---|---|---|",
+            "| run | n | reading | win rate | wins / ties / losses | failures | position bias | control (irrelevant question vs B) |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in winrates:
             bias = "n/a" if r["position_bias"] is None else f"{r['position_bias']:.2f}"
             lines.append(
                 f"| {r['run']} | {r['n']} | {r.get('reading', 'text')} | **{_interval(r['win_rate'])}** "
-                f"| {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} |"
+                f"| {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} "
+                f"| {_interval(r['control']['win_rate']) if 'control' in r else 'not run'} |"
             )
         lines.append("")
     plot(interactive, winrates, out_dir / "report.png")

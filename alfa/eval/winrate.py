@@ -72,6 +72,11 @@ JUDGE_SYSTEM = (
 )
 
 
+# The known-bad baseline: irrelevant to any post. A judge that does not rank it well below B's questions cannot
+# tell a better question from a worse one, and its win rates between models mean nothing.
+CONTROL_QUESTION = "What is your favourite colour?"
+
+
 def winrate_messages(post: str, a: str, b: str, quality: str) -> list[dict]:
     return [
         {"role": "system", "content": JUDGE_SYSTEM},
@@ -98,10 +103,13 @@ def judge_winrate(
     out_dir,
     seed: int = 0,
     reading: str = "probability",
+    control: bool = True,
 ) -> dict:
     """Win rate of A's questions over B's, by `judge`, overall and per attribute (`attributes`: name -> Attribute),
     each in both orders. `a`, `b`: qid -> question. `reading`: "probability" (falls back to "text" when the
-    backend reports no log-probabilities) or "text". Writes out_dir/verdicts.jsonl and out_dir/winrate.json."""
+    backend reports no log-probabilities) or "text". `control`: also judge CONTROL_QUESTION against B, overall,
+    as the known-bad baseline (a judge fit to rank models puts it well below 0.5). Writes out_dir/verdicts.jsonl
+    and out_dir/winrate.json."""
     import json
     from pathlib import Path
 
@@ -115,13 +123,15 @@ def judge_winrate(
     rows = [r for r in questions.to_dicts() if r["qid"] in a and r["qid"] in b]
     qualities = {"overall": "Which question is the better next question to ask?"}
     qualities |= {n: f"Judge only {n.replace('_', ' ')}: {att.definition}" for n, att in attributes.items()}
+    qualities |= {"control": qualities["overall"]} if control else {}
     plan, requests = [], []
     for r in rows:
         post = post_text(r["context"])
         for name, quality in qualities.items():
             plan.append((r, name))
-            requests.append(winrate_messages(post, a[r["qid"]] or "", b[r["qid"]] or "", quality))
-            requests.append(winrate_messages(post, b[r["qid"]] or "", a[r["qid"]] or "", quality))
+            mine = CONTROL_QUESTION if name == "control" else a[r["qid"]] or ""
+            requests.append(winrate_messages(post, mine, b[r["qid"]] or "", quality))
+            requests.append(winrate_messages(post, b[r["qid"]] or "", mine, quality))
     cache = CallCache(out_dir / "cache.sqlite")
     stats = CallStats()
     scoring = judge.with_logprobs() if reading == "probability" else judge
@@ -142,5 +152,7 @@ def judge_winrate(
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
     result = {name: summarize(its, seed, reading) for name, its in items.items()}
     report = {**result["overall"], "by_attribute": {n: result[n] for n in attributes}, "judge": judge.model_id}
+    if control:
+        report["control"] = {"question": CONTROL_QUESTION, **result["control"]}
     (out_dir / "winrate.json").write_text(json.dumps(report, indent=2))
     return report
