@@ -105,6 +105,26 @@ def test_an_unreadable_judgement_is_counted_and_not_dropped(tmp_path):
     assert r["flag_rate"]["value"] == 0.0  # scored as not flagged, every item still in the mean
 
 
+def test_the_rule_judge_flags_questions_that_commit_to_no_answer(tmp_path):
+    from alfa.eval.flaws import rule_flag
+
+    assert rule_flag("How many days does the treatment last?")
+    assert not rule_flag("The clinic sees 18 * 7 = 136 patients. The answer is 5188.")  # the 1.5B judge said Yes
+    assert not rule_flag("Why? Because 18 + 11 = 29. Answer: 29")  # a question, but it commits to an answer
+    assert not rule_flag("I think it is 29.") and not rule_flag(None)
+    write_items(SAMPLE, tmp_path / "items")
+    items = read_items(tmp_path / "items" / "items.jsonl")
+    kind_of = {i["problem"]: i for i in items}
+
+    def discerning(messages, seed=None):
+        item = kind_of[messages[-1]["content"]]
+        return "How many are there?" if item["kind"] in FLAWED else f"So it is... Answer: {item['answer']}"
+
+    r = evaluate_flaws(items, ScriptedBackend("discerning", discerning), None, tmp_path / "rule")
+    assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 0.0 and r["accuracy"]["value"] == 1.0
+    assert r["judge"].startswith("rule") and r["judge_failures"] == 0
+
+
 def test_final_number_reads_the_answer_line():
     assert final_number("4 boxes at 6 is 24, so 50 - 24 = 26. Answer: 26") == 26
     assert final_number("Answer: 4,250 gloves") == 4250

@@ -162,7 +162,12 @@ def _add_eval_flaws(verbs, fmt) -> None:
     f.add_argument("items", help="items.jsonl from alfa flaws make")
     f.add_argument("-o", "--output", required=True)
     f.add_argument("--model", default="local", help="backend of the model under test")
-    f.add_argument("--judge", default="local", help="backend of the judge")
+    f.add_argument(
+        "--judge",
+        default="rule",
+        help="`rule` (default: a reply with a question mark that commits to no answer asks; no model call) or a "
+        "backend that answers Yes/No (local, openai:MODEL@URL...; the embedded 1.5B said Yes to every reply)",
+    )
     f.set_defaults(func=_eval_flaws)
 
 
@@ -316,12 +321,16 @@ def _eval_flaws(args) -> int:
 
     items = read_items(Path(args.items))  # a bad file stops here, before any model loads
     model = backend_from_spec(args.model, max_new_tokens=160)
-    judge = model if args.judge == args.model else backend_from_spec(args.judge, max_new_tokens=4)
+    if args.judge == "rule":
+        judge = None
+    else:
+        judge = model if args.judge == args.model else backend_from_spec(args.judge, max_new_tokens=4)
     try:
         evaluate_flaws(items, model, judge, Path(args.output))
     finally:
         for backend in {id(model): model, id(judge): judge}.values():
-            backend.close()
+            if backend is not None:
+                backend.close()
     print((Path(args.output) / "report.md").read_text())
     return 0
 

@@ -12,11 +12,17 @@ each a mean with a bootstrap 95% interval over problems:
 
 Baselines beside them: `always_flag` (1, 1, 0) and `never_flag` (0, 0, -). A judgement that cannot be read is
 counted in `judge_failures` and scored as not flagged (never dropped). Every call is cached in DIR/cache.sqlite.
+
+`judge=None` (`--judge rule`) reads the reply by rule instead of asking a model (`rule_flag`): it flags a reply
+with a question mark that commits to no answer. The embedded 1.5B judge said Yes to all 48 replies of SmolLM2 on
+the sample, "The answer is 5188." included; the rule cannot be fooled that way (it can by a rhetorical question
+without an answer).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from alfa.dialogue.parsing import final_number, parse_yes_no
@@ -56,6 +62,16 @@ def judge_messages(problem: str, reply: str) -> list[dict]:
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": body}]
 
 
+_COMMITTED = re.compile(r"answer\s*(?:is|:|=)?\s*:?\s*[-$]?\d", re.IGNORECASE)
+
+
+def rule_flag(reply: str | None) -> bool:
+    """Asks instead of answering: the reply holds a question mark and commits to no number ("Answer: 26",
+    "the answer is 26")."""
+    text = reply or ""
+    return "?" in text and not _COMMITTED.search(text)
+
+
 def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -66,14 +82,21 @@ def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0
         ]
         replies, _ = run_calls(model, cache, asks, "answers", stats)
         texts = [r.text if r.error is None else None for r in replies]
-        verdicts, _ = run_calls(
-            judge, cache, [judge_messages(i["problem"], t or "") for i, t in zip(items, texts)], "judge", stats
+        verdicts = (
+            [None] * len(items)
+            if judge is None
+            else run_calls(
+                judge, cache, [judge_messages(i["problem"], t or "") for i, t in zip(items, texts)], "judge", stats
+            )[0]
         )
     finally:
         cache.close()
     rows = []
     for item, text, verdict in zip(items, texts, verdicts):
-        flagged = parse_yes_no(verdict.text if verdict.error is None else None)
+        if verdict is None:  # the rule reads the reply itself
+            flagged = rule_flag(text)
+        else:
+            flagged = parse_yes_no(verdict.text if verdict.error is None else None)
         number = final_number(text)
         rows.append(
             {
@@ -85,7 +108,7 @@ def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0
                 "removed": item.get("removed"),
                 "conflict": item.get("conflict"),
                 "reply": text,
-                "judge": verdict.text if verdict.error is None else verdict.error,
+                "judge": "rule" if verdict is None else verdict.text if verdict.error is None else verdict.error,
                 "flagged": bool(flagged),
                 "judge_failed": flagged is None,
                 "correct": not flagged and number is not None and abs(number - float(item["answer"])) < 1e-6,
@@ -95,7 +118,8 @@ def evaluate_flaws(items: list[dict], model, judge, out_dir: Path, seed: int = 0
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     report = flaw_figures(rows, seed)
-    report.update({"model": model.model_id, "judge": judge.model_id, "calls_made": stats.calls_made})
+    judge_name = "rule (a question mark, no committed answer)" if judge is None else judge.model_id
+    report.update({"model": model.model_id, "judge": judge_name, "calls_made": stats.calls_made})
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     (out_dir / "report.md").write_text(report_markdown(report))
     return report
