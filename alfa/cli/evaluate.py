@@ -262,7 +262,7 @@ def _eval_winrate(args) -> int:
     import polars as pl
 
     from alfa.data.attributes import load_pack
-    from alfa.eval.winrate import judge_winrate
+    from alfa.eval.winrate import CONTROL_FIT, judge_winrate
     from alfa.llm.rewriters import backend_from_spec
 
     questions = pl.read_parquet(args.questions)
@@ -284,12 +284,13 @@ def _eval_winrate(args) -> int:
         )
     )
     control = report.get("control", {}).get("win_rate", {})
-    if control.get("ci_high") is not None and control["ci_high"] >= 0.5:
+    if control.get("ci_high") is not None and control["ci_high"] > CONTROL_FIT:
         print(
-            f"warning: the judge does not rank an irrelevant question ({report['control']['question']!r}) below "
-            f"B's questions (control win rate {control['value']:.2f}, interval up to {control['ci_high']:.2f}): "
-            "it cannot tell a better question from a worse one, so these win rates cannot separate models. Use a "
-            "stronger judge (--judge openai:MODEL@BASE_URL).",
+            f"warning: the judge hardly ranks an irrelevant question ({report['control']['question']!r}) below "
+            f"B's questions (control win rate {control['value']:.2f}, interval up to {control['ci_high']:.2f}; a "
+            f"judge fit to rank questions puts it near 0, alfa warns above {CONTROL_FIT}): it barely tells a better "
+            "question from a worse one, so win rates near 0.5 say little about the models. Use a stronger judge "
+            "(--judge openai:MODEL@BASE_URL).",
             file=sys.stderr,
         )
     return 0

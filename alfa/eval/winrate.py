@@ -75,6 +75,7 @@ JUDGE_SYSTEM = (
 # The known-bad baseline: irrelevant to any post. A judge that does not rank it well below B's questions cannot
 # tell a better question from a worse one, and its win rates between models mean nothing.
 CONTROL_QUESTION = "What is your favourite colour?"
+CONTROL_FIT = 0.25  # `alfa eval winrate` warns when the control's interval reaches above this
 
 
 def winrate_messages(post: str, a: str, b: str, quality: str) -> list[dict]:
