@@ -161,3 +161,17 @@ def test_two_servers_one_killed_mid_run_loses_nothing_and_pays_nothing_twice(tmp
         again = counting(survivor)
         synthesize(questions, pack, again, tmp_path / "run", samples=1)
         assert again.calls == 0  # what the killed server answered before it died was kept
+
+
+def test_roles_naming_one_model_share_one_server_and_none_is_left():
+    """alfa eval interactive / flaws, sml and collab open their roles through RoleBackends: one server per spec."""
+    from alfa.llm.rewriters import RoleBackends
+
+    before = set(llama_servers())
+    spec = f"llamacpp:{smollm2_gguf_path()}"
+    with RoleBackends() as roles:
+        expert, judge = roles.get(spec, 48), roles.get(spec, 4)
+        assert len(set(llama_servers()) - before) == 1  # the judge did not start a second server
+        assert judge is not expert and judge.server is expert.server is not None
+        assert (expert.sampling["max_tokens"], judge.sampling["max_tokens"]) == (48, 4)
+    assert set(llama_servers()) == before  # stopped once, when the block ended

@@ -207,7 +207,7 @@ def _eval_interactive(args) -> int:
     from alfa.eval.cases import check_cases, load_cases, warnings
     from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
     from alfa.llm.embedder import Embedder
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.rewriters import RoleBackends
 
     cases, rejects = load_cases(Path(args.cases), args.limit)
     for r in rejects:
@@ -218,32 +218,21 @@ def _eval_interactive(args) -> int:
         )
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
-    expert = backend_from_spec(args.expert)
     planner = None
-    if args.questioner == "uot":  # the expert's model proposes the questions and their splits
-        from alfa.dialogue.uot import UoTPlanner
+    with RoleBackends() as roles:  # roles that name the same model share one backend
+        expert = roles.get(args.expert)
+        if args.questioner == "uot":  # the expert's model proposes the questions and their splits
+            from alfa.dialogue.uot import UoTPlanner
 
-        planner = UoTPlanner(args.uot_n, args.uot_depth, args.uot_lambda)
-        questioner = expert.with_max_tokens(48 * args.uot_n + 32)
-    else:
-        questioner = expert if args.questioner == args.expert else backend_from_spec(args.questioner)
-    opened = [expert] if questioner is expert or planner is not None else [expert, questioner]
-    try:
-        shared = {args.expert: expert, args.questioner: questioner}  # one backend (one server) per spec
-        if args.patient == "fact":
-            patient = FactSelectPatient(Embedder())
-        elif args.patient in shared:
-            patient = shared[args.patient]
+            planner = UoTPlanner(args.uot_n, args.uot_depth, args.uot_lambda)
+            questioner = roles.get(args.expert, 48 * args.uot_n + 32)
         else:
-            patient = backend_from_spec(args.patient)
-            opened.append(patient)
+            questioner = roles.get(args.questioner)
+        patient = FactSelectPatient(Embedder()) if args.patient == "fact" else roles.get(args.patient)
         protocol = InteractiveProtocol(
             expert, questioner, patient, args.abstain, args.threshold, args.max_questions, planner
         )
         r = evaluate_interactive(cases, protocol, Path(args.output), args.initial_info)
-    finally:
-        for backend in opened:
-            backend.close()
     print((Path(args.output) / "report.md").read_text())
     print(f"episodes, results.json, report.md, accuracy_vs_questions.png -> {args.output} ({r['n']} cases)")
     return 0
@@ -318,20 +307,12 @@ def _generate(args) -> int:
 
 def _eval_flaws(args) -> int:
     from alfa.eval.flaws import evaluate_flaws, read_items
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.rewriters import RoleBackends
 
     items = read_items(Path(args.items))  # a bad file stops here, before any model loads
-    model = backend_from_spec(args.model, max_new_tokens=160)
-    if args.judge == "rule":
-        judge = None
-    else:
-        judge = model if args.judge == args.model else backend_from_spec(args.judge, max_new_tokens=4)
-    try:
-        evaluate_flaws(items, model, judge, Path(args.output))
-    finally:
-        for backend in {id(model): model, id(judge): judge}.values():
-            if backend is not None:
-                backend.close()
+    with RoleBackends() as roles:
+        judge = None if args.judge == "rule" else roles.get(args.judge, 4)
+        evaluate_flaws(items, roles.get(args.model, 160), judge, Path(args.output))
     print((Path(args.output) / "report.md").read_text())
     return 0
 

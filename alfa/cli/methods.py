@@ -102,16 +102,15 @@ def _sml_tasks(args) -> int:
 
 
 def _sml_dialogues(args) -> int:
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.rewriters import RoleBackends
     from alfa.methods.sml import run_sml_dialogues
     from alfa.methods.tasks import read_cases
 
     if args.turns < 1 or args.samples < 1:
         raise ValueError("--turns and --samples must be at least 1")
     cases = read_cases(Path(args.cases), args.limit)  # a bad file stops here, before any model loads
-    student = backend_from_spec(args.student, max_new_tokens=64)
-    teacher = student if args.teacher == args.student else backend_from_spec(args.teacher, max_new_tokens=96)
-    try:
+    with RoleBackends() as roles:  # a teacher naming the student's model shares its backend
+        student, teacher = roles.get(args.student, 64), roles.get(args.teacher, 96)
         summary = run_sml_dialogues(
             cases,
             student,
@@ -123,9 +122,6 @@ def _sml_dialogues(args) -> int:
             args.view,
             args.temperature,
         )
-    finally:
-        for backend in {id(student): student, id(teacher): teacher}.values():
-            backend.close()
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -258,7 +254,7 @@ def add_collab(sub) -> None:
 def _collab_build(args) -> int:
     import dataclasses
 
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.rewriters import RoleBackends
     from alfa.methods.collab import CollabConfig, build_collab, load_config
     from alfa.methods.tasks import read_cases
 
@@ -270,15 +266,8 @@ def _collab_build(args) -> int:
     }
     cfg = dataclasses.replace(cfg, **flags)
     cases = read_cases(Path(args.cases), args.limit)  # a bad file stops here, before any model loads
-    opened = {}
-    for spec, tokens in ((args.policy, 64), (args.user, 64), (args.judge, 4)):
-        opened.setdefault(spec, backend_from_spec(spec, max_new_tokens=tokens))
-    try:
-        summary = build_collab(
-            cases, opened[args.policy], opened[args.user], opened[args.judge], cfg, Path(args.output)
-        )
-    finally:
-        for backend in opened.values():
-            backend.close()
+    with RoleBackends() as roles:  # roles naming the same model share one backend (one server)
+        policy, user, judge = roles.get(args.policy, 64), roles.get(args.user, 64), roles.get(args.judge, 4)
+        summary = build_collab(cases, policy, user, judge, cfg, Path(args.output))
     print(json.dumps({k: summary[k] for k in ("cases", "pairs", "splits", "calls")}))
     return 0 if summary["pairs"] else 1

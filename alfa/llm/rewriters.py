@@ -147,3 +147,29 @@ def backend_from_spec(spec: str, max_new_tokens: int = 64):
     `transformers:FOLDER` or `openai:MODEL@BASE_URL` (key from $OPENAI_API_KEY)."""
     kind, model, base_url = parse_backend_spec(spec)
     return make_rewriter(kind, model, base_url, max_new_tokens=max_new_tokens, stop=())
+
+
+class RoleBackends:
+    """The backends of a run's roles, one per distinct spec: roles that name the same model share its backend (one
+    llama.cpp server, one loaded model), each with its own max_new_tokens; leaving the `with` block closes each
+    once.
+
+        with RoleBackends() as roles:
+            expert, judge = roles.get("local", 64), roles.get("local", 4)   # one server
+    """
+
+    def __init__(self):
+        self._by_spec: dict[str, object] = {}
+
+    def get(self, spec: str, max_new_tokens: int = 64):
+        if spec not in self._by_spec:
+            self._by_spec[spec] = backend_from_spec(spec, max_new_tokens=max_new_tokens)
+            return self._by_spec[spec]
+        return self._by_spec[spec].with_max_tokens(max_new_tokens)
+
+    def __enter__(self) -> RoleBackends:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for backend in self._by_spec.values():
+            backend.close()
