@@ -323,13 +323,13 @@ def test_pairs_a_method_made_are_reviewed_like_any_other(owner, argilla, tmp_pat
     assert all("chosen_similarity" not in r.metadata for r in records)
 
     creds = tmp_path / "reviewers.csv"
-    assert main(["review", "users", "add", "carol", "--credentials", str(creds)]) == 0
+    assert main(["review", "users", "add", "dora", "--credentials", str(creds)]) == 0
     password = creds.read_text().splitlines()[1].split(",")[1]
-    carol = ui_session(url, "carol", password)
-    for rec in ui_records(carol, url, _dataset_id(owner, "uot-review")):
+    dora = ui_session(url, "dora", password)
+    for rec in ui_records(dora, url, _dataset_id(owner, "uot-review")):
         reversed_label = "B" if chosen_side(rec["external_id"]) == "A" else "A"
         ui_submit(
-            carol, url, rec["id"], reversed_label if rec["external_id"] == "m3" else chosen_side(rec["external_id"])
+            dora, url, rec["id"], reversed_label if rec["external_id"] == "m3" else chosen_side(rec["external_id"])
         )
 
     out = tmp_path / "reviewed"
