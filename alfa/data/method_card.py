@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.data.card import PHI_STATEMENT, current_report, random_pair_rows, review_section, size_category
 from alfa.data.card_templates import render
 from alfa.data.pairs import SPLITS, load_pairs
 
@@ -87,14 +88,6 @@ def write_method_card(
     """Write PAIRS_DIR/README.md for a pairs dir made by a method; returns its path."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from alfa.data.card import (
-        PHI_STATEMENT,
-        current_report,
-        random_pair_rows,
-        review_section,
-        size_category,
-    )
-
     pairs_dir = Path(pairs_dir)
     manifest = json.loads((pairs_dir / "pairs.json").read_text())
     pairs = load_pairs(pairs_dir)
@@ -122,7 +115,6 @@ def write_method_card(
         phi_statement=PHI_STATEMENT,
         source=source_description or manifest.get("source") or "See pairs.json.",
         split_sizes=split_sizes,
-        count_rows=[[t, n] for t, n in sorted(pairs["pair_type"].value_counts().rows())],
         score_rows=score_rows(pairs),
         plot=plot.relative_to(pairs_dir).as_posix() if plot else None,
         random_pairs=random_pair_rows(pairs),

@@ -1,9 +1,8 @@
 """`alfa eval flaws ITEMS -o DIR`: does a model ask when a premise is missing, and only then?
 
-The model answers every item of `alfa flaws make` (intact, missing-premise, distractor). A judge reads each reply:
-does it ask for missing or conflicting information (or say the problem cannot be solved as stated) instead of
-answering? Figures,
-each a mean with a bootstrap 95% interval over problems:
+The model answers every item of `alfa flaws make` (intact, missing-premise, contradiction, distractor). A judge reads
+each reply: does it ask for missing or conflicting information (or say the problem cannot be solved as stated)
+instead of answering? Figures, each a mean with a bootstrap 95% interval over problems:
 
 - `flag_rate`: flagged missing-premise and contradiction items (higher is better), and per kind in `by_kind`;
 - `false_flag_rate`: flagged intact and distractor items (lower is better): a model that asks about everything
@@ -35,7 +34,7 @@ SOLVER_SYSTEM = (
     "guess: ask for the information that is missing."
 )
 JUDGE_SYSTEM = "You check whether a reply to a word problem asks for missing information."
-FLAWED = ("missing_premise", "contradiction")  # as alfa.methods.flaws.FLAWED (a lower layer cannot import it)
+FLAWED = ("missing_premise", "contradiction")  # the kinds that must be met with a question (alfa.methods.flaws)
 
 
 def read_items(path: Path) -> list[dict]:

@@ -114,7 +114,7 @@ def judge_winrate(
     import json
     from pathlib import Path
 
-    from alfa.data.judge import p_first
+    from alfa.data.judge import chosen_probability
     from alfa.data.prompts import post_text
     from alfa.llm.cache import CallCache
     from alfa.llm.calls import CallStats, run_calls
@@ -144,10 +144,10 @@ def judge_winrate(
     with open(out_dir / "verdicts.jsonl", "w", encoding="utf-8") as f:
         for k, (r, name) in enumerate(plan):
             first, second = replies[2 * k], replies[2 * k + 1]
-            p1, p2 = (p_first((c.usage or {}).get("first_token_logprobs")) for c in (first, second))
+            logprobs = [(c.usage or {}).get("first_token_logprobs") for c in (first, second)]
             item = {"qid": r["qid"], "group": r["group_id"], "quality": name,
                     "verdict_a_first": read_verdict(first.text), "verdict_b_first": read_verdict(second.text),
-                    "p_a": None if p1 is None or p2 is None else (p1 + 1 - p2) / 2,
+                    "p_a": chosen_probability(*logprobs),  # A is "chosen": first in the first order
                     "reply_a_first": first.text or first.error, "reply_b_first": second.text or second.error}  # fmt: skip
             items[name].append(item)
             f.write(json.dumps(item, ensure_ascii=False) + "\n")

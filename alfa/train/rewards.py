@@ -43,7 +43,7 @@ def token_cost(completions, transcript, **kwargs) -> list[float]:
     return [-min(1.0, 0.001 * w) for w in words]
 
 
-FLAWED = ("missing_premise", "contradiction")  # as alfa.methods.flaws.FLAWED (a lower layer cannot import it)
+FLAWED = ("missing_premise", "contradiction")  # as alfa.eval.flaws.FLAWED (train and eval are siblings: no import)
 
 
 def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kwargs) -> list[float]:
