@@ -153,6 +153,39 @@ def test_rewards_and_turn_reading():
         reward_function("no_such_reward")
 
 
+def test_interactivity_reward_rates_each_conversation_once_through_the_cache(tmp_path):
+    """The judged term of CollabLLM's reward: the judge reads the policy's turns as the doctor's and the partner's as
+    the patient's (collab build's question), an unreadable rating scores 0 and is counted, a rerun pays nothing."""
+    from alfa.dialogue.interactivity import JUDGE_PROMPT
+    from alfa.train.rewards import JudgedInteractivity
+    from tests.scripted import ScriptedBackend
+
+    def judge(messages, seed):
+        return "5" if "How long has the knee hurt?" in messages[0]["content"] else "It was fine."
+
+    asked = [
+        {"role": "policy", "kind": "question", "text": "How long has the knee hurt?"},
+        {"role": "partner", "kind": "answer", "text": "Three days."},
+        {"role": "policy", "kind": "answer", "text": "Answer: C"},
+    ]
+    blurted = [{"role": "policy", "kind": "answer", "text": "Answer: A"}]
+    transcripts = [json.dumps(asked), json.dumps(blurted)]
+    first = ScriptedBackend("judge", judge)
+    reward = JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", first)
+    assert reward.__name__ == "interactivity"
+    assert reward(None, transcripts) == [1.0, 0.0] and reward.failures == 1
+    assert first.requests[0][0]["content"] == (
+        f"{JUDGE_PROMPT}\n\nassistant: How long has the knee hurt?\nuser: Three days.\nassistant: Answer: C"
+    )
+    again = ScriptedBackend("judge", judge)
+    assert JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", again)(None, transcripts) == [1.0, 0.0]
+    assert again.calls == 0
+    with pytest.raises(ValueError, match="set rollout.judge"):
+        reward_function("interactivity")
+    with pytest.raises(ValueError, match="backend 'openai:no-url'"):
+        reward_function("interactivity", "openai:no-url")
+
+
 def test_grpo_under_deepspeed_zero3_generates_from_gathered_weights(tmp_path, tiny_model_dir, tasks_dir):
     """The launcher users use (`accelerate launch --use_deepspeed`, one CPU process, gloo) with the shipped ZeRO-3
     config: the rollout generates from weights gathered by TRL's unwrap_model_for_generation."""

@@ -139,7 +139,12 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
     if "dialogues_dir" in data["data"]:
         assert "2 conversations (loss on the assistant's turns)" in out and "marked copy" in out
     if "tasks_dir" in data["data"]:
-        assert "train 2 tasks" in out and "[ok] rollout.partner: fact" in out and "[ok] num_generations" in out
+        partner = data["rollout"]["partner"]
+        assert "train 2 tasks" in out and f"[ok] rollout.partner: {partner}" in out and "[ok] num_generations" in out
+        for reward in data["rollout"]["rewards"]:
+            assert f"[ok] rollout.rewards: {reward}: alfa.train.rewards" in out
+        if "reward_weights" in data["trl"]:
+            assert "[ok] reward_weights: 3 weights for 3 rewards" in out
     if data.get("launch", {}).get("deepspeed"):
         assert "[ok] deepspeed" in out and "--use_deepspeed" in out
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
-from alfa.dialogue.parsing import parse_scale
+from alfa.dialogue.interactivity import interactivity_score, judge_request
 from alfa.dialogue.patients import CANNOT_ANSWER, llm_patient_messages
 from alfa.eval.cases import Case
 from alfa.llm.cache import CallCache
@@ -33,10 +33,6 @@ from alfa.yamlconfig import from_dict, load_yaml
 PAIR_TYPE = "collab_best_vs_worst_mr"
 ATTRIBUTE = "multiturn_reward"
 FINAL_PROMPT = "Now give your answer: reply 'Answer: ' and the letter."
-JUDGE_PROMPT = (
-    "Here is a conversation between a doctor (assistant) and a patient (user). How well did the doctor engage: "
-    "asking useful questions, being clear and brief? Reply with one number from 1 (poorly) to 5 (very well)."
-)
 
 
 @dataclass
@@ -133,16 +129,13 @@ class CollabBuilder:
             answer[i] = read_student_turn(r, case_of[runs[i][0]].options)[1] if r else None
         ratings = [None] * len(runs)
         if cfg.interactivity_weight:
-            texts = ["\n".join(f"{m['role']}: {m['content']}" for m in c[1:]) for c in convs]
-            replies = self.calls(
-                self.judge, [[{"role": "user", "content": f"{JUDGE_PROMPT}\n\n{t}"}] for t in texts], "judge"
-            )
-            ratings = [parse_scale(r) for r in replies]
+            requests = [judge_request([(m["role"], m["content"]) for m in c[1:]]) for c in convs]
+            ratings = [interactivity_score(r) for r in self.calls(self.judge, requests, "judge")]
         out = []
         for k in range(len(starts)):
             mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
             task = [float(answer[i] == case_of[k].answer) for i in mine]
-            inter = [0.0 if ratings[i] is None else (ratings[i] - 1) / 4 for i in mine]
+            inter = [0.0 if ratings[i] is None else ratings[i] for i in mine]
             cost = [min(1.0, cfg.token_cost * (spent[i] + tokens(starts[k][-1]["content"]))) for i in mine]
             mr = [cfg.task_weight * a + cfg.interactivity_weight * b - c for a, b, c in zip(task, inter, cost)]
             out.append(

@@ -201,6 +201,11 @@ def _check_grpo(recipe: Recipe, global_batch: int) -> list[Check]:
     ok = global_batch % groups == 0
     message = f"{global_batch} conversations a step in groups of {groups}"
     checks.append(Check("num_generations", ok, message + ("" if ok else ": make the global batch a multiple of it")))
+    weights = trl_value(recipe, "reward_weights")
+    if weights is not None:  # TRL checks it only after loading the model
+        ok = len(weights) == len(recipe.rollout.rewards)
+        message = f"{len(weights)} weights for {len(recipe.rollout.rewards)} rewards {recipe.rollout.rewards}"
+        checks.append(Check("reward_weights", ok, message + ("" if ok else ": one weight per reward, in order")))
     return checks
 
 

@@ -12,6 +12,11 @@ returns one float per conversation. Weights go in `trl.reward_weights`.
                           played-out conversation, without its judged interactivity term
     handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise item 1 for asking instead of
                           answering; on an intact or distractor item 1 for the right answer
+    interactivity         CollabLLM's judged term: a judge (the recipe's `rollout.judge`, a backend word) rates how
+                          well the policy engaged in the conversation, 1-5 scaled to 0..1 (alfa.dialogue.interactivity,
+                          the question `alfa collab build` asks); an unreadable rating scores 0 and is counted.
+                          `rewards: [correct, interactivity, token_cost]` with `reward_weights: [1, 0.5, 1]` is
+                          CollabLLM's multiturn-aware reward of each played-out conversation
 
 Your own: `path/to/file.py:function` or `package.module:function` in `rollout.rewards`, a function with the
 same arguments (take `**kwargs` for the ones you do not use).
@@ -24,6 +29,8 @@ import importlib.util
 import json
 from pathlib import Path
 from typing import Callable
+
+from alfa.dialogue.interactivity import interactivity_score, judge_request
 
 
 def correct(completions, final_answer, answer, **kwargs) -> list[float]:
@@ -54,18 +61,58 @@ def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kw
     ]
 
 
+class JudgedInteractivity:
+    """The `interactivity` reward: one judge call per conversation, cached in `cache_path` (a resumed run pays once).
+    The backend starts at the first call, so a dry run checks the judge's word without loading a model."""
+
+    ROLE = {"policy": "assistant", "partner": "user"}  # the rollout's turns as the judge's doctor and patient
+
+    def __init__(self, spec: str, cache_path: Path, backend=None):
+        from alfa.llm.calls import CallStats
+        from alfa.llm.rewriters import parse_backend_spec
+
+        parse_backend_spec(spec)  # a wrong word fails here, in the dry run
+        self.__name__ = "interactivity"  # TRL logs a reward under its function's name
+        self.spec, self.cache_path, self.backend, self.cache = spec, cache_path, backend, None
+        self.stats, self.failures = CallStats(), 0
+
+    def __call__(self, completions, transcript, **kwargs) -> list[float]:
+        from alfa.llm.cache import CallCache
+        from alfa.llm.calls import run_calls
+        from alfa.llm.rewriters import backend_from_spec
+
+        if self.backend is None:
+            self.backend = backend_from_spec(self.spec, 4)
+        if self.cache is None:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self.cache = CallCache(self.cache_path)
+        requests = [judge_request([(self.ROLE[t["role"]], t["text"]) for t in json.loads(x)]) for x in transcript]
+        done, _ = run_calls(self.backend, self.cache, requests, "judge", self.stats)
+        scores = [interactivity_score(c.text or "") if c.error is None else None for c in done]
+        self.failures += sum(s is None for s in scores)
+        return [0.0 if s is None else s for s in scores]
+
+
 BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, token_cost, handles_flaws)}
 
 
-def reward_function(name: str) -> Callable:
-    """A built-in reward by name, or `FILE.py:FUNCTION` / `MODULE:FUNCTION`."""
+def reward_function(name: str, judge: str | None = None, cache_dir: str | Path = ".") -> Callable:
+    """A built-in reward by name, `interactivity` (rated by the backend `judge`, its calls cached in
+    CACHE_DIR/judge_cache.sqlite), or your own as `FILE.py:FUNCTION` / `MODULE:FUNCTION`."""
     if name in BUILT_IN:
         return BUILT_IN[name]
+    if name == "interactivity":
+        if judge is None:
+            raise ValueError(
+                "reward 'interactivity' is rated by a judge: set rollout.judge to a backend word (local, "
+                "llamacpp:FILE.gguf, openai:MODEL@BASE_URL, ...)"
+            )
+        return JudgedInteractivity(judge, Path(cache_dir) / "judge_cache.sqlite")
     where, sep, attr = name.rpartition(":")
     if not sep:
         raise ValueError(
-            f"reward {name!r}: not a built-in ({', '.join(BUILT_IN)}); give your own as FILE.py:FUNCTION or "
-            "MODULE:FUNCTION"
+            f"reward {name!r}: not a built-in ({', '.join(BUILT_IN)}, interactivity); give your own as "
+            "FILE.py:FUNCTION or MODULE:FUNCTION"
         )
     if where.endswith(".py"):
         if not Path(where).is_file():

@@ -35,6 +35,7 @@ class RolloutConfig:
     turns: int = 3  # the policy's turns per conversation; one without an answer by then has none
     max_turn_tokens: int = 48  # tokens the policy may write in one turn
     rewards: list[str] = field(default_factory=lambda: ["correct", "asked_before_answer"])  # alfa.train.rewards
+    judge: str | None = None  # backend word rating the `interactivity` reward (local, openai:MODEL@URL, ...)
 
     def __post_init__(self):
         if self.turns < 1 or self.max_turn_tokens < 1:
@@ -212,7 +213,7 @@ def rollout_checks(tasks_dir: Path, splits: list[str], cfg: RolloutConfig) -> li
         out.append(("data", True, f"{tasks_dir}: " + ", ".join(counts) + " tasks"))
     for name in cfg.rewards:
         try:
-            fn = reward_function(name)
+            fn = reward_function(name, cfg.judge)
             out.append(("rollout.rewards", True, f"{name}: {fn.__module__}.{fn.__name__}"))
         except ValueError as e:
             out.append(("rollout.rewards", False, str(e)))

@@ -227,7 +227,9 @@ def grpo_trainer(recipe: Recipe, config, tokenizer, train, evals, load: dict, pa
     rollout = MultiTurnRollout(tasks, recipe.rollout, partner)
     return GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(recipe.model.name_or_path, **load),
-        reward_funcs=[reward_function(name) for name in recipe.rollout.rewards],
+        reward_funcs=[
+            reward_function(name, recipe.rollout.judge, config.output_dir) for name in recipe.rollout.rewards
+        ],
         args=config,
         train_dataset=train,
         eval_dataset=evals,
