@@ -114,6 +114,14 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
     )
     assert report["mean_questions"] == 0 and report["premature_answer_rate"]["value"] == 1.0
     assert "premature answers): 100.0%" in (tmp_path / "e" / "report.md").read_text()
+    # the run says why its accuracy tells nothing about the questioner
+    assert report["expert_answer_share"] == {"C": 1.0}
+    warned = report["warnings"]
+    assert any("the questioner was never used" in w for w in warned)
+    assert any("answered C in 100% of cases" in w for w in warned)
+    full, majority = report["baselines"]["full_information"]["value"], report["baselines"]["majority_letter"]["value"]
+    assert any("no better than always answering" in w for w in warned) == (full <= majority)
+    assert "**Warning:** the expert was ready" in (tmp_path / "e" / "report.md").read_text()
 
 
 def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp_path, cases, embedder):

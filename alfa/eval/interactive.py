@@ -267,6 +267,7 @@ def evaluate_interactive(
         "answered_before_decisive_fact": decisive_fact_figure(results, seed),
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
+        "expert_answer_share": {k: v / n for k, v in sorted(Counter(r["answer"] for r in results).items(), key=str)},
         "baselines": baselines,
         "roles": {k: v.model_id for k, v in protocol.roles.items()},
         "case_checks": check_cases(cases),
@@ -277,10 +278,32 @@ def evaluate_interactive(
             "seconds": round(stats.seconds, 1),
         },
     }
+    report["warnings"] = run_warnings(report)
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
     plot_accuracy_vs_questions(results, baselines, out_dir / "accuracy_vs_questions.png")
     (out_dir / "report.md").write_text(report_markdown(report))
     return report
+
+
+def run_warnings(r: dict) -> list[str]:
+    """What makes a run's accuracy say little about the questioner (written in results.json and report.md)."""
+    out = []
+    if r["n"] and r["mean_questions"] == 0 and r["abstain"] != "fixed":
+        out.append(
+            "the expert was ready to answer at its first turn in every case: the questioner was never used, so the "
+            "accuracy is the no_questions baseline's; raise --threshold or use --abstain fixed to measure a questioner"
+        )
+    full, majority = r["baselines"]["full_information"], r["baselines"]["majority_letter"]
+    if full["value"] is not None and full["value"] <= majority["value"]:
+        out.append(
+            f"with every fact of the case the expert is right on {full['value']:.0%}, no better than always answering "
+            f"the most frequent letter ({majority['value']:.0%}): no questioner can raise this expert's accuracy "
+            "much; use a stronger expert (--expert openai:MODEL@BASE_URL)"
+        )
+    letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))
+    if share > 0.5:
+        out.append(f"the expert answered {letter} in {share:.0%} of cases: a letter preference, not a reading")
+    return out
 
 
 def decisive_fact_figure(results: list[dict], seed: int) -> dict:
@@ -346,4 +369,5 @@ def report_markdown(r: dict) -> str:
         "![accuracy vs questions](accuracy_vs_questions.png)",
         "",
     ]
-    return "\n".join(lines)
+    lines += [f"**Warning:** {w}." for w in r.get("warnings", [])]
+    return "\n".join(lines) + ("\n" if r.get("warnings") else "")
