@@ -71,6 +71,8 @@ def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcr
     assert report["accuracy"]["ci_low"] <= share_c <= report["accuracy"]["ci_high"]
     assert report["mean_questions"] == 2 and report["timeout_rate"] == 0 and report["parse_failures"] == 0
     assert report["premature_answer_rate"]["value"] == 0  # it asked twice before every answer
+    unanswered = sum(t["text"] == CANNOT_ANSWER for e in episodes for t in e["turns"] if t["kind"] == "answer")
+    assert report["questions"] == {"asked": 10, "repeated": 0, "patient_could_not_answer": unanswered}
     assert set(report["baselines"]) == {"majority_letter", "longest_option", "no_questions", "full_information"}
     assert report["baselines"]["no_questions"]["value"] == pytest.approx(share_c)  # the script always says C
     assert (tmp_path / "eval" / "accuracy_vs_questions.png").stat().st_size > 0
@@ -99,6 +101,24 @@ def test_unreadable_confidence_is_a_counted_failure_and_the_budget_ends_the_epis
     assert report["timeout_rate"] == 1 and report["mean_questions"] == 2
     assert report["parse_failures"] == 2 * 2  # two unreadable decisions per episode, each counted
     assert report["n"] == 2  # no episode dropped
+
+
+def test_a_questioner_asking_the_same_words_again_is_counted_and_warned_about(tmp_path, cases, embedder):
+    class Repeating(ScriptedRoles):
+        """Asks its first question at every turn."""
+
+        def reply(self, messages):
+            if "Your one question to the patient" in messages[-1]["content"]:
+                return QUESTIONS[0] + (" " if "You asked:" in messages[-1]["content"] else "")
+            return super().reply(messages)
+
+    roles = Repeating()
+    report = evaluate_interactive(
+        cases[:2], InteractiveProtocol(roles, roles, FactSelectPatient(embedder), "fixed", max_questions=3), tmp_path
+    )
+    assert report["questions"]["asked"] == 6 and report["questions"]["repeated"] == 4  # trailing space: same words
+    assert any("4 of 6 questions repeat an earlier one" in w for w in report["warnings"])
+    assert not any("the questioner was never used" in w for w in report["warnings"])
 
 
 def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, cases, embedder):

@@ -219,8 +219,14 @@ def evaluate_interactive(
 
     from alfa.dialogue.engine import run_episodes
     from alfa.eval.cases import check_cases
+    from alfa.eval.interactive_report import (
+        decisive_fact_figure,
+        plot_accuracy_vs_questions,
+        question_counts,
+        report_markdown,
+        run_warnings,
+    )
     from alfa.llm.cache import CallCache
-    from alfa.llm.calls import run_calls
     from alfa.stats import bootstrap_mean
 
     out_dir = Path(out_dir)
@@ -233,25 +239,16 @@ def evaluate_interactive(
     episodes, stats = run_episodes(
         [protocol.episode(c, info_of(c)) for c in cases], protocol, cache, out_dir / "episodes.jsonl"
     )
-    by_id = {e["episode_id"]: e["result"] for e in episodes}
-    results = [by_id[c.case_id] for c in cases]  # every case counts, in case order: a loss or a failure is a 0
+    by_id = {e["episode_id"]: e for e in episodes}
+    # every case counts, in case order: a loss or a failure is a 0
+    results = [by_id[c.case_id]["result"] for c in cases]
+    conversations = [by_id[c.case_id]["data"]["conversation"] for c in cases]
 
     def accuracy(correct: list[bool]) -> dict:
         return bootstrap_mean([float(x) for x in correct], seed=seed)
 
-    def one_call(infos: list[str], desc: str) -> list[bool]:
-        replies, _ = run_calls(
-            protocol.roles["expert"], cache, [final_messages(c, i, []) for c, i in zip(cases, infos)], desc, stats
-        )
-        return [parse_answer_letter(r.text, c.options) == c.answer for r, c in zip(replies, cases)]
-
-    majority = Counter(c.answer for c in cases).most_common(1)[0][0] if cases else None
-    baselines = {
-        "majority_letter": accuracy([c.answer == majority for c in cases]),
-        "longest_option": accuracy([max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases]),
-        "no_questions": accuracy(one_call([info_of(c) for c in cases], "no questions")),
-        "full_information": accuracy(one_call([" ".join(c.context) for c in cases], "full information")),
-    }
+    infos = [info_of(c) for c in cases]
+    baselines = baseline_accuracies(cases, infos, protocol.roles["expert"], cache, stats, seed)
     cache.close()
     n = len(results)
     report = {
@@ -267,6 +264,7 @@ def evaluate_interactive(
         "answered_before_decisive_fact": decisive_fact_figure(results, seed),
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
+        "questions": question_counts(conversations),
         "expert_answer_share": {k: v / n for k, v in sorted(Counter(r["answer"] for r in results).items(), key=str)},
         "baselines": baselines,
         "roles": {k: v.model_id for k, v in protocol.roles.items()},
@@ -285,89 +283,26 @@ def evaluate_interactive(
     return report
 
 
-def run_warnings(r: dict) -> list[str]:
-    """What makes a run's accuracy say little about the questioner (written in results.json and report.md)."""
-    out = []
-    if r["n"] and r["mean_questions"] == 0 and r["abstain"] != "fixed":
-        out.append(
-            "the expert was ready to answer at its first turn in every case: the questioner was never used, so the "
-            "accuracy is the no_questions baseline's; raise --threshold or use --abstain fixed to measure a questioner"
-        )
-    full, majority = r["baselines"]["full_information"], r["baselines"]["majority_letter"]
-    if full["value"] is not None and full["value"] <= majority["value"]:
-        out.append(
-            f"with every fact of the case the expert is right on {full['value']:.0%}, no better than always answering "
-            f"the most frequent letter ({majority['value']:.0%}): no questioner can raise this expert's accuracy "
-            "much; use a stronger expert (--expert openai:MODEL@BASE_URL)"
-        )
-    letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))
-    if share > 0.5:
-        out.append(f"the expert answered {letter} in {share:.0%} of cases: a letter preference, not a reading")
-    return out
+def baseline_accuracies(cases: list[Case], infos: list[str], expert, cache, stats, seed: int) -> dict:
+    """Beside every run: always the most frequent answer letter, always the longest option, the expert answering
+    from the initial info alone, and from every fact of the case (the upper bound)."""
+    from collections import Counter
 
-
-def decisive_fact_figure(results: list[dict], seed: int) -> dict:
-    """Over the cases that mark their decisive fact (with the fact-select patient): the share answered before the
-    patient told it, with its interval, and how many cases that is."""
+    from alfa.llm.calls import run_calls
     from alfa.stats import bootstrap_mean
 
-    marked = [float(r["before_decisive_fact"]) for r in results if r.get("before_decisive_fact") is not None]
-    return bootstrap_mean(marked, seed=seed) | {"n": len(marked)}
+    def accuracy(correct: list[bool]) -> dict:
+        return bootstrap_mean([float(x) for x in correct], seed=seed)
 
+    def one_call(known: list[str], desc: str) -> list[bool]:
+        requests = [final_messages(c, i, []) for c, i in zip(cases, known)]
+        replies, _ = run_calls(expert, cache, requests, desc, stats)
+        return [parse_answer_letter(r.text, c.options) == c.answer for r, c in zip(replies, cases)]
 
-def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> None:
-    """Accuracy of the episodes by how many questions they asked, with the baselines as lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = sorted({r["questions"] for r in results})
-    acc = [
-        sum(r["correct"] for r in results if r["questions"] == q) / sum(r["questions"] == q for r in results)
-        for q in counts
-    ]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(counts, acc, marker="o", label="episodes ending after q questions")
-    for (name, b), style in zip(baselines.items(), [":", "--", "-.", (0, (1, 3))]):
-        if b["value"] is not None:
-            ax.axhline(b["value"], linestyle=style, color="grey", label=name)
-    ax.set_xlabel("questions asked")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def report_markdown(r: dict) -> str:
-    def acc(a: dict) -> str:
-        return "n/a" if a["value"] is None else f"{a['value']:.1%} ({a['ci_low']:.1%}-{a['ci_high']:.1%})"
-
-    lines = [
-        f"# Interactive evaluation ({r['n']} cases, abstain={r['abstain']}, threshold={r['threshold']}, "
-        f"at most {r['max_questions']} questions, initial info: {r['initial_info']})",
-        "",
-        f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}"
-        + ("" if "patient" in r["roles"] else "; patient: fact-select (no model)."),
-        "",
-        "| | accuracy (95% bootstrap interval) |",
-        "|---|---|",
-        f"| **interactive** | **{acc(r['accuracy'])}** |",
-    ]
-    lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
-    lines += [
-        "",
-        f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}; answered before the "
-        f"decisive fact was told: {acc(r['answered_before_decisive_fact'])} of the "
-        f"{r['answered_before_decisive_fact']['n']} cases that mark one.",
-        "",
-        f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
-        f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",
-        "",
-        "![accuracy vs questions](accuracy_vs_questions.png)",
-        "",
-    ]
-    lines += [f"**Warning:** {w}." for w in r.get("warnings", [])]
-    return "\n".join(lines) + ("\n" if r.get("warnings") else "")
+    majority = Counter(c.answer for c in cases).most_common(1)[0][0] if cases else None
+    return {
+        "majority_letter": accuracy([c.answer == majority for c in cases]),
+        "longest_option": accuracy([max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases]),
+        "no_questions": accuracy(one_call(infos, "no questions")),
+        "full_information": accuracy(one_call([" ".join(c.context) for c in cases], "full information")),
+    }

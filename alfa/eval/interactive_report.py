@@ -1,0 +1,115 @@
+"""The figures and the page of an interactive evaluation (alfa.eval.interactive): how the questions fared, what
+makes a run's accuracy uninformative, accuracy against questions asked, and report.md."""
+
+from __future__ import annotations
+
+from alfa.dialogue.patients import CANNOT_ANSWER
+
+
+def question_counts(conversations: list[list]) -> dict:
+    """How the questioner's questions fared: asked, asked again in the same case (the same words), and left
+    unanswered by the patient."""
+    repeated = 0
+    for conv in conversations:
+        seen = set()
+        for question, _ in conv:
+            repeated += question.strip().lower() in seen
+            seen.add(question.strip().lower())
+    return {
+        "asked": sum(len(c) for c in conversations),
+        "repeated": repeated,
+        "patient_could_not_answer": sum(answer == CANNOT_ANSWER for c in conversations for _, answer in c),
+    }
+
+
+def run_warnings(r: dict) -> list[str]:
+    """What makes a run's accuracy say little about the questioner (written in results.json and report.md)."""
+    out = []
+    if r["n"] and r["mean_questions"] == 0 and r["abstain"] != "fixed":
+        out.append(
+            "the expert was ready to answer at its first turn in every case: the questioner was never used, so the "
+            "accuracy is the no_questions baseline's; raise --threshold or use --abstain fixed to measure a questioner"
+        )
+    full, majority = r["baselines"]["full_information"], r["baselines"]["majority_letter"]
+    if full["value"] is not None and full["value"] <= majority["value"]:
+        out.append(
+            f"with every fact of the case the expert is right on {full['value']:.0%}, no better than always answering "
+            f"the most frequent letter ({majority['value']:.0%}): no questioner can raise this expert's accuracy "
+            "much; use a stronger expert (--expert openai:MODEL@BASE_URL)"
+        )
+    q = r["questions"]
+    if q["repeated"] > q["asked"] / 2:
+        out.append(f"{q['repeated']} of {q['asked']} questions repeat an earlier one of the same case word for word")
+    letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))
+    if share > 0.5:
+        out.append(f"the expert answered {letter} in {share:.0%} of cases: a letter preference, not a reading")
+    return out
+
+
+def decisive_fact_figure(results: list[dict], seed: int) -> dict:
+    """Over the cases that mark their decisive fact (with the fact-select patient): the share answered before the
+    patient told it, with its interval, and how many cases that is."""
+    from alfa.stats import bootstrap_mean
+
+    marked = [float(r["before_decisive_fact"]) for r in results if r.get("before_decisive_fact") is not None]
+    return bootstrap_mean(marked, seed=seed) | {"n": len(marked)}
+
+
+def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> None:
+    """Accuracy of the episodes by how many questions they asked, with the baselines as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = sorted({r["questions"] for r in results})
+    acc = [
+        sum(r["correct"] for r in results if r["questions"] == q) / sum(r["questions"] == q for r in results)
+        for q in counts
+    ]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(counts, acc, marker="o", label="episodes ending after q questions")
+    for (name, b), style in zip(baselines.items(), [":", "--", "-.", (0, (1, 3))]):
+        if b["value"] is not None:
+            ax.axhline(b["value"], linestyle=style, color="grey", label=name)
+    ax.set_xlabel("questions asked")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report_markdown(r: dict) -> str:
+    def acc(a: dict) -> str:
+        return "n/a" if a["value"] is None else f"{a['value']:.1%} ({a['ci_low']:.1%}-{a['ci_high']:.1%})"
+
+    lines = [
+        f"# Interactive evaluation ({r['n']} cases, abstain={r['abstain']}, threshold={r['threshold']}, "
+        f"at most {r['max_questions']} questions, initial info: {r['initial_info']})",
+        "",
+        f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}"
+        + ("" if "patient" in r["roles"] else "; patient: fact-select (no model)."),
+        "",
+        "| | accuracy (95% bootstrap interval) |",
+        "|---|---|",
+        f"| **interactive** | **{acc(r['accuracy'])}** |",
+    ]
+    lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
+    lines += [
+        "",
+        f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}; answered before the "
+        f"decisive fact was told: {acc(r['answered_before_decisive_fact'])} of the "
+        f"{r['answered_before_decisive_fact']['n']} cases that mark one.",
+        "",
+        f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
+        f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",
+        f"Questions asked: {r['questions']['asked']}; repeating an earlier one of the same case: "
+        f"{r['questions']['repeated']}; the patient could not answer: {r['questions']['patient_could_not_answer']}.",
+        "",
+        "![accuracy vs questions](accuracy_vs_questions.png)",
+        "",
+    ]
+    lines += [f"**Warning:** {w}." for w in r.get("warnings", [])]
+    return "\n".join(lines) + ("\n" if r.get("warnings") else "")
