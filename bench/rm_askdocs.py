@@ -5,7 +5,7 @@ longer question wins" (the length shortcut a reward model could learn instead of
 on a second, independent set of pairs (default: the demo pairs, written about other posts). Then writes
 `alfa evaluate-rm` scorecards (every model on every attribute) for both held-out splits.
 
-    alfa build configs/pipelines/askdocs_core.yaml      # the pairs: runs/askdocs-core/pairs (~45 min, 2 cores)
+    alfa build configs/pipelines/askdocs_core.yaml      # the pairs: runs/askdocs-core/pairs (~2 h, 2 cores)
     .venv/bin/python bench/rm_askdocs.py                 # ~2 min per reward model on 2 cores
 
 With --folds K it then runs grouped K-fold cross-validation on the same pairs: all splits pooled, posts
