@@ -27,10 +27,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 from pathlib import Path
 from typing import Callable
 
 from alfa.dialogue.interactivity import interactivity_score, judge_request
+
+log = logging.getLogger(__name__)
 
 
 def correct(completions, final_answer, answer, **kwargs) -> list[float]:
@@ -89,7 +92,10 @@ class JudgedInteractivity:
         requests = [judge_request([(self.ROLE[t["role"]], t["text"]) for t in json.loads(x)]) for x in transcript]
         done, _ = run_calls(self.backend, self.cache, requests, "judge", self.stats)
         scores = [interactivity_score(c.text or "") if c.error is None else None for c in done]
-        self.failures += sum(s is None for s in scores)
+        unreadable = sum(s is None for s in scores)
+        if unreadable:
+            log.warning("interactivity: %d of %d ratings unreadable or failed, scored 0", unreadable, len(scores))
+        self.failures += unreadable
         return [0.0 if s is None else s for s in scores]
 
 
