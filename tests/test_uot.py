@@ -41,6 +41,24 @@ def test_candidate_lines_are_read_strictly():
     assert parse_candidates("I think it is A.", ["A", "B"], 3) == []
 
 
+def test_a_question_already_asked_is_not_chosen_again_while_a_new_one_is_left():
+    """The patient cannot answer -> nothing pruned -> the same proposals come back: the planner takes the best
+    candidate not yet asked, and only when every candidate was asked, the best one again."""
+    planner = UoTPlanner(n=2, depth=1)
+    options = {"A": "a", "B": "b", "C": "c", "D": "d"}
+    state = planner.start(options)
+    proposals = "Question: Is it A or B? | Yes: A, B\nQuestion: Is it A? | Yes: A"
+    chosen = []
+    for _ in range(3):
+        planner.next_request(state, "context", options)
+        plan = planner.apply_proposal(state, proposals)
+        chosen.append(plan["question"])
+        planner.after_answer(state, plan["question"], "I can't answer that.")
+        planner.apply_classification(state, "Unknown")
+    assert chosen == ["Is it A or B?", "Is it A?", "Is it A or B?"]
+    assert state["open"] == ["A", "B", "C", "D"]
+
+
 class ScriptedUoT(ScriptedBackend):
     """A scripted model (not a model) for every role: proposes a halving and a one-against-rest question over the
     open letters, answers as the patient 'Yes, that is right.', reads every answer as Yes, rates its confidence 2 until two questions were answered, then 5,

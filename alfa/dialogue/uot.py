@@ -8,8 +8,9 @@ down to `depth` questions. A question that splits its hypotheses into a share p 
 
 Rewards accumulate along a path; a leaf's expected reward is its accumulated reward; an answer node's is the mean
 over its child questions; a question's is p E(yes side) + (1 - p) E(no side). The root question with the highest
-expected reward is asked; the patient's answer, read as yes or no, prunes the hypotheses to that side (an answer
-that is neither prunes nothing).
+expected reward is asked (the best one not yet asked in the same words, while there is one: the patient would
+answer it the same way again); the patient's answer, read as yes or no, prunes the hypotheses to that side (an
+answer that is neither prunes nothing).
 
 `UoTPlanner` is the state machine the interactive protocol (alfa.eval.interactive) runs when `--questioner uot`:
 each node's proposal is one model call, so every call goes through the engine's batches and the call cache.
@@ -130,12 +131,15 @@ class UoTPlanner:
         if not state["roots"]:
             return {"question": None, "expected": None, "candidates": []}
         scored = sorted(((expected(r), i, r) for i, r in enumerate(state["roots"])), key=lambda x: (-x[0], x[1]))
-        best = scored[0][2]
+        # a question already asked in these words gets the same answer again: take the best new one, if any
+        asked = {q.strip().lower() for q in state.get("asked_before", [])}
+        fresh = [x for x in scored if x[2].question.strip().lower() not in asked]
+        expected_reward, _, best = (fresh or scored)[0]
         plan = {
             "question": best.question,
             "yes": best.yes,
             "no": best.no,
-            "expected": scored[0][0],
+            "expected": expected_reward,
             "candidates": [{"question": r.question, "yes": r.yes, "expected": e} for e, _, r in scored],
         }
         state["roots"], state["plan"] = [], plan
@@ -143,6 +147,7 @@ class UoTPlanner:
 
     def after_answer(self, state: dict, question: str, answer: str) -> None:
         state["asked"], state["answer"], state["phase"] = question, answer, "classify"
+        state.setdefault("asked_before", []).append(question)
 
     def apply_classification(self, state: dict, reply: str | None) -> None:
         """Prune the open hypotheses to the side the answer took (nothing is pruned on an unclear answer)."""
