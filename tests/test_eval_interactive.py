@@ -101,6 +101,8 @@ def test_unreadable_confidence_is_a_counted_failure_and_the_budget_ends_the_epis
     assert report["timeout_rate"] == 1 and report["mean_questions"] == 2
     assert report["parse_failures"] == 2 * 2  # two unreadable decisions per episode, each counted
     assert report["n"] == 2  # no episode dropped
+    assert report["decisions"] == {"n": 4, "distinct": 1, "most_common": ["i am not very confident", 4]}
+    assert any("never ready to answer before the budget" in w for w in report["warnings"])
 
 
 def test_a_questioner_asking_the_same_words_again_is_counted_and_warned_about(tmp_path, cases, embedder):
@@ -136,6 +138,8 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
     assert "premature answers): 100.0%" in (tmp_path / "e" / "report.md").read_text()
     # the run says why its accuracy tells nothing about the questioner
     assert report["expert_answer_share"] == {"C": 1.0}
+    assert report["decisions"] == {"n": 3, "distinct": 1, "most_common": ["5", 3]}  # too few to warn about
+    assert not any("readiness questions" in w for w in report["warnings"])
     warned = report["warnings"]
     assert any("the questioner was never used" in w for w in warned)
     assert any("answered C in 100% of cases" in w for w in warned)
@@ -218,3 +222,29 @@ def test_an_llm_patient_is_a_role_of_its_own_and_sees_only_the_facts(tmp_path, c
     assert first.question not in shown and all(o not in shown for o in first.options.values())  # facts only
     assert all(f in shown for f in first.facts)
     assert report["roles"]["patient"] == "scripted" and report["mean_questions"] == 2
+
+
+def test_a_constant_readiness_reply_is_warned_about():
+    """The embedded 1.5B expert rated itself '4' at every decision of 100 cases: the module decided nothing."""
+    from alfa.eval.interactive_report import decision_counts, run_warnings
+
+    turns = [[{"kind": "decide", "text": "4"}, {"kind": "final", "text": "D"}] for _ in range(9)]
+    turns.append([{"kind": "decide", "text": " 4."}])
+    decisions = decision_counts(turns)
+    assert decisions == {"n": 10, "distinct": 1, "most_common": ["4", 10]}
+    ci = {"value": 0.3, "ci_low": 0.2, "ci_high": 0.4}
+    r = {
+        "n": 10,
+        "abstain": "scale",
+        "mean_questions": 1.0,
+        "timeout_rate": 0.5,
+        "decisions": decisions,
+        "questions": {"asked": 10, "repeated": 0, "patient_could_not_answer": 0},
+        "expert_answer_share": {"A": 0.5, "B": 0.5},
+        "baselines": {"full_information": {**ci, "value": 0.6}, "majority_letter": ci},
+    }
+    assert run_warnings(r) == [
+        "the expert gave the same reply, '4', to all 10 readiness questions: its decision to ask or answer does not "
+        "depend on the case"
+    ]
+    assert run_warnings(r | {"abstain": "implicit"}) == []  # implicit replies are questions or answers

@@ -158,15 +158,32 @@ def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
     (tmp_path / "base" / "results.json").write_text(
         json.dumps({"n": 30, "accuracy": ci, "mean_questions": 1.5, "baselines": {"majority_letter": ci}})
     )
+    (tmp_path / "fixed").mkdir()
+    warning = "the expert answered D in 73% of cases: a letter preference, not a reading"
+    (tmp_path / "fixed" / "results.json").write_text(
+        json.dumps(
+            {"n": 30, "accuracy": ci, "mean_questions": 5, "baselines": {"majority_letter": ci}, "warnings": [warning]}
+        )
+    )
     (tmp_path / "dpo-vs-base").mkdir()
     (tmp_path / "dpo-vs-base" / "winrate.json").write_text(
         json.dumps({"n": 20, "win_rate": ci, "wins": 10, "ties": 5, "losses": 25, "failures": 0, "position_bias": 0.7})
     )
     assert (
-        main(["eval", "report", str(tmp_path / "base"), str(tmp_path / "dpo-vs-base"), "-o", str(tmp_path / "r")]) == 0
+        main(
+            [
+                "eval",
+                "report",
+                *(str(tmp_path / r) for r in ("base", "fixed", "dpo-vs-base")),
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
     )
     text = (tmp_path / "r" / "report.md").read_text()
     assert "| base | 30 | **40.0% (30.0%-50.0%)** | 1.50 | 40.0% (30.0%-50.0%) |" in text
+    assert f"- fixed: {warning}" in text and "- base:" not in text  # each run's own warnings, named
     assert "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 | not run |" in text
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()

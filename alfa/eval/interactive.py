@@ -220,6 +220,7 @@ def evaluate_interactive(
     from alfa.dialogue.engine import run_episodes
     from alfa.eval.cases import check_cases
     from alfa.eval.interactive_report import (
+        decision_counts,
         decisive_fact_figure,
         plot_accuracy_vs_questions,
         question_counts,
@@ -265,6 +266,7 @@ def evaluate_interactive(
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
         "questions": question_counts(conversations),
+        "decisions": decision_counts([by_id[c.case_id]["turns"] for c in cases]),
         "expert_answer_share": {k: v / n for k, v in sorted(Counter(r["answer"] for r in results).items(), key=str)},
         "baselines": baselines,
         "roles": {k: v.model_id for k, v in protocol.roles.items()},

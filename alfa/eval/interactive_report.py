@@ -22,6 +22,18 @@ def question_counts(conversations: list[list]) -> dict:
     }
 
 
+def decision_counts(turn_lists: list[list[dict]]) -> dict:
+    """The expert's replies to the readiness question (binary, numeric, scale): how many, how many different
+    (case, spaces and a final full stop ignored), and the most frequent."""
+    from collections import Counter
+
+    replies = Counter(
+        (t["text"] or "").strip().rstrip(".").lower() for turns in turn_lists for t in turns if t["kind"] == "decide"
+    )
+    top = replies.most_common(1)
+    return {"n": sum(replies.values()), "distinct": len(replies), "most_common": list(top[0]) if top else None}
+
+
 def run_warnings(r: dict) -> list[str]:
     """What makes a run's accuracy say little about the questioner (written in results.json and report.md)."""
     out = []
@@ -29,6 +41,16 @@ def run_warnings(r: dict) -> list[str]:
         out.append(
             "the expert was ready to answer at its first turn in every case: the questioner was never used, so the "
             "accuracy is the no_questions baseline's; raise --threshold or use --abstain fixed to measure a questioner"
+        )
+    if r["n"] and r["timeout_rate"] == 1:
+        out.append(
+            "the expert was never ready to answer before the budget: the abstention module acted as a fixed budget"
+        )
+    d = r["decisions"]
+    if r["abstain"] in ("binary", "numeric", "scale") and d["n"] >= 10 and d["distinct"] == 1:
+        out.append(
+            f"the expert gave the same reply, {d['most_common'][0]!r}, to all {d['n']} readiness questions: its "
+            "decision to ask or answer does not depend on the case"
         )
     full, majority = r["baselines"]["full_information"], r["baselines"]["majority_letter"]
     if full["value"] is not None and full["value"] <= majority["value"]:

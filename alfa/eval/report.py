@@ -70,6 +70,10 @@ def write_report(runs: list[Path], out_dir: Path) -> Path:
                 f"| {r['run']} | {r['n']} | **{_interval(r['accuracy'])}** | {r['mean_questions']:.2f} | {base} |"
             )
         lines.append("")
+        warned = [(r["run"], w) for r in interactive for w in r.get("warnings", [])]  # runs before 2026-12-03 have none
+        if warned:
+            lines += ["What makes these accuracies say little about the questioner (each run's own warnings):", ""]
+            lines += [f"- {run}: {w}" for run, w in warned] + [""]
     if winrates:
         lines += [
             "## Win rates (0.5 is no difference)",
