@@ -81,3 +81,8 @@ def final_number(reply: str | None) -> float | None:
     tail = text.rsplit("nswer", 1)[-1] if "nswer" in text else text
     numbers = re.findall(r"-?\d+(?:\.\d+)?", tail) or re.findall(r"-?\d+(?:\.\d+)?", text)
     return float(numbers[-1]) if numbers else None
+
+
+def same_words(question: str) -> str:
+    """A question's words as compared for "asked again": case and surrounding spaces ignored."""
+    return question.strip().lower()

@@ -22,7 +22,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from alfa.dialogue.parsing import parse_yes_no
+from alfa.dialogue.parsing import parse_yes_no, same_words
 
 PLANNER_SYSTEM = (
     "You are a doctor narrowing down the answer to a diagnostic question by asking the patient yes/no questions."
@@ -98,7 +98,14 @@ class UoTPlanner:
     lam: float = 0.4
 
     def start(self, options: dict[str, str]) -> dict:
-        return {"open": sorted(options), "queue": [], "roots": [], "phase": "plan", "parse_failures": 0}
+        return {
+            "open": sorted(options),
+            "queue": [],
+            "roots": [],
+            "phase": "plan",
+            "parse_failures": 0,
+            "asked_before": [],
+        }
 
     def next_request(self, state: dict, context: str, options: dict[str, str]) -> tuple[str, list[dict]]:
         """(kind, messages) of the planner's next call: a proposal for a node, or the reading of an answer."""
@@ -132,8 +139,8 @@ class UoTPlanner:
             return {"question": None, "expected": None, "candidates": []}
         scored = sorted(((expected(r), i, r) for i, r in enumerate(state["roots"])), key=lambda x: (-x[0], x[1]))
         # a question already asked in these words gets the same answer again: take the best new one, if any
-        asked = {q.strip().lower() for q in state.get("asked_before", [])}
-        fresh = [x for x in scored if x[2].question.strip().lower() not in asked]
+        asked = {same_words(q) for q in state["asked_before"]}
+        fresh = [x for x in scored if same_words(x[2].question) not in asked]
         expected_reward, _, best = (fresh or scored)[0]
         plan = {
             "question": best.question,
@@ -147,7 +154,7 @@ class UoTPlanner:
 
     def after_answer(self, state: dict, question: str, answer: str) -> None:
         state["asked"], state["answer"], state["phase"] = question, answer, "classify"
-        state.setdefault("asked_before", []).append(question)
+        state["asked_before"].append(question)
 
     def apply_classification(self, state: dict, reply: str | None) -> None:
         """Prune the open hypotheses to the side the answer took (nothing is pruned on an unclear answer)."""

@@ -237,8 +237,9 @@ def evaluate_interactive(
     def info_of(c: Case) -> str:
         return c.post if initial_info == "post" and c.post else c.initial_info
 
+    infos = [info_of(c) for c in cases]
     episodes, stats = run_episodes(
-        [protocol.episode(c, info_of(c)) for c in cases], protocol, cache, out_dir / "episodes.jsonl"
+        [protocol.episode(c, i) for c, i in zip(cases, infos)], protocol, cache, out_dir / "episodes.jsonl"
     )
     by_id = {e["episode_id"]: e for e in episodes}
     # every case counts, in case order: a loss or a failure is a 0
@@ -248,7 +249,6 @@ def evaluate_interactive(
     def accuracy(correct: list[bool]) -> dict:
         return bootstrap_mean([float(x) for x in correct], seed=seed)
 
-    infos = [info_of(c) for c in cases]
     baselines = baseline_accuracies(cases, infos, protocol.roles["expert"], cache, stats, seed)
     cache.close()
     n = len(results)

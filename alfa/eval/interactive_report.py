@@ -3,6 +3,7 @@ makes a run's accuracy uninformative, accuracy against questions asked, and repo
 
 from __future__ import annotations
 
+from alfa.dialogue.parsing import same_words
 from alfa.dialogue.patients import CANNOT_ANSWER
 
 
@@ -13,8 +14,8 @@ def question_counts(conversations: list[list]) -> dict:
     for conv in conversations:
         seen = set()
         for question, _ in conv:
-            repeated += question.strip().lower() in seen
-            seen.add(question.strip().lower())
+            repeated += same_words(question) in seen
+            seen.add(same_words(question))
     return {
         "asked": sum(len(c) for c in conversations),
         "repeated": repeated,
