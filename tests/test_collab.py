@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from scripted import ScriptedBackend
 
+from alfa.llm.backends import Completion
 from alfa.methods.collab import FINAL_PROMPT, PAIR_TYPE, CollabConfig, build_collab
 from alfa.methods.tasks import read_cases
 
@@ -88,6 +89,50 @@ def test_a_future_left_open_is_asked_for_its_answer(tmp_path, cases):
     for line, case in zip((tmp_path / "conversations.jsonl").read_text().splitlines(), cases):
         turn = json.loads(line)["turns"][0]
         assert [c["task"] for c in turn["candidates"]] == [float(case.answer == "B")] * 2
+
+
+def test_failed_calls_are_kept_with_their_reason_never_paired_and_asked_again_on_rerun(tmp_path, cases):
+    r = roles(cases)
+    flaky = next(c for c in cases if c.answer != "A")  # a case whose asking candidate would make a pair
+
+    def patient(messages, seed):
+        if flaky.facts[0] in messages[-1]["content"]:
+            return Completion(None, error="HTTP 503: server overloaded")
+        return "I have had a fever for two days."
+
+    r["user"] = ScriptedBackend("patient", patient)
+    cfg = CollabConfig(candidates=2, futures=2, window=2, turns=3)
+    summary = build_collab(cases, r["policy"], r["user"], r["judge"], cfg, tmp_path)
+    wrong_a = [c for c in cases if c.answer != "A"]
+    assert summary["pairs"] == len(wrong_a) - 1  # the asking candidate's futures failed: no pair for the flaky case
+    failures = [json.loads(x) for x in (tmp_path / "failures.jsonl").read_text().splitlines()]
+    assert failures and {(f["role"], f["case_id"]) for f in failures} == {("user", flaky.case_id)}
+    assert all(f["error"] == "HTTP 503: server overloaded" for f in failures)
+    said = summary["failures"]
+    assert said["calls_by_role"] == {"user": len(failures)} and said["consultations_stopped"] == 1
+    assert said["candidates_with_failed_futures"] == 1 and said["first_reasons"][0].startswith("HTTP 503")
+    conv = next(
+        json.loads(x) for x in (tmp_path / "conversations.jsonl").read_text().splitlines() if flaky.case_id in x
+    )
+    assert "patient's call failed" in conv["turns"][0]["stopped"] and conv["messages"][-1]["role"] == "assistant"
+    # the server is back: a rerun asks only the failed calls again (they were never cached) and makes the pair
+    healthy = roles(cases)
+    rerun = build_collab(cases, healthy["policy"], healthy["user"], healthy["judge"], cfg, tmp_path)
+    assert rerun["pairs"] == len(wrong_a) and rerun["failures"]["calls_by_role"] == {}
+    assert healthy["user"].requests and all(flaky.facts[0] in m[-1]["content"] for m in healthy["user"].requests)
+
+
+def test_a_candidate_whose_call_failed_is_not_scored_and_makes_no_pair(tmp_path, cases):
+    r = roles(cases)
+    ask = r["policy"]._reply
+    r["policy"] = ScriptedBackend(
+        "policy", lambda m, s: Completion(None, error="timeout") if len(m) == 2 and s == 1 else ask(m, s)
+    )
+    summary = build_collab(cases, r["policy"], r["user"], r["judge"], CollabConfig(futures=1, turns=1), tmp_path)
+    assert summary["pairs"] == 0 and summary["failures"]["candidates_failed"] == len(cases)
+    for line in (tmp_path / "conversations.jsonl").read_text().splitlines():
+        turn = json.loads(line)["turns"][0]
+        assert turn["candidates"][1] == {"reply": None, "failed": True} and turn["best"] == 0
 
 
 def test_config_refuses_a_single_candidate():

@@ -70,6 +70,15 @@ def test_a_case_without_options_or_facts_is_a_reject_naming_the_field(tmp_path, 
     assert cases == [] and ("options" in rejects[0]["reason"] or "context" in rejects[0]["reason"])
 
 
+def test_a_repeated_case_id_is_a_reject_naming_the_first_line(tmp_path):
+    # episodes, call caches and pairs are keyed by the case id: a second case under the same id would overwrite the first
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join([_case(0), _case(1), _case(0)]) + "\n")
+    cases, rejects = load_cases(path)
+    assert [c.case_id for c in cases] == ["0", "1"]
+    assert rejects[0]["line"] == 3 and "field 'id' is '0', the id of line 1" in rejects[0]["reason"]
+
+
 def test_eval_interactive_on_a_file_with_no_readable_case_stops_with_a_clear_error(tmp_path, capsys):
     from alfa.cli import main
 

@@ -47,7 +47,21 @@ def test_confidence(reply, value):
     assert parse_confidence(reply) == (pytest.approx(value) if value is not None else None)
 
 
-@pytest.mark.parametrize("reply, value", [("4", 4), ("Rating: 5.", 5), ("6", None), ("not 4", None), ("high", None)])
+@pytest.mark.parametrize(
+    "reply, value",
+    [
+        ("4", 4),
+        ("Rating: 5.", 5),
+        ("6", None),
+        ("not 4", None),
+        ("high", None),
+        ("On a scale of 1 to 5: 4", 4),  # the scale's bounds are not the rating
+        ("4/5", 4),
+        ("I'd rate it 3 out of 5.", 3),
+        ("1 (poorly) to 5 (very well): 2", 2),
+        ("Rating: 1 - poor", 1),
+    ],
+)
 def test_scale(reply, value):
     assert parse_scale(reply) == value
 

@@ -180,6 +180,15 @@ def test_interactivity_reward_rates_each_conversation_once_through_the_cache(tmp
     again = ScriptedBackend("judge", judge)
     assert JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", again)(None, transcripts) == [1.0, 0.0]
     assert again.calls == 0
+    from alfa.train.rewards import correct, judge_figures
+
+    assert judge_figures([correct, reward]) == {
+        "judge": "local",
+        "calls_made": 2,
+        "from_cache": 0,
+        "unreadable_or_failed": 1,
+    }  # what alfa_train.json says of the judge
+    assert judge_figures([correct]) is None
     with pytest.raises(ValueError, match="set rollout.judge"):
         reward_function("interactivity")
     with pytest.raises(ValueError, match="backend 'openai:no-url'"):

@@ -117,12 +117,12 @@ def test_config_refuses_unknown_keys_and_impossible_values(tmp_path):
         StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", oracle="case")
 
 
-
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "stargate").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_names_a_shipped_recipe(path):
     cfg = load_config(path)
     assert (ROOT / cfg.recipe).is_file(), f"{path.name}: recipe {cfg.recipe} is not in the repository"
     assert cfg.top_k <= cfg.samples
+
 
 def test_halves_alternate_and_cover_every_task():
     tasks = [Task(str(i), "t", ["h"]) for i in range(7)]

@@ -245,6 +245,7 @@ def add_collab(sub) -> None:
         ("task_weight", float, "weight of the right answer (1.0)"),
         ("interactivity_weight", float, "weight of the judge's rating (0.5; 0 = no judge calls)"),
         ("token_cost", float, "penalty per assistant token, capped at 1 (0.001)"),
+        ("cost_weight", float, "weight of the capped token penalty (1.0, the paper; CollabLLM's package: 0.5)"),
         ("min_gap", float, "least MR difference for a pair (0.02)"),
     ):
         b.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
@@ -269,5 +270,5 @@ def _collab_build(args) -> int:
     with RoleBackends() as roles:  # roles naming the same model share one backend (one server)
         policy, user, judge = roles.get(args.policy, 64), roles.get(args.user, 64), roles.get(args.judge, 4)
         summary = build_collab(cases, policy, user, judge, cfg, Path(args.output))
-    print(json.dumps({k: summary[k] for k in ("cases", "pairs", "splits", "calls")}))
+    print(json.dumps({k: summary[k] for k in ("cases", "pairs", "splits", "calls", "failures")}))
     return 0 if summary["pairs"] else 1

@@ -56,10 +56,15 @@ def parse_confidence(reply: str | None) -> float | None:
     return value if 0 <= value <= 1 else None
 
 
+_SCALE_BOUNDS = re.compile(r"\b1\s*(?:\([^)]*\)\s*)?(?:-|–|to)\s*\d+\b|\bout of \d+\b|/\s*\d+\b")
+
+
 def parse_scale(reply: str | None, top: int = 5) -> int | None:
-    """A rating 1..top (MediQ's 5-point confidence scale), or None."""
-    m = re.search(r"\b([1-9]\d*)\b", (reply or ""))
-    if not m or _NEGATED.search(reply[: m.start()]):
+    """A rating 1..top (MediQ's 5-point confidence scale), or None. The scale's own bounds are not a rating:
+    "On a scale of 1 to 5: 4" and "4/5" are 4."""
+    text = _SCALE_BOUNDS.sub(" ", reply or "")
+    m = re.search(r"\b([1-9]\d*)\b", text)
+    if not m or _NEGATED.search(text[: m.start()]):
         return None
     value = int(m.group(1))
     return value if 1 <= value <= top else None

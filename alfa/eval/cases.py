@@ -97,13 +97,19 @@ def _decisive(value, facts: list[str], where: str) -> int | None:
 
 def load_cases(path: Path, limit: int | None = None) -> tuple[list[Case], list[dict]]:
     """(cases, rejects): every line that is not a readable case is a reject with file, line and reason."""
-    cases, rejects = [], []
+    cases, rejects, first_line = [], [], {}
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.strip():
                 continue
             try:
-                cases.append(read_case(json.loads(raw), Path(path), n))
+                case = read_case(json.loads(raw), Path(path), n)
+                if case.case_id in first_line:  # episodes, caches and pairs are keyed by the id
+                    raise ValueError(
+                        f"{path}:{n}: field 'id' is {case.case_id!r}, the id of line {first_line[case.case_id]}"
+                    )
+                first_line[case.case_id] = n
+                cases.append(case)
             except json.JSONDecodeError as e:
                 rejects.append({"file": str(path), "line": n, "reason": f"not JSON: {e.msg}"})
             except ValueError as e:

@@ -8,17 +8,21 @@ for its answer):
 
     MR = mean over futures of  task_weight x (final answer right)
                              + interactivity_weight x (judge's 1-5 engagement rating, scaled to 0..1)
-                             - min(1, token_cost x assistant tokens in the future)
+                             - cost_weight x min(1, token_cost x assistant tokens in the future)
 
 The best candidate continues the conversation (the patient answers it); best against worst becomes a DPO pair when
 their MR differ by at least `min_gap`. Every call is cached (each sample's seed is in its key), so a killed build
-resumes and pays for nothing twice. Pairs are split by case, so no conversation lands in two splits.
+resumes and pays for nothing twice. A failed call is kept with its reason (failures.jsonl) and never cached: a
+candidate whose own call failed is not scored, one whose futures hold a failed call is kept out of pairs, and a
+consultation whose every candidate (or whose patient) failed stops there; a rerun asks again. Pairs are split by
+case, so no conversation lands in two splits.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,6 +50,7 @@ class CollabConfig:
     task_weight: float = 1.0
     interactivity_weight: float = 0.5  # 0: no judge call
     token_cost: float = 0.001  # per assistant token of a future, the penalty capped at 1
+    cost_weight: float = 1.0  # the capped penalty's weight (CollabLLM's paper: 1; its released package: 0.5)
     min_gap: float = 0.02  # least MR difference for a pair (CollabLLM offline: 0.02)
     temperature: float = 0.8
     seed: int = 0
@@ -63,7 +68,7 @@ def load_config(path: Path) -> CollabConfig:
     return from_dict(CollabConfig, data, Path(path), lines)
 
 
-def tokens(text: str) -> int:
+def tokens(text: str | None) -> int:
     return len((text or "").split())  # whitespace tokens: the same count for every backend
 
 
@@ -71,35 +76,43 @@ class CollabBuilder:
     def __init__(self, policy, user, judge, cfg: CollabConfig, cache: CallCache):
         self.policy, self.user, self.judge, self.cfg, self.cache = policy, user, judge, cfg, cache
         self.stats = CallStats()
+        self.failures: list[dict] = []  # every failed call: role, case, reason (OUT/failures.jsonl)
 
-    def calls(self, backend, requests: list[list[dict]], desc: str) -> list[str]:
-        """Replies in request order; a failed call is an empty reply (it is not cached: a rerun asks again)."""
-        done, _ = run_calls(backend, self.cache, requests, desc, self.stats) if requests else ([], [])
-        return [(c.text or "").strip() if c.error is None else "" for c in done]
+    def calls(self, backend, requests: list[list[dict]], role: str, case_ids: list[str]) -> list[str | None]:
+        """Replies in request order; None for a failed call, kept in `failures` with its reason and not cached
+        (a rerun asks again)."""
+        if not requests:
+            return []
+        done, _ = run_calls(backend, self.cache, requests, role, self.stats)
+        for c, case_id in zip(done, case_ids):
+            if c.error is not None:
+                self.failures.append({"role": role, "case_id": case_id, "error": c.error})
+        return [None if c.error is not None else (c.text or "").strip() for c in done]
 
-    def patient_replies(self, jobs: list[tuple[Case, str]], seeds: list[int | None]) -> list[str]:
-        out = [""] * len(jobs)
+    def patient_replies(self, jobs: list[tuple[Case, str]], seeds: list[int | None]) -> list[str | None]:
+        out: list[str | None] = [None] * len(jobs)
         for seed in sorted(set(seeds), key=lambda s: -1 if s is None else s):  # one backend per seed, batched
             idx = [i for i, s in enumerate(seeds) if s == seed]
             backend = self.user if seed is None else self.user.with_sampling(self.cfg.temperature, seed)
-            replies = self.calls(backend, [llm_patient_messages(jobs[i][0].facts, jobs[i][1]) for i in idx], "user")
-            for i, r in zip(idx, replies):
-                out[i] = r or CANNOT_ANSWER
+            requests = [llm_patient_messages(jobs[i][0].facts, jobs[i][1]) for i in idx]
+            for i, r in zip(idx, self.calls(backend, requests, "user", [jobs[i][0].case_id for i in idx])):
+                out[i] = (r or CANNOT_ANSWER) if r is not None else None
         return out
 
-    def policy_replies(self, convs: list[list[dict]], seed: int | None, desc: str) -> list[str]:
+    def policy_replies(self, convs: list[list[dict]], seed: int | None, role: str, case_ids: list[str]):
         backend = self.policy if seed is None else self.policy.with_sampling(self.cfg.temperature, seed)
-        return self.calls(backend, convs, desc)
+        return self.calls(backend, convs, role, case_ids)
 
     def futures(self, case_of: list[Case], starts: list[list[dict]], turn: int) -> list[dict]:
         """Play each start conversation (ending with a candidate reply) on for the window, `futures` times each;
-        returns per start the mean MR and its parts."""
+        returns per start the mean MR, its parts, and the calls of its futures that failed (such a candidate is
+        kept out of pairs: its MR is not an estimate of anything)."""
         cfg = self.cfg
         runs = [(k, s) for k in range(len(starts)) for s in range(cfg.futures)]
+        ids = [case_of[k].case_id for k, _ in runs]
         convs = [list(starts[k]) for k, _ in runs]
-        answer = [None] * len(runs)
-        spent = [0] * len(runs)
-        open_ = [i for i in range(len(runs))]
+        answer, spent, failed = [None] * len(runs), [0] * len(runs), [0] * len(runs)
+        open_ = list(range(len(runs)))
         for step in range(cfg.window + 1):
             still = []
             for i in open_:
@@ -113,46 +126,108 @@ class CollabBuilder:
             seeds = [cfg.seed + 10_000 * (turn + 1) + 100 * step + runs[i][1] for i in still]
             replies = self.patient_replies([(case_of[runs[i][0]], convs[i][-1]["content"]) for i in still], seeds)
             for i, r in zip(still, replies):
-                convs[i].append({"role": "user", "content": r})
+                failed[i] += r is None
+                convs[i].append({"role": "user", "content": CANNOT_ANSWER if r is None else r})
             for s in range(cfg.futures):  # the policy samples with the future's own seed
                 group = [i for i in still if runs[i][1] == s]
                 seed = cfg.seed + 10_000 * (turn + 1) + 100 * step + 50 + s
-                for i, r in zip(group, self.policy_replies([convs[i] for i in group], seed, "futures")):
-                    convs[i].append({"role": "assistant", "content": r})
+                replies = self.policy_replies([convs[i] for i in group], seed, "futures", [ids[i] for i in group])
+                for i, r in zip(group, replies):
+                    failed[i] += r is None
+                    convs[i].append({"role": "assistant", "content": r or ""})
                     spent[i] += tokens(r)
             open_ = still
         unanswered = [i for i in range(len(runs)) if answer[i] is None]
         finals = self.policy_replies(
-            [convs[i] + [{"role": "user", "content": FINAL_PROMPT}] for i in unanswered], None, "final"
+            [convs[i] + [{"role": "user", "content": FINAL_PROMPT}] for i in unanswered],
+            None,
+            "final",
+            [ids[i] for i in unanswered],
         )
         for i, r in zip(unanswered, finals):
+            failed[i] += r is None
+            spent[i] += tokens(r)
             answer[i] = read_student_turn(r, case_of[runs[i][0]].options)[1] if r else None
         ratings = [None] * len(runs)
         if cfg.interactivity_weight:
-            requests = [judge_request([(m["role"], m["content"]) for m in c[1:]]) for c in convs]
-            ratings = [interactivity_score(r) for r in self.calls(self.judge, requests, "judge")]
-        out = []
-        for k in range(len(starts)):
-            mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
-            task = [float(answer[i] == case_of[k].answer) for i in mine]
-            inter = [0.0 if ratings[i] is None else ratings[i] for i in mine]
-            cost = [min(1.0, cfg.token_cost * (spent[i] + tokens(starts[k][-1]["content"]))) for i in mine]
-            mr = [cfg.task_weight * a + cfg.interactivity_weight * b - c for a, b, c in zip(task, inter, cost)]
-            out.append(
-                {
-                    "mr": sum(mr) / len(mr),
-                    "task": sum(task) / len(task),
-                    "interactivity": sum(inter) / len(inter),
-                    "cost": sum(cost) / len(cost),
-                    "judge_failures": sum(ratings[i] is None for i in mine) if cfg.interactivity_weight else 0,
-                }
-            )
-        return out
+            # the dialogue after the case prompt, as the GRPO `interactivity` reward shows it (same cache keys)
+            requests = [judge_request([(m["role"], m["content"]) for m in c[2:]]) for c in convs]
+            replies = self.calls(self.judge, requests, "judge", ids)
+            failed = [f + (r is None) for f, r in zip(failed, replies)]
+            ratings = [None if r is None else interactivity_score(r) for r in replies]
+        return [
+            self._mean_mr(case_of[k], starts[k], runs, k, answer, spent, failed, ratings) for k in range(len(starts))
+        ]
+
+    def _mean_mr(self, case: Case, start, runs, k, answer, spent, failed, ratings) -> dict:
+        cfg = self.cfg
+        mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
+        task = [float(answer[i] == case.answer) for i in mine]
+        inter = [0.0 if ratings[i] is None else ratings[i] for i in mine]  # unreadable: 0, counted below
+        cost = [min(1.0, cfg.token_cost * (spent[i] + tokens(start[-1]["content"]))) for i in mine]
+        mr = [
+            cfg.task_weight * a + cfg.interactivity_weight * b - cfg.cost_weight * c
+            for a, b, c in zip(task, inter, cost)
+        ]
+        return {
+            "mr": sum(mr) / len(mr),
+            "task": sum(task) / len(task),
+            "interactivity": sum(inter) / len(inter),
+            "cost": sum(cost) / len(cost),
+            "judge_unreadable": sum(ratings[i] is None for i in mine) if cfg.interactivity_weight else 0,
+            "failed_calls": sum(failed[i] for i in mine),
+        }
+
+    def play_turn(self, active: list[Case], turn: int, convs: dict, turns_log: dict, rows: list) -> list[Case]:
+        """One assistant turn of every active consultation: sample and score the candidates, keep a pair, continue
+        with the best one; returns the cases still asking."""
+        cfg, n = self.cfg, self.cfg.candidates
+        ids = [c.case_id for c in active]
+        cands = [[None] * n for _ in active]
+        for j in range(n):
+            replies = self.policy_replies([convs[i] for i in ids], cfg.seed + 100 * turn + j, "candidates", ids)
+            for a, r in enumerate(replies):
+                cands[a][j] = r
+        slots = [(a, j) for a in range(len(active)) for j in range(n) if cands[a][j] is not None]
+        starts = [convs[ids[a]] + [{"role": "assistant", "content": cands[a][j]}] for a, j in slots]
+        scored = dict(zip(slots, self.futures([active[a] for a, _ in slots], starts, turn)))
+        asking = []
+        for a, c in enumerate(active):
+            mine = {j: scored[(a, j)] for j in range(n) if (a, j) in scored}  # candidates whose call succeeded
+            log = {
+                "turn": turn,
+                "candidates": [{"reply": cands[a][j], "failed": j not in mine, **mine.get(j, {})} for j in range(n)],
+            }
+            turns_log[c.case_id].append(log)
+            if not mine:
+                log["stopped"] = "every candidate call failed (rerun to ask again)"
+                continue
+            order = sorted(mine, key=lambda j: (-mine[j]["mr"], j))
+            log["best"] = best = order[0]
+            clean = [j for j in order if mine[j]["failed_calls"] == 0]
+            if len(clean) >= 2:
+                hi, lo = clean[0], clean[-1]
+                if mine[hi]["mr"] - mine[lo]["mr"] >= cfg.min_gap and cands[a][hi].strip() != cands[a][lo].strip():
+                    rows.append(
+                        pair_row(c, turn, convs[c.case_id], cands[a][hi], cands[a][lo], mine[hi], mine[lo], self.policy)
+                    )
+            convs[c.case_id] = convs[c.case_id] + [{"role": "assistant", "content": cands[a][best]}]
+            if read_student_turn(cands[a][best], c.options)[0] != "answer" and turn < cfg.turns - 1:
+                asking.append(c)
+        replies = self.patient_replies([(c, convs[c.case_id][-1]["content"]) for c in asking], [None] * len(asking))
+        still = []
+        for c, r in zip(asking, replies):
+            if r is None:
+                turns_log[c.case_id][-1]["stopped"] = "the patient's call failed (rerun to ask again)"
+                continue
+            convs[c.case_id] = convs[c.case_id] + [{"role": "user", "content": r}]
+            still.append(c)
+        return still
 
 
 def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out: Path) -> dict:
     """Run the consultations, score every candidate reply, write OUT (a pairs dir, conversations.jsonl,
-    summary.json, README.md) and return the summary."""
+    failures.jsonl, summary.json, README.md) and return the summary."""
     from alfa.methods.scored_pairs import write_scored_pairs
 
     out = Path(out)
@@ -161,47 +236,12 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
     builder = CollabBuilder(policy, user, judge, cfg, cache)
     convs = {c.case_id: student_prompt(case_prompt_text(c.initial_info, c.question, c.options)) for c in cases}
     turns_log: dict[str, list] = {c.case_id: [] for c in cases}
-    rows, active, n = [], list(cases), cfg.candidates
+    rows, active = [], list(cases)
     try:
         for turn in range(cfg.turns):
             if not active:
                 break
-            cands = [[""] * n for _ in active]
-            for j in range(n):
-                seed = cfg.seed + 100 * turn + j
-                for a, r in enumerate(builder.policy_replies([convs[c.case_id] for c in active], seed, "candidates")):
-                    cands[a][j] = r
-            owners = [c for c in active for _ in range(n)]
-            starts = [
-                convs[c.case_id] + [{"role": "assistant", "content": cands[a][j]}]
-                for a, c in enumerate(active)
-                for j in range(n)
-            ]
-            scored = builder.futures(owners, starts, turn)
-            asking = []
-            for a, c in enumerate(active):
-                mine = scored[a * n : (a + 1) * n]
-                order = sorted(range(n), key=lambda j: (-mine[j]["mr"], j))
-                best, worst = order[0], order[-1]
-                turns_log[c.case_id].append(
-                    {"turn": turn, "best": best, "candidates": [{"reply": cands[a][j], **mine[j]} for j in range(n)]}
-                )
-                gap = mine[best]["mr"] - mine[worst]["mr"]
-                if gap >= cfg.min_gap and cands[a][best].strip() != cands[a][worst].strip():
-                    rows.append(
-                        pair_row(
-                            c, turn, convs[c.case_id], cands[a][best], cands[a][worst], mine[best], mine[worst], policy
-                        )
-                    )
-                convs[c.case_id] = convs[c.case_id] + [{"role": "assistant", "content": cands[a][best]}]
-                if read_student_turn(cands[a][best], c.options)[0] != "answer" and turn < cfg.turns - 1:
-                    asking.append(c)
-            replies = builder.patient_replies(
-                [(c, convs[c.case_id][-1]["content"]) for c in asking], [None] * len(asking)
-            )
-            for c, r in zip(asking, replies):
-                convs[c.case_id] = convs[c.case_id] + [{"role": "user", "content": r}]
-            active = asking
+            active = builder.play_turn(active, turn, convs, turns_log, rows)
     finally:
         cache.close()
     splits = write_scored_pairs(rows, out, collab_manifest(len(rows), len(cases), builder, cfg))
@@ -210,6 +250,8 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
             f.write(
                 json.dumps({"case_id": c.case_id, "messages": convs[c.case_id], "turns": turns_log[c.case_id]}) + "\n"
             )
+    with open(out / "failures.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(x) + "\n" for x in builder.failures)
     summary = {
         "cases": len(cases),
         "pairs": len(rows),
@@ -221,9 +263,24 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
             "from_cache": builder.stats.cache_hits,
             "failed": builder.stats.failed,
         },
+        "failures": failure_summary(builder.failures, turns_log),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def failure_summary(failures: list[dict], turns_log: dict) -> dict:
+    """What failed and what it cost: failed calls by role, candidates kept out of pairs, consultations stopped,
+    unreadable judge ratings (scored 0)."""
+    candidates = [c for turns in turns_log.values() for t in turns for c in t["candidates"]]
+    return {
+        "calls_by_role": dict(Counter(x["role"] for x in failures)),
+        "candidates_failed": sum(c["failed"] for c in candidates),
+        "candidates_with_failed_futures": sum(c.get("failed_calls", 0) > 0 for c in candidates),
+        "consultations_stopped": sum(any("stopped" in t for t in turns) for turns in turns_log.values()),
+        "judge_unreadable": sum(c.get("judge_unreadable", 0) for c in candidates),
+        "first_reasons": [x["error"] for x in failures[:5]],
+    }
 
 
 def pair_row(case: Case, turn: int, prompt: list[dict], best: str, worst: str, sb: dict, sw: dict, policy) -> dict:

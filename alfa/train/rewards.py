@@ -99,6 +99,21 @@ class JudgedInteractivity:
         return [0.0 if s is None else s for s in scores]
 
 
+def judge_figures(reward_funcs) -> dict | None:
+    """The judge's calls and its unreadable or failed ratings (scored 0) for alfa_train.json; None without a judge.
+    Under several processes each rank has its own judge: these are the main process's."""
+    judged = [f for f in reward_funcs if isinstance(f, JudgedInteractivity)]
+    if not judged:
+        return None
+    f = judged[0]
+    return {
+        "judge": f.spec,
+        "calls_made": f.stats.calls_made,
+        "from_cache": f.stats.cache_hits,
+        "unreadable_or_failed": f.failures,
+    }
+
+
 BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, token_cost, handles_flaws)}
 
 

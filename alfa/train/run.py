@@ -140,6 +140,10 @@ def run_recipe(
             "processes": trainer.accelerator.num_processes,
         }
     )
+    if recipe.stage == "grpo":
+        from alfa.train.rewards import judge_figures
+
+        summary["interactivity_judge"] = judge_figures(trainer.reward_funcs)
     if trainer.accelerator.is_main_process:  # one writer; the other ranks wait below
         write_outputs(recipe, recipe_path, config.output_dir, tokenizer, summary, trainer.accelerator.process_index)
     trainer.accelerator.wait_for_everyone()
