@@ -3,6 +3,7 @@ saved training copy, a rerun that makes no call, and the SFT set that `alfa trai
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from scripted import ScriptedBackend
 
 from alfa.dialogue.consult import Q_PRIMING, STUDENT_SYSTEM
+from alfa.llm.backends import Completion
 from alfa.methods.sml import run_sml_dialogues
 from alfa.methods.tasks import read_cases
 
@@ -79,6 +81,38 @@ def test_a_student_that_never_gets_it_fails_and_is_kept_out_of_the_sft_set(tmp_p
     assert summary["success_rate"]["value"] == 0.0 and summary["sft_dialogues"] == 0
     assert summary["dialogues"] == len(cases)  # every failure is counted, none dropped
     assert pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet").height == 0
+
+
+def test_a_failed_call_is_counted_kept_out_of_the_sft_set_and_asked_again_on_rerun(tmp_path, cases):
+    """The engine (alfa.dialogue.engine): a dialogue with a failed call is written and counted, never trained on, and
+    played again by a rerun, which pays only for what failed; a line cut short by a kill is dropped, not fatal."""
+    flaky = next(c for c in cases if c.answer != "A")  # the student's first answer (A) is wrong: the teacher speaks
+
+    class FlakyTeacher(ScriptedTeacher):
+        """Fails its first call about the flaky case (an HTTP error), then answers as the scripted teacher."""
+
+        failed = False
+
+        def reply(self, messages):
+            if flaky.question in messages[-1]["content"] and not self.failed:
+                self.failed = True
+                return Completion(None, error="HTTP 503: server overloaded")
+            return super().reply(messages)
+
+    summary = run_sml_dialogues(cases, ScriptedStudent(), FlakyTeacher(), tmp_path, turns=3)
+    assert summary["dialogues"] == len(cases) and summary["dialogues_with_failed_calls"] == 1
+    assert summary["success_rate"]["value"] == 1.0  # it still succeeded (one turn late) and counts in the rate
+    sft = pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet")
+    assert sft.height == len(cases) - 1 and flaky.case_id not in sft["case_id"].to_list()
+    with open(tmp_path / "dialogues.jsonl", "a") as f:
+        f.write('{"episode_id": "cut short by a ki')  # a kill mid-write
+    student, teacher = ScriptedStudent(), ScriptedTeacher()
+    again = run_sml_dialogues(cases, student, teacher, tmp_path, turns=3)
+    assert again["dialogues_with_failed_calls"] == 0 and again["sft_dialogues"] == len(cases)
+    assert teacher.requests and all(flaky.question in m[-1]["content"] for m in teacher.requests)
+    assert all(flaky.question in m[1]["content"] for m in student.requests)  # only the flaky dialogue played again
+    lines = (tmp_path / "dialogues.jsonl").read_text().splitlines()
+    assert all(json.loads(x) for x in lines) and len(lines) == len(cases) + 1  # its old line stays; the last one counts
 
 
 def test_sml_sft_set_trains_with_the_dialogue_recipe(tmp_path, cases, tiny_model_dir):

@@ -4,6 +4,7 @@ task's best-scored conversation and trains one step from m0, a kill -9 mid-itera
 The questioner is always a real model (the tiny Llama); the roleplayer and oracle of the in-process test are a
 `ScriptedPartner` (a script, not a model), so what the loop does with their replies is known exactly."""
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from conftest import kill_9_when_cached
 from scripted import ScriptedBackend
 
+from alfa.llm.backends import Completion
 from alfa.llm.scorer import LogProbScorer
 from alfa.methods.stargate import StarGateConfig, final_context, iteration_tasks, load_config
 from alfa.methods.stargate_run import run_stargate
@@ -181,6 +183,45 @@ def test_one_iteration_keeps_the_argmax_under_m0_and_trains_one_step_from_m0(tmp
     again = ScriptedPartner()
     run_stargate(cfg, roleplayer=again, oracle=again)  # done: read back, nothing called, nothing trained
     assert again.calls == 0
+    with pytest.raises(ValueError, match=r"other settings \(samples: 3 -> 2\)"):  # not the run that dir holds
+        run_stargate(dataclasses.replace(cfg, samples=2), roleplayer=again, oracle=again)
+
+
+def test_a_failed_roleplayer_call_stops_the_iteration_before_training_and_a_rerun_asks_only_it(
+    tmp_path, tiny_model_dir
+):
+    class FlakyPartner(ScriptedPartner):
+        """Fails its first roleplayer call (an HTTP error), then answers as the scripted partner."""
+
+        failed = False
+
+        def reply(self, messages):
+            if "Their task:" not in messages[-1]["content"] and not self.failed:
+                self.failed = True
+                return Completion(None, error="HTTP 503: server overloaded")
+            return super().reply(messages)
+
+    cfg = StarGateConfig(
+        output_dir=str(tmp_path / "sg"),
+        recipe=str(ROOT / "recipes" / "tiny" / "sft_dialogues.yaml"),
+        questioner=str(tiny_model_dir),
+        tasks=str(TASKS),
+        profiles=str(PROFILES),
+        limit=2,
+        samples=2,
+        turns=1,
+        iterations=1,
+        alternate_halves=False,
+        regularizer="none",
+        max_new_tokens=12,
+    )
+    flaky = FlakyPartner()
+    with pytest.raises(RuntimeError, match=r"1 conversation\(s\) had a failed call .*HTTP 503.*rerun"):
+        run_stargate(cfg, roleplayer=flaky, oracle=flaky)
+    assert not (tmp_path / "sg" / "iter_0" / "model").exists()  # nothing trained on a conversation with a gap
+    healthy = ScriptedPartner()
+    [summary] = run_stargate(cfg, roleplayer=healthy, oracle=healthy)
+    assert healthy.calls == 1 and summary["conversations"] == 4 and summary["conversations_with_failed_calls"] == 0
 
 
 def test_kill_9_mid_iteration_then_rerun_repeats_no_finished_call(tmp_path, tiny_model_dir):

@@ -8,7 +8,10 @@ messages (`next_request`), and what the reply does to the episode (`apply`). The
 - a role is a backend plus what it may see: the protocol builds each role's messages from the episode, so
   what a role must not see (a patient's facts, for the questioner) never reaches its prompt;
 - each episode is appended to the output JSONL as it ends, with every turn's raw reply and parsed value; on a
-  rerun, episodes already in the file are not run again.
+  rerun, episodes already in the file are not run again;
+- a failed call is not cached and is counted in its episode (`failed_calls`): the episode still ends and is
+  written (an evaluation counts it, nothing is dropped), and a rerun plays it again, paying only for the calls that
+  failed; the file's last line for an episode is the one that counts.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Episode:
     state: str = "start"  # the protocol's own state machine
     done: bool = False
     result: dict = field(default_factory=dict)  # the protocol's outcome (answer, correct, questions, ...)
+    failed_calls: int = 0  # calls of this episode that failed (a rerun plays it again)
 
 
 class DialogueProtocol(Protocol):
@@ -53,12 +57,21 @@ class DialogueProtocol(Protocol):
         """Record the reply as a turn and move the episode on (set `done` and `result` when it ends)."""
 
 
-def done_ids(path: Path) -> set[str]:
-    """Episodes already written to `path` by an earlier run."""
+def written_episodes(path: Path) -> dict[str, dict]:
+    """Episodes written to `path` by earlier runs, the last line of each id. A line cut short by a kill is
+    dropped from the file, so the next append starts on a line of its own."""
     if not path.exists():
-        return set()
-    with open(path, encoding="utf-8") as f:
-        return {json.loads(line)["episode_id"] for line in f if line.strip()}
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        path.write_text(text, encoding="utf-8")
+    return {ep["episode_id"]: ep for ep in map(json.loads, filter(str.strip, text.splitlines()))}
+
+
+def done_ids(path: Path) -> set[str]:
+    """Episodes an earlier run finished with no failed call (the others are played again)."""
+    return {i for i, ep in written_episodes(path).items() if not ep.get("failed_calls")}
 
 
 def run_episodes(
@@ -83,6 +96,7 @@ def run_episodes(
             for role, batch in by_role.items():
                 replies, keys = run_calls(protocol.roles[role], cache, [m for _, _, m in batch], role, stats)
                 for (e, kind, _), completion, key in zip(batch, replies, keys):
+                    e.failed_calls += completion.error is not None
                     protocol.apply(e, role, kind, completion, key)
             for e in [e for e in active if e.done]:
                 out.write(json.dumps(asdict(e), ensure_ascii=False, default=str) + "\n")
@@ -95,6 +109,5 @@ def run_episodes(
         raise RuntimeError(
             f"{len(active)} episodes did not end within {max_rounds} rounds: the protocol never ends them"
         )
-    with open(out_path, encoding="utf-8") as f:
-        wanted = {e.episode_id for e in episodes}
-        return [ep for ep in map(json.loads, f) if ep["episode_id"] in wanted], stats
+    written = written_episodes(out_path)
+    return [written[e.episode_id] for e in episodes], stats

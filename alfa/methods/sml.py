@@ -159,7 +159,8 @@ def run_sml_dialogues(
     finally:
         cache.close()
     by_case = [e["result"]["case_id"] for e in episodes]
-    successes = [e for e in episodes if e["result"]["success"]]
+    # a dialogue with a failed call counts in the rates (as what it was) but is not trained on; a rerun plays it again
+    successes = [e for e in episodes if e["result"]["success"] and not e.get("failed_calls")]
     rows = [
         {
             "episode_id": e["episode_id"],
@@ -188,6 +189,7 @@ def run_sml_dialogues(
         ),
         "mean_questions": sum(e["result"]["questions"] for e in episodes) / max(1, len(episodes)),
         "sft_dialogues": len(rows),
+        "dialogues_with_failed_calls": sum(bool(e.get("failed_calls")) for e in episodes),
         "student": student.model_id,
         "teacher": teacher.model_id,
     }

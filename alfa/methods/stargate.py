@@ -102,9 +102,12 @@ def load_config(path: Path) -> StarGateConfig:
 
 
 def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
-    """The questioner's view: the task and the conversation so far (its questions are its own turns)."""
+    """The questioner's view: the task and the conversation so far (its questions are its own turns). A spent turn
+    (no question) is left out here, so sampling, scoring and training all see the same conversation."""
     messages = [{"role": "system", "content": QUESTIONER_SYSTEM}, {"role": "user", "content": task.task}]
     for question, answer in conversation:
+        if not question:
+            continue
         messages += [{"role": "assistant", "content": question}, {"role": "user", "content": answer}]
     return messages
 
@@ -249,8 +252,11 @@ def score_table(episodes: list[dict], tasks: dict[str, Task], gold: dict[str, st
             "sample": [e["result"]["sample"] for e in episodes],
             "score": scores,
             "questions_asked": [sum(1 for q, _ in e["data"]["conversation"] if q) for e in episodes],
+            "failed_calls": [e.get("failed_calls", 0) for e in episodes],
         }
     )
-    df = df.sort(["task_id", "score", "sample"], descending=[False, True, False])
+    # a conversation with a failed call is scored and listed, never kept: its turns are not the questioner's
+    clean = pl.col("failed_calls") == 0
+    df = df.sort(["task_id", "failed_calls", "score", "sample"], descending=[False, False, True, False])
     df = df.with_columns(rank=pl.int_range(pl.len()).over("task_id") + 1)
-    return df.with_columns(kept=pl.col("rank") <= top_k).sort(["task_id", "sample"])
+    return df.with_columns(kept=(pl.col("rank") <= top_k) & clean).sort(["task_id", "sample"])

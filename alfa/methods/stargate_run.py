@@ -35,13 +35,14 @@ def load_tasks(cfg: StarGateConfig) -> list[Task]:
 
 
 def kept_messages(episode: dict, task: Task, regularizer: str, gold: str) -> list[dict]:
-    """A kept conversation as training messages: the questioner's questions are the assistant's turns; a
-    spent turn (no question) is left out; the regulariser's final answer is the last assistant turn."""
-    conversation = [(q, a) for q, a in episode["data"]["conversation"] if q]
-    if regularizer == "none":
+    """A kept conversation as training messages, as it was scored: the questioner's questions are the assistant's
+    turns (a spent turn is left out, alfa.methods.stargate.task_messages); the regulariser's final answer is the
+    last assistant turn (none when the questioner's own was empty: an empty turn would teach it to stop)."""
+    conversation = episode["data"]["conversation"]
+    final = episode["result"]["final"] if regularizer == "self" else gold if regularizer == "gold" else None
+    if not final:
         return task_messages(task, conversation)
-    final = episode["result"]["final"] if regularizer == "self" else gold
-    return final_context(task, conversation) + [{"role": "assistant", "content": final or ""}]
+    return final_context(task, conversation) + [{"role": "assistant", "content": final}]
 
 
 def write_kept(
@@ -98,6 +99,13 @@ def run_iteration(
     episodes, stats = sample_conversations(
         tasks, policy, roleplayer, cfg, iteration, cache, out / "conversations.jsonl"
     )
+    failed = [e for e in episodes if e.get("failed_calls")]
+    if failed:  # their failed calls are not cached: a rerun plays only those conversations again
+        reason = next(t["text"] for t in failed[0]["turns"] if t["parsed"] is None)
+        raise RuntimeError(
+            f"iteration {iteration}: {len(failed)} conversation(s) had a failed call (e.g. {failed[0]['episode_id']}: "
+            f"{reason}); rerun the same command to ask those calls again"
+        )
     scores = score_table(episodes, by_id, gold, scorer, cfg.top_k)
     scores.write_parquet(out / "scores.parquet")
     kept = scores.filter(pl.col("kept"))
@@ -112,6 +120,7 @@ def run_iteration(
         "mean_score": scores["score"].mean(),
         "kept_mean_score": kept["score"].mean(),
         "mean_questions_asked": scores["questions_asked"].mean(),
+        "conversations_with_failed_calls": int((scores["failed_calls"] > 0).sum()),  # scored, never kept
         "calls": asdict(stats),
         "oracle_calls": asdict(oracle_stats),
         "model": str(out / "model"),
@@ -132,6 +141,7 @@ def recipe_trainer(recipe: Path, m0: Path):
             f"data.dialogues_dir={kept_dir}",
             "data.eval_split=null",
             f"trl.output_dir={model_dir}",
+            "trl.assistant_only_loss=true",  # the roleplayer's words are never trained on, whatever the recipe says
         ]
         if train_command(recipe, overrides=overrides) != 0:
             raise RuntimeError(
@@ -139,6 +149,21 @@ def recipe_trainer(recipe: Path, m0: Path):
             )
 
     return train
+
+
+def check_same_config(cfg: StarGateConfig, path: Path) -> None:
+    """A rerun resumes what an earlier run wrote, so it must be the same run: every key but `iterations` (more
+    iterations continue a run) must match the one saved at the first run."""
+    now = asdict(cfg)
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in now if k != "iterations" and before.get(k) != now[k])
+        if changed:
+            raise ValueError(
+                f"{path.parent} was made with other settings ({', '.join(f'{k}: {before.get(k)!r} -> {now[k]!r}' for k in changed)}): "
+                "give a new output_dir, or restore them to resume"
+            )
+    path.write_text(json.dumps(now, indent=2))
 
 
 def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict]:
@@ -151,6 +176,7 @@ def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict
     tasks = load_tasks(cfg)  # a bad line stops the run here, before any model loads or server starts
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_same_config(cfg, out / "config.json")
     m0 = smollm2_path() if cfg.questioner == "smollm2" else Path(cfg.questioner).expanduser()
     roleplayer = roleplayer or backend_from_spec(cfg.roleplayer, cfg.max_new_tokens)
     if oracle is None and cfg.oracle != "case":

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from alfa.data.pairs import SplitConfig
+from alfa.dialogue.engine import written_episodes
 from alfa.eval.cases import Case
 from alfa.eval.interactive import QUESTIONER_SYSTEM, case_text
 from alfa.methods.scored_pairs import write_scored_pairs
@@ -74,7 +75,7 @@ def write_uot_pairs(eval_dir: Path, out: Path, min_gap: float = 0.0, split: Spli
         raise FileNotFoundError(
             f"{episodes_path}: run `alfa eval interactive CASES --questioner uot -o {eval_dir}` first"
         )
-    episodes = [json.loads(line) for line in episodes_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    episodes = list(written_episodes(episodes_path).values())  # the last line of each episode (a rerun appends)
     if not any("uot" in e["data"] for e in episodes):
         raise ValueError(f"{episodes_path}: no UoT episodes (made without --questioner uot)")
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
