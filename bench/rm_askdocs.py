@@ -72,8 +72,9 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
     cross-validation (hours on 2 CPU cores) trains no fold twice."""
     pairs = deal_folds(pairs, k)
     scored_folds = []
-    recipes_hash = hashlib.sha256("".join(p.read_text() for p in recipes.values()).encode()).hexdigest()[:8]
-    done_dir = out / "cv" / f"{k}-folds-{pairs.height}-pairs-{recipes_hash}"  # other pairs, folds or recipes: afresh
+    what = "".join(p.read_text() for p in recipes.values()) + "".join(sorted(pairs["pair_id"].to_list()))
+    digest = hashlib.sha256(what.encode()).hexdigest()[:12]
+    done_dir = out / "cv" / f"{k}-folds-{digest}"  # other pairs, folds or recipes start afresh
     done_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="alfa-rm-cv-") as tmp:
         for attribute, recipe_path in recipes.items():
@@ -83,7 +84,7 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                 if held_out.height == 0:
                     continue
                 done = done_dir / f"{attribute}-{fold}.csv"
-                if done.exists():
+                if done.exists():  # written whole (renamed into place), about these very pairs
                     scored_folds.append(
                         pl.read_csv(done, schema_overrides={"group_id": pl.String, "pair_id": pl.String})
                     )
@@ -109,7 +110,8 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
                     untrained=pl.Series(chosen_ranked_first(untrained, held_out)),
                     longer_wins=CHOSEN_IS_LONGER,
                 )
-                scored.write_csv(done)
+                scored.write_csv(done.with_suffix(".part"))
+                done.with_suffix(".part").rename(done)
                 scored_folds.append(scored)
                 print(
                     f"cv {attribute} fold {fold}: trained on {summary['train_rows']} pairs in "
@@ -196,6 +198,8 @@ def main() -> int:
     ap.add_argument("--cv-only", action="store_true", help="only the cross-validation (with --folds)")
     ap.add_argument("-o", "--output", default="runs/eval/minilm-askdocs")
     args = ap.parse_args()
+    if args.cv_only and not args.folds:
+        ap.error("--cv-only needs --folds K")
 
     link = Path("runs/minilm")
     if not link.exists():

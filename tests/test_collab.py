@@ -109,17 +109,42 @@ def test_failed_calls_are_kept_with_their_reason_never_paired_and_asked_again_on
     assert failures and {(f["role"], f["case_id"]) for f in failures} == {("user", flaky.case_id)}
     assert all(f["error"] == "HTTP 503: server overloaded" for f in failures)
     said = summary["failures"]
-    assert said["calls_by_role"] == {"user": len(failures)} and said["consultations_stopped"] == 1
+    assert said["failed_requests_by_role"] == {"user": len(failures)} and said["consultations_stopped"] == 0
+    assert 0 < summary["calls"]["failed"] <= len(failures)  # identical failed requests are one call
     assert said["candidates_with_failed_futures"] == 1 and said["first_reasons"][0].startswith("HTTP 503")
     conv = next(
         json.loads(x) for x in (tmp_path / "conversations.jsonl").read_text().splitlines() if flaky.case_id in x
     )
-    assert "patient's call failed" in conv["turns"][0]["stopped"] and conv["messages"][-1]["role"] == "assistant"
+    # the clean candidate continues (its estimate holds), not the one whose futures failed: it answered, so it ended
+    assert conv["turns"][0]["best"] == 0 and conv["messages"][-1] == {"role": "assistant", "content": "Answer: A"}
     # the server is back: a rerun asks only the failed calls again (they were never cached) and makes the pair
     healthy = roles(cases)
     rerun = build_collab(cases, healthy["policy"], healthy["user"], healthy["judge"], cfg, tmp_path)
-    assert rerun["pairs"] == len(wrong_a) and rerun["failures"]["calls_by_role"] == {}
+    assert rerun["pairs"] == len(wrong_a) and rerun["failures"]["failed_requests_by_role"] == {}
     assert healthy["user"].requests and all(flaky.facts[0] in m[-1]["content"] for m in healthy["user"].requests)
+
+
+def test_a_consultation_whose_patient_fails_stops_there_until_a_rerun(tmp_path, cases):
+    r = roles(cases)
+    flaky = next(c for c in cases if c.answer != "A")
+
+    def patient(messages, seed):  # the futures' calls are sampled (seeded); the conversation's own is greedy
+        if seed is None and flaky.facts[0] in messages[-1]["content"]:
+            return Completion(None, error="timeout")
+        return "I have had a fever for two days."
+
+    r["user"] = ScriptedBackend("patient", patient)
+    cfg = CollabConfig(candidates=2, futures=1, window=1, turns=2)
+    summary = build_collab(cases, r["policy"], r["user"], r["judge"], cfg, tmp_path)
+    assert summary["failures"]["consultations_stopped"] == 1
+    conv = next(
+        json.loads(x) for x in (tmp_path / "conversations.jsonl").read_text().splitlines() if flaky.case_id in x
+    )
+    assert "patient's call failed" in conv["turns"][0]["stopped"] and len(conv["turns"]) == 1
+    assert conv["messages"][-1] == {"role": "assistant", "content": "Do you have a fever?"}
+    healthy = roles(cases)
+    rerun = build_collab(cases, healthy["policy"], healthy["user"], healthy["judge"], cfg, tmp_path)
+    assert rerun["failures"]["consultations_stopped"] == 0
 
 
 def test_a_candidate_whose_call_failed_is_not_scored_and_makes_no_pair(tmp_path, cases):

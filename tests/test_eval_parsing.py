@@ -60,6 +60,7 @@ def test_confidence(reply, value):
         ("I'd rate it 3 out of 5.", 3),
         ("1 (poorly) to 5 (very well): 2", 2),
         ("Rating: 1 - poor", 1),
+        ("Rating: 1 (poor) - 2 questions were off", 1),
     ],
 )
 def test_scale(reply, value):

@@ -115,6 +115,26 @@ def test_a_failed_call_is_counted_kept_out_of_the_sft_set_and_asked_again_on_rer
     assert all(json.loads(x) for x in lines) and len(lines) == len(cases) + 1  # its old line stays; the last one counts
 
 
+def test_an_empty_reply_is_the_models_answer_not_a_failure_to_replay(tmp_path, cases):
+    """An empty reply comes back the same from a seeded model: the dialogue reads it (an empty turn) and ends; a rerun
+    does not play it again. Two episodes under one id are refused (the file is keyed by id)."""
+    from alfa.dialogue.engine import Episode, run_episodes
+    from alfa.llm.cache import CallCache
+    from alfa.methods.sml import SMLProtocol
+
+    mute = ScriptedBackend("mute", lambda m, s: "")
+    summary = run_sml_dialogues(cases, mute, ScriptedTeacher(), tmp_path, turns=2)
+    assert summary["dialogues_with_failed_calls"] == 0 and summary["success_rate"]["value"] == 0.0
+    again = ScriptedBackend("mute", lambda m, s: "")
+    run_sml_dialogues(cases, again, ScriptedTeacher(), tmp_path, turns=2)
+    assert again.requests == []
+    protocol = SMLProtocol(mute, ScriptedTeacher(), 2, False, "full")
+    twice = [protocol.episode(cases[0], 0), protocol.episode(cases[0], 0)]
+    assert isinstance(twice[0], Episode)
+    with pytest.raises(ValueError, match="episode ids repeat"):
+        run_episodes(twice, protocol, CallCache(tmp_path / "c.sqlite"), tmp_path / "e.jsonl")
+
+
 def test_sml_sft_set_trains_with_the_dialogue_recipe(tmp_path, cases, tiny_model_dir):
     from alfa.train.run import run_recipe
 

@@ -9,9 +9,10 @@ messages (`next_request`), and what the reply does to the episode (`apply`). The
   what a role must not see (a patient's facts, for the questioner) never reaches its prompt;
 - each episode is appended to the output JSONL as it ends, with every turn's raw reply and parsed value; on a
   rerun, episodes already in the file are not run again;
-- a failed call is not cached and is counted in its episode (`failed_calls`): the episode still ends and is
-  written (an evaluation counts it, nothing is dropped), and a rerun plays it again, paying only for the calls that
-  failed; the file's last line for an episode is the one that counts.
+- a failed call (an HTTP error, a timeout; not an empty reply, which is the model's own answer) is not cached and
+  is counted in its episode (`failed_calls`): the episode still ends and is written (an evaluation counts it,
+  nothing is dropped), and a rerun plays it again, paying only for the calls that failed; the file's last line
+  for an episode is the one that counts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from alfa.llm.cache import CallCache
-from alfa.llm.calls import CallStats, run_calls
+from alfa.llm.calls import EMPTY_REPLY, CallStats, run_calls
 
 
 @dataclass
@@ -57,21 +58,23 @@ class DialogueProtocol(Protocol):
         """Record the reply as a turn and move the episode on (set `done` and `result` when it ends)."""
 
 
-def written_episodes(path: Path) -> dict[str, dict]:
+def written_episodes(path: Path, repair: bool = False) -> dict[str, dict]:
     """Episodes written to `path` by earlier runs, the last line of each id. A line cut short by a kill is
-    dropped from the file, so the next append starts on a line of its own."""
+    not read; with `repair` it is also cut off the file (in place), so the next append starts a line of its own."""
     if not path.exists():
         return {}
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        path.write_text(text, encoding="utf-8")
-    return {ep["episode_id"]: ep for ep in map(json.loads, filter(str.strip, text.splitlines()))}
+    data = path.read_bytes()
+    whole = data.rfind(b"\n") + 1  # a kill can cut a line, even inside a multi-byte character
+    if repair and whole < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(whole)
+    lines = data[:whole].decode("utf-8").splitlines()
+    return {ep["episode_id"]: ep for ep in map(json.loads, filter(str.strip, lines))}
 
 
 def done_ids(path: Path) -> set[str]:
     """Episodes an earlier run finished with no failed call (the others are played again)."""
-    return {i for i, ep in written_episodes(path).items() if not ep.get("failed_calls")}
+    return {i for i, ep in written_episodes(path, repair=True).items() if not ep.get("failed_calls")}
 
 
 def run_episodes(
@@ -81,6 +84,9 @@ def run_episodes(
     `out_path`) and this run's call stats."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    ids = [e.episode_id for e in episodes]
+    if len(set(ids)) < len(ids):  # the file is keyed by id: a second episode under one id would be lost
+        raise ValueError(f"episode ids repeat: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     finished = done_ids(out_path)
     active = [e for e in episodes if e.episode_id not in finished]
     stats = CallStats()
@@ -96,7 +102,8 @@ def run_episodes(
             for role, batch in by_role.items():
                 replies, keys = run_calls(protocol.roles[role], cache, [m for _, _, m in batch], role, stats)
                 for (e, kind, _), completion, key in zip(batch, replies, keys):
-                    e.failed_calls += completion.error is not None
+                    # an empty reply is the model's own (it comes back the same): the protocol reads it, no replay
+                    e.failed_calls += completion.error not in (None, EMPTY_REPLY)
                     protocol.apply(e, role, kind, completion, key)
             for e in [e for e in active if e.done]:
                 out.write(json.dumps(asdict(e), ensure_ascii=False, default=str) + "\n")

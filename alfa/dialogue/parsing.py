@@ -56,7 +56,7 @@ def parse_confidence(reply: str | None) -> float | None:
     return value if 0 <= value <= 1 else None
 
 
-_SCALE_BOUNDS = re.compile(r"\b1\s*(?:\([^)]*\)\s*)?(?:-|–|to)\s*\d+\b|\bout of \d+\b|/\s*\d+\b")
+_SCALE_BOUNDS = re.compile(r"\b1\s*(?:-|–|to)\s*\d+\b|\b1\s*\([^)]*\)\s*to\s*\d+\b|\bout of \d+\b|/\s*\d+\b")
 
 
 def parse_scale(reply: str | None, top: int = 5) -> int | None:

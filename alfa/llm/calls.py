@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 from alfa.llm.backends import Completion
 from alfa.llm.cache import CallCache, call_key
 
+EMPTY_REPLY = "empty reply"  # the error of a call that came back with no text
+
 log = logging.getLogger(__name__)
 
 CHUNK = 4096  # requests handed to a rewriter at once (bounds memory for very large runs)
@@ -74,7 +76,7 @@ def run_calls(
         stats.calls_made += 1
         if completion.error is None and not (completion.text or "").strip():
             # an empty reply is a failed call, from any backend: not cached, so the next run retries it
-            completion = Completion(None, error="empty reply", usage=completion.usage)
+            completion = Completion(None, error=EMPTY_REPLY, usage=completion.usage)
         if completion.usage:
             stats.prompt_tokens += int(completion.usage.get("prompt_tokens") or 0)
             stats.completion_tokens += int(completion.usage.get("completion_tokens") or 0)

@@ -155,11 +155,13 @@ class CollabBuilder:
             replies = self.calls(self.judge, requests, "judge", ids)
             failed = [f + (r is None) for f, r in zip(failed, replies)]
             ratings = [None if r is None else interactivity_score(r) for r in replies]
-        return [
-            self._mean_mr(case_of[k], starts[k], runs, k, answer, spent, failed, ratings) for k in range(len(starts))
-        ]
+            unreadable = [r is not None and rating is None for r, rating in zip(replies, ratings)]
+        else:
+            unreadable = [False] * len(runs)
+        parts = (answer, spent, failed, ratings, unreadable)
+        return [self._mean_mr(case_of[k], starts[k], runs, k, *parts) for k in range(len(starts))]
 
-    def _mean_mr(self, case: Case, start, runs, k, answer, spent, failed, ratings) -> dict:
+    def _mean_mr(self, case: Case, start, runs, k, answer, spent, failed, ratings, unreadable) -> dict:
         cfg = self.cfg
         mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
         task = [float(answer[i] == case.answer) for i in mine]
@@ -174,7 +176,7 @@ class CollabBuilder:
             "task": sum(task) / len(task),
             "interactivity": sum(inter) / len(inter),
             "cost": sum(cost) / len(cost),
-            "judge_unreadable": sum(ratings[i] is None for i in mine) if cfg.interactivity_weight else 0,
+            "judge_unreadable": sum(unreadable[i] for i in mine),  # a failed judge call is in failed_calls
             "failed_calls": sum(failed[i] for i in mine),
         }
 
@@ -203,8 +205,8 @@ class CollabBuilder:
                 log["stopped"] = "every candidate call failed (rerun to ask again)"
                 continue
             order = sorted(mine, key=lambda j: (-mine[j]["mr"], j))
-            log["best"] = best = order[0]
             clean = [j for j in order if mine[j]["failed_calls"] == 0]
+            log["best"] = best = (clean or order)[0]  # a clean estimate first: a rerun then takes the same path
             if len(clean) >= 2:
                 hi, lo = clean[0], clean[-1]
                 if mine[hi]["mr"] - mine[lo]["mr"] >= cfg.min_gap and cands[a][hi].strip() != cands[a][lo].strip():
@@ -274,7 +276,7 @@ def failure_summary(failures: list[dict], turns_log: dict) -> dict:
     unreadable judge ratings (scored 0)."""
     candidates = [c for turns in turns_log.values() for t in turns for c in t["candidates"]]
     return {
-        "calls_by_role": dict(Counter(x["role"] for x in failures)),
+        "failed_requests_by_role": dict(Counter(x["role"] for x in failures)),  # identical requests: one call
         "candidates_failed": sum(c["failed"] for c in candidates),
         "candidates_with_failed_futures": sum(c.get("failed_calls", 0) > 0 for c in candidates),
         "consultations_stopped": sum(any("stopped" in t for t in turns) for turns in turns_log.values()),

@@ -15,10 +15,13 @@ A line that cannot be read stops the run with its file, line and field.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from alfa.eval.cases import Case, load_cases
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,6 +43,14 @@ def read_cases(path: Path, limit: int | None = None) -> list[Case]:
     if not cases:
         reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejects[:3])
         raise ValueError(f"{path}: no readable case" + (f" ({reasons})" if reasons else " (the file is empty)"))
+    if rejects:  # `alfa eval cases FILE` lists them all
+        log.warning(
+            "%s: %d line(s) are not readable cases and are left out, e.g. line %d: %s",
+            path,
+            len(rejects),
+            rejects[0]["line"],
+            rejects[0]["reason"],
+        )
     return cases
 
 
