@@ -134,20 +134,24 @@ def test_halves_alternate_and_cover_every_task():
     assert [t.task_id for t in iteration_tasks(tasks, 2, True)] == [t.task_id for t in first]
 
 
-def test_one_iteration_keeps_the_argmax_under_m0_and_trains_one_step_from_m0(tmp_path, tiny_model_dir):
-    """2 tasks x 2 hidden profiles x 3 samples, the tiny model as questioner, the scripted partner."""
-    cfg = StarGateConfig(
+def tiny_config(tmp_path, tiny_model_dir, **settings) -> StarGateConfig:
+    """One iteration of the tiny model over the hand-written tasks x profiles, both halves at once."""
+    return StarGateConfig(
         output_dir=str(tmp_path / "sg"),
         recipe=str(ROOT / "recipes" / "tiny" / "sft_dialogues.yaml"),
         questioner=str(tiny_model_dir),
         tasks=str(TASKS),
         profiles=str(PROFILES),
-        samples=3,
-        turns=2,
         iterations=1,
         alternate_halves=False,
         max_new_tokens=12,
+        **settings,
     )
+
+
+def test_one_iteration_keeps_the_argmax_under_m0_and_trains_one_step_from_m0(tmp_path, tiny_model_dir):
+    """2 tasks x 2 hidden profiles x 3 samples, the tiny model as questioner, the scripted partner."""
+    cfg = tiny_config(tmp_path, tiny_model_dir, samples=3, turns=2)
     partner = ScriptedPartner()
     [summary] = run_stargate(cfg, roleplayer=partner, oracle=partner)
     it = tmp_path / "sg" / "iter_0"
@@ -201,20 +205,7 @@ def test_a_failed_roleplayer_call_stops_the_iteration_before_training_and_a_reru
                 return Completion(None, error="HTTP 503: server overloaded")
             return super().reply(messages)
 
-    cfg = StarGateConfig(
-        output_dir=str(tmp_path / "sg"),
-        recipe=str(ROOT / "recipes" / "tiny" / "sft_dialogues.yaml"),
-        questioner=str(tiny_model_dir),
-        tasks=str(TASKS),
-        profiles=str(PROFILES),
-        limit=2,
-        samples=2,
-        turns=1,
-        iterations=1,
-        alternate_halves=False,
-        regularizer="none",
-        max_new_tokens=12,
-    )
+    cfg = tiny_config(tmp_path, tiny_model_dir, limit=2, samples=2, turns=1, regularizer="none")
     flaky = FlakyPartner()
     with pytest.raises(RuntimeError, match=r"1 conversation\(s\) had a failed call .*HTTP 503.*rerun"):
         run_stargate(cfg, roleplayer=flaky, oracle=flaky)

@@ -96,7 +96,7 @@ class CollabBuilder:
             backend = self.user if seed is None else self.user.with_sampling(self.cfg.temperature, seed)
             requests = [llm_patient_messages(jobs[i][0].facts, jobs[i][1]) for i in idx]
             for i, r in zip(idx, self.calls(backend, requests, "user", [jobs[i][0].case_id for i in idx])):
-                out[i] = (r or CANNOT_ANSWER) if r is not None else None
+                out[i] = r  # None: failed (an empty reply is a failed call too, alfa.llm.calls)
         return out
 
     def policy_replies(self, convs: list[list[dict]], seed: int | None, role: str, case_ids: list[str]):
@@ -148,7 +148,7 @@ class CollabBuilder:
             failed[i] += r is None
             spent[i] += tokens(r)
             answer[i] = read_student_turn(r, case_of[runs[i][0]].options)[1] if r else None
-        ratings = [None] * len(runs)
+        ratings, unreadable = [None] * len(runs), [False] * len(runs)
         if cfg.interactivity_weight:
             # the dialogue after the case prompt, as the GRPO `interactivity` reward shows it (same cache keys)
             requests = [judge_request([(m["role"], m["content"]) for m in c[2:]]) for c in convs]
@@ -156,8 +156,6 @@ class CollabBuilder:
             failed = [f + (r is None) for f, r in zip(failed, replies)]
             ratings = [None if r is None else interactivity_score(r) for r in replies]
             unreadable = [r is not None and rating is None for r, rating in zip(replies, ratings)]
-        else:
-            unreadable = [False] * len(runs)
         parts = (answer, spent, failed, ratings, unreadable)
         return [self._mean_mr(case_of[k], starts[k], runs, k, *parts) for k in range(len(starts))]
 
