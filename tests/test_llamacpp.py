@@ -175,3 +175,39 @@ def test_roles_naming_one_model_share_one_server_and_none_is_left():
         assert judge is not expert and judge.server is expert.server is not None
         assert (expert.sampling["max_tokens"], judge.sampling["max_tokens"]) == (48, 4)
     assert set(llama_servers()) == before  # stopped once, when the block ended
+
+
+def test_a_run_whose_own_server_died_stops_at_once_and_resumes_from_the_cache(tmp_path, questions_file, counting):
+    """Seen on a 2-hour build: alfa's server went away mid-run and every later call failed after its retries
+    (362 calls over ~45 min) instead of the run stopping. Now the first refused connection to alfa's own server
+    stops the run with the server's state and log, and a rerun pays only for what was not answered."""
+    from alfa.data.attributes import load_pack
+    from alfa.data.synthesize import synthesize
+    from alfa.llm.rewriters import llamacpp_rewriter
+
+    questions = pl.read_parquet(questions_file)
+    pack = load_pack("core").select(["clarity"])  # 8 questions x 2 directions = 16 requests
+    rewriter = llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=24)
+    answered = []
+
+    class KillsItsServer(counting):
+        def complete(self, requests, on_done):
+            def watched(i, completion):
+                on_done(i, completion)
+                answered.append(completion)
+                if len(answered) == 3:
+                    rewriter.server.proc.kill()
+                    rewriter.server.proc.wait(10)
+
+            super().complete(requests, watched)
+
+    with pytest.raises(RuntimeError, match=r"exited with code -9, so no call can be answered") as stopped:
+        synthesize(questions, pack, KillsItsServer(rewriter), tmp_path / "run", samples=1)
+    assert str(rewriter.server.log_file) in str(stopped.value) and "rerun the same command" in str(stopped.value)
+    assert all(c.error is None for c in answered)  # it stopped before any call was written off as failed
+
+    again = counting(llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=24))
+    synthesize(questions, pack, again, tmp_path / "run", samples=1)
+    assert again.calls == 16 - 3  # the three answers from before the kill were kept
+    assert pl.read_parquet(tmp_path / "run" / "variants.parquet")["error"].null_count() == 16
+    again.inner.close()

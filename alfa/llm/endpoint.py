@@ -210,6 +210,10 @@ class OpenAIRewriter:
                                 break  # 400/401/404: retrying cannot help
                             retry_after = resp.headers.get("Retry-After")
                 except (aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError, ValueError) as e:
+                    if self.server is not None and isinstance(e, aiohttp.ClientConnectorError):
+                        # alfa's own server refusing connections is gone, not busy: stop the run rather than
+                        # fail every remaining call after its retries; what was answered stays cached
+                        raise RuntimeError(self.server.stopped_message()) from e
                     error = self._redact(f"{type(e).__name__}: {e}"[:300]) if str(e) else type(e).__name__
                 finally:
                     self.in_flight[u] -= 1

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -78,6 +79,7 @@ class LlamaCppServer:
         self.log_path = Path(log_dir or Path(os.environ.get("ALFA_CACHE", Path.home() / ".cache" / "alfa")) / "logs")
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
+        self.log_file: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -90,7 +92,7 @@ class LlamaCppServer:
             raise RuntimeError(f"llama.cpp's server is not installed: {XLLAMACPP_INSTALL}")
         self.port = free_port()
         self.log_path.mkdir(parents=True, exist_ok=True)
-        log_file = self.log_path / f"llama-server-{self.port}.log"
+        log_file = self.log_file = self.log_path / f"llama-server-{self.port}.log"
         cmd = [
             sys.executable,
             "-m",
@@ -150,6 +152,15 @@ class LlamaCppServer:
             self.proc.kill()
             self.proc.wait(10)
 
+    def stopped_message(self) -> str:
+        """Why no call can reach this server any more: for the error that stops a run whose server went away."""
+        state = "refuses connections" if self.proc.poll() is None else f"exited with code {self.proc.returncode}"
+        return (
+            f"llama.cpp's server for {self.gguf.name} (pid {self.proc.pid}, {self.base_url}) {state}, so no call "
+            f"can be answered and the run stops here. Every finished call is cached: rerun the same command to go "
+            f"on. The server's log: {self.log_file}"
+        )
+
     def __enter__(self) -> LlamaCppServer:
         return self.start()
 
@@ -181,11 +192,15 @@ def serve(args) -> None:
     p.cpuparams_batch.n_threads = args.threads
     p.n_threads_http = 1
     p.model_alias = [args.alias]  # a list: a plain string would be split into characters
-    server = xllamacpp.Server(p)  # returns once it listens
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    while True:
-        time.sleep(3600)
-        del server  # never reached: keeps the server referenced for the process's life
+    hold(xllamacpp.Server(p))  # Server() returns once it listens; hold() never returns
+
+
+def hold(server) -> None:
+    """Block this thread for the process's life while `server` (which serves on its own threads) stays referenced
+    by this frame. Never returns: the process ends by SIGTERM or its parent's death. (A `sleep(3600)` loop that
+    dropped the reference when it woke stopped the server after exactly one hour of every long run.)"""
+    threading.Event().wait()
 
 
 def main() -> None:
