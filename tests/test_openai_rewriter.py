@@ -46,13 +46,15 @@ def test_synthesis_over_http_retries_faults_and_caches(tmp_path, server, questio
     assert server.hits == 0 and stats.cache_hits == 18
 
 
-def test_failed_calls_are_recorded_and_retried_next_run(tmp_path, server, questions):
+def test_failed_calls_are_recorded_and_retried_next_run(tmp_path, server, questions, caplog):
     server.reset()
     server.faults = {i: "401" for i in range(1, 4)}  # not retryable: fail at once
     rw = OpenAIRewriter("tiny", server.url, concurrency=1, max_tokens=8, max_retries=2)
     pack = load_pack("core").select(["clarity"])
     stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
     assert stats.failed == 3 and server.hits == 6
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("3 calls failed" in w and "rerun the same command" in w for w in warned)  # not only in the stats
     failed = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
     assert len(failed) == 3 and all("HTTP 401" in f["error"] for f in failed)
     server.hits, server.faults = 0, {}

@@ -130,6 +130,13 @@ def synthesize(
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     log.info("synthesize: %d variants, %s -> %s", len(out), stats, run_dir)
+    if stats.failed:
+        log.warning(
+            "synthesize: %d calls failed (reasons in %s); none was cached and their variants are rejected as "
+            "call_failed: rerun the same command to ask only those again",
+            stats.failed,
+            run_dir / "failed_calls.jsonl",
+        )
     return stats
 
 
