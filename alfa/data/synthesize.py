@@ -129,7 +129,12 @@ def synthesize(
         {"samples": samples, "temperature": temperature, "resampled": sum(len(a) > 1 for a in attempts)},
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    log.info("synthesize: %d variants, %s -> %s", len(out), stats, run_dir)
+    log_outcome(len(out), stats, run_dir)
+    return stats
+
+
+def log_outcome(variants: int, stats: CallStats, run_dir: Path) -> None:
+    log.info("synthesize: %d variants, %s -> %s", variants, stats, run_dir)
     if stats.failed:
         log.warning(
             "synthesize: %d calls failed (reasons in %s); none was cached and their variants are rejected as "
@@ -137,7 +142,6 @@ def synthesize(
             stats.failed,
             run_dir / "failed_calls.jsonl",
         )
-    return stats
 
 
 def start_run_dir(run_dir: Path, questions: pl.DataFrame, pack: AttributePack, groups: str) -> Path:
