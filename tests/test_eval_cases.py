@@ -25,6 +25,17 @@ def test_the_shared_medqa_and_craft_md_files_read_whole():
     assert abs(sum(report["answer_letter_share"].values()) - 1) < 1e-3 and 0 <= report["longest_option_share"] <= 1
 
 
+def test_skip_leaves_out_the_first_readable_cases_as_limit_counts_them():
+    """`--skip N --limit M` is the M cases after the N a method's `--limit N` built from (line 225, a reject,
+    counts in neither)."""
+    every, _ = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=250)
+    built_from, _ = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=240)
+    held_out, rejects = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=10, skip=240)
+    assert [c.case_id for c in held_out] == [c.case_id for c in every[240:]]
+    assert not {c.case_id for c in held_out} & {c.case_id for c in built_from}
+    assert [r["line"] for r in rejects] == [225]
+
+
 def _case(i, **over):
     case = {
         "id": i,

@@ -69,6 +69,7 @@ def add_eval(sub) -> None:
         epilog="Examples:\n  alfa eval interactive ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 30 -o runs/eval/i1\n"
         "  alfa eval interactive CASES --questioner transformers:runs/train/dpo-mixed --abstain fixed "
         "--max-questions 3 -o runs/eval/dpo\n"
+        "  alfa eval interactive CASES --skip 240 --limit 30 ...   # 30 cases after the 240 a method trained on\n"
         "Backends: local (embedded Qwen on llama.cpp), smollm2, llamacpp:FILE.gguf, transformers:FOLDER, "
         "openai:MODEL@BASE_URL.",
     )
@@ -89,6 +90,13 @@ def add_eval(sub) -> None:
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5)
     i.add_argument("--limit", type=int, help="only the first N cases")
+    i.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first N readable cases, e.g. the ones `alfa collab build --limit N` or a "
+        "STaR-GATE run trained on, so the evaluation sees held-out cases",
+    )
     i.add_argument("--initial-info", choices=["first-fact", "post"], default="first-fact")
     i.add_argument("--uot-n", type=int, default=3, help="UoT: candidate questions per node (paper: 3)")
     i.add_argument("--uot-depth", type=int, default=3, help="UoT: questions deep the plan looks (paper: 3)")
@@ -209,7 +217,7 @@ def _eval_interactive(args) -> int:
     from alfa.llm.embedder import Embedder
     from alfa.llm.rewriters import RoleBackends
 
-    cases, rejects = load_cases(Path(args.cases), args.limit)
+    cases, rejects = load_cases(Path(args.cases), args.limit, args.skip)
     for r in rejects:
         logging.warning("case rejected: %s", r["reason"])
     if not cases:

@@ -95,9 +95,11 @@ def _decisive(value, facts: list[str], where: str) -> int | None:
     )
 
 
-def load_cases(path: Path, limit: int | None = None) -> tuple[list[Case], list[dict]]:
-    """(cases, rejects): every line that is not a readable case is a reject with file, line and reason."""
-    cases, rejects, first_line = [], [], {}
+def load_cases(path: Path, limit: int | None = None, skip: int = 0) -> tuple[list[Case], list[dict]]:
+    """(cases, rejects): every line that is not a readable case is a reject with file, line and reason. `skip`
+    leaves out the first readable cases (those a method built its training data from, `--limit` there), `limit`
+    keeps the next ones."""
+    cases, rejects, first_line, skipped = [], [], {}, 0
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, start=1):
             if not raw.strip():
@@ -109,6 +111,9 @@ def load_cases(path: Path, limit: int | None = None) -> tuple[list[Case], list[d
                         f"{path}:{n}: field 'id' is {case.case_id!r}, the id of line {first_line[case.case_id]}"
                     )
                 first_line[case.case_id] = n
+                if skipped < skip:
+                    skipped += 1
+                    continue
                 cases.append(case)
             except json.JSONDecodeError as e:
                 rejects.append({"file": str(path), "line": n, "reason": f"not JSON: {e.msg}"})
