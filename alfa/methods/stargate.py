@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -134,23 +134,28 @@ def first_line(text: str | None) -> str:
 
 
 class StarGateProtocol:
-    """One sampled conversation per episode: `turns` questions and answers, then (regularizer `self`) the
-    questioner's own final answer. A question the questioner fails to give still takes its turn (the roleplayer
-    is asked nothing: the answer is empty), so every conversation has the same length and nothing is dropped."""
+    """Sampled conversations, one per episode: `turns` questions and answers, then (regularizer `self`) the
+    questioner's own final answer. Sample s speaks through its own seeded questioner and answerer
+    (`questioners[s]`, `answerers[s]`); the roleplayer is shared. A question the questioner fails to give still
+    takes its turn (the roleplayer is asked nothing: the answer is empty), so every conversation has the same
+    length and nothing is dropped."""
 
-    def __init__(self, questioner, answerer, roleplayer, turns: int, final_answer: bool):
-        self.roles = {"questioner": questioner, "answerer": answerer, "roleplayer": roleplayer}
+    def __init__(self, questioners: list, answerers: list, roleplayer, turns: int, final_answer: bool):
+        self.roles = {"roleplayer": roleplayer}
+        for s, (q, a) in enumerate(zip(questioners, answerers)):
+            self.roles[f"questioner#{s}"], self.roles[f"answerer#{s}"] = q, a
         self.turns, self.final_answer = turns, final_answer
 
     def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
-        task, conv = e.data["task"], e.data["conversation"]
+        task, conv, s = e.data["task"], e.data["conversation"], e.data["sample"]
         if e.state == "answer":
             return "roleplayer", "answer", roleplayer_messages(task, e.data["pending"])
         if e.state == "final":
-            return "answerer", "final", final_context(task, conv)
-        return "questioner", "question", task_messages(task, conv)
+            return f"answerer#{s}", "final", final_context(task, conv)
+        return f"questioner#{s}", "question", task_messages(task, conv)
 
     def apply(self, e: Episode, role: str, kind: str, completion, key: str) -> None:
+        role = role.split("#")[0]  # the turn records who spoke, not which sample's backend
         text = completion.text if completion.error is None else None
         raw = text if text is not None else completion.error
         conv = e.data["conversation"]
@@ -217,25 +222,24 @@ def gold_responses(tasks: list[Task], oracle, cache: CallCache, stats: CallStats
 def sample_conversations(
     tasks: list[Task], policy, roleplayer, cfg: StarGateConfig, iteration: int, cache: CallCache, out: Path
 ) -> tuple[list[dict], CallStats]:
-    """`samples` conversations per task, sample s with seed cfg.seed + 1000 * iteration + s."""
-    stats, episodes = CallStats(), []
-    for s in range(cfg.samples):
-        seed = cfg.seed + 1000 * iteration + s
-        protocol = StarGateProtocol(
-            sampled(policy, cfg.temperature, seed),
-            sampled(policy, cfg.temperature, seed, stop=()),
-            roleplayer,
-            cfg.turns,
-            final_answer=cfg.regularizer == "self",
-        )
-        batch = [
-            Episode(f"{t.task_id}#{s}", {"task": t, "conversation": [], "sample": s}, state="question") for t in tasks
-        ]
-        done, run_stats = run_episodes(batch, protocol, cache, out)
-        episodes += done
-        for k, v in asdict(run_stats).items():
-            setattr(stats, k, getattr(stats, k) + v)
-    return episodes, stats
+    """`samples` conversations per task, sample s with seed cfg.seed + 1000 * iteration + s. All samples run in
+    one pass of the engine, task by task: the roleplayer's requests for one task's samples (its hidden information
+    and the task, then one question each) come in a row, so llama.cpp's prompt cache processes that shared prefix
+    once per task instead of once per sample (the requests and their cache keys are the same either way)."""
+    seeds = [cfg.seed + 1000 * iteration + s for s in range(cfg.samples)]
+    protocol = StarGateProtocol(
+        [sampled(policy, cfg.temperature, seed) for seed in seeds],
+        [sampled(policy, cfg.temperature, seed, stop=()) for seed in seeds],
+        roleplayer,
+        cfg.turns,
+        final_answer=cfg.regularizer == "self",
+    )
+    episodes = [
+        Episode(f"{t.task_id}#{s}", {"task": t, "conversation": [], "sample": s}, state="question")
+        for t in tasks
+        for s in range(cfg.samples)
+    ]
+    return run_episodes(episodes, protocol, cache, out)
 
 
 def score_table(episodes: list[dict], tasks: dict[str, Task], gold: dict[str, str], scorer, top_k: int) -> pl.DataFrame:
