@@ -146,6 +146,15 @@ def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, 
     assert report["n"] == len(judged)
     assert report["wins"] + report["ties"] + report["losses"] + report["failures"] == 2 * report["n"]
     assert report["win_rate"]["value"] is None or 0 <= report["win_rate"]["value"] <= 1
+    assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
+    # --attributes none: the overall judgement (and the control) only, 2 of the 5 calls a post's question costs
+    out = tmp_path / "wr-overall"
+    assert main(cmd[:-4] + ["-o", str(out), "--attributes", "none"] + cmd[-2:]) == 0
+    overall = json.loads((out / "winrate.json").read_text())
+    verdicts = (out / "verdicts.jsonl").read_text().splitlines()
+    every = (tmp_path / "wr" / "verdicts.jsonl").read_text().splitlines()
+    assert overall["by_attribute"] == {} and len(verdicts) == 2 * len(rows) and len(every) == 5 * len(rows)
+    assert {json.loads(v)["quality"] for v in verdicts} == {"overall", "control"}
 
 
 def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):

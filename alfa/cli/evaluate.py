@@ -136,7 +136,10 @@ def _add_eval_winrate(verbs, fmt) -> None:
     w.add_argument("-o", "--output", required=True)
     w.add_argument("--judge", default="local", help="judge backend (see alfa eval interactive --help)")
     w.add_argument(
-        "--attributes", default="core", help="attribute pack whose definitions give the per-attribute judgements"
+        "--attributes",
+        default="core",
+        help="attribute pack whose definitions give the per-attribute judgements; `none`: the overall judgement "
+        "only (with core's three attributes that is 2 of every 5 calls)",
     )
     w.add_argument(
         "--reading",
@@ -267,7 +270,7 @@ def _eval_winrate(args) -> int:
     b = dict(zip(questions["qid"], questions["question"])) if args.b == "human" else _read_questions_jsonl(args.b)
     judge = backend_from_spec(args.judge, max_new_tokens=4)
     try:
-        attributes = load_pack(args.attributes).attributes
+        attributes = {} if args.attributes == "none" else load_pack(args.attributes).attributes
         report = judge_winrate(
             a, b, questions, judge, attributes, Path(args.output), reading=args.reading, control=not args.no_control
         )
