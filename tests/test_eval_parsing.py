@@ -22,6 +22,12 @@ OPTIONS = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone", "D": "Tr
         ("Option D", "D"),
         ("Answer: E", None),  # not an option
         ("I would give gentamicin or ciprofloxacin.", None),  # two options quoted: no single answer
+        # SmolLM2's replies in a CollabLLM build: a list of the options answers nothing (it read as D)
+        ("A. Gentamicin\nB. Ciprofloxacin\nC. Ceftriaxone\nD. Trimethoprim", None),
+        ("C. Ceftriaxone\n\nGo to option C, option A gives the drug to the wrong patient", "C"),  # it read as A
+        ("A. Gentamicin\nB. Ciprofloxacin\n\nThe correct answer is C. It covers gonorrhoea.", "C"),
+        ("The answer is a penicillin allergy test.", None),  # the article, after the word answer
+        ("Option B or option D would do.", None),
         ("", None),
         (None, None),
     ],

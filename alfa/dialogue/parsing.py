@@ -12,29 +12,38 @@ from __future__ import annotations
 import re
 
 # An answer letter only where it is marked as one: "Answer: C", "(C)", "C)", "C.", "C:" or the whole reply "C".
-# A capital letter followed by a space and a word ("A 21-year-old") is an article, not an answer.
-_MARKED = re.compile(
-    r"(?:\banswer\b|\boption\b|\bchoice\b)\s*(?:is|:|-)?\s*\(?\**([A-Z])\b\**\)?"
-    r"|\(([A-Z])\)"
-    r"|^\s*\**([A-Z])\**\s*(?:[.):]|$)",
-    re.IGNORECASE | re.MULTILINE,
-)
+# A capital letter followed by a space and a word ("A 21-year-old") is an article, not an answer. The marks rank:
+# the word answer ("Answer: C", "the answer is (C)") over a line that starts with a letter ("C. Ceftriaxone") over
+# the rest ("option D", "(B)").
+_LETTER = r"\(?\**((?-i:[A-Z]))\b\**\)?"  # a capital: "the answer is a virus" names no option A
+_ANSWER_MARK = re.compile(r"\banswer\b\s*(?:is|:|-)?\s*" + _LETTER, re.IGNORECASE)
+_LINE_MARK = re.compile(r"^\s*\**([A-Z])\**\s*(?:[.):]|$)", re.IGNORECASE | re.MULTILINE)
+_OTHER_MARK = re.compile(r"(?:\boption\b|\bchoice\b)\s*(?:is|:|-)?\s*" + _LETTER + r"|\(((?-i:[A-Z]))\)", re.IGNORECASE)
 _NEGATED = re.compile(r"\b(?:not|n't|never|hardly|barely|no longer)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
 _YES = re.compile(r"^\W*(yes|yeah|yep|i am ready|ready)\b", re.IGNORECASE)
 _NO = re.compile(r"^\W*(no|nope|not yet|not ready)\b", re.IGNORECASE)
 
 
 def parse_answer_letter(reply: str | None, options: dict[str, str]) -> str | None:
-    """The option letter the reply gives, or None. The last marked letter that is an option wins ("Answer: B,
-    no wait, Answer: C" is C); without a marked letter, the one option whose text the reply quotes."""
+    """The option letter the reply gives, or None. Where the word answer marks a letter, the last one wins ("Answer:
+    B, no wait, Answer: C" is C). Otherwise the lines that start with a letter ("C. Ceftriaxone", then talk of
+    option A) or, lacking those, the other marks must name one option: a reply that lists the options ("A. ...
+    B. ... C. ... D. ...") gives none, it does not answer D. Without a marked letter, the one option whose text the
+    reply quotes."""
     text = (reply or "").strip()
     if not text:
         return None
     letters = {k.upper() for k in options}
-    marked = [next(g for g in m.groups() if g).upper() for m in _MARKED.finditer(text)]
-    marked = [x for x in marked if x in letters]
-    if marked:
-        return marked[-1]
+
+    def marked(pattern: re.Pattern) -> list[str]:
+        found = [next(g for g in m.groups() if g).upper() for m in pattern.finditer(text)]
+        return [x for x in found if x in letters]
+
+    if answered := marked(_ANSWER_MARK):
+        return answered[-1]
+    for pattern in (_LINE_MARK, _OTHER_MARK):
+        if named := set(marked(pattern)):
+            return named.pop() if len(named) == 1 else None
     quoted = [k.upper() for k, v in options.items() if v and v.lower() in text.lower()]
     return quoted[0] if len(quoted) == 1 else None
 
