@@ -102,3 +102,9 @@ def test_eval_interactive_on_a_file_with_no_readable_case_stops_with_a_clear_err
     cases, rejects = load_cases(broken)
     assert cases == [] and [r["line"] for r in rejects] == [1, 2]
     assert main(["eval", "interactive", str(broken), "-o", str(tmp_path / "out")]) == 2
+    two = tmp_path / "two.jsonl"
+    two.write_text("\n".join([_case(0), _case(1)]) + "\n")
+    assert main(["eval", "interactive", str(two), "--skip", "2", "-o", str(tmp_path / "out")]) == 2
+    assert "no readable case after the first 2 readable ones (--skip 2)" in capsys.readouterr().err
+    assert main(["eval", "interactive", str(two), "--skip", "-1", "-o", str(tmp_path / "out")]) == 2
+    assert "--skip must be 0 or more, got -1" in capsys.readouterr().err

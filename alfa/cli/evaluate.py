@@ -220,12 +220,16 @@ def _eval_interactive(args) -> int:
     from alfa.llm.embedder import Embedder
     from alfa.llm.rewriters import RoleBackends
 
+    if args.skip < 0:
+        raise ValueError(f"--skip must be 0 or more, got {args.skip}")
     cases, rejects = load_cases(Path(args.cases), args.limit, args.skip)
     for r in rejects:
         logging.warning("case rejected: %s", r["reason"])
     if not cases:
+        after = f" after the first {args.skip} readable ones (--skip {args.skip})" if args.skip else ""
         raise ValueError(
-            f"{args.cases}: no readable case ({len(rejects)} lines rejected, listed above); `alfa eval cases` shows why"
+            f"{args.cases}: no readable case{after} ({len(rejects)} lines rejected, listed above); "
+            "`alfa eval cases` shows why"
         )
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
