@@ -17,9 +17,17 @@ from conftest import kill_9_when_cached
 from scripted import ScriptedBackend
 
 from alfa.llm.backends import Completion
+from alfa.llm.cache import CallCache
 from alfa.llm.scorer import LogProbScorer
-from alfa.methods.stargate import StarGateConfig, final_context, iteration_tasks, load_config
-from alfa.methods.stargate_run import run_stargate
+from alfa.methods.stargate import (
+    ROLEPLAYER_SYSTEM,
+    StarGateConfig,
+    final_context,
+    iteration_tasks,
+    load_config,
+    sample_conversations,
+)
+from alfa.methods.stargate_run import check_same_config, run_stargate
 from alfa.methods.tasks import Task, tasks_from_profiles
 from alfa.train.chat_templates import assistant_token_mask, training_chat_template
 from alfa.yamlconfig import ConfigError
@@ -117,6 +125,48 @@ def test_config_refuses_unknown_keys_and_impossible_values(tmp_path):
         StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", samples=2, top_k=3)
     with pytest.raises(ValueError, match="oracle 'case'"):
         StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", oracle="case")
+    with pytest.raises(ValueError, match="roleplayer_instruction is empty"):
+        StarGateConfig(output_dir="o", recipe="r", tasks="t", profiles="p", roleplayer_instruction=" ")
+
+
+def test_the_roleplayer_reads_the_configs_instruction_and_a_run_made_with_another_is_refused(tmp_path):
+    """The questioner is a script here (the instruction only reaches the roleplayer's requests)."""
+    instruction = "Answer as the person, from the facts only; never answer the task."
+    cfg = StarGateConfig(
+        output_dir=str(tmp_path / "sg"),
+        recipe="r.yaml",
+        tasks=str(TASKS),
+        profiles=str(PROFILES),
+        limit=2,
+        samples=2,
+        turns=2,
+        regularizer="none",
+        roleplayer_instruction=instruction,
+    )
+    questioner = ScriptedBackend("questioner", reply=lambda messages, seed: f"Question {seed}?")
+    partner = ScriptedPartner()
+    tasks = tasks_from_profiles(TASKS, PROFILES, cfg.limit)
+    cache = CallCache(tmp_path / "cache.sqlite")
+    try:
+        episodes, _ = sample_conversations(tasks, questioner, partner, cfg, 0, cache, tmp_path / "c.jsonl")
+    finally:
+        cache.close()
+    assert len(episodes) == 4 and all(len(e["data"]["conversation"]) == 2 for e in episodes)
+    assert partner.calls == 4  # one answer per distinct (task, question): 2 tasks x 2 seeds, both turns cached
+    assert {m[0]["content"] for m in partner.requests} == {instruction}
+
+    saved = tmp_path / "sg" / "config.json"
+    saved.parent.mkdir()
+    check_same_config(cfg, saved)
+    shortened = r"other settings \(roleplayer_instruction: 'Answer as the .*\.\.\.' -> \"You are the .*\.\.\.\"\)"
+    with pytest.raises(ValueError, match=shortened):  # long values cut, each keeping its closing quote
+        check_same_config(dataclasses.replace(cfg, roleplayer_instruction=ROLEPLAYER_SYSTEM), saved)
+    # a run dir from before the key existed used the default instruction: resumed with it, refused with another
+    saved.write_text(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "roleplayer_instruction"}))
+    check_same_config(dataclasses.replace(cfg, roleplayer_instruction=ROLEPLAYER_SYSTEM), saved)
+    saved.write_text(json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "roleplayer_instruction"}))
+    with pytest.raises(ValueError, match=r"roleplayer_instruction: \"You are the person.* -> 'Answer as the"):
+        check_same_config(cfg, saved)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "stargate").glob("*.yaml")), ids=lambda p: p.name)

@@ -43,6 +43,10 @@ QUESTIONER_SYSTEM = (
     "a time. Reply with your one next question only."
 )
 FINAL_PROMPT = "Now respond to the task, using what you have learned."
+# A rule against answering the task ("You do not know the answer to the task: never answer it or name one of its
+# options") was tried on 2026-12-06 and left out: on 100 MediQ conversations the embedded 1.5B named the gold option
+# as often with it as without (25% and 23%); most of those replies repeat an option the questioner named
+# (bench/bench_stargate_roleplayer.py, docs/methods.md).
 ROLEPLAYER_SYSTEM = (
     "You are the person described below, talking with an assistant who is helping you with a task. Answer its "
     "question in one or two sentences, in the first person, using only what is described. If the description "
@@ -58,6 +62,8 @@ class StarGateConfig:
     questioner: m0, a local model folder (`smollm2`: the embedded SmolLM2-135M-Instruct).
     roleplayer, oracle: backends (`local`, `smollm2`, `llamacpp:FILE.gguf`, `transformers:DIR`,
     `openai:MODEL@URL`); oracle `case` takes a case's own answer as the gold response.
+    roleplayer_instruction: the roleplayer's system prompt (default ROLEPLAYER_SYSTEM: answer from the hidden
+    information only, else "I can't answer that").
     recipe: an SFT recipe with `data: {dialogues_dir: ...}`; its model, data dir and output dir are set per
     iteration (m0, iter_K/kept, iter_K/model)."""
 
@@ -69,6 +75,7 @@ class StarGateConfig:
     profiles: str | None = None
     limit: int | None = None  # the first N tasks
     roleplayer: str = "local"
+    roleplayer_instruction: str = ROLEPLAYER_SYSTEM  # the roleplayer's system prompt
     oracle: str = "local"
     samples: int = 10  # conversations per task per iteration (paper: 10)
     temperature: float = 0.9  # the questioner's sampling temperature (paper: 0.9)
@@ -92,6 +99,8 @@ class StarGateConfig:
         for name in ("samples", "turns", "top_k", "iterations"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.roleplayer_instruction.strip():
+            raise ValueError("roleplayer_instruction is empty: leave the key out for the default instruction")
         if self.top_k > self.samples:
             raise ValueError(f"top_k ({self.top_k}) cannot exceed samples ({self.samples})")
 
@@ -117,10 +126,10 @@ def final_context(task: Task, conversation: list[tuple[str, str]]) -> list[dict]
     return task_messages(task, conversation) + [{"role": "user", "content": FINAL_PROMPT}]
 
 
-def roleplayer_messages(task: Task, question: str) -> list[dict]:
+def roleplayer_messages(task: Task, question: str, instruction: str = ROLEPLAYER_SYSTEM) -> list[dict]:
     listing = "\n".join(f"- {h}" for h in task.hidden)
     body = f"About you:\n{listing}\n\nYour task for the assistant:\n{task.task}\n\nThe assistant asks: {question}"
-    return [{"role": "system", "content": ROLEPLAYER_SYSTEM}, {"role": "user", "content": body}]
+    return [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
 
 
 def oracle_messages(task: Task) -> list[dict]:
@@ -140,8 +149,17 @@ class StarGateProtocol:
     takes its turn (the roleplayer is asked nothing: the answer is empty), so every conversation has the same
     length and nothing is dropped."""
 
-    def __init__(self, questioners: list, answerers: list, roleplayer, turns: int, final_answer: bool):
+    def __init__(
+        self,
+        questioners: list,
+        answerers: list,
+        roleplayer,
+        turns: int,
+        final_answer: bool,
+        roleplayer_instruction: str = ROLEPLAYER_SYSTEM,
+    ):
         self.roles = {"roleplayer": roleplayer}
+        self.roleplayer_instruction = roleplayer_instruction
         for s, (q, a) in enumerate(zip(questioners, answerers)):
             self.roles[f"questioner#{s}"], self.roles[f"answerer#{s}"] = q, a
         self.turns, self.final_answer = turns, final_answer
@@ -149,7 +167,7 @@ class StarGateProtocol:
     def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
         task, conv, s = e.data["task"], e.data["conversation"], e.data["sample"]
         if e.state == "answer":
-            return "roleplayer", "answer", roleplayer_messages(task, e.data["pending"])
+            return "roleplayer", "answer", roleplayer_messages(task, e.data["pending"], self.roleplayer_instruction)
         if e.state == "final":
             return f"answerer#{s}", "final", final_context(task, conv)
         return f"questioner#{s}", "question", task_messages(task, conv)
@@ -233,6 +251,7 @@ def sample_conversations(
         roleplayer,
         cfg.turns,
         final_answer=cfg.regularizer == "self",
+        roleplayer_instruction=cfg.roleplayer_instruction,
     )
     episodes = [
         Episode(f"{t.task_id}#{s}", {"task": t, "conversation": [], "sample": s}, state="question")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import polars as pl
@@ -151,17 +151,24 @@ def recipe_trainer(recipe: Path, m0: Path):
     return train
 
 
+def _short(value, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 4] + "..." + text[-1]  # keeps the closing quote
+
+
 def check_same_config(cfg: StarGateConfig, path: Path) -> None:
     """A rerun resumes what an earlier run wrote, so it must be the same run: every key but `iterations` (more
-    iterations continue a run) must match the one saved at the first run."""
+    iterations continue a run) must match the one saved at the first run. A key the saved run lacks was added to
+    alfa after it, with a default that does what alfa did before: the saved run had that default."""
     now = asdict(cfg)
     if path.exists():
-        before = json.loads(path.read_text())
+        defaults = {f.name: f.default for f in fields(StarGateConfig) if f.default is not MISSING}
+        before = {**defaults, **json.loads(path.read_text())}
         changed = sorted(k for k in now if k != "iterations" and before.get(k) != now[k])
         if changed:
+            said = ", ".join(f"{k}: {_short(before.get(k))} -> {_short(now[k])}" for k in changed)
             raise ValueError(
-                f"{path.parent} was made with other settings ({', '.join(f'{k}: {before.get(k)!r} -> {now[k]!r}' for k in changed)}): "
-                "give a new output_dir, or restore them to resume"
+                f"{path.parent} was made with other settings ({said}): give a new output_dir, or restore them to resume"
             )
     path.write_text(json.dumps(now, indent=2))
 
