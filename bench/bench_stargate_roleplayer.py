@@ -7,10 +7,11 @@ naming one of its options. The questioner's first questions are the same calls i
 second run); later questions follow the answers. Prints, per instruction, the share of conversations in which the
 roleplayer names the case's gold option, split by whether the question before it named that option too (an echo)
 or not (unprompted), names any option, or says "I can't answer that", with 95% bootstrap intervals over cases (a
-case's samples are not independent), the paired differences, and the ratio of the gold-naming rates. Every call
-is cached in OUTPUT: a rerun is free.
+case's samples are not independent), the paired differences, and the ratio of the gold-naming rates. With
+--score, also what STaR-GATE's score (log p(gold) under m0) selects among the baseline's conversations: whether it
+prefers those whose questions name the gold option. Every call and score is cached in OUTPUT: a rerun is free.
 
-    .venv/bin/python bench/bench_stargate_roleplayer.py ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 50
+    .venv/bin/python bench/bench_stargate_roleplayer.py ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 50 --score
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import polars as pl
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -28,7 +31,7 @@ from alfa.llm.backends import TransformersRewriter  # noqa: E402
 from alfa.llm.cache import CallCache  # noqa: E402
 from alfa.llm.embedded import smollm2_path  # noqa: E402
 from alfa.llm.rewriters import backend_from_spec  # noqa: E402
-from alfa.methods.stargate import ROLEPLAYER_SYSTEM, StarGateConfig, sample_conversations  # noqa: E402
+from alfa.methods.stargate import ROLEPLAYER_SYSTEM, StarGateConfig, sample_conversations, score_table  # noqa: E402
 from alfa.methods.tasks import read_cases, tasks_from_cases  # noqa: E402
 from alfa.stats import bootstrap_mean  # noqa: E402
 
@@ -60,7 +63,36 @@ def conversation_flags(episode: dict, options: dict[str, str], gold: str) -> dic
         "names_any_option": any(names(a, o) for _, a in turns for o in options.values()),
         "cannot_answer": any(CANNOT_ANSWER.lower().rstrip(".") in a.lower() for _, a in turns),
         "question_names_an_option": any(names(q, o) for q, _ in turns for o in options.values()),
+        "question_names_gold_option": any(names(q, gold_text) for q, _ in turns),
     }
+
+
+def selection(episodes: list[dict], tasks: list, flags: dict, cache: CallCache) -> None:
+    """What STaR-GATE's score selects among the baseline's conversations: log p(gold | task, conversation) under
+    m0 (SmolLM2), kept = the best of each case. Among the cases where some but not all samples' questions name the
+    gold option, how often the kept one does (chance: that share of the samples)."""
+    from alfa.llm.scorer import LogProbScorer
+
+    scorer = LogProbScorer(smollm2_path(), cache=cache)
+    table = score_table(episodes, {t.task_id: t for t in tasks}, {t.task_id: t.gold for t in tasks}, scorer, 1)
+    table = table.with_columns(
+        named=pl.Series([flags[i]["question_names_gold_option"] for i in table["episode_id"]], dtype=pl.Boolean)
+    )
+    for named, part in table.group_by("named"):
+        r = bootstrap_mean(part["score"].to_list(), part["task_id"].to_list())
+        print(
+            f"mean log p(gold) under m0, a question names the gold option {named[0]}: {r['value']:.2f} "
+            f"({r['ci_low']:.2f} to {r['ci_high']:.2f}), {part.height} conversations"
+        )
+    mixed = table.filter(pl.col("named").any().over("task_id") & ~pl.col("named").all().over("task_id"))
+    kept = mixed.filter("kept")
+    if kept.height:
+        chance = mixed["named"].mean()
+        r = bootstrap_mean(kept["named"].cast(float).to_list(), kept["task_id"].to_list())
+        print(
+            f"cases where some samples name the gold option in a question: {kept.height}; the kept one names it in "
+            f"{100 * r['value']:.0f}% ({100 * r['ci_low']:.0f}-{100 * r['ci_high']:.0f}), chance {100 * chance:.0f}%"
+        )
 
 
 def main() -> None:
@@ -70,6 +102,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2, help="conversations per case (default 2)")
     parser.add_argument("--turns", type=int, default=2, help="questions per conversation (default 2)")
     parser.add_argument("--roleplayer", default="local", help="backend spec (default: the embedded Qwen 1.5B)")
+    parser.add_argument("--score", action="store_true", help="also score the baseline's conversations under m0")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "runs" / "bench-stargate-roleplayer")
     args = parser.parse_args()
 
@@ -80,7 +113,7 @@ def main() -> None:
     policy = TransformersRewriter(smollm2_path(), max_new_tokens=48, stop=("?",))
     roleplayer = backend_from_spec(args.roleplayer, 48)
     print(f"{len(tasks)} cases x {args.samples} samples x {args.turns} questions, roleplayer {args.roleplayer}")
-    flags, seconds, calls = {}, {}, {}
+    flags, seconds, calls, sampled = {}, {}, {}, {}
     try:
         for name, instruction in (
             ("alfa's (baseline)", ROLEPLAYER_SYSTEM),
@@ -105,13 +138,14 @@ def main() -> None:
                 tasks, policy, roleplayer, cfg, 0, cache, args.output / f"{slug}.jsonl"
             )
             seconds[name], calls[name] = time.perf_counter() - start, stats
+            sampled[name] = episodes
             flags[name] = {}
             for e in episodes:
                 case = cases[e["result"]["task_id"]]
                 flags[name][e["episode_id"]] = conversation_flags(e, case.options, case.answer)
     finally:
-        cache.close()
         roleplayer.close()
+        cache.close()
 
     def pct(values, groups) -> str:
         r = bootstrap_mean(values, groups)
@@ -140,6 +174,13 @@ def main() -> None:
     if gold_before:
         ratio = sum(now[i]["names_gold_option"] for i in ids) / gold_before
         print(f"gold option named with the no-answer rule: {ratio:.2f}x the baseline's rate")
+
+    if args.score:
+        cache = CallCache(args.output / "cache.sqlite")
+        try:
+            selection(sampled[base_name], tasks, flags[base_name], cache)
+        finally:
+            cache.close()
 
 
 if __name__ == "__main__":

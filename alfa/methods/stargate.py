@@ -44,8 +44,8 @@ QUESTIONER_SYSTEM = (
 )
 FINAL_PROMPT = "Now respond to the task, using what you have learned."
 # A rule against answering the task ("You do not know the answer to the task: never answer it or name one of its
-# options") was tried on 2026-12-06 and left out: on 100 MediQ conversations the embedded 1.5B named the gold option
-# as often with it as without (25% and 23%); most of those replies repeat an option the questioner named
+# options") was tried on 2026-12-06 and left out: on 200 MediQ conversations the embedded 1.5B named the gold option
+# as often with it as without (26% both); most of those replies repeat an option the questioner named
 # (bench/bench_stargate_roleplayer.py, docs/methods.md).
 ROLEPLAYER_SYSTEM = (
     "You are the person described below, talking with an assistant who is helping you with a task. Answer its "
