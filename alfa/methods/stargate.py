@@ -126,7 +126,7 @@ def final_context(task: Task, conversation: list[tuple[str, str]]) -> list[dict]
     return task_messages(task, conversation) + [{"role": "user", "content": FINAL_PROMPT}]
 
 
-def roleplayer_messages(task: Task, question: str, instruction: str = ROLEPLAYER_SYSTEM) -> list[dict]:
+def roleplayer_messages(task: Task, question: str, instruction: str) -> list[dict]:
     listing = "\n".join(f"- {h}" for h in task.hidden)
     body = f"About you:\n{listing}\n\nYour task for the assistant:\n{task.task}\n\nThe assistant asks: {question}"
     return [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
@@ -156,7 +156,7 @@ class StarGateProtocol:
         roleplayer,
         turns: int,
         final_answer: bool,
-        roleplayer_instruction: str = ROLEPLAYER_SYSTEM,
+        roleplayer_instruction: str,
     ):
         self.roles = {"roleplayer": roleplayer}
         self.roleplayer_instruction = roleplayer_instruction
