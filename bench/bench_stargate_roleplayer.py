@@ -11,7 +11,7 @@ case's samples are not independent), the paired differences, and the ratio of th
 --score, also what STaR-GATE's score (log p(gold) under m0) selects among the baseline's conversations: whether it
 prefers those whose questions name the gold option. Every call and score is cached in OUTPUT: a rerun is free.
 
-    .venv/bin/python bench/bench_stargate_roleplayer.py ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 50 --score
+    .venv/bin/python bench/bench_stargate_roleplayer.py ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 50 --samples 4 --score
 """
 
 from __future__ import annotations
@@ -95,62 +95,13 @@ def selection(episodes: list[dict], tasks: list, flags: dict, cache: CallCache) 
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cases", type=Path, help="MediQ-style cases (JSONL)")
-    parser.add_argument("--limit", type=int, default=50, help="the first N cases (default 50)")
-    parser.add_argument("--samples", type=int, default=2, help="conversations per case (default 2)")
-    parser.add_argument("--turns", type=int, default=2, help="questions per conversation (default 2)")
-    parser.add_argument("--roleplayer", default="local", help="backend spec (default: the embedded Qwen 1.5B)")
-    parser.add_argument("--score", action="store_true", help="also score the baseline's conversations under m0")
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "runs" / "bench-stargate-roleplayer")
-    args = parser.parse_args()
+def pct(values, groups) -> str:
+    r = bootstrap_mean(values, groups)
+    return f"{100 * r['value']:.1f}% ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})"
 
-    cases = {c.case_id: c for c in read_cases(args.cases, args.limit)}
-    tasks = tasks_from_cases(args.cases, args.limit)
-    args.output.mkdir(parents=True, exist_ok=True)
-    cache = CallCache(args.output / "cache.sqlite")
-    policy = TransformersRewriter(smollm2_path(), max_new_tokens=48, stop=("?",))
-    roleplayer = backend_from_spec(args.roleplayer, 48)
-    print(f"{len(tasks)} cases x {args.samples} samples x {args.turns} questions, roleplayer {args.roleplayer}")
-    flags, seconds, calls, sampled = {}, {}, {}, {}
-    try:
-        for name, instruction in (
-            ("alfa's (baseline)", ROLEPLAYER_SYSTEM),
-            ("with the no-answer rule", NO_ANSWER_RULE),
-        ):
-            cfg = StarGateConfig(
-                output_dir=str(args.output),
-                recipe="unused",
-                cases=str(args.cases),
-                limit=args.limit,
-                roleplayer=args.roleplayer,
-                roleplayer_instruction=instruction,
-                oracle="case",
-                samples=args.samples,
-                turns=args.turns,
-                regularizer="none",
-                max_new_tokens=48,
-            )
-            start = time.perf_counter()
-            slug = "baseline" if instruction == ROLEPLAYER_SYSTEM else "no_answer_rule"
-            episodes, stats = sample_conversations(
-                tasks, policy, roleplayer, cfg, 0, cache, args.output / f"{slug}.jsonl"
-            )
-            seconds[name], calls[name] = time.perf_counter() - start, stats
-            sampled[name] = episodes
-            flags[name] = {}
-            for e in episodes:
-                case = cases[e["result"]["task_id"]]
-                flags[name][e["episode_id"]] = conversation_flags(e, case.options, case.answer)
-    finally:
-        roleplayer.close()
-        cache.close()
 
-    def pct(values, groups) -> str:
-        r = bootstrap_mean(values, groups)
-        return f"{100 * r['value']:.1f}% ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})"
-
+def report(flags: dict, seconds: dict, calls: dict) -> None:
+    """The table of FLAGS per instruction, then the paired differences (rule minus baseline)."""
     base_name, rule_name = flags
     ids = sorted(flags[base_name])
     groups = [i.split("#")[0] for i in ids]
@@ -175,12 +126,60 @@ def main() -> None:
         ratio = sum(now[i]["names_gold_option"] for i in ids) / gold_before
         print(f"gold option named with the no-answer rule: {ratio:.2f}x the baseline's rate")
 
-    if args.score:
-        cache = CallCache(args.output / "cache.sqlite")
-        try:
-            selection(sampled[base_name], tasks, flags[base_name], cache)
-        finally:
-            cache.close()
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cases", type=Path, help="MediQ-style cases (JSONL)")
+    parser.add_argument("--limit", type=int, default=50, help="the first N cases (default 50)")
+    parser.add_argument("--samples", type=int, default=2, help="conversations per case (default 2)")
+    parser.add_argument("--turns", type=int, default=2, help="questions per conversation (default 2)")
+    parser.add_argument("--roleplayer", default="local", help="backend spec (default: the embedded Qwen 1.5B)")
+    parser.add_argument("--score", action="store_true", help="also score the baseline's conversations under m0")
+    parser.add_argument("-o", "--output", type=Path, default=ROOT / "runs" / "bench-stargate-roleplayer")
+    args = parser.parse_args()
+
+    cases = {c.case_id: c for c in read_cases(args.cases, args.limit)}
+    tasks = tasks_from_cases(args.cases, args.limit)
+    args.output.mkdir(parents=True, exist_ok=True)
+    cache = CallCache(args.output / "cache.sqlite")
+    policy = TransformersRewriter(smollm2_path(), max_new_tokens=48, stop=("?",))
+    roleplayer = backend_from_spec(args.roleplayer, 48)
+    print(f"{len(tasks)} cases x {args.samples} samples x {args.turns} questions, roleplayer {args.roleplayer}")
+    flags, seconds, calls, sampled = {}, {}, {}, {}
+    arms = (
+        ("alfa's (baseline)", "baseline", ROLEPLAYER_SYSTEM),
+        ("with the no-answer rule", "no_answer_rule", NO_ANSWER_RULE),
+    )
+    try:
+        for name, slug, instruction in arms:
+            cfg = StarGateConfig(
+                output_dir=str(args.output),
+                recipe="unused",
+                cases=str(args.cases),
+                limit=args.limit,
+                roleplayer=args.roleplayer,
+                roleplayer_instruction=instruction,
+                oracle="case",
+                samples=args.samples,
+                turns=args.turns,
+                regularizer="none",
+                max_new_tokens=48,
+            )
+            start = time.perf_counter()
+            episodes, stats = sample_conversations(
+                tasks, policy, roleplayer, cfg, 0, cache, args.output / f"{slug}.jsonl"
+            )
+            seconds[name], calls[name], sampled[name] = time.perf_counter() - start, stats, episodes
+            flags[name] = {}
+            for e in episodes:
+                case = cases[e["result"]["task_id"]]
+                flags[name][e["episode_id"]] = conversation_flags(e, case.options, case.answer)
+        report(flags, seconds, calls)
+        if args.score:
+            selection(sampled[arms[0][0]], tasks, flags[arms[0][0]], cache)
+    finally:
+        roleplayer.close()
+        cache.close()
 
 
 if __name__ == "__main__":
