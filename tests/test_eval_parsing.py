@@ -3,7 +3,8 @@ failure (None), never a guess. Adversarial replies from MediQ's known failure mo
 
 import pytest
 
-from alfa.dialogue.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
+from alfa.dialogue.consult import read_student_turn
+from alfa.dialogue.parsing import final_number, parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
 
 OPTIONS = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone", "D": "Trimethoprim"}
 
@@ -11,7 +12,13 @@ OPTIONS = {"A": "Gentamicin", "B": "Ciprofloxacin", "C": "Ceftriaxone", "D": "Tr
 @pytest.mark.parametrize(
     "reply, letter",
     [
-        ("A 21-year-old man with knee pain most likely needs Ceftriaxone.", "C"),  # the article is no answer
+        # an option's text without a marked letter is never guessed (the article "A" is no answer either)
+        ("A 21-year-old man with knee pain most likely needs Ceftriaxone.", None),
+        ("Has he received Ceftriaxone before?", None),  # a question that names an option
+        ("I would not give Ceftriaxone.", None),
+        ("**Answer:** C", "C"),  # Markdown emphasis between the word answer and the letter
+        ("The answer is: C", "C"),
+        ("Final answer - **(C)**", "C"),
         ("A 21-year-old man with knee pain.", None),
         ("B.", "B"),
         ("B", "B"),
@@ -46,6 +53,10 @@ def test_answer_letter(reply, letter):
         ("I am very confident", None),
         ("not 90% sure", None),
         ("7", None),  # outside [0, 1] and no scale given
+        ("Between 0 and 1, 0.85", 0.85),  # the asked range is not the confidence
+        ("On a scale from 0 to 1: 0.3", 0.3),
+        ("0-1: 0.6", 0.6),
+        ("Between 0% and 100%, about 70%", 0.7),
         ("", None),
     ],
 )
@@ -78,3 +89,40 @@ def test_scale(reply, value):
 )
 def test_yes_no(reply, value):
     assert parse_yes_no(reply) is value
+
+
+@pytest.mark.parametrize(
+    "reply, value",
+    [
+        ("Answer: 29", 29.0),
+        ("**Answer:** $1,200", 1200.0),
+        ("She has 12 left, so the answer is 18.5", 18.5),
+        ("#### 72", 72.0),
+        ("Answer: 3\nNo wait. Answer: 4", 4.0),
+        ("She sold 48 in April and 24 in May, 72 in all.", None),  # a number in the working is no answer
+        ("How many clips did she sell in May?", None),
+        ("", None),
+    ],
+)
+def test_final_number_reads_only_a_marked_answer(reply, value):
+    assert final_number(reply) == value
+
+
+@pytest.mark.parametrize(
+    "reply, options, turn",
+    [
+        ("Answer: C", OPTIONS, ("answer", "C")),
+        ("**Answer:** C", OPTIONS, ("answer", "C")),
+        ("The answer is: C", OPTIONS, ("answer", "C")),
+        ("Has he received Ceftriaxone before?", OPTIONS, ("question", "Has he received Ceftriaxone before?")),
+        ("Question: Is the rash itchy?", OPTIONS, ("question", "Is the rash itchy?")),
+        ("Question:", OPTIONS, ("empty", None)),
+        ("Answer: 29", {}, ("answer", "29")),
+        ("Answer: 2.50", {}, ("answer", "2.5")),
+        ("How many pages did she read yesterday?", {}, ("question", "How many pages did she read yesterday?")),
+        ("", {}, ("empty", None)),
+    ],
+)
+def test_one_reader_for_a_turn_that_asks_or_answers(reply, options, turn):
+    """Training (GRPO rollouts, SML, CollabLLM) and the implicit expert of the evaluation read a turn alike."""
+    assert read_student_turn(reply, options) == turn

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from alfa.dialogue.parsing import final_number, parse_answer_letter
+from alfa.dialogue.parsing import parse_answer
 
 STUDENT_SYSTEM = (
     "You are a doctor working out a patient's case. Each turn, either ask one question to learn something you "
@@ -21,6 +21,7 @@ STUDENT_SYSTEM = (
 Q_PRIMING = "Before you answer, ask at least one question about anything that would help you answer correctly."
 # "Answer: C" anywhere, or "answer is (C)" at the start of a line: an answer turn. A letter mentioned in passing
 # ("A 21-year-old ...") is not one.
+_QUESTION_TURN = re.compile(r"^\W*question\s*:\s*", re.IGNORECASE)
 _ANSWER_TURN = re.compile(r"^\W*(?:final\s+)?answer\b|\banswer\s*:", re.IGNORECASE | re.MULTILINE)
 
 
@@ -46,21 +47,21 @@ def unprimed(messages: list[dict]) -> list[dict]:
 
 
 def read_student_turn(text: str | None, options: dict[str, str]) -> tuple[str, str | None]:
-    """("answer", letter) for an answer turn, ("question", the text) otherwise, ("empty", None) for nothing.
+    """("answer", the answer) for an answer turn, ("question", the text) otherwise, ("empty", None) for nothing.
 
-    An answer turn says "Answer: ..." (its letter None when it names no option), or, being no question (no '?'),
-    marks an option the way an answer does ("C. Ceftriaxone", "The answer is (C)"). Without options (a word
-    problem) only "Answer: ..." makes an answer turn, and its value is the number ("29")."""
+    The one reader of a turn that may ask or answer: training (GRPO rollouts, SML, CollabLLM) and the interactive
+    evaluation's implicit expert read a reply alike. An answer turn says "Answer: ..." (its answer None when it
+    names no option), or, being no question (no '?'), marks an option the way an answer does ("C. Ceftriaxone",
+    "The answer is (C)"). Without options (a word problem) only "Answer: ..." makes an answer turn, and its answer
+    is the marked number ("29"). A leading "Question:" (the implicit expert's format) marks a question."""
     reply = (text or "").strip()
     if not reply:
         return "empty", None
+    if _QUESTION_TURN.match(reply):
+        asked = _QUESTION_TURN.sub("", reply, count=1).strip()
+        return ("question", asked) if asked else ("empty", None)
     marked = _ANSWER_TURN.search(reply) is not None
-    if not options:
-        if not marked:
-            return "question", reply
-        number = final_number(reply)
-        return "answer", None if number is None else (str(int(number)) if number.is_integer() else str(number))
-    letter = parse_answer_letter(reply, options)
-    if marked or (letter is not None and "?" not in reply):
-        return "answer", letter
+    answer = parse_answer(reply, options)
+    if marked or (options and answer is not None and "?" not in reply):
+        return "answer", answer
     return "question", reply

@@ -16,7 +16,9 @@ import re
 # the word answer ("Answer: C", "the answer is (C)") over a line that starts with a letter ("C. Ceftriaxone") over
 # the rest ("option D", "(B)").
 _LETTER = r"\(?\**((?-i:[A-Z]))\b\**\)?"  # a capital: "the answer is a virus" names no option A
-_ANSWER_MARK = re.compile(r"\banswer\b\s*(?:is|:|-)?\s*" + _LETTER, re.IGNORECASE)
+# Between the word answer and its letter: spaces, Markdown emphasis and "is", ":", "-", "=" in any order ("**Answer:** C",
+# "The answer is: C").
+_ANSWER_MARK = re.compile(r"\banswer\b(?:[\s*_:=-]|\bis\b)*" + _LETTER, re.IGNORECASE)
 _LINE_MARK = re.compile(r"^\s*\**([A-Z])\**\s*(?:[.):]|$)", re.IGNORECASE | re.MULTILINE)
 _OTHER_MARK = re.compile(r"(?:\boption\b|\bchoice\b)\s*(?:is|:|-)?\s*" + _LETTER + r"|\(((?-i:[A-Z]))\)", re.IGNORECASE)
 _NEGATED = re.compile(r"\b(?:not|n't|never|hardly|barely|no longer)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
@@ -28,8 +30,9 @@ def parse_answer_letter(reply: str | None, options: dict[str, str]) -> str | Non
     """The option letter the reply gives, or None. Where the word answer marks a letter, the last one wins ("Answer:
     B, no wait, Answer: C" is C). Otherwise the lines that start with a letter ("C. Ceftriaxone", then talk of
     option A) or, lacking those, the other marks must name one option: a reply that lists the options ("A. ...
-    B. ... C. ... D. ...") gives none, it does not answer D. Without a marked letter, the one option whose text the
-    reply quotes."""
+    B. ... C. ... D. ...") gives none, it does not answer D. A reply that only names an option's text ("Has he
+    received Ceftriaxone before?", "I would not give Ceftriaxone.") gives none: a question or a refusal that
+    mentions an option is no answer, so a reply without a marked letter is never guessed."""
     text = (reply or "").strip()
     if not text:
         return None
@@ -44,14 +47,22 @@ def parse_answer_letter(reply: str | None, options: dict[str, str]) -> str | Non
     for pattern in (_LINE_MARK, _OTHER_MARK):
         if named := set(marked(pattern)):
             return named.pop() if len(named) == 1 else None
-    quoted = [k.upper() for k, v in options.items() if v and v.lower() in text.lower()]
-    return quoted[0] if len(quoted) == 1 else None
+    return None
+
+
+# The range a confidence is asked in is not the confidence: "Between 0 and 1, 0.85" is 0.85.
+_CONFIDENCE_BOUNDS = re.compile(
+    r"\b(?:between|from)?\s*0(?:\.0)?\s*(?:and|to|-|–)\s*1(?:\.0)?\b(?!\.\d|\s*%)"
+    r"|\b(?:between|from)?\s*0\s*%?\s*(?:and|to|-|–)\s*100\s*%",
+    re.IGNORECASE,
+)
 
 
 def parse_confidence(reply: str | None) -> float | None:
     """A confidence in [0, 1] from "0.8", "80%", "Confidence: 4/5"-style numbers, or None. Words are not read:
-    "I am not very confident" gives None (a failure the caller counts), never "very confident"."""
-    text = (reply or "").strip()
+    "I am not very confident" gives None (a failure the caller counts), never "very confident". The asked range
+    is not the answer: "Between 0 and 1, 0.85" is 0.85."""
+    text = _CONFIDENCE_BOUNDS.sub(" ", (reply or "").strip())
     m = re.search(r"(\d+(?:\.\d+)?)\s*(%|/\s*(\d+(?:\.\d+)?))?", text)
     if not m:
         return None
@@ -89,12 +100,28 @@ def parse_yes_no(reply: str | None) -> bool | None:
     return None
 
 
+# A number marked as the answer: "Answer: 29", "**Answer:** $1,200", "the answer is 29", "#### 29", "\\boxed{29}".
+_NUMBER_MARK = re.compile(
+    r"(?:\banswer\b(?:[\s*_:=-]|\bis\b)*|####\s*|\\boxed\{)\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)", re.IGNORECASE
+)
+
+
 def final_number(reply: str | None) -> float | None:
-    """The number after the last 'Answer:', else the last number in the reply."""
-    text = (reply or "").replace(",", "")
-    tail = text.rsplit("nswer", 1)[-1] if "nswer" in text else text
-    numbers = re.findall(r"-?\d+(?:\.\d+)?", tail) or re.findall(r"-?\d+(?:\.\d+)?", text)
-    return float(numbers[-1]) if numbers else None
+    """The number marked as the answer (the last mark wins), or None. A number elsewhere in the reply (a step of
+    the working, a quantity the reply asks about) is never read as the answer."""
+    marked = _NUMBER_MARK.findall(reply or "")
+    return float(marked[-1].replace(",", "")) if marked else None
+
+
+def parse_answer(reply: str | None, options: dict[str, str]) -> str | None:
+    """The answer a reply gives, as the case states its answer: an option letter where the case has options, else
+    the marked number written plainly ("29", "2.5"). None when the reply does not say."""
+    if options:
+        return parse_answer_letter(reply, options)
+    number = final_number(reply)
+    if number is None:
+        return None
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def same_words(question: str) -> str:
