@@ -1,5 +1,9 @@
-"""Intervals every reported figure carries (judge agreement here; reward-model and policy evaluation later).
-A bottom-layer module: plain arithmetic, imported by any stage."""
+"""Intervals every reported figure carries. A bottom-layer module: plain arithmetic, imported by any stage.
+
+`rate` is what a reported rate uses (accuracy, win rate, flag rate, premature answers): Wilson's interval for
+independent items, which keeps its width at 0% and 100% (a percentile bootstrap collapses there: "100% (100%-100%)"
+on 30 cases); a group bootstrap where items are grouped (the variants of one problem, the turns of one post), never
+narrower than Wilson's. `bootstrap_mean` is for means that are no rate (a difference, a score in nats)."""
 
 from __future__ import annotations
 
@@ -35,3 +39,21 @@ def bootstrap_mean(values, groups=None, n_boot: int = 2000, seed: int = 0) -> di
     means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return {"value": float(values.mean()), "ci_low": float(low), "ci_high": float(high)}
+
+
+def rate(values, groups=None, seed: int = 0) -> dict:
+    """{"value", "ci_low", "ci_high", "n", "interval"} of a rate: the mean of `values` in [0, 1] (a success 1, a
+    failure 0, a tie 0.5), every value counted. Independent items (no `groups`, or one item a group): the Wilson
+    interval. Grouped items: a bootstrap over groups, widened to at least the Wilson interval of the same mean and
+    count, so a rate of 0 or 1 still has an interval. `interval` names which."""
+    values = [float(v) for v in values]
+    n = len(values)
+    if n == 0:
+        return {"value": None, "ci_low": None, "ci_high": None, "n": 0, "interval": "none (no items)"}
+    low, high = wilson(sum(values), n)
+    out = {"value": sum(values) / n, "ci_low": low, "ci_high": high, "n": n, "interval": "wilson"}
+    if groups is not None and len(set(groups)) < n:
+        boot = bootstrap_mean(values, groups, seed=seed)
+        out |= {"ci_low": min(low, boot["ci_low"]), "ci_high": max(high, boot["ci_high"])}
+        out["interval"] = "group bootstrap (at least wilson)"
+    return out

@@ -145,7 +145,7 @@ def run_sml_dialogues(
 ) -> dict:
     """`samples` dialogues per case (sample s seeded `seed + s`; every call cached in DIR/cache.sqlite); writes
     DIR/dialogues.jsonl, DIR/sft/ and DIR/summary.json, and returns the summary."""
-    from alfa.stats import bootstrap_mean
+    from alfa.stats import rate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,8 +183,8 @@ def run_sml_dialogues(
         "q_priming": q_priming,
         "view": view,
         "turns": turns,
-        "success_rate": bootstrap_mean([float(e["result"]["success"]) for e in episodes], groups=by_case, seed=seed),
-        "answered_first_rate": bootstrap_mean(
+        "success_rate": rate([float(e["result"]["success"]) for e in episodes], groups=by_case, seed=seed),
+        "answered_first_rate": rate(
             [float(e["result"]["answered_first"]) for e in episodes], groups=by_case, seed=seed
         ),
         "mean_questions": sum(e["result"]["questions"] for e in episodes) / max(1, len(episodes)),
