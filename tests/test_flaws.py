@@ -12,7 +12,7 @@ from scripted import ScriptedBackend
 
 from alfa.dialogue.parsing import final_number
 from alfa.eval.flaws import FLAWED, evaluate_flaws, read_items
-from alfa.methods.flaws import make_items, read_problems, split_problem, write_items
+from alfa.methods.flaws import ask_for, ask_which, make_items, read_problems, split_problem, write_items
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flaws_problems.jsonl"
 
@@ -71,15 +71,20 @@ def test_asking_about_everything_scores_no_better_than_the_always_flag_baseline(
     items = read_items(tmp_path / "items" / "items.jsonl")
     asker = ScriptedBackend("asks-always", lambda m, s: "What information is missing?")
     r = evaluate_flaws(items, asker, ScriptedBackend("judge", judge_reply), tmp_path / "asker")
-    assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 1.0
-    assert r["accuracy"]["value"] == 0.0 and r["flag_minus_false_flag"] == 0.0
+    # it asks everywhere, but never about the flaw: asked anything 100%, asked for the flaw 0%
+    assert r["asked_rate"]["value"] == 1.0 and r["flag_rate"]["value"] == 0.0 and r["false_flag_rate"]["value"] == 1.0
+    assert r["accuracy"]["value"] == 0.0 and r["flag_minus_false_flag"] == -1.0
     assert r["baselines"]["always_flag"] == {"flag_rate": 1.0, "false_flag_rate": 1.0, "accuracy": 0.0}
 
     kind_of = {i["problem"]: i for i in items}
 
     def discerning(messages, seed=None):
         item = kind_of[messages[-1]["content"]]
-        return "How many are there?" if item["kind"] in FLAWED else f"So it is... Answer: {item['answer']}"
+        if item["kind"] == "missing_premise":
+            return ask_for(item["removed"])
+        if item["kind"] == "contradiction":
+            return ask_which(item["conflict"])
+        return f"So it is... Answer: {item['answer']}"
 
     judge = ScriptedBackend("judge", judge_reply)
     r = evaluate_flaws(items, ScriptedBackend("discerning", discerning), judge, tmp_path / "good")
@@ -105,6 +110,34 @@ def test_an_unreadable_judgement_is_counted_and_not_dropped(tmp_path):
     assert r["flag_rate"]["value"] == 0.0  # scored as not flagged, every item still in the mean
 
 
+def test_a_failed_model_call_is_counted_and_scored_as_a_loss(tmp_path):
+    """Before, a failed call counted as 'not flagged' and lowered the false-flag rate unseen."""
+    from alfa.llm.backends import Completion
+
+    write_items(SAMPLE, tmp_path / "items")
+    items = read_items(tmp_path / "items" / "items.jsonl")
+    broken = ScriptedBackend("broken", lambda m, s: Completion(None, error="HTTP 500"))
+    r = evaluate_flaws(items, broken, None, tmp_path / "e")
+    assert r["failed_calls"] == len(items) and r["n"] == {"flawed": 24, "sound": 24}
+    assert r["flag_rate"]["value"] == 0.0 and r["false_flag_rate"]["value"] == 1.0 and r["accuracy"]["value"] == 0.0
+    assert "failed model calls: 48" in (tmp_path / "e" / "report.md").read_text()
+
+
+def test_a_question_about_a_given_quantity_is_no_flag(tmp_path):
+    """A question counts as a flag only when the removed premise is what answers it."""
+    write_items(SAMPLE, tmp_path / "items")
+    items = [i for i in read_items(tmp_path / "items" / "items.jsonl") if i["kind"] == "missing_premise"]
+
+    def off_target(messages, seed=None):  # asks about the first sentence it was given
+        return split_problem(messages[-1]["content"])[0][0].rstrip(".") + "?"
+
+    r = evaluate_flaws(items, ScriptedBackend("off", off_target), None, tmp_path / "off")
+    assert r["asked_rate"]["value"] == 1.0 and r["flag_rate"]["value"] <= 1 / 12
+    r = evaluate_flaws(items, ScriptedBackend("on", lambda m, s: ask_for(next(
+        i["removed"] for i in items if i["problem"] == m[-1]["content"]))), None, tmp_path / "on")  # fmt: skip
+    assert r["flag_rate"]["value"] == 1.0
+
+
 def test_the_rule_judge_flags_questions_that_commit_to_no_answer(tmp_path):
     from alfa.eval.flaws import rule_flag
 
@@ -118,7 +151,9 @@ def test_the_rule_judge_flags_questions_that_commit_to_no_answer(tmp_path):
 
     def discerning(messages, seed=None):
         item = kind_of[messages[-1]["content"]]
-        return "How many are there?" if item["kind"] in FLAWED else f"So it is... Answer: {item['answer']}"
+        if item["kind"] in FLAWED:
+            return ask_for(item["removed"]) if item["removed"] else ask_which(item["conflict"])
+        return f"So it is... Answer: {item['answer']}"
 
     r = evaluate_flaws(items, ScriptedBackend("discerning", discerning), None, tmp_path / "rule")
     assert r["flag_rate"]["value"] == 1.0 and r["false_flag_rate"]["value"] == 0.0 and r["accuracy"]["value"] == 1.0
@@ -155,10 +190,12 @@ def test_pairs_teach_asking_on_flawed_problems_and_answering_sound_problems(tmp_
 
     asked = write_flaw_pairs(tmp_path / "a", tmp_path / "pa")
     answered = write_flaw_pairs(tmp_path / "b", tmp_path / "pb")
-    assert asked["pairs"] == 24 and answered["pairs"] == 24  # needless questions on 24 sound items; 24 missed flaws
+    # needless questions on 24 sound items, and 24 questions that missed the flaw ("What is missing?" retrieves no
+    # premise); 24 missed flaws when it always answers
+    assert asked["pairs"] == 48 and answered["pairs"] == 24
     pa = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pa" / "data").glob("*.parquet")])
     pb = pl.concat([pl.read_parquet(f) for f in (tmp_path / "pb" / "data").glob("*.parquet")])
-    assert set(pa["pair_type"]) == {"solve_sound_problem"}
+    assert set(pa["pair_type"]) == {"solve_sound_problem", "ask_for_missing_premise", "ask_about_contradiction"}
     assert set(pb["pair_type"]) == {"ask_for_missing_premise", "ask_about_contradiction"}
     by_item = {i["item_id"]: i for i in items}
     for row in pb.iter_rows(named=True):
@@ -166,7 +203,7 @@ def test_pairs_teach_asking_on_flawed_problems_and_answering_sound_problems(tmp_
         want = ask_for(item["removed"]) if item["kind"] == "missing_premise" else ask_which(item["conflict"])
         assert row["chosen"][0]["content"] == want
         assert row["rejected"][0]["content"] == "Answer: 1"
-    for row in pa.iter_rows(named=True):
+    for row in pa.filter(pl.col("pair_type") == "solve_sound_problem").iter_rows(named=True):
         assert row["chosen"][0]["content"] == f"Answer: {by_item[row['qid']]['answer']}"
     assert pa.group_by("group_id").agg(pl.col("split").n_unique())["split"].max() == 1  # a problem in one split
     findings = lint(tmp_path / "pa")
@@ -187,8 +224,15 @@ def test_grpo_on_flawed_problems_with_the_handles_flaws_reward(tmp_path, tiny_mo
     from alfa.train.run import run_recipe
 
     assert read_student_turn("So 4 x 6 = 24. Answer: 4,250", {}) == ("answer", "4250")
-    assert handles_flaws(None, [None, "29", "28", None, None], [1, 0, 0, 0, 2], ["29"] * 5, [
-        "missing_premise", "intact", "distractor", "missing_premise", "contradiction"]) == [1.0, 1.0, 0.0, 0.0, 1.0]  # fmt: skip
+    facts = ["A clinic sees 18 patients each morning.", "It is open 5 days.", "How many patients in a week?"]
+    turns = [json.dumps([{"role": "policy", "kind": k, "text": t}]) for k, t in [
+        ("question", "How many patients does it see each morning?"), ("answer", "Answer: 29"), ("answer", "Answer: 28"),
+        ("question", "How many days is it open?"), ("question", "So it is 5 days or 6 days?")]]  # fmt: skip
+    rewards = handles_flaws(None, [None, "29", "28", None, None], ["29"] * 5,
+                            ["missing_premise", "intact", "distractor", "missing_premise", "contradiction"],
+                            [facts] * 5, [[0], [], [], [0], [1]], turns)  # fmt: skip
+    # asked for the removed premise; right; wrong; asked about a premise the problem gives; asked about the conflict
+    assert rewards == [1.0, 1.0, 0.0, 0.0, 1.0]
     write_items(SAMPLE, tmp_path / "items")
     write_flaw_tasks(read_items(tmp_path / "items" / "items.jsonl")[:8], tmp_path / "tasks")
     overrides = [

@@ -230,20 +230,25 @@ def write_flaw_tasks(items: list[dict], out: Path) -> int:
     """A tasks dir for `stage: grpo` (one policy turn: `rollout.turns: 1`, reward `handles_flaws`)."""
     import polars as pl
 
-    rows = [
-        {
-            "task_id": i["item_id"],
-            "prompt": [{"role": "system", "content": SOLVER_SYSTEM}, {"role": "user", "content": i["problem"]}],
-            "facts": [],
-            "answer": i["answer"],
-            "options": "{}",
-            "kind": i["kind"],
-        }
-        for i in items
-    ]
+    from alfa.dialogue.asking import flaw_facts
+
+    rows = []
+    for i in items:
+        # what the reward's patient holds (the intact problem's sentences) and the premises a question must draw
+        facts, targets = flaw_facts(i["problem"], i.get("removed"), i.get("conflict"))
+        rows.append(
+            {
+                "task_id": i["item_id"],
+                "prompt": [{"role": "system", "content": SOLVER_SYSTEM}, {"role": "user", "content": i["problem"]}],
+                "facts": facts,
+                "targets": targets,
+                "answer": i["answer"],
+                "options": "{}",
+                "kind": i["kind"],
+            }
+        )
     (Path(out) / "data").mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows, schema_overrides={"facts": pl.List(pl.String)}).write_parquet(
-        Path(out) / "data" / "train.parquet"
-    )
+    schema = {"facts": pl.List(pl.String), "targets": pl.List(pl.Int64)}
+    pl.DataFrame(rows, schema_overrides=schema).write_parquet(Path(out) / "data" / "train.parquet")
     (Path(out) / "README.md").write_text(f"# Flawed-problem tasks ({len(rows)} items)\n\nMade by `alfa flaws tasks`.\n")
     return len(rows)

@@ -10,8 +10,9 @@ returns one float per conversation. Weights go in `trl.reward_weights`.
     token_cost            -min(1, 0.001 x the policy's words in the conversation): CollabLLM's cost term; with
                           `correct` (and trl.reward_weights) it is CollabLLM's multiturn-aware reward of the whole
                           played-out conversation, without its judged interactivity term
-    handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise item 1 for asking instead of
-                          answering; on an intact or distractor item 1 for the right answer
+    handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise or contradiction item 1 for
+                          asking about the flaw instead of answering (the rule of `alfa eval flaws`); on an intact or
+                          distractor item 1 for the right answer
     interactivity         CollabLLM's judged term: a judge (the recipe's `rollout.judge`, a backend word) rates how
                           well the policy engaged in the conversation, 1-5 scaled to 0..1 (alfa.dialogue.interactivity,
                           the question `alfa collab build` asks); an unreadable rating scores 0 and is counted.
@@ -54,14 +55,29 @@ def token_cost(completions, transcript, **kwargs) -> list[float]:
 
 
 FLAWED = ("missing_premise", "contradiction")  # as alfa.eval.flaws.FLAWED (train and eval are siblings: no import)
+_FLAW_PATIENT = []  # the fact-select patient (MiniLM, top 1) that reads a question's target, loaded at first use
 
 
-def handles_flaws(completions, final_answer, questions_asked, answer, kind, **kwargs) -> list[float]:
-    """1 for a question (and no answer) on a flawed item, 1 for the right answer on a sound one, else 0."""
-    return [
-        float(q > 0 and f is None) if k in FLAWED else float(f is not None and f == a)
-        for f, q, a, k in zip(final_answer, questions_asked, answer, kind)
-    ]
+def handles_flaws(completions, final_answer, answer, kind, facts, targets, transcript, **kwargs) -> list[float]:
+    """1 for a question about the flaw (and no answer) on a flawed item, 1 for the right answer on a sound one,
+    else 0. "About the flaw" is the rule `alfa eval flaws` reads by (alfa.dialogue.asking.asks_for): the policy's
+    first turn asks, and the patient holding the intact problem answers it with the removed (or a conflicting)
+    premise. `facts` and `targets` are the tasks' columns (`alfa flaws tasks` writes them)."""
+    from alfa.dialogue.asking import asks_for
+
+    if not _FLAW_PATIENT:
+        from alfa.dialogue.patients import FactSelectPatient
+        from alfa.llm.embedder import Embedder
+
+        _FLAW_PATIENT.append(FactSelectPatient(Embedder(), top_k=1))
+    out = []
+    for f, a, k, fs, ts, tr in zip(final_answer, answer, kind, facts, targets, transcript):
+        if k in FLAWED:
+            first = next((t["text"] for t in json.loads(tr) if t["role"] == "policy"), "")
+            out.append(float(f is None and asks_for(first, list(fs), list(ts), _FLAW_PATIENT[0])))
+        else:
+            out.append(float(f is not None and f == a))
+    return out
 
 
 class JudgedInteractivity:
