@@ -65,6 +65,7 @@ def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcr
             "timed_out": False,
             "parse_failures": 0,
             "before_decisive_fact": None,  # the published cases mark no decisive fact
+            "asked_decisive": None,
         }
     share_c = sum(c.answer == "C" for c in cases) / 5
     assert report["n"] == 5 and report["accuracy"]["value"] == pytest.approx(share_c)
@@ -151,7 +152,7 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
 def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp_path, cases, embedder):
     roles, patient = ScriptedRoles(), FactSelectPatient(embedder)
     first = evaluate_interactive(cases, InteractiveProtocol(roles, roles, patient), tmp_path / "plain")
-    assert first["answered_before_decisive_fact"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    assert first["answered_before_decisive_fact"]["value"] is None and first["answered_before_decisive_fact"]["n"] == 0
     episodes = [json.loads(x) for x in (tmp_path / "plain" / "episodes.jsonl").read_text().splitlines()]
     told = [{i for t in e["turns"] if t["role"] == "patient" for i in t["parsed"]} for e in episodes]
     lines = MEDQA.read_text().splitlines()[: len(cases)]
@@ -242,6 +243,9 @@ def test_a_constant_readiness_reply_is_warned_about():
         "questions": {"asked": 10, "repeated": 0, "patient_could_not_answer": 0},
         "expert_answer_share": {"A": 0.5, "B": 0.5},
         "baselines": {"full_information": {**ci, "value": 0.6}, "majority_letter": ci},
+        "asked_decisive": {"value": None, "ci_low": None, "ci_high": None},
+        "asked_decisive_floor": {"value": None, "ci_low": None, "ci_high": None},
+        "roles": {"expert": "e", "questioner": "q"},
     }
     assert run_warnings(r) == [
         "the expert gave the same reply, '4', to all 10 readiness questions: its decision to ask or answer does not "

@@ -14,8 +14,43 @@ from alfa.stats import bootstrap_mean, wilson
 def test_a_judge_that_always_answers_a_gives_exactly_one_half_and_full_position_bias():
     items = [{"group": f"p{i % 7}", "verdict_a_first": "A", "verdict_b_first": "A"} for i in range(40)]
     result = summarize(items)
-    assert result["win_rate"]["value"] == 0.5 and result["win_rate"]["ci_low"] == result["win_rate"]["ci_high"] == 0.5
+    assert result["win_rate"]["value"] == 0.5
+    assert result["win_rate"]["ci_low"] < 0.5 < result["win_rate"]["ci_high"]  # at least Wilson's, never zero width
     assert result["position_bias"] == 1.0 and result["wins"] == result["losses"] == 40
+
+
+def test_a_side_that_produced_no_question_loses_the_post_and_is_counted():
+    items = [
+        {"group": "p1", "verdict_a_first": "A", "verdict_b_first": "B"},  # judged: A wins, 1
+        {"group": "p2", "missing": "a"},  # A's generation failed: 0
+        {"group": "p3", "missing": "b"},  # B's was empty: 1
+        {"group": "p4", "missing": "both"},  # 0.5
+    ]
+    result = summarize([{"verdict_a_first": None, "verdict_b_first": None} | it for it in items])
+    assert result["n"] == 4 and result["judged"] == 1 and result["failures"] == 0
+    assert result["missing_a"] == 2 and result["missing_b"] == 2
+    assert result["win_rate"]["value"] == pytest.approx((1 + 0 + 1 + 0.5) / 4)
+
+
+def test_winrate_keeps_posts_whose_generation_failed_as_losses(tmp_path):
+    """Before, a post whose A question was empty or failed was silently left out of the rate."""
+    import json
+
+    from alfa.eval.winrate import judge_winrate
+
+    q = _questions()
+    qids = list(q["qid"])
+    a = {qid: "When did the pain start?" for qid in qids} | {qids[0]: None, qids[1]: ""}
+    b = dict(zip(q["qid"], q["question"]))
+    judge = AlwaysA()
+    report = judge_winrate(a, b, q, judge, {}, tmp_path, known_difference=False)
+    assert report["n"] == 6 and report["missing_a"] == 2 and report["missing_b"] == 0
+    # four posts judged in both orders, always-A: 0.5 each; two losses: (4 * 0.5 + 0) / 6
+    assert report["win_rate"]["value"] == pytest.approx(2 / 6)
+    assert judge.calls == 4 * 2 + 6 * 2  # overall for four posts, the control for all six (B is there)
+    assert report["control"]["n"] == 6 and report["control"]["missing_a"] == 0
+    missing = [json.loads(x) for x in (tmp_path / "verdicts.jsonl").read_text().splitlines() if '"missing"' in x]
+    assert sorted(m["qid"] for m in missing) == sorted(qids[:2])
 
 
 def test_losses_stay_in_the_mean_and_failures_are_counted_apart():
@@ -90,7 +125,9 @@ def test_judge_winrate_with_an_always_a_judge_is_one_half_on_every_attribute(tmp
     for r in [report] + list(report["by_attribute"].values()):
         assert r["win_rate"]["value"] == 0.5 and r["position_bias"] == 1.0 and r["n"] == 6 and r["failures"] == 0
     assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
-    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 5  # overall, 3 attributes, control
+    # overall, 3 attributes, the control and the known difference (another post's question)
+    assert len((tmp_path / "verdicts.jsonl").read_text().splitlines()) == 6 * 6
+    assert report["judge_fit"]["fit"] is False  # always 'A' passes neither check
 
 
 def test_the_probability_reading_finds_a_lean_the_written_verdicts_hide(tmp_path):
@@ -142,8 +179,7 @@ def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, 
            "--judge", f"llamacpp:{smollm2_gguf_path()}"]  # fmt: skip
     assert main(cmd) == 0
     report = json.loads((out / "winrate.json").read_text())
-    judged = [r for r in rows if r["question"]]
-    assert report["n"] == len(judged)
+    assert report["n"] == len(rows) and report["missing_a"] == sum(not r["question"] for r in rows)
     assert report["wins"] + report["ties"] + report["losses"] + report["failures"] == 2 * report["n"]
     assert report["win_rate"]["value"] is None or 0 <= report["win_rate"]["value"] <= 1
     assert set(report["by_attribute"]) == {"clarity", "relevance", "specificity"}
@@ -153,8 +189,10 @@ def test_generate_then_winrate_against_the_human_questions_end_to_end(tmp_path, 
     overall = json.loads((out / "winrate.json").read_text())
     verdicts = (out / "verdicts.jsonl").read_text().splitlines()
     every = (tmp_path / "wr" / "verdicts.jsonl").read_text().splitlines()
-    assert overall["by_attribute"] == {} and len(verdicts) == 2 * len(rows) and len(every) == 5 * len(rows)
-    assert {json.loads(v)["quality"] for v in verdicts} == {"overall", "control"}
+    # per post: A against B, the control, and the known difference (another post's question), overall
+    assert overall["by_attribute"] == {} and len(verdicts) == 3 * len(rows) and len(every) == 6 * len(rows)
+    assert {json.loads(v)["comparison"] for v in verdicts} == {"main", "control", "mismatch"}
+    assert overall["judge_fit"]["fit"] is not None and "Judge fit" in (out / "report.md").read_text()
 
 
 def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):

@@ -110,6 +110,31 @@ def test_reward_models_rank_training_pairs_above_chance_and_the_scorecard(tmp_pa
     assert table.filter(pl.col("model") == "specificity")["specificity"][0] > 0.8
     assert (tmp_path / "eval" / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
     assert "| clarity |" in capsys.readouterr().out
+    _reward_models_as_a_judge(tmp_path, train)
+
+
+def _reward_models_as_a_judge(tmp_path, train):
+    """`--judge rm:DIR,DIR`: the trained models judge questions on posts they never saw, and refuse the others."""
+    import json
+
+    from alfa.eval.judges import RewardModelJudge
+    from alfa.eval.winrate import judge_winrate
+
+    record = json.loads((tmp_path / "rm-clarity" / "alfa_train.json").read_text())
+    assert record["attributes"] == ["clarity"]
+    assert record["train_group_ids"] == sorted(set(train.filter(pl.col("attribute") == "clarity")["group_id"]))
+    judge = RewardModelJudge([tmp_path / "rm-clarity", tmp_path / "rm-specificity"])
+    posts = ["My knee hurts when I climb stairs.", "I get headaches every afternoon."]
+    rows = [{"qid": f"t{i}", "group_id": f"unseen{i}", "context": [{"role": "user", "content": p}],
+             "question": "When exactly did it start, and how bad is it from 1 to 10?"} for i, p in enumerate(posts)]  # fmt: skip
+    questions = pl.DataFrame(rows)
+    vague = {r["qid"]: "Anything else?" for r in rows}
+    specific = {r["qid"]: r["question"] for r in rows}
+    report = judge_winrate(specific, vague, questions, judge, {}, tmp_path / "rm-judge")
+    assert report["reading"] == "reward model" and report["win_rate"]["value"] == 1.0  # it learned specific > vague
+    seen = questions.with_columns(pl.lit(record["train_group_ids"][0]).alias("group_id"))
+    with pytest.raises(ValueError, match="were in its reward models' training data"):
+        judge_winrate(specific, vague, seen, judge, {}, tmp_path / "refused")
 
 
 def test_sft_on_original_questions(tmp_path, tiny_model_dir, pairs_dir):

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 
-from alfa.cli import data, evaluate, methods, models, review, train
+from alfa.cli import data, evaluate, methods, models, review, tasks, train
 
 EPILOG = """\
 The flow: ingest -> synthesize -> pairs -> lint -> card (or all of them: alfa build PIPELINE.yaml).
@@ -49,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_train(sub)
     evaluate.add_evaluate_rm(sub)
     evaluate.add_eval(sub)
+    tasks.add_tasks(sub)
     evaluate.add_generate(sub)
     train.add_merge(sub)
     methods.add_stargate(sub)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from alfa.eval.interactive import ABSTAIN
+from alfa.cli.evaluate_interactive import add_eval_interactive
+from alfa.cli.evaluate_winrate import add_eval_winrate
 
 
 def add_evaluate_rm(sub) -> None:
@@ -59,50 +59,8 @@ def add_eval(sub) -> None:
     )
     c.add_argument("cases", help="case JSONL (MediQ, CRAFT-MD or ALFA-style AskDocs)")
     c.set_defaults(func=_eval_cases)
-    i = verbs.add_parser(
-        "interactive",
-        help="MediQ's interactive diagnosis with a separate questioner; accuracy with intervals and baselines",
-        formatter_class=fmt,
-        description="The expert sees the initial info and the conversation, decides each turn whether it can "
-        "answer (--abstain), and must answer by --max-questions; otherwise the questioner asks the fact-select "
-        "patient one question. Every call is cached: a killed run resumes and pays for no finished call twice.",
-        epilog="Examples:\n  alfa eval interactive ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 30 -o runs/eval/i1\n"
-        "  alfa eval interactive CASES --questioner transformers:runs/train/dpo-mixed --abstain fixed "
-        "--max-questions 3 -o runs/eval/dpo\n"
-        "  alfa eval interactive CASES --skip 240 --limit 30 ...   # 30 cases after the 240 a method trained on\n"
-        "Backends: local (embedded Qwen on llama.cpp), smollm2, llamacpp:FILE.gguf, transformers:FOLDER, "
-        "openai:MODEL@BASE_URL.",
-    )
-    i.add_argument("cases", help="case JSONL")
-    i.add_argument("-o", "--output", required=True, help="folder for episodes.jsonl, results.json, report.md")
-    i.add_argument("--expert", default="local", help="backend of the expert (decides and answers)")
-    i.add_argument(
-        "--questioner",
-        default="local",
-        help="backend of the question generator, or `uot`: the expert's backend plans each question (UoT)",
-    )
-    i.add_argument(
-        "--patient",
-        default="fact",
-        help="fact = MiniLM fact-select (deterministic, no model), or a backend for an LLM patient shown only the facts",
-    )
-    i.add_argument("--abstain", choices=ABSTAIN, default="scale")
-    i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
-    i.add_argument("--max-questions", type=int, default=5)
-    i.add_argument("--limit", type=int, help="only the first N cases")
-    i.add_argument(
-        "--skip",
-        type=int,
-        default=0,
-        help="leave out the first N readable cases, e.g. the ones `alfa collab build --limit N` or a "
-        "STaR-GATE run trained on, so the evaluation sees held-out cases",
-    )
-    i.add_argument("--initial-info", choices=["first-fact", "post"], default="first-fact")
-    i.add_argument("--uot-n", type=int, default=3, help="UoT: candidate questions per node (paper: 3)")
-    i.add_argument("--uot-depth", type=int, default=3, help="UoT: questions deep the plan looks (paper: 3)")
-    i.add_argument("--uot-lambda", type=float, default=0.4, help="UoT: lambda of the reward R(p) (paper: 0.4)")
-    i.set_defaults(func=_eval_interactive)
-    _add_eval_winrate(verbs, fmt)
+    add_eval_interactive(verbs, fmt)
+    add_eval_winrate(verbs, fmt)
     _add_eval_flaws(verbs, fmt)
     r = verbs.add_parser(
         "report",
@@ -113,48 +71,6 @@ def add_eval(sub) -> None:
     r.add_argument("runs", nargs="+", metavar="RUN")
     r.add_argument("-o", "--output", required=True)
     r.set_defaults(func=_eval_report)
-
-
-def _add_eval_winrate(verbs, fmt) -> None:
-    """alfa eval winrate"""
-    w = verbs.add_parser(
-        "winrate",
-        help="win rate of A's questions over B's (or the human ones), judged in both orders",
-        formatter_class=fmt,
-        description="The judge compares A's and B's question for each post, overall and per attribute, in both "
-        "orders always. A win counts 1, a tie 0.5, a loss 0; failed judgements are counted apart, never dropped. "
-        "Writes DIR/winrate.json (win_rate with a bootstrap interval over posts, wins, ties, losses, failures, "
-        "position_bias) and DIR/verdicts.jsonl. The rate is read from the judge's first-token probabilities of A "
-        "and B where its backend reports them (llama.cpp does), the two orders averaged: a small judge that always "
-        "writes the first letter still leans towards the better question. --reading text counts written verdicts.",
-        epilog="Example:\n  alfa generate transformers:runs/train/dpo q.parquet -o runs/gen/dpo.jsonl\n"
-        "  alfa eval winrate --a runs/gen/dpo.jsonl --b human --questions q.parquet -o runs/eval/dpo-vs-human",
-    )
-    w.add_argument("--a", required=True, help="questions JSONL of model A (from alfa generate)")
-    w.add_argument("--b", required=True, help="questions JSONL of model B, or `human` (the original questions)")
-    w.add_argument("--questions", required=True, help="the questions table both were generated for")
-    w.add_argument("-o", "--output", required=True)
-    w.add_argument("--judge", default="local", help="judge backend (see alfa eval interactive --help)")
-    w.add_argument(
-        "--attributes",
-        default="core",
-        help="attribute pack whose definitions give the per-attribute judgements; `none`: the overall judgement "
-        "only (with core's three attributes that is 2 of every 5 calls)",
-    )
-    w.add_argument(
-        "--reading",
-        choices=["probability", "text"],
-        default="probability",
-        help="probability: P(A better) from first-token log-probs, both orders averaged (text where the backend "
-        "has none); text: the written verdict, win 1 / tie 0.5 / loss 0",
-    )
-    w.add_argument(
-        "--no-control",
-        action="store_true",
-        help="skip the known-bad baseline (an irrelevant question judged against B, overall): saves a fifth of "
-        "the calls, and leaves you without the check that the judge can rank questions at all",
-    )
-    w.set_defaults(func=_eval_winrate)
 
 
 def _add_eval_flaws(verbs, fmt) -> None:
@@ -208,95 +124,6 @@ def _eval_cases(args) -> int:
     report = check_cases(cases)
     report["rejected_lines"] = rejects
     print(json.dumps(report, indent=2))
-    return 0
-
-
-def _eval_interactive(args) -> int:
-    import logging
-
-    from alfa.dialogue.patients import FactSelectPatient
-    from alfa.eval.cases import check_cases, load_cases, warnings
-    from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
-    from alfa.llm.embedder import Embedder
-    from alfa.llm.rewriters import RoleBackends
-
-    if args.skip < 0:
-        raise ValueError(f"--skip must be 0 or more, got {args.skip}")
-    cases, rejects = load_cases(Path(args.cases), args.limit, args.skip)
-    for r in rejects:
-        logging.warning("case rejected: %s", r["reason"])
-    if not cases:
-        after = f" after the first {args.skip} readable ones (--skip {args.skip})" if args.skip else ""
-        raise ValueError(
-            f"{args.cases}: no readable case{after} ({len(rejects)} lines rejected, listed above); "
-            "`alfa eval cases` shows why"
-        )
-    for w in warnings(check_cases(cases)):
-        logging.warning("cases: %s", w)
-    planner = None
-    with RoleBackends() as roles:  # roles that name the same model share one backend
-        expert = roles.get(args.expert)
-        if args.questioner == "uot":  # the expert's model proposes the questions and their splits
-            from alfa.dialogue.uot import UoTPlanner
-
-            planner = UoTPlanner(args.uot_n, args.uot_depth, args.uot_lambda)
-            questioner = roles.get(args.expert, 48 * args.uot_n + 32)
-        else:
-            questioner = roles.get(args.questioner)
-        patient = FactSelectPatient(Embedder()) if args.patient == "fact" else roles.get(args.patient)
-        protocol = InteractiveProtocol(
-            expert, questioner, patient, args.abstain, args.threshold, args.max_questions, planner
-        )
-        r = evaluate_interactive(cases, protocol, Path(args.output), args.initial_info)
-    print((Path(args.output) / "report.md").read_text())
-    print(f"episodes, results.json, report.md, accuracy_vs_questions.png -> {args.output} ({r['n']} cases)")
-    return 0
-
-
-def _read_questions_jsonl(path: str) -> dict[str, str]:
-    import json
-
-    with open(path, encoding="utf-8") as f:
-        return {r["qid"]: r["question"] for r in map(json.loads, f) if r.get("question")}
-
-
-def _eval_winrate(args) -> int:
-    import json
-
-    import polars as pl
-
-    from alfa.data.attributes import load_pack
-    from alfa.eval.winrate import CONTROL_FIT, judge_winrate
-    from alfa.llm.rewriters import backend_from_spec
-
-    questions = pl.read_parquet(args.questions)
-    a = _read_questions_jsonl(args.a)
-    b = dict(zip(questions["qid"], questions["question"])) if args.b == "human" else _read_questions_jsonl(args.b)
-    judge = backend_from_spec(args.judge, max_new_tokens=4)
-    try:
-        attributes = {} if args.attributes == "none" else load_pack(args.attributes).attributes
-        report = judge_winrate(
-            a, b, questions, judge, attributes, Path(args.output), reading=args.reading, control=not args.no_control
-        )
-    finally:
-        judge.close()
-    print(
-        json.dumps(
-            {k: report[k] for k in ("n", "reading", "win_rate", "wins", "ties", "losses", "failures", "position_bias")}
-            | ({"control_win_rate": report["control"]["win_rate"]} if "control" in report else {}),
-            indent=2,
-        )
-    )
-    control = report.get("control", {}).get("win_rate", {})
-    if control.get("ci_high") is not None and control["ci_high"] > CONTROL_FIT:
-        print(
-            f"warning: the judge hardly ranks an irrelevant question ({report['control']['question']!r}) below "
-            f"B's questions (control win rate {control['value']:.2f}, interval up to {control['ci_high']:.2f}; a "
-            f"judge fit to rank questions puts it near 0, alfa warns above {CONTROL_FIT}): it barely tells a better "
-            "question from a worse one, so win rates near 0.5 say little about the models. Use a stronger judge "
-            "(--judge openai:MODEL@BASE_URL).",
-            file=sys.stderr,
-        )
     return 0
 
 

@@ -51,8 +51,9 @@ class Episode:
 class DialogueProtocol(Protocol):
     roles: dict  # role name -> backend (anything alfa.llm.calls.run_calls takes)
 
-    def next_request(self, episode: Episode) -> tuple[str, str, list[dict]]:
-        """(role name, turn kind, messages) of the episode's next model call."""
+    def next_request(self, episode: Episode) -> tuple[str, str, list[dict]] | None:
+        """(role name, turn kind, messages) of the episode's next model call; None when the protocol ended the
+        episode without one (a scripted role, e.g. an oracle questioner with no expert)."""
 
     def apply(self, episode: Episode, role: str, kind: str, completion, key: str) -> None:
         """Record the reply as a turn and move the episode on (set `done` and `result` when it ends)."""
@@ -97,7 +98,10 @@ def run_episodes(
                 break
             by_role: dict[str, list[tuple[Episode, str, list[dict]]]] = {}
             for e in active:
-                role, kind, messages = protocol.next_request(e)
+                request = protocol.next_request(e)
+                if request is None:  # the episode ended without a call (a scripted role): written below
+                    continue
+                role, kind, messages = request
                 by_role.setdefault(role, []).append((e, kind, messages))
             for role, batch in by_role.items():
                 replies, keys = run_calls(protocol.roles[role], cache, [m for _, _, m in batch], role, stats)

@@ -6,7 +6,10 @@ Layouts read (JSON Lines, one case a line):
   complaint), `atomic_facts` (what the simulated patient may reveal). List fields may be JSON lists or
   strings holding a Python-style list (as some published files have them).
 - CRAFT-MD: the same with `facts` in place of `atomic_facts`.
-- ALFA-style AskDocs cases: as MediQ, plus `initial_info` (what the expert sees first) and the source `post`.
+- ALFA's published MediQ-AskDocs file, as it is: as MediQ, with `options` a string holding a Python dict,
+  `atomic_facts` a string holding a Python list, `context` the post as plain text (which may begin "[34/m] ..." and
+  is then no list), `initial_info` (what the expert sees first) and the source post as `original_post` (or `post`).
+- Word problems (`alfa tasks gsm8k`): no `options`, `answer` a number; the expert answers with the number.
 - Any of them may mark its `decisive_fact` (an index into the facts, or the fact's text): the fact without which the
   case cannot be answered. The published files mark none; an evaluation then reports no decisive-fact figure.
 
@@ -28,7 +31,7 @@ class Case:
     case_id: str
     question: str
     options: dict[str, str]
-    answer: str  # the correct option letter
+    answer: str  # the correct option letter, or the number of a case without options ("29")
     context: list[str]  # every case fact, in order; the first is the chief complaint
     facts: list[str]  # what the simulated patient may reveal
     initial_info: str  # what the expert sees before asking anything
@@ -37,7 +40,9 @@ class Case:
     source: dict = field(default_factory=dict)  # file and line
 
 
-def _as_list(value, where: str) -> list[str]:
+def _as_list(value, where: str, plain_text_ok: bool = False) -> list[str]:
+    """A list of strings from a JSON list or a string holding a Python-style list. With `plain_text_ok` a string
+    that is no list ("[34/m] I have had ...") is one item; otherwise it is an error."""
     if isinstance(value, list):
         return [str(v) for v in value]
     if isinstance(value, str):
@@ -46,24 +51,57 @@ def _as_list(value, where: str) -> list[str]:
             try:
                 parsed = ast.literal_eval(text)  # a Python-style list in a string, as some published files have
             except (ValueError, SyntaxError):
-                raise ValueError(f"{where}: a string that looks like a list but is not one") from None
-            return [str(v) for v in parsed]
+                parsed = None
+            if isinstance(parsed, list):
+                return [str(v) for v in parsed]
+            if not plain_text_ok:
+                raise ValueError(f"{where}: a string that looks like a list but is not one")
         return [text] if text else []
     raise ValueError(f"{where}: expected a list of strings, got {type(value).__name__}")
 
 
+def _options(value, where: str) -> dict[str, str]:
+    """Letter -> text from an object or a string holding a Python dict; {} where the case has none."""
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: field 'options' must be an object of letter -> text (or a string holding one)")
+    return {str(k).upper(): str(v) for k, v in value.items()}
+
+
+def number_text(value) -> str | None:
+    """A number as answers are compared: "1,200" -> "1200", "2.50" -> "2.5", "18.0" -> "18"; None if not one."""
+    try:
+        number = float(str(value).replace(",", "").replace("$", "").strip())
+    except ValueError:
+        return None
+    return str(int(number)) if number.is_integer() else str(number)
+
+
 def read_case(obj: dict, path: Path, line: int) -> Case:
     where = f"{path}:{line}"
-    for key in ("question", "options", "answer_idx", "context"):
+    for key in ("question", "context"):
         if key not in obj:
             raise ValueError(f"{where}: field '{key}' is missing")
-    if not isinstance(obj["options"], dict) or not obj["options"]:
-        raise ValueError(f"{where}: field 'options' must be an object of letter -> text")
-    options = {str(k).upper(): str(v) for k, v in obj["options"].items()}
-    answer = str(obj["answer_idx"]).strip().upper()
-    if answer not in options:
-        raise ValueError(f"{where}: field 'answer_idx' is {answer!r}, not one of the options {sorted(options)}")
-    context = _as_list(obj["context"], f"{where}: field 'context'")
+    options = _options(obj.get("options"), where)
+    if options:
+        if "answer_idx" not in obj:
+            raise ValueError(f"{where}: field 'answer_idx' is missing")
+        answer = str(obj["answer_idx"]).strip().upper()
+        if answer not in options:
+            raise ValueError(f"{where}: field 'answer_idx' is {answer!r}, not one of the options {sorted(options)}")
+    else:  # a word problem: the answer is a number
+        answer = number_text(obj.get("answer", ""))
+        if answer is None:
+            raise ValueError(
+                f"{where}: the case has no options, so field 'answer' must be a number, got {obj.get('answer')!r}"
+            )
+    context = _as_list(obj["context"], f"{where}: field 'context'", plain_text_ok=True)
     facts_key = "atomic_facts" if "atomic_facts" in obj else "facts" if "facts" in obj else None
     facts = _as_list(obj[facts_key], f"{where}: field '{facts_key}'") if facts_key else context
     if not context:
@@ -77,7 +115,7 @@ def read_case(obj: dict, path: Path, line: int) -> Case:
         context=context,
         facts=facts,
         initial_info=str(obj.get("initial_info") or context[0]),
-        post=obj.get("post"),
+        post=obj.get("post") or obj.get("original_post"),
         decisive_fact=_decisive(obj.get("decisive_fact"), facts, where),
         source={"file": str(path), "line": line},
     )
@@ -139,11 +177,12 @@ def check_cases(cases: list[Case], ungrounded_below: float = 0.2) -> dict:
     and, for cases with their source post, the initial infos that share almost nothing with their post."""
     n = len(cases)
     letters = Counter(c.answer for c in cases)
-    longest = sum(max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases)
+    with_options = [c for c in cases if c.options]
+    longest = sum(max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in with_options)
     report = {
         "n": n,
-        "answer_letter_share": {k: round(v / n, 4) for k, v in sorted(letters.items())} if n else {},
-        "longest_option_share": round(longest / n, 4) if n else None,
+        "answer_letter_share": {k: round(v / n, 4) for k, v in sorted(letters.items())} if with_options else {},
+        "longest_option_share": round(longest / len(with_options), 4) if with_options else None,
     }
     with_post = [c for c in cases if c.post]
     if with_post:

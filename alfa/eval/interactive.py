@@ -9,19 +9,36 @@ you answer now?), numeric (a confidence in [0, 1] against `threshold`), scale (1
 default 4) and fixed (exactly `max_questions` questions, then answer). A reply the module cannot read is a parse
 failure: counted, and the episode goes on asking (it never turns into a random confidence).
 
+In implicit mode the expert only decides: its "Answer: C" ends the episode, its "Question: ..." means "ask", and the
+questioner under test writes the question (the expert's own words never reach the patient). Replies are read by the
+one reader training uses too (alfa.dialogue.consult.read_student_turn).
+
+Cases with options answer with a letter; cases without (a word problem, `alfa tasks gsm8k`) answer with a number
+after a short worked solution, and the expert's final call sees the initial info and the facts the patient told,
+in case order (not the questions' wording), so questioners that drew the same facts share one cached call.
+
+Scripted roles, no model: `ORACLE` as the questioner asks with the words of the case's decisive fact (the upper
+bound of asking: the fact a good question retrieves), then of each fact not yet told; an expert of None (`--expert
+none`, with `--abstain fixed`) never answers: the questioner and the patient run alone, for `asked_decisive`.
+
 With a `planner` (alfa.dialogue.uot, `--questioner uot`) the questioner plans each question over the answer options
-still open, one proposal call per tree node, and reads each patient answer as yes or no to prune them.
+still open, one proposal call per tree node, and reads each patient answer as yes or no to prune them; the expert's
+final answer is asked over the options still open.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from alfa.dialogue.consult import read_student_turn
 from alfa.dialogue.engine import Episode, Turn
-from alfa.dialogue.parsing import parse_answer_letter, parse_confidence, parse_scale, parse_yes_no
+from alfa.dialogue.parsing import parse_answer, parse_confidence, parse_scale, parse_yes_no
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
 from alfa.dialogue.uot import UoTPlanner
 from alfa.eval.cases import Case
 
 ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed")
+ORACLE = "oracle"  # the scripted questioner that asks for the decisive fact
 DEFAULT_THRESHOLD = {"numeric": 0.8, "scale": 4}
 EXPERT_SYSTEM = (
     "You are a doctor working out a patient's case from what you have been told so far. You know only what is "
@@ -31,35 +48,80 @@ QUESTIONER_SYSTEM = (
     "You are a doctor interviewing a patient. Ask the one follow-up question whose answer would help most with "
     "the diagnostic question. Reply with the question only."
 )
+# Word problems (no options): the expert solves, the questioner asks the person who set the problem.
+PROBLEM_EXPERT_SYSTEM = "You solve word problems from what you have been told so far, and only from that."
+PROBLEM_QUESTIONER_SYSTEM = (
+    "You are solving a word problem, but a piece of information it needs may be missing. Ask the one question "
+    "whose answer you most need to solve it. Reply with the question only."
+)
 DECIDE = {
     "binary": "Can you answer the question correctly now, without asking the patient anything more? Reply Yes or No.",
     "numeric": "How confident are you that you can answer correctly now? Reply with a number between 0 and 1.",
     "scale": "How confident are you that you can answer correctly now, from 1 (not at all) to 5 (certain)? Reply with the number.",
     "implicit": "If you can answer now, reply 'Answer: ' and the letter; otherwise reply 'Question: ' and the one question you would ask the patient.",
 }
+IMPLICIT_NUMERIC = (
+    "If you can answer now, reply 'Answer: ' and the number; otherwise reply 'Question: ' and the one question you "
+    "would ask."
+)
+FINAL_LETTER = "Reply with the letter of the answer."
+# Short and plain: the 1.5B's LaTeX-laden working ran past a 320-token budget before its answer.
+FINAL_NUMBER = "Solve it in a few short lines of plain arithmetic (no LaTeX), then end with 'Answer: ' and the number."
 
 
 def case_text(case: Case, initial_info: str, conversation: list[tuple[str, str]], with_options: bool = True) -> str:
     lines = [f"What you know: {initial_info}"]
     lines += [f"You asked: {q}\nThe patient said: {a}" for q, a in conversation]
-    lines.append(f"Diagnostic question: {case.question}")
+    lines.append(f"Diagnostic question: {case.question}" if case.options else f"Question: {case.question}")
     if with_options:
         lines += [f"{k}. {v}" for k, v in sorted(case.options.items())]
     return "\n".join(lines)
 
 
-def final_messages(case: Case, initial_info: str, conversation) -> list[dict]:
-    body = case_text(case, initial_info, conversation) + "\nReply with the letter of the answer."
-    return [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": body}]
+def final_messages(case: Case, initial_info: str, conversation, told: list[int] | None = None) -> list[dict]:
+    """The expert's answering call. A case with options: the conversation and the options (those still open, under
+    UoT). A word problem: its facts known so far in case order (those in the initial info and those told, indices
+    `told`), then the question; the questions' wording is left out, so runs that drew the same facts share a call."""
+    if case.options:
+        body = case_text(case, initial_info, conversation) + "\n" + FINAL_LETTER
+    else:
+        told = set(told or [])
+        known = [f.strip() for i, f in enumerate(case.facts) if i in told or f.strip() in initial_info]
+        body = f"{' '.join(known)}\n\nQuestion: {case.question}\n\n{FINAL_NUMBER}"
+    return [{"role": "system", "content": expert_system(case)}, {"role": "user", "content": body}]
+
+
+def expert_system(case: Case) -> str:
+    return EXPERT_SYSTEM if case.options else PROBLEM_EXPERT_SYSTEM
+
+
+def questioner_messages(case: Case, initial_info: str, conversation) -> list[dict]:
+    """The plain questioner's prompt: what is known and asked so far, never the options or the hidden facts."""
+    system, ask = (QUESTIONER_SYSTEM, "to the patient") if case.options else (PROBLEM_QUESTIONER_SYSTEM, "")
+    body = (
+        case_text(case, initial_info, conversation, with_options=False)
+        + f"\nYour one question{' ' + ask if ask else ''}:"
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": body}]
+
+
+def oracle_question(case: Case, told: set[int]) -> str:
+    """The scripted oracle's question: the decisive fact's words until it is told, then each fact not yet told."""
+    if case.decisive_fact is None:
+        raise ValueError(f"case {case.case_id}: --questioner oracle needs cases that mark their decisive_fact")
+    left = [case.decisive_fact] + [i for i in range(len(case.facts)) if i not in told]
+    i = next((i for i in left if i not in told), case.decisive_fact)
+    return case.facts[i].strip().rstrip(".") + "?"
 
 
 class InteractiveProtocol:
-    """The turn logic of one interactive evaluation (alfa.dialogue.engine runs it)."""
+    """The turn logic of one interactive evaluation (alfa.dialogue.engine runs it). `questioner` may be ORACLE and
+    `expert` None (scripted roles: no model call)."""
 
     def __init__(
         self,
-        expert,
-        questioner,
+        expert,  # a backend, or None: no expert (`abstain` must be "fixed"; the episode ends unanswered)
+        questioner,  # a backend, or ORACLE
         patient,  # a FactSelectPatient, or a backend for an LLM patient restricted to the facts
         abstain: str = "scale",
         threshold: float | None = None,
@@ -68,10 +130,19 @@ class InteractiveProtocol:
     ):
         if abstain not in ABSTAIN:
             raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
-        self.roles = {"expert": expert, "questioner": questioner}
-        self.patient, self.abstain, self.max_questions = patient, abstain, max_questions
+        if expert is None and abstain != "fixed":
+            raise ValueError("--expert none runs the questioner and the patient only: use it with --abstain fixed")
+        self.roles = {}
+        if expert is not None:
+            self.roles["expert"] = expert
+        if questioner != ORACLE:
+            self.roles["questioner"] = questioner
         if not isinstance(patient, FactSelectPatient):
             self.roles["patient"] = patient
+        if questioner == ORACLE and "patient" in self.roles:
+            raise ValueError("--questioner oracle needs the fact-select patient (--patient fact)")
+        self.expert, self.questioner, self.patient = expert, questioner, patient
+        self.abstain, self.max_questions = abstain, max_questions
         self.threshold = threshold if threshold is not None else DEFAULT_THRESHOLD.get(abstain)
         self.planner = planner
 
@@ -81,13 +152,25 @@ class InteractiveProtocol:
             data["uot"] = self.planner.start(case.options)
         return Episode(case.case_id, data, state="decide")
 
-    def next_request(self, e: Episode) -> tuple[str, str, list[dict]]:
+    def next_request(self, e: Episode) -> tuple[str, str, list[dict]] | None:
+        """The next model call, or None when the episode ended without one (scripted roles)."""
         case, info, conv = e.data["case"], e.data["initial_info"], e.data["conversation"]
-        must_answer = len(conv) >= self.max_questions
-        if e.state == "decide" and (must_answer or self.abstain == "fixed"):
-            e.state = "final" if must_answer else "question"
+        while True:
+            if e.state == "decide" and (len(conv) >= self.max_questions or self.abstain == "fixed"):
+                e.state = "final" if len(conv) >= self.max_questions else "question"
+            if e.state == "final" and self.expert is None:
+                self._finish(e, None)
+                return None
+            if e.state == "question" and self.questioner == ORACLE:
+                question = oracle_question(case, self._told(e))
+                e.turns.append(Turn("questioner", "question", question, question))
+                self._ask_patient(e, question)
+                continue
+            break
         if e.state == "final":
-            return "expert", "final", final_messages(case, info, conv)
+            open_options = {k: case.options[k] for k in e.data["uot"]["open"]} if self.planner else None
+            shown = case if not open_options else replace(case, options=open_options)
+            return "expert", "final", final_messages(shown, info, conv, sorted(self._told(e)))
         if e.state == "patient":
             return "patient", "answer", llm_patient_messages(case.facts, e.data["pending_question"])
         if self.planner is not None and e.state in ("question", "classify"):
@@ -95,42 +178,49 @@ class InteractiveProtocol:
             kind, messages = self.planner.next_request(e.data["uot"], context, case.options)
             return "questioner", kind, messages
         if e.state == "question":
-            body = case_text(case, info, conv, with_options=False) + "\nYour one question to the patient:"
-            return (
-                "questioner",
-                "question",
-                [{"role": "system", "content": QUESTIONER_SYSTEM}, {"role": "user", "content": body}],
-            )
-        body = case_text(case, info, conv) + "\n" + DECIDE[self.abstain]
-        return "expert", "decide", [{"role": "system", "content": EXPERT_SYSTEM}, {"role": "user", "content": body}]
+            return "questioner", "question", questioner_messages(case, info, conv)
+        ask = DECIDE[self.abstain] if case.options or self.abstain != "implicit" else IMPLICIT_NUMERIC
+        body = case_text(case, info, conv) + "\n" + ask
+        return (
+            "expert",
+            "decide",
+            [{"role": "system", "content": expert_system(case)}, {"role": "user", "content": body}],
+        )
 
     def apply(self, e: Episode, role: str, kind: str, completion, key: str) -> None:
         text = completion.text if completion.error is None else None
+        raw = text if text is not None else completion.error
         case = e.data["case"]
         if kind == "final":
-            letter = parse_answer_letter(text, case.options)
-            e.turns.append(Turn(role, kind, text if text is not None else completion.error, letter, key))
-            self._finish(e, letter)
+            answer = parse_answer(text, case.options)
+            e.turns.append(Turn(role, kind, raw, answer, key))
+            self._finish(e, answer)
         elif kind in ("propose", "classify"):
             self._apply_planner(e, kind, text, completion, key)
         elif kind == "question":
             question = (text or "").strip()
-            e.turns.append(Turn(role, kind, text if text is not None else completion.error, question or None, key))
+            e.turns.append(Turn(role, kind, raw, question or None, key))
             self._ask_patient(e, question)
         elif kind == "answer":  # the LLM patient's reply; a failed call answers nothing
             answer = (text or "").strip() or CANNOT_ANSWER
-            e.turns.append(Turn(role, kind, text if text is not None else completion.error, answer, key))
+            e.turns.append(Turn(role, kind, raw, answer, key))
             e.data["conversation"].append((e.data.pop("pending_question"), answer))
             self._answered(e)
-        else:
-            ready, asked = self._decision(text, case)
-            e.turns.append(Turn(role, kind, text if text is not None else completion.error, ready, key))
-            if ready is True and asked is None and self.abstain == "implicit":
-                self._finish(e, parse_answer_letter(text, case.options))
-            elif asked is not None:  # implicit: the expert asked its own question; the questioner is skipped
-                self._ask_patient(e, asked)
+        elif self.abstain == "implicit":  # the expert decides; the questioner under test writes any question
+            said, answer = read_student_turn(text, case.options)
+            e.turns.append(Turn(role, kind, raw, {"answer": True, "question": False}.get(said), key))
+            if said == "answer":
+                self._finish(e, answer)
             else:
-                e.state = "final" if ready else "question"
+                e.state = "question"
+        else:
+            ready = self._decision(text)
+            e.turns.append(Turn(role, kind, raw, ready, key))
+            e.state = "final" if ready else "question"
+
+    def _told(self, e: Episode) -> set[int]:
+        """The facts the fact-select patient has told in this episode (indices into the case's facts)."""
+        return {i for t in e.turns if t.role == "patient" and isinstance(t.parsed, list) for i in t.parsed}
 
     def _ask_patient(self, e: Episode, question: str) -> None:
         """The fact-select patient answers at once; an LLM patient's answer is the episode's next call."""
@@ -164,40 +254,27 @@ class InteractiveProtocol:
         if plan is not None:  # the plan is complete: ask its best root question
             self._ask_patient(e, plan["question"] or "")
 
-    def _decision(self, text: str | None, case: Case) -> tuple[bool | None, str | None]:
-        """(ready to answer?, the question an implicit expert asked). None = could not be read: keep asking."""
+    def _decision(self, text: str | None) -> bool | None:
+        """Ready to answer? (binary, numeric, scale). None = could not be read: keep asking."""
         if self.abstain == "binary":
-            return parse_yes_no(text), None
-        if self.abstain == "numeric":
-            value = parse_confidence(text)
-            return (None if value is None else value >= self.threshold), None
-        if self.abstain == "scale":
-            value = parse_scale(text)
-            return (None if value is None else value >= self.threshold), None
-        reply = (text or "").strip()
-        if reply.lower().startswith("question:"):
-            return False, reply.split(":", 1)[1].strip() or None
-        return (True if parse_answer_letter(reply, case.options) else None), None
+            return parse_yes_no(text)
+        value = parse_confidence(text) if self.abstain == "numeric" else parse_scale(text)
+        return None if value is None else value >= self.threshold
 
-    def _before_decisive(self, e: Episode) -> bool | None:
-        """Whether the answer came before the case's decisive fact was told; None where the case marks none or the
-        patient is an LLM (which facts it told is not known)."""
-        decisive = e.data["case"].decisive_fact
-        if decisive is None or "patient" in self.roles:
-            return None
-        told = {i for t in e.turns if t.role == "patient" and isinstance(t.parsed, list) for i in t.parsed}
-        return decisive not in told
-
-    def _finish(self, e: Episode, letter: str | None) -> None:
+    def _finish(self, e: Episode, answer: str | None) -> None:
         case = e.data["case"]
         decisions = [t for t in e.turns if t.kind == "decide"]
+        knows_told = case.decisive_fact is not None and "patient" not in self.roles  # fact-select: told is known
+        told = self._told(e)
         e.result = {
-            "answer": letter,
-            "correct": letter == case.answer,
+            "answer": answer,
+            "correct": None if self.expert is None else answer == case.answer,
             "questions": len(e.data["conversation"]),
             "timed_out": len(e.data["conversation"]) >= self.max_questions and self.abstain != "fixed",
-            "parse_failures": sum(t.parsed is None for t in decisions) + (letter is None),
-            "before_decisive_fact": self._before_decisive(e),
+            "parse_failures": sum(t.parsed is None for t in decisions) + (self.expert is not None and answer is None),
+            # whether the answer came before the decisive fact was told / whether a question drew it out at all
+            "before_decisive_fact": (case.decisive_fact not in told) if knows_told and self.expert else None,
+            "asked_decisive": (case.decisive_fact in told) if knows_told else None,
         }
         if self.planner is not None:  # proposals with no readable candidate line
             e.result["uot_parse_failures"] = e.data["uot"]["parse_failures"]
@@ -210,34 +287,33 @@ def evaluate_interactive(
     out_dir,
     initial_info: str = "first-fact",
     seed: int = 0,
+    reference_cases: list[Case] | None = None,
+    reference_name: str = "",
+    cache_path=None,
 ) -> dict:
-    """Run every case through `protocol`, then the four baselines, and write DIR/episodes.jsonl,
-    DIR/results.json, DIR/report.md and DIR/accuracy_vs_questions.png. Returns the results."""
+    """Run every case through `protocol`, then the baselines, and write DIR/episodes.jsonl, DIR/results.json,
+    DIR/report.md and DIR/accuracy_vs_questions.png. Returns the results.
+
+    `reference_cases`: cases of the same file this run does not score (the `--skip`ped ones, the rest of the
+    file), `reference_name` says which; the majority-answer baseline takes its answer from them, so it is no post-hoc
+    maximum over the scored cases. Without them it falls back to the scored cases and says so. `cache_path`: the call
+    cache (default DIR/cache.sqlite); runs that share one pay once for a call they have in common (the expert's
+    baselines, a final answer from the same facts)."""
     import json
     from collections import Counter
     from pathlib import Path
 
     from alfa.dialogue.engine import run_episodes
+    from alfa.eval import interactive_report as figures
+    from alfa.eval.baselines import baseline_accuracies, generic_question_floor
     from alfa.eval.cases import check_cases
-    from alfa.eval.interactive_report import (
-        decision_counts,
-        decisive_fact_figure,
-        plot_accuracy_vs_questions,
-        question_counts,
-        report_markdown,
-        run_warnings,
-    )
     from alfa.llm.cache import CallCache
-    from alfa.stats import bootstrap_mean
+    from alfa.stats import rate
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = CallCache(out_dir / "cache.sqlite")
-
-    def info_of(c: Case) -> str:
-        return c.post if initial_info == "post" and c.post else c.initial_info
-
-    infos = [info_of(c) for c in cases]
+    cache = CallCache(Path(cache_path) if cache_path else out_dir / "cache.sqlite")
+    infos = [c.post if initial_info == "post" and c.post else c.initial_info for c in cases]
     episodes, stats = run_episodes(
         [protocol.episode(c, i) for c, i in zip(cases, infos)], protocol, cache, out_dir / "episodes.jsonl"
     )
@@ -245,66 +321,43 @@ def evaluate_interactive(
     # every case counts, in case order: a loss or a failure is a 0
     results = [by_id[c.case_id]["result"] for c in cases]
     conversations = [by_id[c.case_id]["data"]["conversation"] for c in cases]
-
-    def accuracy(correct: list[bool]) -> dict:
-        return bootstrap_mean([float(x) for x in correct], seed=seed)
-
-    baselines = baseline_accuracies(cases, infos, protocol.roles["expert"], cache, stats, seed)
+    reference = (reference_cases, reference_name) if reference_cases else (cases, "the scored cases (post hoc)")
+    baselines = baseline_accuracies(cases, infos, protocol.expert, cache, stats, reference)
     cache.close()
     n = len(results)
+    scored = protocol.expert is not None
     report = {
         "n": n,
         "abstain": protocol.abstain,
         "threshold": protocol.threshold,
         "max_questions": protocol.max_questions,
         "initial_info": initial_info,
-        "accuracy": accuracy([r["correct"] for r in results]),
+        "accuracy": rate([r["correct"] for r in results]) if scored else rate([]),
         "mean_questions": sum(r["questions"] for r in results) / n if n else None,
         # answered before asking anything: what SML / Q-priming should lower on underspecified cases
-        "premature_answer_rate": accuracy([r["questions"] == 0 for r in results]),
-        "answered_before_decisive_fact": decisive_fact_figure(results, seed),
+        "premature_answer_rate": rate([r["questions"] == 0 for r in results]) if scored else rate([]),
+        "answered_before_decisive_fact": figures.decisive_fact_figure(results, "before_decisive_fact"),
+        # a question drew out the decisive fact (the testbed's primary figure), and how often a generic one does
+        "asked_decisive": figures.decisive_fact_figure(results, "asked_decisive"),
+        "asked_decisive_floor": generic_question_floor(cases, protocol.patient),
         "timeout_rate": sum(r["timed_out"] for r in results) / n if n else None,
         "parse_failures": sum(r["parse_failures"] for r in results),
-        "questions": question_counts(conversations),
-        "decisions": decision_counts([by_id[c.case_id]["turns"] for c in cases]),
+        "questions": figures.question_counts(conversations),
+        "decisions": figures.decision_counts([by_id[c.case_id]["turns"] for c in cases]),
         "expert_answer_share": {k: v / n for k, v in sorted(Counter(r["answer"] for r in results).items(), key=str)},
         "baselines": baselines,
-        "roles": {k: v.model_id for k, v in protocol.roles.items()},
+        "roles": {k: v.model_id for k, v in protocol.roles.items()}
+        | ({"questioner": ORACLE} if protocol.questioner == ORACLE else {}),
         "case_checks": check_cases(cases),
         "calls": {
             "made": stats.calls_made,
             "from_cache": stats.cache_hits,
             "failed": stats.failed,
             "seconds": round(stats.seconds, 1),
-        },
+        },  # fmt: skip
     }
-    report["warnings"] = run_warnings(report)
+    report["warnings"] = figures.run_warnings(report)
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))
-    plot_accuracy_vs_questions(results, baselines, out_dir / "accuracy_vs_questions.png")
-    (out_dir / "report.md").write_text(report_markdown(report))
+    figures.plot_accuracy_vs_questions(results, baselines, out_dir / "accuracy_vs_questions.png")
+    (out_dir / "report.md").write_text(figures.report_markdown(report))
     return report
-
-
-def baseline_accuracies(cases: list[Case], infos: list[str], expert, cache, stats, seed: int) -> dict:
-    """Beside every run: always the most frequent answer letter, always the longest option, the expert answering
-    from the initial info alone, and from every fact of the case (the upper bound)."""
-    from collections import Counter
-
-    from alfa.llm.calls import run_calls
-    from alfa.stats import bootstrap_mean
-
-    def accuracy(correct: list[bool]) -> dict:
-        return bootstrap_mean([float(x) for x in correct], seed=seed)
-
-    def one_call(known: list[str], desc: str) -> list[bool]:
-        requests = [final_messages(c, i, []) for c, i in zip(cases, known)]
-        replies, _ = run_calls(expert, cache, requests, desc, stats)
-        return [parse_answer_letter(r.text, c.options) == c.answer for r, c in zip(replies, cases)]
-
-    majority = Counter(c.answer for c in cases).most_common(1)[0][0] if cases else None
-    return {
-        "majority_letter": accuracy([c.answer == majority for c in cases]),
-        "longest_option": accuracy([max(c.options, key=lambda k: len(c.options[k])) == c.answer for c in cases]),
-        "no_questions": accuracy(one_call(infos, "no questions")),
-        "full_information": accuracy(one_call([" ".join(c.context) for c in cases], "full information")),
-    }

@@ -53,29 +53,36 @@ def run_warnings(r: dict) -> list[str]:
             f"the expert gave the same reply, {d['most_common'][0]!r}, to all {d['n']} readiness questions: its "
             "decision to ask or answer does not depend on the case"
         )
-    full, majority = r["baselines"]["full_information"], r["baselines"]["majority_letter"]
-    if full["value"] is not None and full["value"] <= majority["value"]:
+    full = r["baselines"].get("full_information", {"value": None})
+    majority = r["baselines"].get("majority_letter") or r["baselines"]["majority_answer"]
+    if full["value"] is not None and majority["value"] is not None and full["value"] <= majority["value"]:
         out.append(
             f"with every fact of the case the expert is right on {full['value']:.0%}, no better than always answering "
-            f"the most frequent letter ({majority['value']:.0%}): no questioner can raise this expert's accuracy "
+            f"the most frequent answer ({majority['value']:.0%}): no questioner can raise this expert's accuracy "
             "much; use a stronger expert (--expert openai:MODEL@BASE_URL)"
+        )
+    asked, floor = r["asked_decisive"], r["asked_decisive_floor"]
+    if asked["value"] is not None and floor["value"] is not None and asked["ci_low"] <= floor["ci_high"]:
+        out.append(
+            f"the questions drew out the decisive fact in {asked['value']:.0%} of cases, not clearly above the "
+            f"{floor['value']:.0%} a generic question ({floor['question']!r}) draws"
         )
     q = r["questions"]
     if q["repeated"] > q["asked"] / 2:
         out.append(f"{q['repeated']} of {q['asked']} questions repeat an earlier one of the same case word for word")
     letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))
-    if share > 0.5:
+    if share > 0.5 and "expert" in r["roles"]:
         out.append(f"the expert answered {letter} in {share:.0%} of cases: a letter preference, not a reading")
     return out
 
 
-def decisive_fact_figure(results: list[dict], seed: int) -> dict:
-    """Over the cases that mark their decisive fact (with the fact-select patient): the share answered before the
-    patient told it, with its interval, and how many cases that is."""
-    from alfa.stats import bootstrap_mean
+def decisive_fact_figure(results: list[dict], key: str) -> dict:
+    """Over the cases that mark their decisive fact (with the fact-select patient), the share whose `key` is true
+    (`before_decisive_fact`: answered before the patient told it; `asked_decisive`: a question drew it out), with
+    its interval and how many cases that is."""
+    from alfa.stats import rate
 
-    marked = [float(r["before_decisive_fact"]) for r in results if r.get("before_decisive_fact") is not None]
-    return bootstrap_mean(marked, seed=seed) | {"n": len(marked)}
+    return rate([float(r[key]) for r in results if r.get(key) is not None])
 
 
 def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> None:
@@ -87,7 +94,7 @@ def plot_accuracy_vs_questions(results: list[dict], baselines: dict, path) -> No
 
     counts = sorted({r["questions"] for r in results})
     acc = [
-        sum(r["correct"] for r in results if r["questions"] == q) / sum(r["questions"] == q for r in results)
+        sum(bool(r["correct"]) for r in results if r["questions"] == q) / sum(r["questions"] == q for r in results)
         for q in counts
     ]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -113,23 +120,35 @@ def report_markdown(r: dict) -> str:
         f"at most {r['max_questions']} questions, initial info: {r['initial_info']})",
         "",
         f"Roles: {', '.join(f'{k} `{v}`' for k, v in r['roles'].items())}"
-        + ("" if "patient" in r["roles"] else "; patient: fact-select (no model)."),
+        + ("" if "patient" in r["roles"] else "; patient: fact-select (no model).")
+        + ("" if "expert" in r["roles"] else " No expert (`--expert none`): questions only, no accuracy."),
         "",
-        "| | accuracy (95% bootstrap interval) |",
+        "| | accuracy (95% interval) |",
         "|---|---|",
         f"| **interactive** | **{acc(r['accuracy'])}** |",
     ]
-    lines += [f"| baseline: {k} | {acc(v)} |" for k, v in r["baselines"].items()]
+    for k, v in r["baselines"].items():
+        source = f" (answer {v['answer']}, taken from {v['from']})" if "from" in v else ""
+        lines.append(f"| baseline: {k}{source} | {acc(v)} |")
+    decisive = r["answered_before_decisive_fact"]
     lines += [
         "",
         f"Answered before asking anything (premature answers): {acc(r['premature_answer_rate'])}; answered before the "
-        f"decisive fact was told: {acc(r['answered_before_decisive_fact'])} of the "
-        f"{r['answered_before_decisive_fact']['n']} cases that mark one.",
+        f"decisive fact was told: {acc(decisive)} of the {decisive['n']} cases that mark one.",
+    ]
+    if r["asked_decisive"]["n"]:
+        floor = r["asked_decisive_floor"]
+        lines.append(
+            f"A question drew out the decisive fact (asked_decisive): **{acc(r['asked_decisive'])}** of "
+            f"{r['asked_decisive']['n']} cases; a generic question ({floor['question']!r}) draws it in {acc(floor)}."
+        )
+    lines += [
         "",
         f"Mean questions asked: {r['mean_questions']:.2f}; reached the budget: {r['timeout_rate']:.0%}; "
         f"replies that could not be read: {r['parse_failures']} (counted as not ready, or a wrong answer).",
         f"Questions asked: {r['questions']['asked']}; repeating an earlier one of the same case: "
         f"{r['questions']['repeated']}; the patient could not answer: {r['questions']['patient_could_not_answer']}.",
+        "Intervals: Wilson's 95% interval over cases.",
         "",
         "![accuracy vs questions](accuracy_vs_questions.png)",
         "",

@@ -17,7 +17,7 @@ from pathlib import Path
 from alfa.data.pairs import SplitConfig
 from alfa.dialogue.engine import written_episodes
 from alfa.eval.cases import Case
-from alfa.eval.interactive import QUESTIONER_SYSTEM, case_text
+from alfa.eval.interactive import questioner_messages
 from alfa.methods.scored_pairs import write_scored_pairs
 
 PAIR_TYPE = "uot_high_vs_low_expected_reward"
@@ -25,11 +25,19 @@ ATTRIBUTE = "information_gain"
 
 
 def questioner_prompt(case: Case, initial_info: str, conversation: list) -> list[dict]:
-    body = case_text(case, initial_info, [tuple(x) for x in conversation], with_options=False)
-    return [
-        {"role": "system", "content": QUESTIONER_SYSTEM},
-        {"role": "user", "content": body + "\nYour one question to the patient:"},
-    ]
+    return questioner_messages(case, initial_info, [tuple(x) for x in conversation])
+
+
+def complete_plans(turns: list[dict]) -> list[tuple[int, dict]]:
+    """(questions answered before it, plan) for each complete plan of an episode. The count comes from the
+    patient's answers before the plan, not from the plan's rank: an episode's questions need not all be planned."""
+    out, answered = [], 0
+    for t in turns:
+        if t["role"] == "patient" and t["kind"] == "answer":
+            answered += 1
+        elif t["kind"] == "propose" and t["parsed"] is not None:
+            out.append((answered, t["parsed"]))
+    return out
 
 
 def plans_to_pairs(episodes: list[dict], model: str, min_gap: float = 0.0) -> list[dict]:
@@ -37,11 +45,12 @@ def plans_to_pairs(episodes: list[dict], model: str, min_gap: float = 0.0) -> li
     rows = []
     for e in episodes:
         case, conversation = Case(**e["data"]["case"]), e["data"]["conversation"]
-        plans = [t["parsed"] for t in e["turns"] if t["kind"] == "propose" and t["parsed"] is not None]
-        for k, plan in enumerate(plans):  # the k-th complete plan asked the k-th question
+        for k, plan in complete_plans(e["turns"]):  # k: the questions answered before the plan was made
             candidates = plan["candidates"]
-            gap = candidates[-1]["expected"] is not None and candidates[0]["expected"] - candidates[-1]["expected"]
-            if len(candidates) < 2 or gap <= 0 or gap < min_gap:  # equally good candidates make no preference
+            if len(candidates) < 2 or candidates[-1]["expected"] is None:  # no readable choice: no preference
+                continue
+            gap = candidates[0]["expected"] - candidates[-1]["expected"]
+            if gap <= 0 or gap < min_gap:  # equally good candidates make no preference
                 continue
             best, worst = candidates[0], candidates[-1]
             if best["question"].strip() == worst["question"].strip():

@@ -58,6 +58,17 @@ def load_split(recipe: Recipe, split: str):
     return datasets.Dataset.from_dict({c: df[c].to_list() for c in ("pair_id", "prompt", "chosen", "rejected")})
 
 
+def trained_on(recipe: Recipe) -> dict:
+    """For a model trained on pairs: its attributes and the group ids (posts) of its train split, recorded in
+    alfa_train.json so an evaluation can refuse to judge a post the model saw (`alfa eval winrate --judge rm:DIR`)."""
+    if recipe.data.dialogues_dir is not None or recipe.data.tasks_dir is not None:
+        return {}
+    df = pl.read_parquet(recipe.data_dir / "data" / f"{recipe.data.train_split}.parquet")
+    if recipe.data.attributes:
+        df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
+    return {"attributes": recipe.data.attributes, "train_group_ids": sorted(set(df["group_id"].to_list()))}
+
+
 def text_pair_ids(ds, tokenizer, max_length: int):
     """Reward pairs pre-tokenized for a model without a chat template (TRL's RewardTrainer would call
     apply_chat_template on them and fail); the same rendering alfa.eval.reward_scorecard scores them with."""
@@ -121,7 +132,7 @@ def run_recipe(
         "output_dir": config.output_dir,
         "train_rows": len(train),
         "eval_rows": len(evals) if evals is not None else 0,
-    }
+    } | trained_on(recipe)
 
     trainer = build_trainer(recipe, config, tokenizer, train, evals, ref_store, summary, partner)
     plugin = trainer.accelerator.state.deepspeed_plugin
