@@ -108,3 +108,31 @@ def test_eval_interactive_on_a_file_with_no_readable_case_stops_with_a_clear_err
     assert "no readable case after the first 2 readable ones (--skip 2)" in capsys.readouterr().err
     assert main(["eval", "interactive", str(two), "--skip", "-1", "-o", str(tmp_path / "out")]) == 2
     assert "--skip must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_alfas_published_mediq_askdocs_layout_reads_as_it_is(tmp_path):
+    """ALFA's MediQ-AskDocs file: options a string holding a Python dict, atomic_facts a string holding a Python
+    list, context the post as plain text (here beginning "[34/m]", which is no list), original_post the source.
+    A hand-written line in that layout (not from the file)."""
+    post = "[34/m] I have had a dry cough for three weeks. No fever. I smoke."
+    line = {
+        "id": "askdocs-1",
+        "question": "What is the most likely cause of the cough?",
+        "options": "{'A': 'Asthma', 'B': 'Post-viral cough', 'C': 'Lung cancer', 'D': 'GERD'}",
+        "answer": "Post-viral cough",
+        "answer_idx": "B",
+        "atomic_facts": "['The patient is 34.', 'The cough is dry.', 'The patient smokes.']",
+        "usage": "{}",
+        "context": post,
+        "initial_info": "A 34-year-old man has a dry cough.",
+        "original_post": post,
+    }
+    path = tmp_path / "alfa_askdocs.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    cases, rejects = load_cases(path)
+    assert rejects == []
+    case = cases[0]
+    assert case.options["B"] == "Post-viral cough" and case.answer == "B"
+    assert case.context == [post] and case.facts[2] == "The patient smokes."
+    assert case.post == post and case.initial_info == "A 34-year-old man has a dry cough."
+    assert check_cases(cases)["ungrounded_initial_info"]["of"] == 1

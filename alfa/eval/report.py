@@ -61,13 +61,18 @@ def write_report(runs: list[Path], out_dir: Path) -> Path:
     interactive, winrates = collect(runs)
     lines = ["# Evaluation report", ""]
     if interactive:
-        names = list(interactive[0]["baselines"])
-        lines += ["## Interactive diagnosis", "", "| run | n | accuracy | mean questions | " + " | ".join(names) + " |"]
-        lines.append("|---" * (4 + len(names)) + "|")
+        names = list(dict.fromkeys(n for r in interactive for n in r["baselines"]))  # runs may differ (no expert)
+        head = "| run | n | accuracy | asked_decisive (generic question) | mean questions | "
+        lines += ["## Interactive diagnosis", "", head + " | ".join(names) + " |"]
+        lines.append("|---" * (5 + len(names)) + "|")
         for r in interactive:
-            base = " | ".join(_interval(r["baselines"][n]) for n in names)
+            base = " | ".join(_interval(r["baselines"][n]) if n in r["baselines"] else "-" for n in names)
+            asked = r.get("asked_decisive") or {"value": None}  # runs before 2026-12-06 have none
+            floor = r.get("asked_decisive_floor") or {"value": None}
+            decisive = "-" if asked["value"] is None else f"{_interval(asked)} ({_interval(floor)})"
             lines.append(
-                f"| {r['run']} | {r['n']} | **{_interval(r['accuracy'])}** | {r['mean_questions']:.2f} | {base} |"
+                f"| {r['run']} | {r['n']} | **{_interval(r['accuracy'])}** | {decisive} | {r['mean_questions']:.2f} "
+                f"| {base} |"
             )
         lines.append("")
         warned = [(r["run"], w) for r in interactive for w in r.get("warnings", [])]  # runs before 2026-12-03 have none
@@ -80,17 +85,22 @@ def write_report(runs: list[Path], out_dir: Path) -> Path:
             "",
             "Reading `probability`: P(A better) from the judge's first-token probabilities, the two orders averaged; "
             "`text`: its written verdicts, a tie 0.5. Wins / ties / losses count written verdicts either way. The "
-            "control is the known-bad baseline: a judge fit to rank models puts it well below 50%.",
+            "control is the known-bad check (a fit judge puts it near 0%), the known difference the known-better one "
+            "(a post's human question against another post's: near 100%); judge fit needs both (docs/evaluation.md).",
             "",
-            "| run | n | reading | win rate | wins / ties / losses | failures | position bias | control (irrelevant question vs B) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| run | n | reading | win rate | wins / ties / losses | failures | position bias | control | known difference "
+            "| judge fit |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in winrates:
             bias = "n/a" if r["position_bias"] is None else f"{r['position_bias']:.2f}"
+            fit = (r.get("judge_fit") or {}).get("fit")  # runs before 2026-12-06 have no verdict
             lines.append(
                 f"| {r['run']} | {r['n']} | {r.get('reading', 'text')} | **{_interval(r['win_rate'])}** "
                 f"| {r['wins']} / {r['ties']} / {r['losses']} | {r['failures']} | {bias} "
-                f"| {_interval(r['control']['win_rate']) if 'control' in r else 'not run'} |"
+                f"| {_interval(r['control']['win_rate']) if 'control' in r else 'not run'} "
+                f"| {_interval(r['known_difference']['win_rate']) if 'known_difference' in r else 'not run'} "
+                f"| {'yes' if fit else 'no' if fit is False else 'not checked'} |"
             )
         lines.append("")
     plot(interactive, winrates, out_dir / "report.png")
