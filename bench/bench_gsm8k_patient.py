@@ -29,6 +29,21 @@ from alfa.llm.embedder import Embedder  # noqa: E402
 from alfa.stats import rate  # noqa: E402
 
 
+class MemoEmbedder:
+    """The same MiniLM embeddings, each text encoded once across the settings compared (a bench-side memo)."""
+
+    def __init__(self, inner):
+        self.inner, self.memo = inner, {}
+
+    def encode(self, texts: list[str]):
+        import numpy as np
+
+        missing = [t for t in dict.fromkeys(texts) if t not in self.memo]
+        if missing:
+            self.memo.update(zip(missing, self.inner.encode(missing)))
+        return np.stack([self.memo[t] for t in texts])
+
+
 def blank(sentence: str) -> str:
     return re.sub(r"\d[\d,]*(?:\.\d+)?", "how many", sentence.strip().rstrip(".")) + "?"
 
@@ -39,7 +54,7 @@ def main() -> None:
     p.add_argument("--cases", dest="n", type=int, default=300)
     args = p.parse_args()
     cases = load_cases(args.cases, limit=args.n)[0]
-    embedder = Embedder()
+    embedder = MemoEmbedder(Embedder())
     print(f"{len(cases)} cases from {args.cases}\n")
     print("| top-k | threshold | oracle | blanked | given (must not) | generic (must not) |")
     print("|---|---|---|---|---|---|")

@@ -211,3 +211,31 @@ def test_a_run_whose_own_server_died_stops_at_once_and_resumes_from_the_cache(tm
     assert again.calls == 16 - 3  # the three answers from before the kill were kept
     assert pl.read_parquet(tmp_path / "run" / "variants.parquet")["error"].null_count() == 16
     again.inner.close()
+
+
+def test_a_rerun_against_llamacpps_server_through_openai_pays_for_no_call(tmp_path, questions_file, capsys):
+    """llama.cpp's /v1/models puts the time of the request in `created`: an identity hashed from the whole listing
+    changed on every run, so the second run paid for every call again ("6 requests, 0 from cache")."""
+    import urllib.request
+
+    from alfa.llm.endpoint import OpenAIRewriter
+
+    gguf = smollm2_gguf_path()
+    with LlamaCppServer(gguf, parallel=1, ctx=2048) as server:
+        listings = []
+        for _ in range(2):
+            with urllib.request.urlopen(server.base_url + "/models") as resp:
+                listings.append(json.loads(resp.read()))
+            time.sleep(1.1)
+        assert listings[0] != listings[1]  # the server's own quirk: `created` moved
+        ids = [OpenAIRewriter("smollm2", base_url=server.base_url).cache_id for _ in range(2)]
+        assert ids[0] == ids[1] and "unlisted" not in ids[0]
+        cmd = ["synthesize", str(questions_file), "--attributes", "core", "--limit", "2", "--rewriter", "openai",
+               "--model", "smollm2", "--base-url", server.base_url, "-o", str(tmp_path / "run")]  # fmt: skip
+        assert main(cmd) == 0
+        first = json.loads((tmp_path / "run" / "run.json").read_text())
+        time.sleep(1.1)
+        assert main(cmd) == 0
+        second = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert first["stats"]["calls_made"] > 0 and second["stats"]["calls_made"] == 0, second["stats"]
+    assert first["rewriter"] == second["rewriter"]  # the merge key of `alfa pairs` stays the same

@@ -4,6 +4,7 @@ trained model's folder (recipe copied into the card, TRL's pickled config), not 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -85,3 +86,56 @@ def _restore_hf_token():
     os.environ.pop("HF_TOKEN", None)  # keep_secrets_off_disk hands the token to this process's environment
     if before is not None:
         os.environ["HF_TOKEN"] = before
+
+
+def test_a_secret_given_with_set_reaches_no_file_no_printout_and_no_command_line(
+    tmp_path, tiny_model_dir, pairs_dir, capsys, monkeypatch
+):
+    """`--set trl.hub_token=...` was stored raw in alfa_train.json, printed by --dry-run, written into the model
+    card (its redaction missed dotted keys) and carried on the `accelerate launch` command line."""
+    from alfa.train import run as train_run
+    from alfa.train.recipe import SECRET_OVERRIDES_ENV, redact_override
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert redact_override(f"trl.hub_token={PLANTED_TOKEN}") == "trl.hub_token=<redacted>"
+    assert redact_override("trl.learning_rate=1e-6") == "trl.learning_rate=1e-6"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        textwrap.dedent(f"""\
+        stage: dpo
+        model: {{name_or_path: {tiny_model_dir}}}
+        data: {{pairs_dir: {pairs_dir}, attributes: [clarity]}}
+        launch: {{num_processes: 2}}
+        trl: {{output_dir: {tmp_path / "out"}, per_device_train_batch_size: 2, max_steps: 1, max_length: 128,
+               save_strategy: "no", bf16: false}}
+        """)
+    )
+    secret = f"trl.hub_token={PLANTED_TOKEN}"
+    assert main(["train", str(recipe), "--dry-run", "--set", secret]) == 0
+    printed = capsys.readouterr().out
+    assert PLANTED_TOKEN not in printed and "--set trl.hub_token=<redacted>" in printed
+    launched = {}
+
+    def call(cmd, env):  # the parent's launch, caught: what would reach `accelerate launch`
+        launched.update(cmd=cmd, env=env)
+        return 0
+
+    monkeypatch.setattr(train_run.subprocess, "call", call)
+    assert train_run.train_command(recipe, overrides=[secret, "trl.max_steps=1"]) == 0
+    assert PLANTED_TOKEN not in " ".join(launched["cmd"]) and "trl.max_steps=1" in launched["cmd"]
+    assert json.loads(launched["env"][SECRET_OVERRIDES_ENV]) == [secret]
+    # the child reads it back from its environment, trains, and writes it nowhere
+    monkeypatch.setenv("ALFA_LAUNCHED", "1")
+    monkeypatch.setenv(SECRET_OVERRIDES_ENV, launched["env"][SECRET_OVERRIDES_ENV])
+    assert train_run.train_command(recipe, overrides=["trl.max_steps=1"]) == 0
+    record = json.loads((tmp_path / "out" / "alfa_train.json").read_text())
+    assert record["overrides"] == ["trl.max_steps=1", "trl.hub_token=<redacted>"]
+    assert os.environ["HF_TOKEN"] == PLANTED_TOKEN  # it reached the training process, as TRL's hub_token does
+    assert files_holding(tmp_path / "out", PLANTED_TOKEN) == []
+    assert "trl.hub_token=<redacted>" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_review_connection_never_shows_its_key():
+    from alfa.review.connection import Connection
+
+    assert PLANTED_KEY not in repr(Connection("http://127.0.0.1:6900", PLANTED_KEY, "owner", "owner"))

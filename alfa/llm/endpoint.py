@@ -19,14 +19,22 @@ from alfa.llm.backends import Completion, OnDone
 log = logging.getLogger(__name__)
 
 
+# The fields of a /models entry that say which weights are served. Not `created`: llama.cpp's server (and vLLM,
+# SGLang) fills it with the time of the request, so an identity hashed from it changed on every run and a resumed
+# run paid for every call again.
+STABLE_MODEL_FIELDS = ("id", "root", "parent", "max_model_len", "meta")
+
+
 def endpoint_cache_id(model: str, listing: dict | None) -> str:
-    """The identity of a served model for the call cache: its name plus what the server's /models reports
-    for it (llama.cpp ignores the request's model name and reports its weights' metadata there)."""
+    """The identity of a served model for the call cache: its name plus the stable fields (STABLE_MODEL_FIELDS) of
+    what the server's /models reports for it (llama.cpp ignores the request's model name and reports its weights'
+    metadata in `meta`)."""
     if listing is None:
         return f"{model}|served=unlisted"
     entries = listing.get("data") or listing.get("models") or []
     mine = [e for e in entries if isinstance(e, dict) and e.get("id") == model] or entries
-    return f"{model}|served={hashlib.sha256(json.dumps(mine, sort_keys=True).encode()).hexdigest()[:16]}"
+    stable = [{k: e[k] for k in STABLE_MODEL_FIELDS if k in e} for e in mine if isinstance(e, dict)]
+    return f"{model}|served={hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:16]}"
 
 
 class RateLimiter:
@@ -160,7 +168,8 @@ class OpenAIRewriter:
                 listing = json.loads(resp.read())
         except (urllib.error.URLError, OSError, ValueError) as e:
             log.warning(
-                "%s/models: %s; the cache identifies the model by its name only",
+                "%s/models: %s; the cache identifies the model by its name only (a run against a listing server "
+                "keys its calls differently: it will not reuse these answers)",
                 self.base_urls[0],
                 self._redact(str(e)),
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import requests
 
@@ -23,7 +23,7 @@ class ReviewError(RuntimeError):
 @dataclass
 class Connection:
     url: str
-    api_key: str
+    api_key: str = field(repr=False)  # a repr lands in logs and tracebacks: never the key
     username: str
     role: str
 

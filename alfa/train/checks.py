@@ -16,8 +16,10 @@ from alfa.train.recipe import (
     PIP_PACKAGE,
     Recipe,
     empty_eval_message,
+    is_secret_override,
     load_recipe,
     redact_mapping,
+    redact_override,
     trl_value,
 )
 
@@ -370,13 +372,14 @@ def dry_run(recipe_path: Path, overrides: list[str] | tuple[str, ...] = ()) -> i
     resolved = redact_mapping(dataclasses.asdict(recipe))  # printed: no token may reach a terminal log
     print(
         f"# recipe {recipe_path} (stage {recipe.stage}, TRL {_trl_version()})"
-        + "".join(f"\n# --set {o}" for o in overrides)
+        + "".join(f"\n# --set {redact_override(o)}" for o in overrides)
     )
     print(json.dumps(resolved, indent=2, default=str))
     checks = check_recipe(recipe)
     for c in checks:
         print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.message}")
-    for line in launch_lines(recipe_path, recipe, overrides):
+    plain = [o for o in overrides if not is_secret_override(o)]  # secret ones reach the child by its environment
+    for line in launch_lines(recipe_path, recipe, plain):
         print(line)
     failed = [c for c in checks if not c.ok]
     if failed:

@@ -175,6 +175,23 @@ def redact_secrets(text: str) -> str:
     return SECRET_KEY.sub(lambda m: f"{m.group(1)}{m.group(2)}<redacted>", text)
 
 
+# Secret `--set` overrides reach an `accelerate launch` child through this variable (a JSON list), never its
+# command line, which any user of the machine can read in the process list.
+SECRET_OVERRIDES_ENV = "ALFA_SECRET_OVERRIDES"
+
+
+def is_secret_override(override: str) -> bool:
+    """`trl.hub_token=hf_...`: the last part of the key path is secret-named (dotted keys included)."""
+    key, sep, value = override.partition("=")
+    return bool(sep and value and SECRET_KEY.fullmatch(f"{key.strip().rsplit('.', 1)[-1]}: x"))
+
+
+def redact_override(override: str) -> str:
+    """The one redaction of a `--set KEY.PATH=VALUE` for every place it is written or printed (alfa_train.json,
+    the model card, the dry run, the launch command in the log)."""
+    return override.partition("=")[0] + "=<redacted>" if is_secret_override(override) else override
+
+
 def redact_mapping(value):
     """A resolved recipe (dicts and lists) with every secret-named key's value replaced by <redacted>."""
     if isinstance(value, dict):

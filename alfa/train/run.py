@@ -27,7 +27,16 @@ from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
 from alfa.train.chat_templates import training_chat_template
 from alfa.train.launch import launch_command
 from alfa.train.model_options import load_tokenizer, loading_kwargs
-from alfa.train.recipe import Recipe, empty_eval_message, load_recipe, redact_secrets, trl_config_class
+from alfa.train.recipe import (
+    SECRET_OVERRIDES_ENV,
+    Recipe,
+    empty_eval_message,
+    is_secret_override,
+    load_recipe,
+    redact_override,
+    redact_secrets,
+    trl_config_class,
+)
 from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
 
 log = logging.getLogger(__name__)
@@ -127,7 +136,7 @@ def run_recipe(
     )
     summary = {
         "recipe": str(recipe_path),
-        "overrides": list(overrides),
+        "overrides": [redact_override(o) for o in overrides],
         "stage": recipe.stage,
         "output_dir": config.output_dir,
         "train_rows": len(train),
@@ -346,7 +355,7 @@ def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summar
         data_card=recipe.data_dir / "README.md",
         summary=summary,
         recipe_text=redact_secrets(Path(recipe_path).read_text()),
-        overrides=[redact_secrets(o.replace("=", ": ", 1)).replace(": ", "=", 1) for o in summary["overrides"]],
+        overrides=summary["overrides"],  # redacted where the summary was made
     )
     Path(output_dir, "README.md").write_text(text)
 
@@ -360,17 +369,21 @@ def train_command(
     overrides: list[str] | tuple[str, ...] = (),
 ) -> int:
     """`alfa train RECIPE`: in this process for one process without DeepSpeed, else under accelerate."""
-    recipe = load_recipe(recipe_path, overrides)
     launched = os.environ.get("ALFA_LAUNCHED") == "1"
+    if launched:  # the parent passed the secret overrides through the environment, not the command line
+        overrides = [*overrides, *json.loads(os.environ.get(SECRET_OVERRIDES_ENV, "[]"))]
+    recipe = load_recipe(recipe_path, overrides)
     if not launched and (recipe.launch.num_processes * recipe.launch.num_machines > 1 or recipe.launch.deepspeed):
-        cmd = launch_command(recipe_path, recipe, machine_rank, overrides)
+        secret = [o for o in overrides if is_secret_override(o)]
+        cmd = launch_command(recipe_path, recipe, machine_rank, [o for o in overrides if o not in secret])
         cmd += (
             (["--ref-store", str(ref_store)] if ref_store is not None else [])
             + (["--resume"] if resume else [])
             + (["--overwrite"] if overwrite else [])
         )
         log.info("launching: %s", " ".join(cmd))
-        return subprocess.call(cmd, env={**os.environ, "ALFA_LAUNCHED": "1"})
+        env = {**os.environ, "ALFA_LAUNCHED": "1", SECRET_OVERRIDES_ENV: json.dumps(secret)}
+        return subprocess.call(cmd, env=env)
     summary = run_recipe(recipe_path, ref_store, resume=resume, overwrite=overwrite, overrides=overrides)
     loss = (
         f"loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}"
