@@ -228,7 +228,7 @@ def test_a_rerun_against_llamacpps_server_through_openai_pays_for_no_call(tmp_pa
                 listings.append(json.loads(resp.read()))
             time.sleep(1.1)
         assert listings[0] != listings[1]  # the server's own quirk: `created` moved
-        ids = [OpenAIRewriter("smollm2", base_url=server.base_url).cache_id for _ in range(2)]
+        ids = [OpenAIRewriter("smollm2", server.base_url).cache_id for _ in range(2)]
         assert ids[0] == ids[1] and "unlisted" not in ids[0]
         cmd = ["synthesize", str(questions_file), "--attributes", "core", "--limit", "2", "--rewriter", "openai",
                "--model", "smollm2", "--base-url", server.base_url, "-o", str(tmp_path / "run")]  # fmt: skip
