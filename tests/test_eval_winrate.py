@@ -229,9 +229,11 @@ def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
         == 0
     )
     text = (tmp_path / "r" / "report.md").read_text()
-    assert "| base | 30 | **40.0% (30.0%-50.0%)** | 1.50 | 40.0% (30.0%-50.0%) |" in text
+    # runs made before asked_decisive existed show "-" in its column
+    assert "| base | 30 | **40.0% (30.0%-50.0%)** | - | 1.50 | 40.0% (30.0%-50.0%) |" in text
     assert f"- fixed: {warning}" in text and "- base:" not in text  # each run's own warnings, named
-    assert "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 | not run |" in text
+    row = "| dpo-vs-base | 20 | text | **40.0% (30.0%-50.0%)** | 10 / 5 / 25 | 0 | 0.70 | not run | not run | not checked |"
+    assert row in text
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()
     assert main(["eval", "report", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2

@@ -20,6 +20,8 @@ def add_eval_interactive(verbs, fmt) -> None:
         "  alfa eval interactive CASES --questioner transformers:runs/train/dpo-mixed --abstain fixed "
         "--max-questions 3 -o runs/eval/dpo\n"
         "  alfa eval interactive CASES --skip 240 --limit 30 ...   # 30 cases after the 240 a method trained on\n"
+        "  alfa eval interactive runs/gsm8k/heldout.jsonl --expert none --abstain fixed --max-questions 1 "
+        "--questioner smollm2 -o runs/eval/gsm8k   # asked_decisive on the GSM8K testbed (alfa tasks gsm8k)\n"
         "Backends: local (embedded Qwen on llama.cpp), smollm2, llamacpp:FILE.gguf, transformers:FOLDER, "
         "openai:MODEL@BASE_URL.",
     )
