@@ -119,7 +119,14 @@ def parse_answer(reply: str | None, options: dict[str, str]) -> str | None:
     if options:
         return parse_answer_letter(reply, options)
     number = final_number(reply)
-    if number is None:
+    return None if number is None else number_text(number)
+
+
+def number_text(value) -> str | None:
+    """A number as answers are compared: "1,200" -> "1200", "2.50" -> "2.5", "18.0" -> "18"; None if not one."""
+    try:
+        number = float(str(value).replace(",", "").replace("$", "").strip())
+    except ValueError:
         return None
     return str(int(number)) if number.is_integer() else str(number)
 

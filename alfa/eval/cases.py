@@ -25,6 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alfa.dialogue.parsing import number_text
+
 
 @dataclass
 class Case:
@@ -72,15 +74,6 @@ def _options(value, where: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: field 'options' must be an object of letter -> text (or a string holding one)")
     return {str(k).upper(): str(v) for k, v in value.items()}
-
-
-def number_text(value) -> str | None:
-    """A number as answers are compared: "1,200" -> "1200", "2.50" -> "2.5", "18.0" -> "18"; None if not one."""
-    try:
-        number = float(str(value).replace(",", "").replace("$", "").strip())
-    except ValueError:
-        return None
-    return str(int(number)) if number.is_integer() else str(number)
 
 
 def read_case(obj: dict, path: Path, line: int) -> Case:

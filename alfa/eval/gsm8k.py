@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from alfa.dialogue.asking import sentences
-from alfa.eval.cases import number_text
+from alfa.dialogue.parsing import number_text
 
 _ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")

@@ -109,8 +109,8 @@ def oracle_question(case: Case, told: set[int]) -> str:
     """The scripted oracle's question: the decisive fact's words until it is told, then each fact not yet told."""
     if case.decisive_fact is None:
         raise ValueError(f"case {case.case_id}: --questioner oracle needs cases that mark their decisive_fact")
-    left = [case.decisive_fact] + [i for i in range(len(case.facts)) if i not in told]
-    i = next((i for i in left if i not in told), case.decisive_fact)
+    untold = [i for i in range(len(case.facts)) if i not in told]
+    i = case.decisive_fact if case.decisive_fact not in told else next(iter(untold), case.decisive_fact)
     return case.facts[i].strip().rstrip(".") + "?"
 
 

@@ -222,6 +222,11 @@ def judge_winrate(
     return report
 
 
+def missing_side(mine: str, theirs: str) -> str:
+    """Which side of a comparison produced no question: "a", "b" or "both" (scored by MISSING_SCORE)."""
+    return "both" if not mine and not theirs else "a" if not mine else "b"
+
+
 def quality_texts(attributes: dict, pointwise: bool = False) -> dict[str, str]:
     overall = (
         "Judge how good it is as the next question to ask."
@@ -246,7 +251,7 @@ def pairwise_items(plan, judge, attributes: dict, out_dir, reading: str) -> tupl
         item = {"qid": r["qid"], "group": r["group_id"], "quality": quality, "comparison": comparison}
         mine, theirs = (mine or "").strip(), (theirs or "").strip()
         if not mine or not theirs:  # a side produced nothing: scored, not judged
-            items.append(item | {"missing": "both" if not mine and not theirs else "a" if not mine else "b"})
+            items.append(item | {"missing": missing_side(mine, theirs)})
             continue
         post = post_text(r["context"])
         judged.append(item)
@@ -296,7 +301,7 @@ def score_items(plan, judge, attributes: dict, out_dir) -> list[dict]:
         item = {"qid": r["qid"], "group": r["group_id"], "quality": quality, "comparison": comparison}
         mine, theirs = (mine or "").strip(), (theirs or "").strip()
         if not mine or not theirs:
-            items.append(item | {"missing": "both" if not mine and not theirs else "a" if not mine else "b"})
+            items.append(item | {"missing": missing_side(mine, theirs)})
             continue
         item |= {
             "score_a": scores[keys[(r["qid"], mine, quality)]],
