@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -44,4 +45,11 @@ def _gsm8k(args) -> int:
         f"{counts['train']} train + {counts['heldout']} held-out cases, {counts['rejected']} problems rejected "
         f"(rejects.jsonl) -> {args.output}"
     )
-    return 0 if counts["train"] + counts["heldout"] else 1
+    if not counts["train"] + counts["heldout"]:
+        print(
+            f"alfa tasks: error: {args.file} gave no case (an empty file, or every problem rejected: "
+            f"{args.output}/rejects.jsonl says why, line by line)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
