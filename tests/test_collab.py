@@ -5,7 +5,6 @@ the pairs dir is split by case and passes lint."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -15,12 +14,10 @@ from alfa.llm.backends import Completion
 from alfa.methods.collab import FINAL_PROMPT, PAIR_TYPE, CollabConfig, build_collab
 from alfa.methods.tasks import read_cases
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
-
 
 @pytest.fixture(scope="module")
-def cases():
-    return read_cases(MEDQA, 6)
+def cases(medqa_path):
+    return read_cases(medqa_path, 6)
 
 
 def roles(cases):

@@ -2,35 +2,32 @@
 a case set a trivial strategy wins."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from alfa.eval.cases import check_cases, load_cases, warnings
 
-MEDIQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq"
 
-
-def test_the_shared_medqa_and_craft_md_files_read_whole():
-    medqa, rejects = load_cases(MEDIQ / "medqa_dev_interactive.jsonl")
+def test_the_shared_medqa_and_craft_md_files_read_whole(mediq_dir):
+    medqa, rejects = load_cases(mediq_dir / "medqa_dev_interactive.jsonl")
     # 3 of the 1,272 published cases have an empty context (no chief complaint): rejected, named by line
     assert len(medqa) == 1269 and [r["line"] for r in rejects] == [225, 299, 780]
     assert all("field 'context' is empty" in r["reason"] for r in rejects)
     first = medqa[0]
     assert first.initial_info == first.context[0] and first.answer in first.options
     assert not first.facts[0][0].isdigit()  # "1. A culture ..." numbering stripped
-    craft, rejects = load_cases(MEDIQ / "craft_md_interactive.jsonl")
+    craft, rejects = load_cases(mediq_dir / "craft_md_interactive.jsonl")
     assert len(craft) == 140 and rejects == [] and craft[0].facts  # CRAFT-MD's `facts`
     report = check_cases(medqa)
     assert abs(sum(report["answer_letter_share"].values()) - 1) < 1e-3 and 0 <= report["longest_option_share"] <= 1
 
 
-def test_skip_leaves_out_the_first_readable_cases_as_limit_counts_them():
+def test_skip_leaves_out_the_first_readable_cases_as_limit_counts_them(mediq_dir):
     """`--skip N --limit M` is the M cases after the N a method's `--limit N` built from (line 225, a reject,
     counts in neither)."""
-    every, _ = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=250)
-    built_from, _ = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=240)
-    held_out, rejects = load_cases(MEDIQ / "medqa_dev_interactive.jsonl", limit=10, skip=240)
+    every, _ = load_cases(mediq_dir / "medqa_dev_interactive.jsonl", limit=250)
+    built_from, _ = load_cases(mediq_dir / "medqa_dev_interactive.jsonl", limit=240)
+    held_out, rejects = load_cases(mediq_dir / "medqa_dev_interactive.jsonl", limit=10, skip=240)
     assert [c.case_id for c in held_out] == [c.case_id for c in every[240:]]
     assert not {c.case_id for c in held_out} & {c.case_id for c in built_from}
     assert [r["line"] for r in rejects] == [225]

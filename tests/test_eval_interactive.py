@@ -5,7 +5,6 @@ in advance (the issue asks for an exact expected transcript). The patient is the
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import run_until_cached
@@ -15,7 +14,6 @@ from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient
 from alfa.eval.cases import load_cases
 from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 QUESTIONS = ["How long have you had these symptoms?", "Do you have a fever?"]
 
 
@@ -34,8 +32,8 @@ class ScriptedRoles(ScriptedBackend):
 
 
 @pytest.fixture(scope="module")
-def cases():
-    return load_cases(MEDQA, limit=5)[0]
+def cases(medqa_path):
+    return load_cases(medqa_path, limit=5)[0]
 
 
 def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcript(tmp_path, cases, embedder):
@@ -149,13 +147,13 @@ def test_an_expert_sure_from_the_start_answers_prematurely_every_time(tmp_path, 
     assert "**Warning:** the expert was ready" in (tmp_path / "e" / "report.md").read_text()
 
 
-def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp_path, cases, embedder):
+def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp_path, cases, embedder, medqa_path):
     roles, patient = ScriptedRoles(), FactSelectPatient(embedder)
     first = evaluate_interactive(cases, InteractiveProtocol(roles, roles, patient), tmp_path / "plain")
     assert first["answered_before_decisive_fact"]["value"] is None and first["answered_before_decisive_fact"]["n"] == 0
     episodes = [json.loads(x) for x in (tmp_path / "plain" / "episodes.jsonl").read_text().splitlines()]
     told = [{i for t in e["turns"] if t["role"] == "patient" for i in t["parsed"]} for e in episodes]
-    lines = MEDQA.read_text().splitlines()[: len(cases)]
+    lines = medqa_path.read_text().splitlines()[: len(cases)]
     marked = []
     for n, (line, case, seen) in enumerate(zip(lines, cases, told)):
         obj = json.loads(line)
@@ -177,14 +175,14 @@ def test_answers_before_the_decisive_fact_count_only_for_cases_that_mark_one(tmp
     assert "field 'decisive_fact' must be an index" in load_cases(bad)[1][0]["reason"]
 
 
-def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_call(tmp_path):
+def test_kill_9_mid_evaluation_then_rerun_gives_the_same_results_and_repeats_no_call(tmp_path, medqa_path):
     """A real `alfa eval interactive` with SmolLM2 on llama.cpp in every role, killed while it writes its cache."""
     pytest.importorskip("xllamacpp")
     from alfa.llm.embedded import smollm2_gguf_path
 
     gguf = smollm2_gguf_path()
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "alfa.cli", "-q", "eval", "interactive", str(MEDQA), "--limit", "4",
+    cmd = [sys.executable, "-m", "alfa.cli", "-q", "eval", "interactive", str(medqa_path), "--limit", "4",
            "--expert", f"llamacpp:{gguf}", "--questioner", f"llamacpp:{gguf}", "--abstain", "fixed",
            "--max-questions", "2", "-o", str(out)]  # fmt: skip
     proc = run_until_cached(cmd, out / "cache.sqlite", at_least=3, timeout_s=180)

@@ -3,8 +3,6 @@ and intervals, and UoT's pruned options at the final answer. Experts and questio
 each test knows the whole transcript; the patient is the real fact-select patient (MiniLM) or a scripted LLM
 patient that records what it was asked."""
 
-from pathlib import Path
-
 import pytest
 from scripted import ScriptedBackend
 
@@ -12,14 +10,13 @@ from alfa.dialogue.patients import FactSelectPatient
 from alfa.eval.cases import load_cases
 from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 QUESTIONER_WORDS = "How long have you had these symptoms?"
 EXPERT_WORDS = "Do you keep parrots at home?"
 
 
 @pytest.fixture(scope="module")
-def cases():
-    return load_cases(MEDQA, limit=3)[0]
+def cases(medqa_path):
+    return load_cases(medqa_path, limit=3)[0]
 
 
 def speaker(name: str, **replies):
@@ -100,10 +97,10 @@ def test_numeric_expert_end_to_end_reads_the_confidence_not_the_range(tmp_path, 
     assert report["expert_answer_share"] == {"D": 1.0} and report["parse_failures"] == 0
 
 
-def test_the_majority_baseline_comes_from_cases_the_run_does_not_score(tmp_path, cases, embedder):
+def test_the_majority_baseline_comes_from_cases_the_run_does_not_score(tmp_path, cases, embedder, medqa_path):
     roles = speaker("roles", Reply_with_the_letter="Answer: C", from_1=lambda t: "5", Your_one_question="Why?")
     protocol = InteractiveProtocol(roles, roles, FactSelectPatient(embedder), "scale")
-    rest, _ = load_cases(MEDQA, limit=40, skip=3)
+    rest, _ = load_cases(medqa_path, limit=40, skip=3)
     report = evaluate_interactive(cases, protocol, tmp_path / "ref", reference_cases=rest, reference_name="the rest")
     majority = report["baselines"]["majority_letter"]
     from collections import Counter

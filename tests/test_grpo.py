@@ -14,17 +14,16 @@ from alfa.dialogue.consult import read_student_turn
 from alfa.train.rewards import asked_before_answer, correct, reward_function
 
 ROOT = Path(__file__).resolve().parents[1]
-MEDQA = ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 LENGTH_REWARD = "def length(completions, **kwargs):\n    return [float(len(c[0]['content'])) for c in completions]\n"
 
 
 @pytest.fixture(scope="module")
-def tasks_dir(tmp_path_factory) -> Path:
+def tasks_dir(tmp_path_factory, medqa_path) -> Path:
     from alfa.methods.sml import write_tasks_dir
     from alfa.methods.tasks import read_cases
 
     out = tmp_path_factory.mktemp("tasks")
-    write_tasks_dir(read_cases(MEDQA, 4), out, view="initial")
+    write_tasks_dir(read_cases(medqa_path, 4), out, view="initial")
     return out
 
 

@@ -3,7 +3,6 @@
 models); the patient is the real fact-select patient (MiniLM)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from scripted import ScriptedBackend
@@ -13,7 +12,6 @@ from alfa.eval.cases import load_cases
 from alfa.eval.gsm8k import make_case, solution_operands, write_gsm8k_cases
 from alfa.eval.interactive import ORACLE, InteractiveProtocol, evaluate_interactive
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 # Hand-written in GSM8K's format (not from the data set).
 PROBLEM = (
     "Tom has 12 red marbles. He buys 3 bags of blue marbles. Each bag holds 5 marbles. "
@@ -92,11 +90,9 @@ class Solver(ScriptedBackend):
 
 
 @pytest.fixture(scope="module")
-def gsm8k_cases(tmp_path_factory):
-    if not GSM8K.exists():
-        pytest.fail(f"{GSM8K} is missing: the tests read the shared real data beside the repository")
+def gsm8k_cases(tmp_path_factory, gsm8k_path):
     head = tmp_path_factory.mktemp("gsm") / "head.jsonl"
-    head.write_text("".join(GSM8K.open().readlines()[:200]))
+    head.write_text("".join(gsm8k_path.open().readlines()[:200]))
     write_gsm8k_cases(head, head.parent / "cases", heldout_share=0.5)
     return load_cases(head.parent / "cases" / "heldout.jsonl", limit=40)[0]
 

@@ -102,7 +102,9 @@ SHIPPED = sorted((ROOT / "recipes").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("shipped", SHIPPED, ids=[str(p.relative_to(ROOT / "recipes")) for p in SHIPPED])
-def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_dir, every_attribute_pairs, capsys):
+def test_every_shipped_recipe_passes_its_dry_run(
+    shipped, tmp_path, tiny_model_dir, every_attribute_pairs, capsys, request
+):
     """Each recipe as shipped, with only the places it reads from pointed at test stand-ins of the same
     kind (a chat model for policies, MiniLM for the MiniLM reward models; pairs covering every
     attribute) and its paths made absolute: every dry-run check passes, the launch command is printed."""
@@ -122,9 +124,7 @@ def test_every_shipped_recipe_passes_its_dry_run(shipped, tmp_path, tiny_model_d
         from alfa.methods.sml import write_tasks_dir
         from alfa.methods.tasks import read_cases
 
-        write_tasks_dir(
-            read_cases(ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl", 2), tmp_path / "tasks"
-        )
+        write_tasks_dir(read_cases(request.getfixturevalue("medqa_path"), 2), tmp_path / "tasks")
         data["data"]["tasks_dir"] = str(tmp_path / "tasks")
     else:
         data["data"]["pairs_dir"] = str(every_attribute_pairs)

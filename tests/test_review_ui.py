@@ -3,19 +3,17 @@ logs in, answers a record and submits; `alfa review pull` sees that answer."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 
 import polars as pl
 import pytest
+from conftest import CHROMIUM
 
 from alfa.cli import main
 from alfa.data.pairs import load_pairs
 from alfa.review.pull import fetch
 from alfa.review.records import chosen_side
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # The flags keep Chromium from calling out to Google's services, which a closed network refuses.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -28,12 +26,11 @@ CHROMIUM_ARGS = [
 ]
 
 
+pytestmark = pytest.mark.chromium  # skipped where Debian's chromium is absent (conftest.NEEDS)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (see .ci/run)")
-        pytest.skip("needs Debian's chromium: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -16,8 +16,6 @@ from alfa.llm.backends import Completion
 from alfa.methods.sml import run_sml_dialogues
 from alfa.methods.tasks import read_cases
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
-
 
 class ScriptedStudent(ScriptedBackend):
     """A scripted student (not a model): told to ask first, it asks one question; otherwise, and after a teacher's
@@ -45,8 +43,8 @@ class ScriptedTeacher(ScriptedBackend):
 
 
 @pytest.fixture(scope="module")
-def cases():
-    return read_cases(MEDQA, 6)
+def cases(medqa_path):
+    return read_cases(medqa_path, 6)
 
 
 @pytest.mark.parametrize("q_priming", [False, True])

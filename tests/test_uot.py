@@ -12,8 +12,6 @@ from scripted import ScriptedBackend
 
 from alfa.dialogue.uot import Node, UoTPlanner, expected, parse_candidates, reward
 
-MEDQA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
-
 
 @pytest.mark.parametrize(
     "p, value", [(0.5, 1.0), (0.4, 0.647), (1 / 3, 0.501), (0.25, 0.361), (0.1, 0.156), (0.0, 0.0), (1.0, 0.0)]
@@ -82,11 +80,11 @@ class ScriptedUoT(ScriptedBackend):
         return "5" if text.count("You asked:") >= 2 else "2"
 
 
-def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path):
+def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path, medqa_path):
     from alfa.eval.cases import load_cases
     from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
 
-    cases = load_cases(MEDQA, 3)[0]
+    cases = load_cases(medqa_path, 3)[0]
     model = ScriptedUoT()
     protocol = InteractiveProtocol(model, model, model, "scale", max_questions=4, planner=UoTPlanner(3, 2, 0.4))
     report = evaluate_interactive(cases, protocol, tmp_path / "e")
@@ -117,7 +115,7 @@ def test_the_planner_asks_the_halving_question_and_prunes_by_the_answer(tmp_path
     assert again.calls == 0 and calls > 0  # a rerun reads every episode and baseline from the cache
 
 
-def test_uot_pairs_from_an_evaluation_pass_lint_and_train_dpo(tmp_path, tiny_model_dir):
+def test_uot_pairs_from_an_evaluation_pass_lint_and_train_dpo(tmp_path, tiny_model_dir, medqa_path):
     from alfa.data.lint import lint
     from alfa.eval.cases import load_cases
     from alfa.eval.interactive import InteractiveProtocol, evaluate_interactive
@@ -125,7 +123,7 @@ def test_uot_pairs_from_an_evaluation_pass_lint_and_train_dpo(tmp_path, tiny_mod
 
     model = ScriptedUoT()
     protocol = InteractiveProtocol(model, model, model, "scale", max_questions=4, planner=UoTPlanner(3, 2, 0.4))
-    evaluate_interactive(load_cases(MEDQA, 6)[0], protocol, tmp_path / "e")
+    evaluate_interactive(load_cases(medqa_path, 6)[0], protocol, tmp_path / "e")
     summary = write_uot_pairs(tmp_path / "e", tmp_path / "pairs")
     # the first planned question of each case had a better and a worse candidate; the second (two options open)
     # two equally good ones: no preference, no pair
