@@ -269,7 +269,8 @@ def test_a_checkpoint_is_resumed_only_by_the_recipe_that_made_it(tmp_path, tiny_
 
 def test_the_ref_store_keys_on_what_the_reference_scores(tmp_path, tiny_model_dir, pairs_dir):
     """A reviewed copy whose pair was flipped keeps its pair_id: the store must not hand it the values of its
-    mirror image. Another max_length is another entry too; the same pairs again are only read."""
+    mirror image. Another max_length, ld_alpha or precision is another entry too; the same pairs again are only
+    read."""
     import shutil
 
     from alfa.data.pairs import load_pairs, write_split_files
@@ -292,8 +293,29 @@ def test_the_ref_store_keys_on_what_the_reference_scores(tmp_path, tiny_model_di
     assert again["ref_logps"]["computed"] == 1 and again["ref_logps"]["cached"] == n_all - 1
     shorter = run_recipe(_recipe(tmp_path, "c", tiny_model_dir, pairs_dir, max_steps=1, max_length=64), store)
     assert shorter["ref_logps"]["computed"] == n_all
+    # TRL's ld_alpha weighs the longer completion's tail: other values, so other entries
+    weighted = run_recipe(_recipe(tmp_path, "e", tiny_model_dir, pairs_dir, max_steps=1, ld_alpha=0.5), store)
+    assert weighted["ref_logps"]["computed"] == n_all
+    # so does the precision the reference runs in: bfloat16 autocast on the CPU
+    autocast = run_recipe(
+        _recipe(tmp_path, "f", tiny_model_dir, pairs_dir, max_steps=1, bf16=True, use_cpu=True), store
+    )
+    assert autocast["ref_logps"]["computed"] == n_all
     same = run_recipe(_recipe(tmp_path, "d", tiny_model_dir, pairs_dir, max_steps=1), store)
     assert same["ref_logps"] == {"cached": n_all, "computed": 0, "used": same["train_rows"] + same["eval_rows"]}
+
+
+def test_each_scoring_setting_is_part_of_the_ref_store_key():
+    from alfa.train.ref_store import input_key
+
+    pair = {"prompt_ids": [1, 2], "chosen_ids": [3], "rejected_ids": [4]}
+    base = {"max_length": 256, "truncation_mode": "keep_start", "tokenizer": "t", "ld_alpha": None,
+            "dtype": "torch.float32", "mixed_precision": "no"}  # fmt: skip
+    other = {"max_length": 64, "truncation_mode": "keep_end", "tokenizer": "u", "ld_alpha": 0.5,
+             "dtype": "torch.bfloat16", "mixed_precision": "bf16"}  # fmt: skip
+    keys = {input_key(pair, base)} | {input_key(pair, base | {k: v}) for k, v in other.items()}
+    assert len(keys) == 1 + len(other)
+    assert input_key(pair, dict(reversed(base.items()))) == input_key(pair, base)  # order of the settings: no matter
 
 
 def test_the_reference_store_hook_still_exists_in_the_installed_trl(monkeypatch):

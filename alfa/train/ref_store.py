@@ -5,9 +5,11 @@ every pair of the pairs dir in one pass, every later run from the same model onl
 
 A stored value is keyed on everything that decides it, and on nothing that does not: the reference weights'
 content digest (read from disk, so every rank of a ZeRO-3 run computes the same one), and per pair the token
-ids TRL actually scores (prompt + chosen, prompt + rejected, after its chat template and tokenizer) with the
-truncation settings and the tokenizer's identity. A pair flipped by a review, retokenized by another
-tokenizer or cut at another max_length is another entry; a pair_id alone would hand it its mirror's values.
+ids TRL actually scores (prompt + chosen, prompt + rejected, after its chat template and tokenizer) with every
+setting that changes the value: truncation, the tokenizer's identity, TRL's `ld_alpha` (which down-weights the
+longer completion's tail) and the precision the reference runs in (its dtype and any mixed-precision autocast).
+A pair flipped by a review, retokenized by another tokenizer, cut at another max_length or scored in bfloat16
+is another entry; a pair_id alone would hand it its mirror's values.
 """
 
 from __future__ import annotations
@@ -66,18 +68,26 @@ def tokenizer_digest(tokenizer) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def input_key(example: dict, max_length: int | None, truncation_mode: str, tokenizer_id: str) -> str:
-    """Key of one tokenized pair as TRL's DPO collator scores it."""
+def input_key(example: dict, scoring: dict) -> str:
+    """Key of one tokenized pair as TRL's DPO collator scores it, under `scoring` (see `scoring_settings`)."""
     payload = json.dumps(
-        [
-            example["prompt_ids"] + example["chosen_ids"],
-            example["prompt_ids"] + example["rejected_ids"],
-            max_length,
-            truncation_mode,
-            tokenizer_id,
-        ]
+        [example["prompt_ids"] + example["chosen_ids"], example["prompt_ids"] + example["rejected_ids"], scoring],
+        sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def scoring_settings(trainer) -> dict:
+    """Everything besides the weights and the token ids that changes a stored reference log-prob."""
+    reference = trainer.ref_model or trainer.model
+    return {
+        "max_length": trainer.args.max_length,
+        "truncation_mode": trainer.args.truncation_mode,
+        "tokenizer": tokenizer_digest(trainer.processing_class),
+        "ld_alpha": trainer.args.ld_alpha,
+        "dtype": str(reference.dtype),
+        "mixed_precision": trainer.accelerator.mixed_precision,
+    }
 
 
 # The private TRL method the store hooks, with the signature it was written against (TRL 1.16). A TRL that
@@ -119,10 +129,9 @@ def stored_ref_dpo_trainer():
         def _precompute_ref_logps(self, dataset, name, batch_size):
             if self.ref_store is None:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
-            tokenizer_id = tokenizer_digest(self.processing_class)
+            scoring = scoring_settings(self)
             keys = [
-                input_key(ex, self.args.max_length, self.args.truncation_mode, tokenizer_id)
-                for ex in dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
+                input_key(ex, scoring) for ex in dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids"])
             ]
             have = self.ref_store.get(self.ref_model_digest, keys)
             missing = [i for i, k in enumerate(keys) if k not in have]
