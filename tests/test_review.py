@@ -345,3 +345,20 @@ def test_pairs_a_method_made_are_reviewed_like_any_other(owner, argilla, tmp_pat
     assert main(["card", str(out)]) == 0  # the method's card, now with the review in it
     card = (out / "README.md").read_text()
     assert "alfa uot pairs" in card and "## Human review" in card and "No human review yet" not in card
+
+
+def test_an_account_that_fails_leaves_the_passwords_made_before_it_on_disk(owner, argilla, tmp_path, capsys):
+    """`users add` writes each password the moment its account exists: when a later name fails (Argilla refuses
+    an empty name), the accounts made before it can still log in, and the message says what to do."""
+    _, url, _ = argilla
+    creds = tmp_path / "reviewers.csv"
+    assert main(["review", "users", "add", "erin", "", "--credentials", str(creds)]) != 0
+    err = capsys.readouterr().err
+    assert "could not add ''" in err and "Added before it: erin" in err and str(creds) in err
+    rows = creds.read_text().splitlines()
+    assert rows[0] == "username,password,workspace" and rows[1].startswith("erin,")
+    assert (creds.stat().st_mode & 0o777) == 0o600
+    assert ui_session(url, "erin", rows[1].split(",")[1])  # the password written is the account's
+    # the same command again, with the name fixed: erin only joins (no second password), frank is new
+    assert main(["review", "users", "add", "erin", "frank", "--credentials", str(creds)]) == 0
+    assert [r.split(",")[0] for r in creds.read_text().splitlines()[1:]] == ["erin", "frank"]
