@@ -128,8 +128,8 @@ def test_standalone_fallbacks_are_recorded_per_row_and_counted_in_the_card(tiny_
     assert f"{failed.height} of {per_question.height} restatements failed and were rewritten from the original" in card
 
 
-def test_the_card_leaves_out_reports_made_for_other_data(pairs_dir, tmp_path):
-    d = tmp_path / "pairs"
+def _cardable_copy(pairs_dir, d):
+    """A copy of the training tests' pairs with the files a card reads beside them."""
     shutil.copytree(pairs_dir, d)
     for name, body in (
         (
@@ -151,6 +151,11 @@ def test_the_card_leaves_out_reports_made_for_other_data(pairs_dir, tmp_path):
             ).write_parquet(d / name)
         else:
             (d / name).write_text(json.dumps(body))
+    return d
+
+
+def test_the_card_leaves_out_reports_made_for_other_data(pairs_dir, tmp_path):
+    d = _cardable_copy(pairs_dir, tmp_path / "pairs")
     write_report(lint(d), d)
     first = write_card(d).read_text()
     assert "## Lint\n" in first and "made for other data" not in first and "Not linted yet" not in first
@@ -216,3 +221,22 @@ def test_the_card_shows_ten_pairs_drawn_by_a_seeded_hash(pairs_dir, tiny_run, tm
     built = make_pairs(tiny_run, tmp_path / "pairs", loose, embedder=embedder)
     section = write_card(tmp_path / "pairs").read_text().split("## Ten pairs picked at random")[1].split("\n## ")[0]
     assert section.count("\n| ") == min(10, built.height) + 1  # the header and one line a pair
+
+
+def test_lint_says_which_checks_it_skipped_in_its_printout_report_and_card(pairs_dir, tmp_path, tiny_model_dir, capsys):
+    """Without a tokenizer the truncation checks do not run: "passed" must not cover them."""
+    from alfa.cli import main
+
+    d = _cardable_copy(pairs_dir, tmp_path / "pairs")
+    assert main(["lint", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed" not in out
+    assert "skipped: truncated_diff, truncated: no tokenizer and max_length given" in out
+    assert set(json.loads((d / "lint_report.json").read_text())["skipped"]) == {"truncated_diff", "truncated"}
+    card = write_card(d).read_text()
+    assert "it skipped truncated_diff, truncated: no tokenizer" in card or "- skipped `truncated_diff`" in card
+    # with a tokenizer every check runs, and neither the report nor the card names a skip
+    assert main(["lint", str(d), "--tokenizer", str(tiny_model_dir), "--max-length", "4096"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    assert json.loads((d / "lint_report.json").read_text())["skipped"] == {}
+    assert "skipped" not in write_card(d).read_text().split("## Lint")[1].split("\n## ")[0]

@@ -75,7 +75,7 @@ def test_synthesis_through_llamacpp_then_no_server_is_left(tmp_path, questions_f
         str(tmp_path / "run"),
     ]
     assert main(cmd) == 0
-    assert "16 variants: 16 requests (0 sampled again), 16 model calls" in capsys.readouterr().out
+    assert "16 variants (0 sampled again): 16 requests, 16 model calls" in capsys.readouterr().out
     assert set(llama_servers()) == before  # stopped when the run ended
     variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
     assert variants["error"].null_count() == 16 and all(r.strip() for r in variants["reply"])

@@ -105,7 +105,7 @@ def test_build_from_yaml_with_a_tiny_model(tmp_path, tiny_model_dir):
     findings = json.loads((out / "lint_report.json").read_text())["findings"]
     errors = {f["check"] for f in findings if f["severity"] == "error"}
     # the only thing that can block here: an untrained model's noise left no pair at all
-    assert errors == ({"balance"} if pairs.height == 0 else set())
+    assert errors == ({"no_pairs"} if pairs.height == 0 else set())
     assert code == (1 if errors else 0)
     # an untrained model writes noise: the filters must catch nearly all of it, each with a reason
     assert rejected.height >= 40

@@ -166,6 +166,11 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
     pairs = make_pairs([tmp_path / f"s{i}" for i in range(3)], tmp_path / "pairs", embedder=embedder)
     info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())
     assert info["variants"] == 12 * 2 and info["run"]["questions"] == 12
+    # the count of variants sampled again is every shard's, not the first shard's
+    resampled = [
+        json.loads((tmp_path / f"s{i}" / "run.json").read_text())["sample_again"]["resampled"] for i in range(3)
+    ]
+    assert info["run"]["sample_again"]["resampled"] == sum(resampled) and sum(resampled) > resampled[0]
     assert load_pairs(tmp_path / "pairs").height == pairs.height
     with pytest.raises(ValueError, match=r"shard\(s\) \[2\] of 3 missing"):
         make_pairs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "p2", embedder=embedder)
@@ -174,6 +179,9 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
     synthesize(q, load_pack("core").select(["relevance"]), tiny_rewriter, tmp_path / "other", shard=(2, 3))
     with pytest.raises(ValueError, match="differ in 'attribute_pack'"):
         make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "other"], tmp_path / "p4", embedder=embedder)
+    synthesize(q, pack, tiny_rewriter, tmp_path / "one-sample", shard=(2, 3), cache_path=shared_cache, samples=1)
+    with pytest.raises(ValueError, match="differ in 'sample_again'"):
+        make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "one-sample"], tmp_path / "p5", embedder=embedder)
     with pytest.raises(ValueError, match="expected I/N"):
         parse_shard("two of three")
     with pytest.raises(ValueError, match="0 <= I < N"):
@@ -189,3 +197,21 @@ def test_local_models_run_where_default_device_says(tiny_rewriter, embedder, mon
     assert embedder.model.device.type == default_device().split(":")[0]
     monkeypatch.setenv("ALFA_DEVICE", "cpu")
     assert default_device() == "cpu"
+
+
+def test_the_cli_counts_variants_sampled_again_not_restatements(tmp_path, questions, tiny_rewriter, capsys):
+    """With --standalone the restatements are requests too; "sampled again" counts only variants asked again."""
+    from alfa.cli import main
+
+    qfile = tmp_path / "q.parquet"
+    questions.head(3).write_parquet(qfile)
+    base = ["synthesize", str(qfile), "--rewriter", "transformers", "--model", str(tiny_rewriter.model_path),
+            "--select", "clarity", "--standalone", "--max-new-tokens", "12"]  # fmt: skip
+    assert main([*base, "--samples", "1", "-o", str(tmp_path / "once")]) == 0
+    assert "6 variants (0 sampled again): 9 requests" in capsys.readouterr().out  # 3 restatements + 6 rewrites
+    assert main([*base, "--samples", "2", "-o", str(tmp_path / "twice")]) == 0
+    resampled = json.loads((tmp_path / "twice" / "run.json").read_text())["sample_again"]["resampled"]
+    assert (
+        0 < resampled <= 6
+        and f"6 variants ({resampled} sampled again): {9 + resampled} requests" in capsys.readouterr().out
+    )

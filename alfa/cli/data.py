@@ -4,6 +4,7 @@ function and one handler per verb."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -152,8 +153,9 @@ def _synthesize(args) -> int:
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
     variants = pl.read_parquet(Path(args.output) / "variants.parquet").height
+    resampled = json.loads((Path(args.output) / "run.json").read_text())["sample_again"]["resampled"]
     print(
-        f"{variants} variants: {stats.requests} requests ({stats.requests - variants} sampled again), "
+        f"{variants} variants ({resampled} sampled again): {stats.requests} requests, "
         f"{stats.calls_made} model calls, {stats.cache_hits} from cache, {stats.failed} failed -> {args.output}"
     )
     return 0
@@ -179,7 +181,11 @@ def add_pairs(sub) -> None:
     s.add_argument(
         "--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original"
     )
-    s.add_argument("--split", default="0.8,0.1,0.1", help="train,validation,test fractions of groups")
+    s.add_argument(
+        "--split",
+        default="0.8,0.1,0.1",
+        help="train,validation,test fractions of the questions; every group (post) goes whole to one split (default: %(default)s)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument(
         "--judge",
@@ -270,9 +276,10 @@ def add_lint(sub) -> None:
 def _lint(args) -> int:
     from alfa.data.lint import LintConfig, lint, report, write_report
 
-    findings = lint(Path(args.pairs_dir), LintConfig(tokenizer=args.tokenizer, max_length=args.max_length))
-    write_report(findings, Path(args.pairs_dir))
-    print(report(findings, Path(args.pairs_dir)))
+    config = LintConfig(tokenizer=args.tokenizer, max_length=args.max_length)
+    findings = lint(Path(args.pairs_dir), config)
+    write_report(findings, Path(args.pairs_dir), config)
+    print(report(findings, Path(args.pairs_dir), config))
     return 1 if any(f.severity == "error" for f in findings) else 0
 
 

@@ -9,6 +9,10 @@ Checks:
     group_leakage       a group (post) appears in two splits                                error
     empty_split         a split with no pairs                                               warning
     balance             an attribute x pair-type cell far below the others                  warning
+    no_pairs            the dataset has no pairs at all                                      error
+
+The two truncation checks run only with a tokenizer and max_length; the report, lint_report.json and the card
+say when they were skipped, so "passed" never covers a check that did not run.
 """
 
 from __future__ import annotations
@@ -191,7 +195,7 @@ def check_balance(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     for (a, t), g in pairs.filter(pl.col("pair_type").is_in(PAIR_TYPES)).group_by(["attribute", "pair_type"]):
         counts[(a, t)] = g.height
     if not counts:
-        return [Finding("balance", "error", "the dataset has no pairs")]
+        return [Finding("no_pairs", "error", "the dataset has no pairs")]
     top = max(counts.values())
     low = {k: v for k, v in counts.items() if v < config.balance_min_ratio * top}
     if not low:
@@ -216,7 +220,7 @@ def lint(pairs_dir: Path, config: LintConfig | None = None) -> list[Finding]:
     if pairs.height == 0:
         return [
             Finding(
-                "balance",
+                "no_pairs",
                 "error",
                 "the dataset has no pairs: every variant was rejected (see rejected_variants.parquet for the reasons)",
             )
@@ -224,23 +228,38 @@ def lint(pairs_dir: Path, config: LintConfig | None = None) -> list[Finding]:
     return [f for check in CHECKS for f in check(pairs, config)]
 
 
-def report(findings: list[Finding], pairs_dir: Path) -> str:
+def skipped_checks(config: LintConfig | None = None) -> dict[str, str]:
+    """The checks `config` leaves out, each with why and how to run it."""
+    config = config or LintConfig()
+    if config.tokenizer and config.max_length:
+        return {}
+    why = "no tokenizer and max_length given (`alfa lint DIR --tokenizer local --max-length N`, or a pipeline's lint: block)"
+    return {"truncated_diff": why, "truncated": why}
+
+
+def report(findings: list[Finding], pairs_dir: Path, config: LintConfig | None = None) -> str:
     errors = [f for f in findings if f.severity == "error"]
+    skipped = skipped_checks(config)
     lines = [f"alfa lint {pairs_dir}: {len(errors)} error(s), {len(findings) - len(errors)} warning(s)"]
     for f in sorted(findings, key=lambda f: f.severity):
         lines.append(f"  [{f.severity.upper()}] {f.check}: {f.message}")
         if f.examples:
             lines.append(f"      e.g. {', '.join(f.examples)}")
     if not findings:
-        lines.append("  all checks passed")
+        lines.append("  every check that ran passed" if skipped else "  all checks passed")
+    if skipped:
+        lines.append(f"  skipped: {', '.join(skipped)}: {next(iter(skipped.values()))}")
     return "\n".join(lines)
 
 
-def write_report(findings: list[Finding], pairs_dir: Path) -> Path:
+def write_report(findings: list[Finding], pairs_dir: Path, config: LintConfig | None = None) -> Path:
     """PAIRS_DIR/lint_report.json, stamped with the digest of the data it describes: the card includes a
-    report only while the data is still the data that was linted."""
+    report only while the data is still the data that was linted. `skipped` names the checks that did not run."""
     path = Path(pairs_dir) / "lint_report.json"
-    path.write_text(
-        json.dumps({"data_digest": data_digest(pairs_dir), "findings": [asdict(f) for f in findings]}, indent=2)
-    )
+    payload = {
+        "data_digest": data_digest(pairs_dir),
+        "findings": [asdict(f) for f in findings],
+        "skipped": skipped_checks(config),
+    }
+    path.write_text(json.dumps(payload, indent=2))
     return path

@@ -186,6 +186,10 @@ MERGE_KEYS = (
 )
 
 
+def _sampling_settings(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.get("sample_again", {}).items() if k != "resampled"}
+
+
 def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
     """One run dir, or the n shard run dirs of one job, as (manifest, variants, questions).
 
@@ -208,6 +212,11 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
                         f"cannot merge {run_dirs[0]} and {d}: they differ in {key!r} "
                         f"({first.get(key)!r} vs {m.get(key)!r})"
                     )
+            if _sampling_settings(m) != _sampling_settings(first):
+                raise ValueError(
+                    f"cannot merge {run_dirs[0]} and {d}: they differ in 'sample_again' "
+                    f"({_sampling_settings(first)!r} vs {_sampling_settings(m)!r}: --samples and --temperature)"
+                )
         shards = [tuple(m["shard"]) if m.get("shard") else None for m in manifests]
         if None in shards:
             raise ValueError(f"cannot merge {run_dirs[shards.index(None)]}: it is not a shard (made without --shard)")
@@ -237,6 +246,11 @@ def load_runs(run_dirs: list[Path]) -> tuple[dict, pl.DataFrame, pl.DataFrame]:
         raise ValueError(f"the shards hold {questions.height} questions, the job had {first['all_questions']}")
     manifest = {**first, "questions": questions.height, "shard": None, "merged_from": [str(d) for d in run_dirs]}
     manifest["stats"] = {k: sum(m["stats"][k] for m in manifests) for k in first["stats"]}
+    if "sample_again" in first:  # the settings agree (checked above); the count is every shard's
+        manifest["sample_again"] = {
+            **first["sample_again"],
+            "resampled": sum(m["sample_again"]["resampled"] for m in manifests),
+        }
     if "standalone_fallbacks" in first:
         reasons = Counter()
         for m in manifests:

@@ -190,8 +190,8 @@ def build(config: PipelineConfig) -> int:
         if judge is not None:
             judge.close()
     findings = lint(out / "pairs", config.lint)
-    write_report(findings, out / "pairs")
-    print(report(findings, out / "pairs"))
+    write_report(findings, out / "pairs", config.lint)
+    print(report(findings, out / "pairs", config.lint))
     card = write_card(out / "pairs", config.card.license, config.card.pretty_name, config.card.source_description)
     log.info("build: done in %.0f s; dataset %s, card %s", time.perf_counter() - t0, out / "pairs", card)
     return 1 if any(f.severity == "error" for f in findings) else 0
