@@ -170,3 +170,23 @@ def test_no_group_mapped_warns_and_is_recorded_in_the_table(tmp_path, caplog):
     assert groups_of(tmp_path / "none.parquet") == "none"
     run_ingest([path], parse_map("question=q,context=post,group=post"), tmp_path / "given.parquet")
     assert groups_of(tmp_path / "given.parquet") == "given"
+
+
+def test_default_ids_stay_unique_across_inputs_named_alike(tmp_path, capsys):
+    """The issue's reproduction: `alfa ingest a/q.jsonl b/q.jsonl` without a qid column rejected b's rows as
+    duplicates of a's (both `q-2`). Now each file's ids carry as many folders as tell them apart."""
+    from alfa.cli import main
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        rows = [{"q": f"Does it hurt, {folder}{i}?", "post": f"My knee {folder}{i}."} for i in range(2)]
+        (tmp_path / folder / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "z.jsonl").write_text(json.dumps({"q": "Any fever?", "post": "Cough."}) + "\n")
+    out = tmp_path / "out.parquet"
+    inputs = [str(tmp_path / "a" / "q.jsonl"), str(tmp_path / "b" / "q.jsonl"), str(tmp_path / "z.jsonl")]
+    assert main(["ingest", *inputs, "--map", "question=q,context=post", "-o", str(out)]) == 0
+    assert "0 rejected" in capsys.readouterr().out
+    assert pl.read_parquet(out)["qid"].to_list() == ["a/q-1", "a/q-2", "b/q-1", "b/q-2", "z-1"]
+    # one input keeps the short ids it always had
+    assert main(["ingest", inputs[0], "--map", "question=q,context=post", "-o", str(out)]) == 0
+    assert pl.read_parquet(out)["qid"].to_list() == ["q-1", "q-2"]

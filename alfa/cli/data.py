@@ -25,7 +25,11 @@ def add_ingest(sub) -> None:
     )
     s.add_argument("inputs", nargs="+", help=".jsonl/.csv/.tsv/.parquet files or save_to_disk folders")
     s.add_argument("--preset", choices=["askdocs"], help="a known input layout")
-    s.add_argument("--map", help="KEY=COLUMN pairs: question, context (COL+COL), group, qid, turns, hindsight, meta")
+    s.add_argument(
+        "--map",
+        help="KEY=COLUMN pairs: question, context (COL+COL), group, qid, turns, hindsight, meta. Without qid the "
+        "ids are FILESTEM-LINE (with inputs named alike, FOLDER/FILESTEM-LINE: unique across inputs)",
+    )
     s.add_argument("-o", "--output", required=True, help="questions Parquet file to write")
     s.set_defaults(func=_ingest)
 

@@ -34,7 +34,8 @@ class FieldMap:
     `context` is a list: each named column becomes one paragraph of the patient's message, in order
     (e.g. title then post). `turns` names a column holding earlier Q/A turns: a list of objects with
     `question` and `patient_answer` keys. `hindsight` and `meta` list columns copied into those JSON
-    objects. `qid` may be omitted: the ids are then `<file stem>-<line>`.
+    objects. `qid` may be omitted: the ids are then `<file stem>-<line>`, or with several inputs named alike,
+    `<folder>/<file stem>-<line>` with as many folders as make the names differ (`id_prefixes`).
     """
 
     question: str = "question"
@@ -215,7 +216,24 @@ def _turns(value) -> list[dict]:
     return messages
 
 
-def normalize_row(row: dict, fm: FieldMap, path: Path, line: int) -> dict:
+def id_prefixes(paths: list[Path]) -> dict[Path, str]:
+    """Each input's prefix for default ids: its stem, widened by parent folders only where another input ends
+    alike (a/q.jsonl and b/q.jsonl give a/q and b/q; a lone z.csv stays z), so two files never collide."""
+    tails = {f: [*f.parent.parts[1:], f.stem] for f in {Path(p).resolve() for p in paths}}
+
+    def tail(f: Path, depth: int) -> str:
+        return "/".join(tails[f][-depth:])
+
+    prefix = {}
+    for f in tails:
+        depth = 1
+        while any(tail(g, depth) == tail(f, depth) for g in tails if g != f):
+            depth += 1  # distinct files differ somewhere in their full paths, so this ends
+        prefix[f] = tail(f, depth)
+    return {Path(p): prefix[Path(p).resolve()] for p in paths}
+
+
+def normalize_row(row: dict, fm: FieldMap, id_prefix: str, line: int) -> dict:
     """One input record -> one questions-table row. Raises KeyError/ValueError naming the field."""
     if fm.question not in row:
         raise KeyError(fm.question)
@@ -241,7 +259,7 @@ def normalize_row(row: dict, fm: FieldMap, path: Path, line: int) -> dict:
             context += _turns(row.get(fm.turns))
         except (TypeError, AttributeError, json.JSONDecodeError) as e:
             raise ValueError(f"{fm.turns}: earlier turns must be a list of objects with question/patient_answer ({e})")
-    qid = _text(row.get(fm.qid)) if fm.qid else f"{path.stem}-{line}"
+    qid = _text(row.get(fm.qid)) if fm.qid else f"{id_prefix}-{line}"
     if not qid:
         raise ValueError(f"{fm.qid}: empty id")
     group = _text(row.get(fm.group)) if fm.group else qid
@@ -264,13 +282,14 @@ def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
     if isinstance(paths, (str, Path)):
         paths = [paths]
     rows, rejects, seen, read = [], [], {}, 0
+    prefixes = id_prefixes([Path(p) for p in paths]) if not fm.qid else {}
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
         for line, raw in _read_rows(path, rejects):
             read += 1
             try:
-                out = normalize_row(raw, fm, path, line)
+                out = normalize_row(raw, fm, prefixes.get(path, path.stem), line)
             except KeyError as e:
                 rejects.append(
                     Reject(
