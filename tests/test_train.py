@@ -248,20 +248,29 @@ def test_run_summary_counts_every_token_the_policy_read(tmp_path, tiny_model_dir
     assert 0.2 < summary["peak_rss_gib"] < 20  # this process, torch loaded: hundreds of MiB, not bytes or TiB
 
 
-def test_a_checkpoint_is_resumed_only_by_the_recipe_that_made_it(tmp_path, tiny_model_dir, pairs_dir):
-    from alfa.train.recipe import load_recipe
-    from alfa.train.run import checkpoint_to_resume
+def test_a_checkpoint_is_resumed_only_by_the_recipe_and_data_that_made_it(tmp_path, tiny_model_dir, pairs_dir):
+    import shutil
 
-    path = _recipe(tmp_path, "out", tiny_model_dir, pairs_dir)
+    from alfa.train.recipe import load_recipe
+    from alfa.train.resume import checkpoint_to_resume
+
+    data = tmp_path / "pairs"
+    shutil.copytree(pairs_dir, data)
+    path = _recipe(tmp_path, "out", tiny_model_dir, data)
     recipe = load_recipe(path)
     out = tmp_path / "out"
     assert checkpoint_to_resume(recipe, path, str(out), resume=False, overwrite=False) is None  # a fresh start
     (out / "checkpoint-3").mkdir()
     (out / "checkpoint-3" / "trainer_state.json").write_text("{}")
     assert checkpoint_to_resume(recipe, path, str(out), False, False) == str(out / "checkpoint-3")  # same recipe
-    other = load_recipe(_recipe(tmp_path, "out", tiny_model_dir, pairs_dir, learning_rate=5e-4))
+    other = load_recipe(_recipe(tmp_path, "out", tiny_model_dir, data, learning_rate=5e-4))
     with pytest.raises(ValueError, match="checkpoint-3 from another recipe"):
         checkpoint_to_resume(other, path, str(out), False, False)
+    # the same recipe on rebuilt data at the same path: not the run that made the checkpoint
+    train = pl.read_parquet(data / "data" / "train.parquet")
+    train.head(train.height - 1).write_parquet(data / "data" / "train.parquet")
+    with pytest.raises(ValueError, match="checkpoint-3 from other data than .* holds now"):
+        checkpoint_to_resume(recipe, path, str(out), False, False)
     assert checkpoint_to_resume(other, path, str(out), resume=True, overwrite=False) == str(out / "checkpoint-3")
     assert checkpoint_to_resume(other, path, str(out), resume=False, overwrite=True) is None
     assert not (out / "checkpoint-3").exists()

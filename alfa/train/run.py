@@ -10,12 +10,9 @@ The reference log-prob store shared by DPO runs lives in alfa.train.ref_store.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +35,7 @@ from alfa.train.recipe import (
     trl_config_class,
 )
 from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, stored_ref_dpo_trainer
+from alfa.train.resume import checkpoint_to_resume
 
 log = logging.getLogger(__name__)
 
@@ -307,42 +305,6 @@ def keep_secrets_off_disk(config) -> None:
     if config.hub_token:
         os.environ["HF_TOKEN"] = config.hub_token
         config.hub_token = None
-
-
-def recipe_hash(recipe: Recipe) -> str:
-    """Identity of what a recipe trains (its resolved values, not its comments or layout)."""
-    return hashlib.sha256(json.dumps(dataclasses.asdict(recipe), sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def checkpoint_to_resume(
-    recipe: Recipe, recipe_path: Path, output_dir: str, resume: bool, overwrite: bool, main_process: bool = True
-) -> str | None:
-    """The newest checkpoint in output_dir, only if the same recipe made it (`alfa_recipe.json` beside the
-    checkpoints records whose they are). Another recipe's checkpoint stops the run, naming --resume (continue
-    anyway) and --overwrite (delete the checkpoints and start over)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    out = Path(output_dir)
-    stamp, wanted = out / "alfa_recipe.json", recipe_hash(recipe)
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if last and overwrite:
-        if main_process:
-            for old in out.glob("checkpoint-*"):
-                shutil.rmtree(old)
-        last = None
-    if last and not resume:
-        made_by = json.loads(stamp.read_text())["recipe_hash"] if stamp.exists() else None
-        if made_by != wanted:
-            raise ValueError(
-                f"{output_dir} holds {Path(last).name} from "
-                f"{'another recipe' if made_by else 'a run that recorded no recipe'} (recipe hash "
-                f"{made_by} there, {wanted} now): `alfa train {recipe_path} --overwrite` deletes its "
-                "checkpoints and starts over, `--resume` continues from it anyway"
-            )
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        stamp.write_text(json.dumps({"recipe_hash": wanted, "recipe": str(recipe_path)}, indent=2))
-    return last
 
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
