@@ -290,3 +290,53 @@ def test_every_other_lora_method_writes_an_adapter_peft_loads(tmp_path, adapters
         assert merged[k].shape == da[k].shape and torch.isfinite(merged[k]).all() and merged[k].abs().sum() > 0
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / method)
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.isfinite().all()
+
+
+def test_linear_weights_must_make_an_average_unless_normalized(tmp_path, three_models):
+    a, b, _ = three_models
+    body = f"method: linear\nmodels: [{a}, {b}]\noutput_dir: {tmp_path / 'out'}\n"
+    with pytest.raises(ConfigError, match="weights sum to 1.5: linear adds the models .* normalize: true"):
+        load_merge_recipe(_yaml(tmp_path, body + "weights: [1.0, 0.5]\n"))
+    with pytest.raises(ConfigError, match="normalize is for method linear"):
+        load_merge_recipe(
+            _yaml(tmp_path, body.replace("linear", "task_arithmetic") + f"base_model: {a}\nnormalize: true\n")
+        )
+    assert main(["merge", str(_yaml(tmp_path, body + "weights: [1.0, 0.5]\nnormalize: true\n"))]) == 0
+    wa, wb, merged = _weights(a), _weights(b), _weights(tmp_path / "out")
+    for k in wa:
+        torch.testing.assert_close(merged[k], (2 * wa[k] + wb[k]) / 3, rtol=0, atol=1e-6)
+
+
+def test_leave_one_out_averages_for_linear_and_keeps_task_vector_weights(tmp_path, three_models, tiny_model_dir):
+    from alfa.train.merge import merge_jobs
+
+    a, b, c = (str(m) for m in three_models)
+    ta = load_merge_recipe(_yaml(tmp_path, f"""\
+        method: task_arithmetic
+        models: [{a}, {b}, {c}]
+        base_model: {tiny_model_dir}
+        weights: [0.5, 0.3, 0.2]
+        output_dir: {tmp_path / "ta"}
+        leave_one_out: true
+        """))  # fmt: skip
+    assert [w for _, _, w in merge_jobs(ta)] == [[0.5, 0.3, 0.2], [0.3, 0.2], [0.5, 0.2], [0.5, 0.3]]
+    uniform = load_merge_recipe(_yaml(tmp_path, f"method: ties\nmodels: [{a}, {b}, {c}]\nbase_model: {a}\n"
+                                      f"output_dir: {tmp_path / 'x'}\nleave_one_out: true\n"))  # fmt: skip
+    assert [w for _, _, w in merge_jobs(uniform)][1] == pytest.approx([1 / 3, 1 / 3])  # each vector's scale kept
+    linear = load_merge_recipe(_yaml(tmp_path, f"method: linear\nmodels: [{a}, {b}, {c}]\nweights: [0.5, 0.3, 0.2]\n"
+                                     f"output_dir: {tmp_path / 'y'}\nleave_one_out: true\n"))  # fmt: skip
+    assert [w for _, _, w in merge_jobs(linear)][1] == pytest.approx([0.6, 0.4])  # the average of the rest
+
+
+def test_a_merge_of_local_folders_by_relative_paths_stays_offline(tmp_path, three_models, monkeypatch):
+    """The issue's reproduction: relative paths looked like Hub repo ids to mergekit, which then called the Hub
+    (OfflineModeIsEnabled). They are resolved first; HF_HUB_OFFLINE=1 holds for the whole test session."""
+    a, b, _ = three_models
+    for m in (a, b):
+        shutil.copytree(m, tmp_path / "runs" / m.name)
+    monkeypatch.chdir(tmp_path)
+    path = _yaml(tmp_path, f"method: linear\nmodels: [runs/{a.name}, runs/{b.name}]\noutput_dir: runs/merged\n")
+    assert main(["merge", str(path)]) == 0
+    merged, wa, wb = _weights(tmp_path / "runs" / "merged"), _weights(a), _weights(b)
+    for k in wa:
+        torch.testing.assert_close(merged[k], (wa[k] + wb[k]) / 2, rtol=0, atol=1e-6)

@@ -10,10 +10,16 @@ per-attribute LoRA adapters -> one adapter, through peft.
     models: [runs/train/dpo-clarity, runs/train/dpo-specificity]   # model folders, or adapter folders for lora_*
     base_model: runs/train/sft     # required by task_arithmetic, ties, dare_ties, model_stock; for lora_*:
                                    #   optional, where to load the adapters' base from (default: as recorded)
-    weights: null                  # default: uniform
+    weights: null                  # default: uniform. linear: must sum to 1 (an average), or set normalize
+    normalize: false               # linear only: rescale the weights to sum to 1
     density: 0.5                   # ties / dare_ties (and lora_ties, lora_dare_*): share of each task vector kept
     output_dir: runs/merged/uniform
-    leave_one_out: false           # also OUTPUT_DIR/without-<model> for every model
+    leave_one_out: false           # also OUTPUT_DIR/without-<model> for every model: linear averages the rest
+                                   #   (their weights rescaled to sum to 1); task-vector methods keep each
+                                   #   model's weight as given, so a task vector keeps its scale
+
+Model paths are resolved before mergekit reads them: a relative local folder such as runs/train/dpo-clarity
+would otherwise look like a Hub repo id to it, and a merge of local folders never reaches the network.
 
 Before anything loads, the inputs are checked against each other. Full models: model type, every
 tensor's name and shape (safetensors headers), and the tokenizer vocabulary. Adapters: LoRA, the same
@@ -58,6 +64,7 @@ class MergeRecipe:
     weights: list[float] | None = None
     density: float = 0.5
     leave_one_out: bool = False
+    normalize: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -68,6 +75,15 @@ class MergeRecipe:
             raise ValueError(f"method {self.method!r} needs base_model (the model the others were trained from)")
         if self.weights is not None and len(self.weights) != len(self.models):
             raise ValueError(f"weights has {len(self.weights)} entries for {len(self.models)} models")
+        if self.normalize and self.method != "linear":
+            raise ValueError(f"normalize is for method linear; {self.method} takes its weights as given")
+        if self.method == "linear" and self.weights is not None and not self.normalize:
+            total = sum(self.weights)
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(
+                    f"weights sum to {total:g}: linear adds the models scaled by their weights, so the merge "
+                    f"would be {total:g}x a model; give weights that sum to 1, or set normalize: true"
+                )
         if self.leave_one_out and len(self.models) < 3:
             raise ValueError("leave_one_out needs at least three models (each merge keeps two or more)")
 
@@ -173,7 +189,7 @@ def check_lora_compatible(adapter_dirs: list[Path], method: str) -> str:
 
 
 def merge_lora_adapters(
-    recipe: MergeRecipe, adapters: list[str], weights: list[float] | None, base: str, out: Path
+    recipe: MergeRecipe, adapters: list[str], weights: list[float], base: str, out: Path
 ) -> dict:
     """peft's add_weighted_adapter over the adapters, saved as one adapter folder. Returns what was done."""
     import torch
@@ -181,7 +197,6 @@ def merge_lora_adapters(
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    weights = weights or [1.0 / len(adapters)] * len(adapters)
     names = [f"adapter{i}" for i in range(len(adapters))]
     model = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapters[0], adapter_name=names[0]
@@ -213,8 +228,7 @@ def merge_lora_adapters(
     }
 
 
-def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float] | None) -> dict:
-    weights = weights or [1.0 / len(models)] * len(models)
+def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float]) -> dict:
     entries = []
     for m, w in zip(models, weights):
         params = {"weight": w}
@@ -225,10 +239,30 @@ def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float]
     if recipe.method == "model_stock":
         config["models"] = [{"model": m} for m in models]
     if recipe.base_model:
-        config["base_model"] = recipe.base_model
+        config["base_model"] = local(recipe.base_model)
     if recipe.method == "linear":
         config["parameters"] = {"normalize": False}
     return config
+
+
+def local(path: str) -> str:
+    """An existing local folder as an absolute path (mergekit takes a relative one for a Hub repo id)."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def merge_jobs(recipe: MergeRecipe) -> list[tuple[Path, list[str], list[float]]]:
+    """(output folder, models, weights) of the merge and of each leave-one-out merge, paths resolved."""
+    models = [local(m) for m in recipe.models]
+    weights = recipe.weights or [1.0 / len(models)] * len(models)
+    if recipe.method == "linear":  # an average: of all the models, and of the rest in each leave-one-out
+        weights = [w / sum(weights) for w in weights]
+    jobs = [(Path(recipe.output_dir), models, weights)]
+    for i, name in enumerate(recipe.models if recipe.leave_one_out else []):
+        rest, kept = models[:i] + models[i + 1 :], weights[:i] + weights[i + 1 :]
+        if recipe.method == "linear":
+            kept = [w / sum(kept) for w in kept]
+        jobs.append((Path(recipe.output_dir) / f"without-{Path(name).name}", rest, kept))
+    return jobs
 
 
 def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
@@ -236,20 +270,12 @@ def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
     lora = recipe.method in LORA_METHODS
     if lora:
         recorded = check_lora_compatible([Path(m) for m in recipe.models], recipe.method)
-        base = recipe.base_model or recorded  # base_model: where the recorded base lives now, if it moved
+        base = local(recipe.base_model or recorded)  # base_model: where the recorded base lives now, if it moved
         if not base:
             raise ValueError(f"{recipe.models[0]}: adapter_config.json records no base model; set base_model")
     else:
         check_compatible([Path(m) for m in recipe.models] + ([Path(recipe.base_model)] if recipe.base_model else []))
-    jobs = [(Path(recipe.output_dir), recipe.models, recipe.weights)]
-    if recipe.leave_one_out:
-        for i, m in enumerate(recipe.models):
-            rest = recipe.models[:i] + recipe.models[i + 1 :]
-            w = None
-            if recipe.weights:
-                kept = recipe.weights[:i] + recipe.weights[i + 1 :]
-                w = [x / sum(kept) for x in kept]
-            jobs.append((Path(recipe.output_dir) / f"without-{Path(m).name}", rest, w))
+    jobs = merge_jobs(recipe)
     outputs = []
     for out, models, weights in jobs:
         log.info("merge %s of %d models -> %s", recipe.method, len(models), out)
@@ -262,7 +288,7 @@ def run_merge_recipe(recipe: MergeRecipe) -> list[Path]:
     return outputs
 
 
-def _mergekit(recipe: MergeRecipe, models: list[str], weights: list[float] | None, out: Path) -> dict:
+def _mergekit(recipe: MergeRecipe, models: list[str], weights: list[float], out: Path) -> dict:
     from mergekit.config import MergeConfiguration
     from mergekit.merge import MergeOptions, run_merge
 
