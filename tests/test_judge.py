@@ -122,9 +122,12 @@ def test_judge_read_by_answers_keeps_only_pairs_it_agrees_with_in_both_orders(tm
     verdicts = pl.read_parquet(tmp_path / "pairs" / "judge_verdicts.parquet")
     assert sorted(verdicts["pair_id"]) == sorted(unjudged["pair_id"])
     assert set(verdicts["reading"]) == {"answers"} and verdicts["p_chosen"].null_count() == n
-    for v in verdicts.to_dicts():  # every decision follows from its two stored verdicts
-        assert v["decision"] == decide(v["verdict_chosen_first"], v["verdict_rejected_first"])
-        assert v["reply_chosen_first"] is not None
+    # every decision follows from its two stored verdicts, by the rule written out here by hand
+    by_hand = {("A", "B"): "agree", ("B", "A"): "disagree", ("tie", "tie"): "tie"}
+    for v in verdicts.to_dicts():
+        both = (v["verdict_chosen_first"], v["verdict_rejected_first"])
+        expected = "unparsed" if "unparsed" in both else by_hand.get(both, "position_bias")
+        assert v["decision"] == expected and v["reply_chosen_first"] is not None
     assert sorted(judged["pair_id"]) == sorted(verdicts.filter(pl.col("decision") == "agree")["pair_id"])
     report = json.loads((tmp_path / "pairs" / "judge_report.json").read_text())
     assert sum(r["pairs"] for d in report["by_type"].values() for r in d.values()) == n
@@ -189,3 +192,50 @@ def test_judge_on_llamacpp_is_read_by_probability_on_a_seeded_sample(tmp_path, e
 def test_keep_agreed_refuses_a_sample():
     with pytest.raises(ValueError, match="judge every pair"):
         judge_pairs(pl.DataFrame({"pair_id": ["a", "b"]}), {}, None, None, sample=1, keep="agreed")
+
+
+def test_a_set_read_both_ways_reports_each_reading_beside_its_own_baseline_and_counts_failures():
+    """Hand-built verdicts: 2 read by probability (1 agrees), 2 by answers (1 agrees), 1 whose call failed."""
+    from alfa.data.judge import VERDICT_SCHEMA, judge_report
+
+    def row(i, reading, decision):
+        return {"pair_id": f"p{i}", "attribute": "clarity", "pair_type": "enhanced_vs_original", "judge": "j",
+                "reading": reading, "decision": decision}  # fmt: skip
+
+    rows = [row(0, "probability", "agree"), row(1, "probability", "disagree"), row(2, "answers", "agree"),
+            row(3, "answers", "position_bias"), row(4, "failed", "call_failed")]  # fmt: skip
+    report = judge_report(pl.DataFrame(rows, schema=VERDICT_SCHEMA))
+    assert report["overall"]["pairs"] == 5 and report["overall"]["agree"] == 2  # the failure counts, as a loss
+    assert report["reading"] == "mixed" and report["no_information_baseline"] is None
+    assert report["failed_calls"] == 1
+    assert {r: (a["agree"], a["pairs"], a["no_information_baseline"]) for r, a in report["by_reading"].items()} == {
+        "probability": (1, 2, 0.5),
+        "answers": (1, 2, 0.25),
+    }
+
+
+def test_failed_judge_calls_on_a_real_server_are_counted_logged_and_carded(tmp_path, embedder, caplog):
+    """llama.cpp's real server behind a base URL with a wrong path (a user's typo) answers every judge call 404:
+    with keep agreed the pairs are dropped, and the log, pairs.json and the card say how many and why."""
+    pytest.importorskip("xllamacpp")
+    from alfa.data.card import write_card
+    from alfa.llm.embedded import smollm2_gguf_path
+    from alfa.llm.endpoint import OpenAIRewriter
+    from alfa.llm.llamacpp import LlamaCppServer
+
+    run = _run_dir(tmp_path)
+    server = LlamaCppServer(smollm2_gguf_path(), parallel=1, ctx=2048).start()
+    try:
+        judge = OpenAIRewriter("smollm2", f"{server.base_url}/wrong", concurrency=1, max_tokens=4)
+        with caplog.at_level("WARNING"):
+            kept = make_pairs(run, tmp_path / "pairs", embedder=embedder, judge=judge, judge_keep="agreed")
+    finally:
+        server.stop()
+    info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())["judge"]
+    n = info["pairs_before"]
+    assert n >= 3 and kept.height == 0 and info["failed_calls"] == n and info["reading"] == "none"
+    verdicts = pl.read_parquet(tmp_path / "pairs" / "judge_verdicts.parquet")
+    assert set(verdicts["decision"]) == {"call_failed"} and verdicts["reply_chosen_first"][0].startswith("HTTP 404")
+    assert f"{n} of {n} pairs could not be judged" in caplog.text and "--judge-keep agreed dropped them" in caplog.text
+    card = write_card(tmp_path / "pairs").read_text()
+    assert f"{n} pair(s) could not be judged because a call failed** and were dropped" in card

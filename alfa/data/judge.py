@@ -171,7 +171,7 @@ def verdict(pair: dict, first, second, judge_name: str) -> dict:
         "attribute": pair["attribute"],
         "pair_type": pair["pair_type"],
         "judge": judge_name,
-        "reading": "answers" if p is None else "probability",
+        "reading": "failed" if decision == "call_failed" else "answers" if p is None else "probability",
         "reply_chosen_first": first.text if first.error is None else first.error,
         "reply_rejected_first": second.text if second.error is None else second.error,
         "verdict_chosen_first": v1,
@@ -215,7 +215,8 @@ def agreement(verdicts: pl.DataFrame) -> dict:
 
 
 def judge_report(verdicts: pl.DataFrame) -> dict:
-    """{"overall": agreement, "reading", "no_information_baseline", "mean_p_a" (position bias: 0.5 is none),
+    """{"overall": agreement, "reading" (probability, answers, or mixed), "no_information_baseline" (None when
+    mixed), "failed_calls", "by_reading": {reading: agreement + its baseline}, "mean_p_a" (position bias: 0.5 is none),
     "by_attribute": {attribute: agreement}, "by_type": {attribute: {pair_type: {"pairs", "agree", "rate",
     "decisions"}}}}"""
     by_type: dict = {}
@@ -227,14 +228,20 @@ def judge_report(verdicts: pl.DataFrame) -> dict:
             "rate": round(agreed / g.height, 4),
             "decisions": dict(sorted(g["decision"].value_counts().rows())),
         }
-    readings = sorted(set(verdicts["reading"].to_list()))
-    reading = readings[0] if len(readings) == 1 else "answers" if readings else "none"
+    # Each reading has its own no-information baseline; a set read both ways is reported per reading.
+    readings = sorted(set(verdicts["reading"].to_list()) - {"failed"})
+    reading = readings[0] if len(readings) == 1 else "mixed" if readings else "none"
     p_a = pl.concat([verdicts["p_a_chosen_first"], verdicts["p_a_rejected_first"]]).drop_nulls()
     attributes = sorted(by_type)
     return {
         "overall": agreement(verdicts),
         "reading": reading,
         "no_information_baseline": BASELINE.get(reading),
+        "failed_calls": verdicts.filter(pl.col("decision") == "call_failed").height,
+        "by_reading": {
+            r: agreement(verdicts.filter(pl.col("reading") == r)) | {"no_information_baseline": BASELINE[r]}
+            for r in readings
+        },
         "mean_p_a": round(float(p_a.mean()), 4) if p_a.len() else None,
         "by_attribute": {a: agreement(verdicts.filter(pl.col("attribute") == a)) for a in attributes},
         "by_type": {a: dict(sorted(by_type[a].items())) for a in attributes},

@@ -355,6 +355,8 @@ def verify_with_judge(
         "agreement": report["overall"],
         "reading": report["reading"],
         "no_information_baseline": report["no_information_baseline"],
+        "failed_calls": report["failed_calls"],
+        "by_reading": report["by_reading"],
         "mean_p_a": report["mean_p_a"],
         "stats": asdict(judge_stats),
     }
@@ -367,6 +369,15 @@ def verify_with_judge(
         before,
         out_dir / "judge_verdicts.parquet",
     )
+    if report["failed_calls"]:
+        log.warning(
+            "judge: %d of %d pairs could not be judged (a call failed; replies in %s)%s: rerun the same command "
+            "to ask only those again",
+            report["failed_calls"],
+            verdicts.height,
+            out_dir / "judge_verdicts.parquet",
+            ", and --judge-keep agreed dropped them" if keep == "agreed" else "",
+        )
     return pairs, judged
 
 

@@ -188,9 +188,7 @@ def check_lora_compatible(adapter_dirs: list[Path], method: str) -> str:
     return ref_cfg["base_model_name_or_path"]
 
 
-def merge_lora_adapters(
-    recipe: MergeRecipe, adapters: list[str], weights: list[float], base: str, out: Path
-) -> dict:
+def merge_lora_adapters(recipe: MergeRecipe, adapters: list[str], weights: list[float], base: str, out: Path) -> dict:
     """peft's add_weighted_adapter over the adapters, saved as one adapter folder. Returns what was done."""
     import torch
     from peft import PeftModel, get_peft_model_state_dict
