@@ -42,6 +42,7 @@ demo: $(VENV)/.installed $(VENV)/.installed-models
 test: $(VENV)/.installed-dev $(VENV)/.installed-models
 	$(VENV)/bin/ruff check alfa tests bench
 	$(VENV)/bin/ruff format --check alfa tests bench
+	$(VENV)/bin/deptry .
 	$(PY) -m pytest tests
 
 clean-demo:

@@ -1,6 +1,6 @@
 """Stage 6, card: a Hugging Face dataset card (PAIRS_DIR/README.md) plus plots in PAIRS_DIR/plots/.
 
-The wording lives in the template data_cards/templates/dataset_card.md.j2; this module computes what
+The wording lives in the template alfa/data/templates/dataset_card.md.j2; this module computes what
 fills it. The YAML front matter is built with huggingface_hub's own DatasetCardData, so the Hub (and
 `DatasetCard.load`) parse it. The body reports what a reader of a preference set needs and other
 tools leave out: counts per attribute and pair type, filter pass rates with the reasons, the
@@ -236,7 +236,7 @@ def card_data(pairs: pl.DataFrame, run: dict, license: str, pretty_name: str | N
 def write_card(
     pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | None = None, source_description: str | None = None
 ) -> Path:
-    """Write PAIRS_DIR/README.md (from data_cards/templates/dataset_card.md.j2) and PAIRS_DIR/plots/*.png.
+    """Write PAIRS_DIR/README.md (from alfa/data/templates/dataset_card.md.j2) and PAIRS_DIR/plots/*.png.
     Returns the README path."""
     from huggingface_hub import DatasetCard
 

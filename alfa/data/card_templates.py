@@ -1,5 +1,6 @@
-"""The card templates (Jinja2) in the top-level data_cards/templates/: dataset cards (alfa.data.card) and
-model cards (alfa.train.run). Change a card's wording there; the code only computes what fills it."""
+"""The card templates (Jinja2) in alfa/data/templates/, shipped inside the package (package data, so a plain
+`pip install .` has them): dataset cards (alfa.data.card), method pair cards and model cards (alfa.train.run).
+Change a card's wording there; the code only computes what fills it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import functools
 import json
 from pathlib import Path
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "data_cards" / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -30,11 +31,6 @@ def pct(x: float | None) -> str:
 def environment():
     import jinja2
 
-    if not TEMPLATES_DIR.is_dir():
-        raise FileNotFoundError(
-            f"alfa's card templates are not at {TEMPLATES_DIR}: alfa reads them from its source "
-            "tree; install it from a clone with `pip install -e .` (or `make install`)"
-        )
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
         keep_trailing_newline=True,

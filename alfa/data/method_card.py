@@ -1,5 +1,5 @@
 """The card of a pairs dir that a method made rather than the rewriting pipeline (UoT's question plans, CollabLLM's
-multiturn-aware reward, flawed problems): PAIRS_DIR/README.md from data_cards/templates/method_pairs_card.md.j2,
+multiturn-aware reward, flawed problems): PAIRS_DIR/README.md from alfa/data/templates/method_pairs_card.md.j2,
 with a plot of how far each chosen reply's score lies above its rejected one.
 
 Such a dir holds the same split files as any other (`alfa lint`, `alfa train` and `alfa review push` read it

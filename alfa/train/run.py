@@ -308,7 +308,7 @@ def keep_secrets_off_disk(config) -> None:
 
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
-    """OUTPUT_DIR/README.md from data_cards/templates/model_card.md.j2."""
+    """OUTPUT_DIR/README.md from alfa/data/templates/model_card.md.j2."""
     text = render(
         "model_card.md.j2",
         recipe=recipe,
