@@ -142,7 +142,8 @@ def test_failed_replies_are_sampled_again_each_sample_its_own_cached_call(tmp_pa
         sampling = rw.sampling if row["sample"] == 0 else rw.with_sampling(0.8, row["sample"]).sampling
         assert row["call_key"] == call_key(rw.cache_id, messages, sampling) and row["sample"] == tries[-1]["sample"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["sample_again"] == {"samples": 3, "temperature": 0.8, "resampled": sum(len(a) > 1 for a in attempts)}
+    resampled = sum(len(a) > 1 for a in attempts)
+    assert run["sample_again"] == {"samples": 3, "temperature": 0.8, "max_words": 60, "resampled": resampled}
     again = counting(tiny_rewriter)
     synthesize(q, pack, again, tmp_path / "run", samples=3, temperature=0.8)
     assert again.calls == 0 and _variants(tmp_path / "run").equals(v)
@@ -215,3 +216,19 @@ def test_the_cli_counts_variants_sampled_again_not_restatements(tmp_path, questi
         0 < resampled <= 6
         and f"6 variants ({resampled} sampled again): {9 + resampled} requests" in capsys.readouterr().out
     )
+
+
+def test_a_reply_too_long_for_the_filters_max_words_is_sampled_again(tmp_path, questions):
+    """Resampling judges "too long" by the filter's max_words (a pipeline's filter.max_words), not a fixed 60:
+    a 14-word question passes at 60 and is asked again at 10. A scripted rewriter (not a model) writes it."""
+    from scripted import ScriptedBackend
+
+    long = "Could you tell me exactly when the pain first started and how bad it is?"
+    short = "When did the pain start?"
+    pack = load_pack("core").select(["clarity"])
+    for max_words, expected in ((60, 0), (10, 2)):
+        rw = ScriptedBackend("long-then-short", reply=lambda messages, seed: long if seed is None else short)
+        synthesize(questions.head(1), pack, rw, tmp_path / str(max_words), samples=2, max_words=max_words)
+        run = json.loads((tmp_path / str(max_words) / "run.json").read_text())
+        assert run["sample_again"]["resampled"] == expected and run["sample_again"]["max_words"] == max_words
+        assert set(_variants(tmp_path / str(max_words))["reply"]) == {long if expected == 0 else short}

@@ -157,6 +157,7 @@ def build(config: PipelineConfig) -> int:
             groups="given" if ingested.groups_given else "none",
             samples=config.synthesis.samples,
             temperature=config.synthesis.temperature,
+            max_words=config.filter.max_words,  # a reply the filter would reject as too long is sampled again
         )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started

@@ -73,6 +73,7 @@ def synthesize(
     groups: str | None = None,
     samples: int = 3,
     temperature: float = 0.8,
+    max_words: int = 60,  # the filter's max_words: a reply it would reject as too long is sampled again
 ) -> CallStats:
     """Write variants for every question x attribute x direction into `run_dir`.
 
@@ -108,7 +109,9 @@ def synthesize(
     plan, requests = rewrite_requests(rows, posts, sources, pack, directions, hindsight_for_enhance, max_context_chars)
     replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
     originals = [(sources[i], rows[i]["question"]) for i, _, _ in plan]
-    attempts = sample_again(rewriter, cache, requests, replies, keys, originals, pack, samples, temperature, stats)
+    attempts = sample_again(
+        rewriter, cache, requests, replies, keys, originals, pack, samples, temperature, stats, max_words
+    )
     cache.close()
 
     out = write_variants(run_dir, rows, plan, keys, replies, attempts, sources, standalone_texts, fallbacks)
@@ -126,7 +129,12 @@ def synthesize(
         hindsight_for_enhance,
         rewriter,
         stats,
-        {"samples": samples, "temperature": temperature, "resampled": sum(len(a) > 1 for a in attempts)},
+        {
+            "samples": samples,
+            "temperature": temperature,
+            "max_words": max_words,
+            "resampled": sum(len(a) > 1 for a in attempts),
+        },
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     log_outcome(len(out), stats, run_dir)
@@ -232,9 +240,11 @@ def sample_again(
     samples: int,
     temperature: float,
     stats: CallStats,
+    max_words: int,
 ) -> list[list[dict]]:
-    """Ask again, sampling, for every reply that fails the text checks; `replies` and `keys` are updated in place
-    to the first attempt that passes (or the last one). Returns each request's attempts: sample, seed, reason."""
+    """Ask again, sampling, for every reply that fails the text checks (the filter's, with its `max_words`);
+    `replies` and `keys` are updated in place to the first attempt that passes (or the last one). Returns each
+    request's attempts: sample, seed, reason."""
     from alfa.data.filter import normalize, text_check
 
     examples = {
@@ -247,7 +257,7 @@ def sample_again(
     def reason_of(i: int) -> str | None:
         if replies[i].error is not None:
             return "call_failed"  # not sampled again: the call itself failed, and the next run retries it
-        return text_check(replies[i].text, originals[i], examples)[1]
+        return text_check(replies[i].text, originals[i], examples, max_words)[1]
 
     attempts = [[{"sample": 0, "seed": None, "reason": reason_of(i)}] for i in range(len(requests))]
     for seed in range(1, samples):
