@@ -43,3 +43,21 @@ def test_batched_scores_equal_a_hand_computation_on_mixed_lengths_and_are_cached
     again = LogProbScorer(tiny_model_dir, batch_size=1, cache=cache)
     again.model = None  # a rerun must not touch the model: every score comes from the cache
     assert again.score(ITEMS) == batched
+
+
+def test_another_chat_template_on_the_same_weights_is_scored_again(tmp_path, tiny_model_dir):
+    """The cache keys on the tokenizer and its chat template too: the same weights under another template score
+    other tokens, so they must not be handed the old scores."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    cache = CallCache(tmp_path / "scores.sqlite")
+    first = LogProbScorer(tiny_model_dir, cache=cache).score(ITEMS[:1])
+    other = tmp_path / "retemplated"
+    shutil.copytree(tiny_model_dir, other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.chat_template = "{% for m in messages %}<<{{ m['content'] }}>>{% endfor %}"
+    tokenizer.save_pretrained(other)
+    again = LogProbScorer(other, cache=cache)
+    assert again.score(ITEMS[:1]) != first and len(cache) == 2  # scored again, not read from the cache

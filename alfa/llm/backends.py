@@ -56,6 +56,15 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 DIGEST_FILE = "alfa-weights.sha256.json"
 
 
+def tokenizer_digest(tokenizer) -> str:
+    """The tokenizer's identity: its vocabulary, special tokens and chat template (a cache keyed on weights
+    alone would hand a retemplated model the scores of the old template)."""
+    payload = json.dumps(
+        [sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens, tokenizer.chat_template], default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def weights_digest(model_dir: Path) -> str:
     """Content digest of a model folder's weight files: sha256 over every weight file's bytes, computed once
     and kept beside them (DIGEST_FILE, or under $ALFA_CACHE when the folder is read-only). Recomputed when a

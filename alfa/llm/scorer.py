@@ -5,14 +5,15 @@ Batched with right padding; the sum runs over the target's own tokens only, neve
 STaR-GATE's public scorer, whose mask counted the right-padding of shorter sequences). The context is rendered
 with the model's chat template and a generation prompt; the target's tokens follow it unmerged (the context and
 the target are tokenized apart and joined), so every row scores exactly the tokens it would have generated.
-Scores are cached by the weights' digest and the texts: a rerun scores nothing twice.
+Scores are cached by the weights' digest, the tokenizer's identity (its vocabulary and chat template) and the
+texts: a rerun scores nothing twice, and a model folder given another chat template scores again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from alfa.llm.backends import default_device, weights_digest
+from alfa.llm.backends import default_device, tokenizer_digest, weights_digest
 from alfa.llm.cache import CallCache, call_key
 
 
@@ -26,7 +27,7 @@ class LogProbScorer:
         self.device = default_device()
         self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(self.device).eval()
         self.batch_size, self.cache = batch_size, cache
-        self.identity = f"logprob-scorer|weights={weights_digest(self.model_path)[:16]}"
+        self.identity = f"logprob-scorer|weights={weights_digest(self.model_path)[:16]}|tokenizer={tokenizer_digest(self.tokenizer)}"
 
     def token_ids(self, context: list[dict], target: str) -> tuple[list[int], int]:
         """(context ids + target ids, number of context ids)."""

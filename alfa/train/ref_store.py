@@ -23,6 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.llm.backends import tokenizer_digest
 from alfa.train.recipe import Recipe
 
 
@@ -58,14 +59,6 @@ class RefLogpStore:
 
     def close(self):
         self.db.close()
-
-
-def tokenizer_digest(tokenizer) -> str:
-    """The tokenizer's identity: its vocabulary, special tokens and chat template."""
-    payload = json.dumps(
-        [sorted(tokenizer.get_vocab().items()), tokenizer.all_special_tokens, tokenizer.chat_template], default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def input_key(example: dict, scoring: dict) -> str:
