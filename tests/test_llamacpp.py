@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import polars as pl
@@ -113,14 +114,48 @@ def test_the_server_dies_with_alfa(tmp_path, questions_file, how):
     assert wait_gone(servers[0]), f"the llama.cpp server {servers[0]} outlived alfa ({how.name})"
 
 
-def test_two_alfa_servers_never_share_a_port_and_a_bad_file_is_refused(tmp_path):
+def test_a_port_taken_after_it_was_chosen_is_left_for_another_and_a_bad_file_is_refused(tmp_path, monkeypatch):
+    """The race free_port() leaves open, made to happen: the first port it picks is already held, once by a bare
+    socket (llama.cpp's bind fails) and once by an HTTP server that answers /health (a squatter alfa must not
+    take for its own). Each time alfa starts its server again on another port, and the one it talks to is its own."""
+    import http.server
+    import socket
+    import threading
+
+    import alfa.llm.llamacpp as llamacpp
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "ok"}')
+
+        def log_message(self, *args):
+            pass
+
+    bare = socket.socket()
+    bare.bind(("127.0.0.1", 0))
+    bare.listen()
+    squatter = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=squatter.serve_forever, daemon=True).start()
+    real_free_port = llamacpp.free_port
     gguf = smollm2_gguf_path()
-    with LlamaCppServer(gguf, parallel=1, ctx=1024) as a, LlamaCppServer(gguf, parallel=1, ctx=1024) as b:
-        assert a.port != b.port and a.proc.pid != b.proc.pid
-    assert wait_gone(a.proc.pid) and wait_gone(b.proc.pid)
+    try:
+        for taken in (bare.getsockname()[1], squatter.server_address[1]):
+            picks = iter([taken])
+            monkeypatch.setattr(llamacpp, "free_port", lambda: next(picks, None) or real_free_port())
+            with LlamaCppServer(gguf, parallel=1, ctx=1024) as server:
+                assert server.port != taken and llamacpp.listens_on(server.proc.pid, server.port)
+                with urllib.request.urlopen(f"{server.base_url}/models", timeout=10) as r:
+                    assert "SmolLM2" in r.read().decode()  # llama.cpp answers, not the squatter
+            assert wait_gone(server.proc.pid)
+    finally:
+        bare.close()
+        squatter.shutdown()
+    monkeypatch.setattr(llamacpp, "free_port", real_free_port)
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    with pytest.raises(RuntimeError, match="llama.cpp's server exited"):
+    with pytest.raises(RuntimeError, match="llama.cpp's server exited"):  # not a port problem: no second try
         LlamaCppServer(broken, parallel=1, ctx=1024).start()
 
 

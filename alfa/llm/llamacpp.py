@@ -44,6 +44,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on 127.0.0.1:`port` (Linux: /proc/net/tcp and the
+    process's file descriptors). Elsewhere, where /proc is absent, it is taken on trust."""
+    if not Path("/proc/net/tcp").exists():
+        return True
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+            listening.add(f"socket:[{fields[9]}]")
+    try:
+        owned = {os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:  # the process is gone
+        return False
+    return bool(listening & owned)
+
+
 def gguf_digest(gguf: Path) -> str:
     """sha256 of a GGUF file, computed once and kept in alfa's cache (keyed by path, size and mtime)."""
     gguf = Path(gguf).resolve()
@@ -85,11 +102,28 @@ class LlamaCppServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> LlamaCppServer:
+    def start(self, attempts: int = 3) -> LlamaCppServer:
+        """Start the server on a free port and wait for /health. The port is only known free when chosen: another
+        process may take it before llama.cpp binds. Then llama.cpp exits on a failed bind, or /health is answered
+        by whoever holds the port (checked: the listening socket must be this server's); either way this server
+        is stopped and started again on another port. Any other exit is an error at once, with the log."""
         import importlib.util
 
         if importlib.util.find_spec("xllamacpp") is None:
             raise RuntimeError(f"llama.cpp's server is not installed: {XLLAMACPP_INSTALL}")
+        for attempt in range(1, attempts + 1):
+            why = self._start_once()
+            if why is None:
+                return self
+            self.stop()
+            log.warning("llama.cpp's server on port %d: %s; attempt %d of %d", self.port, why, attempt, attempts)
+        raise RuntimeError(
+            f"llama.cpp's server for {self.gguf} did not start in {attempts} attempts; the last: {why}. "
+            f"Its log: {self.log_file}"
+        )
+
+    def _start_once(self) -> str | None:
+        """One start on a newly chosen port: None once this process answers /health, else why not."""
         self.port = free_port()
         self.log_path.mkdir(parents=True, exist_ok=True)
         log_file = self.log_file = self.log_path / f"llama-server-{self.port}.log"
@@ -117,13 +151,18 @@ class LlamaCppServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = log_file.read_text()[-2000:]
+                if "couldn't bind" in tail:  # another process took the port after free_port chose it
+                    return "the port was taken before llama.cpp could bind it"
                 raise RuntimeError(
                     f"llama.cpp's server exited with code {self.proc.returncode} while loading "
-                    f"{self.gguf}; its log ({log_file}):\n{log_file.read_text()[-2000:]}"
+                    f"{self.gguf}; its log ({log_file}):\n{tail}"
                 )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                     if r.status == 200:
+                        if not listens_on(self.proc.pid, self.port):
+                            return "another process answers on that port"
                         log.info(
                             "llama.cpp server for %s on %s (pid %d, %d threads, %d slots)",
                             self.gguf.name,
@@ -132,14 +171,11 @@ class LlamaCppServer:
                             self.threads,
                             self.parallel,
                         )
-                        return self
+                        return None
             except OSError:  # not listening yet, or 503 while the model loads
                 pass
             time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(
-            f"llama.cpp's server did not answer /health within {self.startup_timeout_s:.0f} s; its log: {log_file}"
-        )
+        return f"no answer on /health within {self.startup_timeout_s:.0f} s"
 
     def stop(self) -> None:
         """Stop the server by its pid (SIGTERM, then SIGKILL); a no-op when it is not running."""
