@@ -85,6 +85,35 @@ def test_csv_with_a_bad_byte_and_a_ragged_row(tmp_path):
     assert "UTF-8" in reasons[3] and "more cells" in reasons[4]
 
 
+def test_a_quote_left_open_in_a_csv_is_rejected_naming_its_lines_and_a_multiline_post_is_kept(tmp_path, caplog):
+    """The issue's reproductions: row 1 opens a quote that never closes (before: `1 questions; 0 rejected`, the
+    next three rows swallowed into one question), and a quote that closes rows later (before: line 6 named
+    nowhere). Every physical line is now kept or rejected with its number; a quoted post with line breaks is
+    still one row, kept under its first line."""
+    fm = parse_map("question=question,context=post")
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text('question,post\n"Does it hurt?,Knee.\nWhen did it start?,Head.\nAny fever?,Cough.\n')
+    result = ingest(unclosed, fm)
+    assert result.questions.height == 0
+    assert [(r.line, r.field) for r in result.rejects] == [(2, "*")]
+    assert "opened on line 2 is not closed: lines 2-4" in result.rejects[0].reason
+    later = tmp_path / "later.csv"
+    rows = ["question,post", "Q1?,P1.", '"Q2?,P2.', "Q3?,P3.", 'Q4 "x"?,P4.', "Q5?,P5.", "Q6?,P6."]
+    later.write_text("\n".join(rows) + "\n")
+    result = ingest(later, fm)
+    kept = result.questions["qid"].to_list()
+    rejected = [r.line for r in result.rejects]
+    assert kept == ["later-2", "later-6", "later-7"] and rejected == [3]
+    assert "lines 3-5" in result.rejects[0].reason  # lines 3, 4 and 5 are named, in the reject
+    posts = tmp_path / "posts.csv"
+    posts.write_text('question,post\nAny fever?,"Cough for a week.\n\nWorse at night, ""dry"" cough."\nQ2?,P2.\n')
+    with caplog.at_level("WARNING"):
+        result = ingest(posts, fm)
+    assert result.questions["qid"].to_list() == ["posts-2", "posts-5"] and not result.rejects
+    assert 'Worse at night, "dry" cough.' in result.questions["context"][0][0]["content"]
+    assert "1 rows span several lines" in caplog.text and "lines 2-4" in caplog.text
+
+
 def test_parquet_and_saved_hf_dataset_inputs(tmp_path):
     rows = [
         {"question": "Does it hurt when you walk?", "context": "Hip pain for a month.", "thread": "t1"},

@@ -167,22 +167,7 @@ def _read_rows(path: Path, rejects: list[Reject]):
     if suffix in (".jsonl", ".json", ".ndjson"):
         yield from _jsonl_rows(path, rejects)
     elif suffix in (".csv", ".tsv"):
-        with open(path, "rb") as f:
-            data = f.read()
-        # Decode line by line so one bad byte sequence rejects one line, not the file.
-        lines = []
-        for n, raw in enumerate(data.splitlines(keepends=True), start=1):
-            text = _decode_line(path, n, raw, rejects)
-            lines.append("\n" if text is None else text)  # a rejected line keeps the line numbers aligned
-        reader = csv.DictReader(lines, delimiter="\t" if suffix == ".tsv" else ",")
-        for row in reader:
-            n = reader.line_num
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            if None in row:
-                rejects.append(Reject(str(path), n, "*", "more cells than header columns", json.dumps(row[None])[:200]))
-                continue
-            yield n, row
+        yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",", rejects)
     elif suffix == ".parquet":
         for n, row in enumerate(pl.read_parquet(path).iter_rows(named=True), start=1):
             yield n, row
@@ -190,6 +175,47 @@ def _read_rows(path: Path, rejects: list[Reject]):
         raise ValueError(
             f"{path}: unsupported input type {suffix!r}; give .jsonl, .csv, .tsv, .parquet or a folder "
             "written by datasets' save_to_disk"
+        )
+
+
+def _csv_rows(path: Path, delimiter: str, rejects: list[Reject]):
+    """CSV/TSV rows by their first physical line. A quoted field may hold line breaks (a post's paragraphs); a quote
+    left open swallows the rows after it, which the odd count of quote characters in its lines gives away: that
+    record is rejected naming its lines, never kept as one long question."""
+    with open(path, "rb") as f:
+        data = f.read()
+    # Decode line by line so one bad byte sequence rejects one line, not the file.
+    lines = []
+    for n, raw in enumerate(data.splitlines(keepends=True), start=1):
+        text = _decode_line(path, n, raw, rejects)
+        lines.append("\n" if text is None else text)  # a rejected line keeps the line numbers aligned
+    reader = csv.DictReader(lines, delimiter=delimiter)
+    if reader.fieldnames is None:  # an empty file
+        return
+    end, spanning = reader.line_num, []
+    for row in reader:
+        start, end = end + 1, reader.line_num
+        while start < end and not lines[start - 1].strip():  # blank lines before a record are skipped
+            start += 1
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        if end > start:
+            if sum(line.count('"') for line in lines[start - 1 : end]) % 2:
+                reason = f'a quote (") opened on line {start} is not closed: lines {start}-{end} would be one row'
+                rejects.append(Reject(str(path), start, "*", reason, "".join(lines[start - 1 : end])[:200]))
+                continue
+            spanning.append(f"{start}-{end}")
+        if None in row:
+            rejects.append(Reject(str(path), start, "*", "more cells than header columns", json.dumps(row[None])[:200]))
+            continue
+        yield start, row
+    if spanning:
+        log.warning(
+            "%s: %d rows span several lines (a quoted field with line breaks), lines %s%s",
+            path,
+            len(spanning),
+            ", ".join(spanning[:5]),
+            "" if len(spanning) <= 5 else ", ...",
         )
 
 
