@@ -240,3 +240,21 @@ def test_lint_says_which_checks_it_skipped_in_its_printout_report_and_card(pairs
     assert "skipped" not in capsys.readouterr().out
     assert json.loads((d / "lint_report.json").read_text())["skipped"] == {}
     assert "skipped" not in write_card(d).read_text().split("## Lint")[1].split("\n## ")[0]
+
+
+def test_a_rerun_of_alfa_card_keeps_the_licence_and_title_and_a_bad_licence_is_refused(pairs_dir, tmp_path, capsys):
+    """The issue's reproduction: a rerun of `alfa card` rewrote `license: apache-2.0` to the hidden default."""
+    from alfa.cli import main
+
+    d = _cardable_copy(pairs_dir, tmp_path / "pairs")
+    assert main(["card", str(d), "--license", "apache-2.0", "--name", "Knee questions"]) == 0
+    assert main(["card", str(d)]) == 0
+    card = (d / "README.md").read_text()
+    assert "license: apache-2.0" in card and "pretty_name: Knee questions" in card
+    assert main(["card", str(d), "--license", "mit"]) == 0  # a new value given is taken, the title kept
+    card = (d / "README.md").read_text()
+    assert "license: mit" in card and "pretty_name: Knee questions" in card
+    capsys.readouterr()
+    assert main(["card", str(d), "--license", "apache2"]) != 0
+    assert "'apache2' is not a licence id" in capsys.readouterr().err
+    assert "license: mit" in (d / "README.md").read_text()  # the refused run changed nothing

@@ -297,8 +297,12 @@ def add_card(sub) -> None:
         formatter_class=fmt,
     )
     s.add_argument("pairs_dir")
-    s.add_argument("--license", default="cc-by-4.0", help="licence id of the dataset (follow your source data)")
-    s.add_argument("--name", help="pretty name for the card")
+    s.add_argument(
+        "--license",
+        help="licence id of the dataset, as the Hub spells it (follow your source data; default: what the card "
+        "says now, else cc-by-4.0)",
+    )
+    s.add_argument("--name", help="pretty name for the card (default: what the card says now, else one from the pack)")
     s.set_defaults(func=_card)
 
 

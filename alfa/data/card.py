@@ -233,16 +233,62 @@ def card_data(pairs: pl.DataFrame, run: dict, license: str, pretty_name: str | N
     )
 
 
+DEFAULT_LICENSE = "cc-by-4.0"
+CARD_SETTINGS = "card.json"  # what the card was last written with: a rerun keeps it unless told otherwise
+# Licence ids the Hub takes besides SPDX ones (its lowercase SPDX ids are checked by packaging.licenses).
+HUB_ONLY_LICENSES = {"other", "unknown", "openrail", "openrail++", "bigscience-openrail-m", "creativeml-openrail-m",
+                     "bigscience-bloom-rail-1.0", "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "gemma"}  # fmt: skip
+
+
+def check_license(license: str) -> str:
+    """`license` as the Hub spells it (lowercase), or a ValueError saying what a licence id looks like."""
+    from packaging.licenses import InvalidLicenseExpression, canonicalize_license_expression
+
+    if license.lower() in HUB_ONLY_LICENSES:
+        return license.lower()
+    try:
+        canonicalize_license_expression(license)
+    except InvalidLicenseExpression:
+        raise ValueError(
+            f"--license {license!r} is not a licence id: give an SPDX id as the Hub spells it (apache-2.0, mit, "
+            "cc-by-4.0, cc-by-nc-sa-4.0, ...; follow your source data) or 'other'"
+        ) from None
+    return license.lower()
+
+
+def card_settings(pairs_dir: Path, license: str | None, pretty_name: str | None, source: str | None) -> dict:
+    """Each setting as given, else as the card was last written (card.json, or an older card's front matter),
+    else the default: a rerun of `alfa card` keeps the licence, title and source a person chose."""
+    saved, readme = pairs_dir / CARD_SETTINGS, pairs_dir / "README.md"
+    before = json.loads(saved.read_text()) if saved.exists() else {}
+    if not before and readme.exists():
+        from huggingface_hub import DatasetCard
+
+        data = DatasetCard.load(readme).data
+        before = {"license": data.license, "pretty_name": data.pretty_name}
+    given = {"license": license, "pretty_name": pretty_name, "source_description": source}
+    settings = {k: v if v is not None else before.get(k) for k, v in given.items()}
+    settings["license"] = check_license(settings["license"] or DEFAULT_LICENSE)
+    return settings
+
+
 def write_card(
-    pairs_dir: Path, license: str = "cc-by-4.0", pretty_name: str | None = None, source_description: str | None = None
+    pairs_dir: Path, license: str | None = None, pretty_name: str | None = None, source_description: str | None = None
 ) -> Path:
     """Write PAIRS_DIR/README.md (from alfa/data/templates/dataset_card.md.j2) and PAIRS_DIR/plots/*.png.
-    Returns the README path."""
+    A setting left None keeps what the card was last written with (card.json). Returns the README path."""
     from huggingface_hub import DatasetCard
 
     from alfa.data.method_card import is_method_pairs, write_method_card
 
     pairs_dir = Path(pairs_dir)
+    settings = card_settings(pairs_dir, license, pretty_name, source_description)
+    (pairs_dir / CARD_SETTINGS).write_text(json.dumps(settings, indent=2))
+    license, pretty_name, source_description = (
+        settings["license"],
+        settings["pretty_name"],
+        settings["source_description"],
+    )
     if is_method_pairs(pairs_dir):  # made by a method (UoT, CollabLLM, flaws), not by the rewriting pipeline
         return write_method_card(pairs_dir, license, pretty_name, source_description)
     pairs = load_pairs(pairs_dir)
