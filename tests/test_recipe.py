@@ -317,3 +317,28 @@ def test_set_overrides_are_checked_like_the_yaml(tmp_path, tiny_model_dir, pairs
     ):
         assert main(["train", str(path), "--dry-run", "--set", bad]) == 2
         assert message in capsys.readouterr().err, bad
+
+
+def test_trl_values_of_the_wrong_type_or_outside_their_choices_stop_the_dry_run(
+    tmp_path, tiny_model_dir, pairs_dir, capsys
+):
+    """The issue's reproductions: `learning_rate: 1e-3` (YAML text, AdamW raised after the model loaded),
+    `loss_type: sigmod` and `per_device_train_batch_size: two` (`invalid literal for int()`, no file or line)."""
+    body = _base(tiny_model_dir, pairs_dir, extra_trl="  learning_rate: 1e-3\n          loss_type: sigmod")
+    path = _recipe(tmp_path, body.replace("per_device_train_batch_size: 2", "per_device_train_batch_size: two"))
+    assert main(["train", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    lines = path.read_text().splitlines()
+    line_of = {k: next(i for i, t in enumerate(lines, 1) if t.strip().startswith(k + ":")) for k in
+               ("learning_rate", "loss_type", "per_device_train_batch_size")}  # fmt: skip
+    assert f"{path}:{line_of['learning_rate']} (trl.learning_rate): '1e-3' is text" in err and "1.0e-3" in err
+    assert f"{path}:{line_of['loss_type']} (trl.loss_type): 'sigmod' is not one of sigmoid, hinge" in err
+    assert (
+        f"{path}:{line_of['per_device_train_batch_size']} (trl.per_device_train_batch_size): 'two' is not a number"
+        in err
+    )
+    # the same recipe written right passes
+    good = _recipe(
+        tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  learning_rate: 1.0e-3\n          loss_type: sigmoid")
+    )
+    assert main(["train", str(good), "--dry-run"]) == 0

@@ -13,7 +13,8 @@
 
 Our keys are checked like every alfa YAML (unknown key -> error with its line). The `trl:` block is
 checked against the config class of the *installed* TRL, so a key TRL renamed or removed is rejected
-with TRL's version, before any model loads. `alfa.train.checks` holds the pre-flight checks; `alfa train
+with TRL's version, and a value of the wrong type or outside its choices with its line (alfa.train.trl_values),
+before any model loads. `alfa.train.checks` holds the pre-flight checks; `alfa train
 RECIPE --dry-run` prints its findings, the resolved config and the launch command.
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from alfa.train.model_options import ModelConfig
 from alfa.train.rollout import RolloutConfig
+from alfa.train.trl_values import trl_value_problems
 from alfa.yamlconfig import ConfigError, apply_overrides, from_dict, load_yaml, where
 
 STAGES = ("sft", "dpo", "reward", "grpo")
@@ -135,6 +137,12 @@ def load_recipe(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Reci
                 f"TRL {trl.__version__} (renamed, removed or misspelled)"
                 + (f"; similar: {', '.join(sorted(close))}" if close else "")
             )
+    problems = trl_value_problems(cls, recipe.trl)
+    if problems:
+        raise ConfigError(
+            "\n".join(f"{where(path, lines, ('trl', k))}: {why}" for k, why in problems.items())
+            + f"\n(checked against trl.{cls.__name__} of the installed TRL {trl.__version__})"
+        )
     if "output_dir" not in recipe.trl:
         raise ConfigError(
             f"{where(path, lines, ('trl',))}: trl.output_dir is required (where checkpoints and the model go)"
