@@ -175,3 +175,30 @@ def test_sample_map_is_the_demo_map():
         == f"question={m.question},context={'+'.join(m.context)},group={m.group},qid={m.qid},hindsight={'+'.join(m.hindsight)}"
     )
     assert SPLITS == ("train", "validation", "test")
+
+
+def test_a_build_whose_every_call_fails_stops_before_pairs_naming_the_endpoint(tmp_path, capsys):
+    """The issue's reproduction: with an unreachable endpoint 72 calls failed, then pairs, lint and card still
+    ran and wrote an empty card. Here nothing listens on the port (real HTTP, connection refused)."""
+    from alfa.llm.llamacpp import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    cfg = _pipeline_yaml(
+        tmp_path,
+        f"""\
+        input:
+          paths: [{SAMPLE}]
+          map: {{question: question, context: [title, post], group: post_id, qid: row_id}}
+        output_dir: {tmp_path / "out"}
+        attributes: core
+        select_attributes: [clarity]
+        rewriter: {{kind: openai, model: m, base_url: "{url}", timeout_s: 2}}
+        synthesis: {{limit: 1, samples: 1}}
+        judge: null
+        """,
+    )
+    assert main(["build", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"synthesize: all 2 calls to m ({url}) failed; the first: ClientConnectorError" in err
+    assert "stops before pairs, lint and card" in err and "failed_calls.jsonl" in err
+    assert not (tmp_path / "out" / "pairs").exists() and (tmp_path / "out" / "run" / "failed_calls.jsonl").exists()

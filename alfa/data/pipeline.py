@@ -9,6 +9,7 @@ Relative paths in the YAML are relative to the directory you run `alfa` from. Ou
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -118,6 +119,21 @@ def load_pipeline(path: Path) -> PipelineConfig:
     return from_dict(PipelineConfig, data, Path(path), lines)
 
 
+def stop_if_every_call_failed(stats, rewriter, run_dir: Path) -> None:
+    """A stage whose every call failed (an endpoint down, a wrong URL or key) stops the build: the later stages
+    would only write an empty dataset and a card saying so."""
+    if stats.calls_made == 0 or stats.failed < stats.calls_made:
+        return
+    errors = [json.loads(line)["error"] for line in (run_dir / "failed_calls.jsonl").read_text().splitlines()]
+    served_by = ", ".join(rewriter.base_urls) if rewriter.backend == "openai" else rewriter.backend
+    raise RuntimeError(
+        f"synthesize: all {stats.failed} calls to {rewriter.model_id} ({served_by}) failed; the first: "
+        f"{errors[0] if errors else 'see the log'} (every failure: {run_dir / 'failed_calls.jsonl'}). The build "
+        "stops before pairs, lint and card: check the endpoint (is it up? its URL, its key), then run the same "
+        "command again; answered calls are cached"
+    )
+
+
 def build(config: PipelineConfig) -> int:
     """Run every stage; returns the lint exit code (0 clean or warnings only, 1 blocking findings)."""
     t0 = time.perf_counter()
@@ -144,7 +160,7 @@ def build(config: PipelineConfig) -> int:
         tokens_per_minute=r.tokens_per_minute,
     )
     try:
-        synthesize(
+        stats = synthesize(
             questions,
             pack,
             rewriter,
@@ -161,6 +177,7 @@ def build(config: PipelineConfig) -> int:
         )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
+    stop_if_every_call_failed(stats, rewriter, out / "run")
     judge = None
     if config.judge:
         j = config.judge
