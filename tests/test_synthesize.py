@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 
 import polars as pl
@@ -189,15 +190,18 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
         parse_shard("3/3")
 
 
-def test_local_models_run_where_default_device_says(tiny_rewriter, embedder, monkeypatch):
-    """On the GPU when there is one (this test passes on a CPU machine and on a GPU machine alike), and where
-    ALFA_DEVICE says when it is set."""
-    from alfa.llm.backends import default_device
+def test_local_models_run_on_the_gpu_when_there_is_one_and_where_alfa_device_says(
+    tiny_model_dir, tiny_rewriter, embedder, monkeypatch
+):
+    """The rule written out here, not read back from default_device(): the GPU when torch sees one (so this
+    passes on a CPU machine and a GPU machine alike), else the CPU; ALFA_DEVICE wins when set."""
+    import torch
 
-    assert tiny_rewriter.model.device.type == default_device().split(":")[0]
-    assert embedder.model.device.type == default_device().split(":")[0]
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    if "ALFA_DEVICE" not in os.environ:
+        assert tiny_rewriter.model.device.type == expected and embedder.model.device.type == expected
     monkeypatch.setenv("ALFA_DEVICE", "cpu")
-    assert default_device() == "cpu"
+    assert TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=1).model.device.type == "cpu"
 
 
 def test_the_cli_counts_variants_sampled_again_not_restatements(tmp_path, questions, tiny_rewriter, capsys):
