@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import SAMPLE, SAMPLE_MAP, run_until_cached
+from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached, run_until_cached
 
 from alfa.cli import main
 from alfa.data.ingest import ingest, parse_map
@@ -274,3 +274,21 @@ def test_a_rerun_against_llamacpps_server_through_openai_pays_for_no_call(tmp_pa
         second = json.loads((tmp_path / "run" / "run.json").read_text())
     assert first["stats"]["calls_made"] > 0 and second["stats"]["calls_made"] == 0, second["stats"]
     assert first["rewriter"] == second["rewriter"]  # the merge key of `alfa pairs` stays the same
+
+
+def test_kill_9_mid_run_against_llamacpps_server_then_a_rerun_pays_only_for_unfinished_calls(tmp_path, questions_file):
+    """`alfa synthesize --rewriter openai` against llama.cpp's own server, killed with SIGKILL while it writes its
+    cache; the rerun (same arguments, same server) takes every finished answer from the cache and calls only the
+    rest. Before the identity ignored `created`, the rerun called everything again."""
+    gguf = smollm2_gguf_path()
+    out = tmp_path / "run"
+    args = ["synthesize", str(questions_file), "--attributes", "core", "--limit", "4", "--samples", "1",
+            "--rewriter", "openai", "--model", "smollm2", "--concurrency", "2", "--max-new-tokens", "16"]  # fmt: skip
+    with LlamaCppServer(gguf, parallel=2, ctx=4096) as server:
+        cmd = [sys.executable, "-m", "alfa.cli", "-q", *args, "--base-url", server.base_url, "-o", str(out)]
+        cached = len(kill_9_when_cached(cmd, out / "cache.sqlite", at_least=4))
+        time.sleep(1.1)  # the server's `created` moves on
+        assert main([*args, "--base-url", server.base_url, "-o", str(out)]) == 0
+    stats = json.loads((out / "run.json").read_text())["stats"]
+    assert 4 <= cached < stats["requests"] == 4 * 3 * 2
+    assert stats["cache_hits"] == cached and stats["calls_made"] == stats["requests"] - cached
