@@ -28,6 +28,26 @@ Run `alfa VERB --help` for each verb's options.
 """
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every `alfa` parser's: descriptions and epilogs as written, and each option's help ending with its default
+    (unless the help already says it). Set on every parser by `parser()`, so no verb can forget it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS)) or action.default == []
+        quiet = unset or "default" in text
+        return text if quiet or not action.option_strings else f"{text} (default: %(default)s)"
+
+
+def all_parsers(p: argparse.ArgumentParser):
+    """`p` and every sub-parser under it."""
+    yield p
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from all_parsers(sub)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alfa",
@@ -59,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
     methods.add_collab(sub)
     review.add_review(sub)
     models.add_models(sub)
+    for each in all_parsers(p):
+        each.formatter_class = HelpFormatter
     return p
 
 

@@ -86,7 +86,7 @@ def add_synthesize(sub) -> None:
     s.add_argument("--tpm", type=float, help="at most this many tokens per minute (openai; estimated before each call)")
     s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried (openai)")
     s.add_argument("--batch-size", type=int, default=16, help="generation batch size (smollm2/transformers)")
-    s.add_argument("--max-new-tokens", type=int, default=40)
+    s.add_argument("--max-new-tokens", type=int, default=40, help="longest reply per call, in tokens")
     s.add_argument("--limit", type=int, help="only the first N questions")
     s.add_argument(
         "--samples",
@@ -188,9 +188,9 @@ def add_pairs(sub) -> None:
     s.add_argument(
         "--split",
         default="0.8,0.1,0.1",
-        help="train,validation,test fractions of the questions; every group (post) goes whole to one split (default: %(default)s)",
+        help="train,validation,test fractions of the questions; every group (post) goes whole to one split",
     )
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the split hash and of the judged sample")
     s.add_argument(
         "--judge",
         choices=("none",) + KINDS,
@@ -213,7 +213,7 @@ def add_pairs(sub) -> None:
     )
     s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
     s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
-    s.add_argument("--judge-max-new-tokens", type=int, default=16)
+    s.add_argument("--judge-max-new-tokens", type=int, default=16, help="longest judge reply, in tokens")
     s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the judge's key")
     s.add_argument("--concurrency", type=int, default=16, help="parallel judge requests (openai)")
     s.set_defaults(func=_pairs)
@@ -271,7 +271,7 @@ def add_lint(sub) -> None:
         "that hides the difference, group leakage, balance. Writes PAIRS_DIR/lint_report.json.",
         epilog="Example:\n  alfa lint runs/r1-pairs --tokenizer local --max-length 1024",
     )
-    s.add_argument("pairs_dir")
+    s.add_argument("pairs_dir", help="a pairs dir written by `alfa pairs` (or `alfa build`)")
     s.add_argument("--tokenizer", help="tokenizer folder the trainer will use ('local' = embedded SmolLM2)")
     s.add_argument("--max-length", type=int, help="the trainer's max_length (prompt + completion)")
     s.set_defaults(func=_lint)
@@ -296,7 +296,7 @@ def add_card(sub) -> None:
         epilog="Example:\n  alfa card runs/r1-pairs --license cc-by-4.0",
         formatter_class=fmt,
     )
-    s.add_argument("pairs_dir")
+    s.add_argument("pairs_dir", help="a pairs dir written by `alfa pairs`, a review pull or a method")
     s.add_argument(
         "--license",
         help="licence id of the dataset, as the Hub spells it (follow your source data; default: what the card "

@@ -24,7 +24,7 @@ def add_evaluate_rm(sub) -> None:
     )
     s.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="a reward model (repeat)")
     s.add_argument("--pairs", required=True, help="pairs dir")
-    s.add_argument("--split", default="test")
+    s.add_argument("--split", default="test", help="which split of the pairs to score: train, validation or test")
     s.add_argument("-o", "--output", required=True, help="folder for the scorecard")
     s.set_defaults(func=_evaluate_rm)
 
@@ -68,8 +68,8 @@ def add_eval(sub) -> None:
         description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
         "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
     )
-    r.add_argument("runs", nargs="+", metavar="RUN")
-    r.add_argument("-o", "--output", required=True)
+    r.add_argument("runs", nargs="+", metavar="RUN", help="output folders of alfa eval interactive or winrate")
+    r.add_argument("-o", "--output", required=True, help="folder for report.md and report.png")
     r.set_defaults(func=_eval_report)
 
 
@@ -87,7 +87,7 @@ def _add_eval_flaws(verbs, fmt) -> None:
         "  alfa eval flaws runs/flaws/items.jsonl --model transformers:runs/train/dpo -o runs/eval/flaws-dpo",
     )
     f.add_argument("items", help="items.jsonl from alfa flaws make")
-    f.add_argument("-o", "--output", required=True)
+    f.add_argument("-o", "--output", required=True, help="folder for replies.jsonl, results.json and report.md")
     f.add_argument("--model", default="local", help="backend of the model under test")
     f.add_argument(
         "--judge",
@@ -111,7 +111,7 @@ def add_generate(sub) -> None:
     g.add_argument("questions", help="questions Parquet from alfa ingest")
     g.add_argument("-o", "--output", required=True, help="JSONL to write")
     g.add_argument("--limit", type=int, help="only the first N questions")
-    g.add_argument("--max-new-tokens", type=int, default=48)
+    g.add_argument("--max-new-tokens", type=int, default=48, help="longest question per post, in tokens")
     g.set_defaults(func=_generate)
 
 

@@ -86,7 +86,7 @@ def add_sml(sub) -> None:
         epilog="Example: alfa sml tasks ../shared/data/mediq/medqa_dev_interactive.jsonl --limit 64 -o runs/tasks/medqa",
     )
     t.add_argument("cases", help="case JSONL")
-    t.add_argument("-o", "--output", required=True)
+    t.add_argument("-o", "--output", required=True, help="tasks dir to write")
     t.add_argument("--view", choices=["initial", "full"], default="initial", help="what the policy is shown first")
     t.add_argument("--limit", type=int, help="only the first N cases")
     t.set_defaults(func=_sml_tasks)
@@ -166,7 +166,7 @@ def add_flaws(sub) -> None:
         "alfa eval flaws runs/flaws/items.jsonl -o runs/eval/flaws",
     )
     m.add_argument("problems", help="problems JSONL (id, problem, answer)")
-    m.add_argument("-o", "--output", required=True)
+    m.add_argument("-o", "--output", required=True, help="folder for items.jsonl")
     m.add_argument("--seed", type=int, default=0, help="which premise and distractor are picked")
     m.set_defaults(func=_flaws_make)
     pairs = verbs.add_parser(
@@ -185,7 +185,7 @@ def add_flaws(sub) -> None:
         "--set data.tasks_dir=runs/flaws-tasks --set rollout.turns=1 --set rollout.rewards=[handles_flaws]",
     )
     tasks.add_argument("items", help="items.jsonl from alfa flaws make")
-    tasks.add_argument("-o", "--output", required=True)
+    tasks.add_argument("-o", "--output", required=True, help="tasks dir to write")
     tasks.set_defaults(func=_flaws_tasks)
 
 

@@ -67,7 +67,7 @@ def _add_review_actions(rsub, fmt) -> None:
         "(the same on every push) and kept in metadata reviewers cannot see. Record ids are pair "
         "ids: pushing again adds only missing records, so an interrupted push resumes.",
     )
-    r.add_argument("pairs_dir")
+    r.add_argument("pairs_dir", help="the pairs dir to review")
     r.add_argument("--sample", type=int, help="number of pairs (default: all)")
     r.add_argument("--stratify", default="attribute,pair_type", help="columns whose cells share the sample evenly")
     r.add_argument(
@@ -80,12 +80,12 @@ def _add_review_actions(rsub, fmt) -> None:
         "--suggestions", action="store_true", help="pre-fill the pipeline's choice (review is no longer blind)"
     )
     r.add_argument("--attributes", help="attribute pack for the definitions shown (default: the one the pairs used)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seed of the sample and of each record's A/B sides")
     _connection(r)
 
     r = rsub.add_parser("users", help="create annotator accounts and add them to the workspace")
-    r.add_argument("add", choices=["add"])
-    r.add_argument("usernames", nargs="+")
+    r.add_argument("add", choices=["add"], help="the action (add is the one there is)")
+    r.add_argument("usernames", nargs="+", help="one or more annotator user names")
     r.add_argument("--credentials", default="reviewers.csv", help="where new passwords go (mode 600)")
     _connection(r)
 
@@ -103,9 +103,13 @@ def _add_review_actions(rsub, fmt) -> None:
     )
     r.add_argument("pairs_dir", help="the pairs dir that was pushed")
     r.add_argument("-o", "--output", required=True, help="folder for the reviewed dataset")
-    r.add_argument("--on-reversed", choices=["drop", "flip"], default="drop")
-    r.add_argument("--on-tie", choices=["drop", "keep"], default="drop")
-    r.add_argument("--on-split", choices=["keep", "drop"], default="keep")
+    r.add_argument(
+        "--on-reversed", choices=["drop", "flip"], default="drop", help="a pair reviewers reversed: drop it or flip it"
+    )
+    r.add_argument("--on-tie", choices=["drop", "keep"], default="drop", help="a pair reviewers called a tie")
+    r.add_argument(
+        "--on-split", choices=["keep", "drop"], default="keep", help="a pair with no majority among its answers"
+    )
     r.add_argument(
         "--keep-confounded", action="store_true", help="keep pairs reviewers said differ in more than the attribute"
     )
