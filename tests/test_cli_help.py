@@ -32,3 +32,19 @@ def test_every_option_has_help_and_shows_its_default():
 def test_the_formatter_keeps_epilogs_as_written():
     help_text = next(p for p in all_parsers(parser()) if p.prog == "alfa synthesize").format_help()
     assert "Example" in help_text and "\n  alfa synthesize" in help_text
+
+
+def test_alfa_help_lists_every_verb_once_under_its_group(capsys):
+    import pytest
+
+    from alfa.cli import VERB_GROUPS, main
+
+    verbs = [v for p in all_parsers(parser()) if p.prog.count(" ") == 1 for v in [p.prog.split()[1]]]
+    grouped = [v for group in VERB_GROUPS.values() for v in group]
+    assert sorted(grouped) == sorted(verbs) and len(set(grouped)) == len(grouped)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for group, members in VERB_GROUPS.items():
+        assert f"\n{group}:\n  {members[0]}" in out
+    assert out.count("  synthesize ") == 1  # not listed twice

@@ -48,6 +48,24 @@ def all_parsers(p: argparse.ArgumentParser):
                 yield from all_parsers(sub)
 
 
+# `alfa --help` lists the verbs by the step of the flow they belong to (tests/test_cli_help.py: each verb in one).
+VERB_GROUPS = {
+    "data": ["ingest", "synthesize", "pairs", "lint", "card", "build"],
+    "review": ["review"],
+    "train": ["train", "merge"],
+    "evaluate": ["eval", "evaluate-rm", "generate", "tasks"],
+    "methods": ["stargate", "sml", "uot", "flaws", "collab"],
+    "models": ["models"],
+}
+
+
+def grouped_verbs(sub: argparse._SubParsersAction) -> str:
+    """The verbs and their one-line help, under their group's name."""
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    blocks = [f"{group}:\n" + "\n".join(f"  {v:<12} {helps[v]}" for v in verbs) for group, verbs in VERB_GROUPS.items()]
+    return "verbs:\n\n" + "\n\n".join(blocks)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="alfa",
@@ -81,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     models.add_models(sub)
     for each in all_parsers(p):
         each.formatter_class = HelpFormatter
+    p.description = f"{p.description}\n\n{grouped_verbs(sub)}"
+    sub._choices_actions = []  # listed by group in the description instead of once more, flat
     return p
 
 
