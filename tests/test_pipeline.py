@@ -202,3 +202,29 @@ def test_a_build_whose_every_call_fails_stops_before_pairs_naming_the_endpoint(t
     assert f"synthesize: all 2 calls to m ({url}) failed; the first: ClientConnectorError" in err
     assert "stops before pairs, lint and card" in err and "failed_calls.jsonl" in err
     assert not (tmp_path / "out" / "pairs").exists() and (tmp_path / "out" / "run" / "failed_calls.jsonl").exists()
+
+
+def test_the_pipeline_reference_is_generated_from_the_dataclasses_and_current():
+    """docs/pipeline-reference.md lists every key a pipeline YAML takes; it is generated, so it cannot drift."""
+    import dataclasses
+    from pathlib import Path
+
+    from alfa.data.pipeline import PipelineConfig
+    from alfa.data.pipeline_reference import nested_class, reference
+
+    text = reference()
+    committed = (Path(__file__).parents[1] / "docs" / "pipeline-reference.md").read_text()
+    assert committed == text, "stale: python -m alfa.data.pipeline_reference > docs/pipeline-reference.md"
+
+    def keys(cls, indent=0):
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            yield "  " * indent + f.name + ":"
+            if nested_class(hints[f.name]):
+                yield from keys(nested_class(hints[f.name]), indent + 1)
+
+    lines = text.splitlines()
+    for key in keys(PipelineConfig):
+        assert any(line.startswith(key) for line in lines), key

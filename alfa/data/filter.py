@@ -48,8 +48,8 @@ class FilterConfig:
     corrupt_min_similarity: float = 0.3
     corrupt_max_similarity: float = 0.98
     near_duplicate_similarity: float = 0.97  # enhanced vs corrupted of the same question+attribute
-    max_words: int = 60
-    embedding_batch_size: int = 64
+    max_words: int = 60  # a variant longer than this is rejected (too_long), and sampled again in synthesis
+    embedding_batch_size: int = 64  # MiniLM batch
 
     def __post_init__(self):
         for d in ("enhance", "corrupt"):

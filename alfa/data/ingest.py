@@ -38,13 +38,13 @@ class FieldMap:
     `<folder>/<file stem>-<line>` with as many folders as make the names differ (`id_prefixes`).
     """
 
-    question: str = "question"
-    context: list[str] = field(default_factory=lambda: ["context"])
-    group: str | None = None
-    qid: str | None = None
-    turns: str | None = None
-    hindsight: list[str] = field(default_factory=list)
-    meta: list[str] = field(default_factory=list)
+    question: str = "question"  # the column holding the follow-up question
+    context: list[str] = field(default_factory=lambda: ["context"])  # columns joined into the patient's message
+    group: str | None = None  # the post/thread id: a group never spans two splits (no leakage)
+    qid: str | None = None  # a unique row id (default: FILESTEM-LINE)
+    turns: str | None = None  # earlier Q/A turns: a list of {question, patient_answer}
+    hindsight: list[str] = field(default_factory=list)  # columns known after the fact (e.g. the diagnosis)
+    meta: list[str] = field(default_factory=list)  # columns carried along untouched
 
 
 # The shipped real data (r/AskDocs threads, ../shared/data/askdocs): context is title + post + earlier

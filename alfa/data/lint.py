@@ -39,9 +39,11 @@ class Finding:
 
 @dataclass
 class LintConfig:
-    near_identical_ratio: float = 0.95
+    """The gate before training (alfa.data.lint): thresholds of the warnings, and the truncation checks' tokenizer."""
+
+    near_identical_ratio: float = 0.95  # chosen and rejected this alike (character ratio) is a warning
     length_bias_share: float = 0.85  # warn when chosen is longer in more than this share (or less than 1-share)
-    length_bias_min_pairs: int = 10
+    length_bias_min_pairs: int = 10  # fewer pairs in an attribute: no length-bias verdict
     balance_min_ratio: float = 0.25  # smallest cell / largest cell
     tokenizer: str | None = None  # a local tokenizer/model folder, or "local" for the embedded SmolLM2
     max_length: int | None = None  # the trainer's max_length (prompt + completion)

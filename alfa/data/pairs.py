@@ -68,7 +68,7 @@ class SplitConfig:
     train: float = 0.8
     validation: float = 0.1
     test: float = 0.1
-    seed: int = 0
+    seed: int = 0  # of the hash that orders the groups
 
     def __post_init__(self):
         total = self.train + self.validation + self.test

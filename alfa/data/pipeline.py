@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 class InputConfig:
     """What to ingest: files (JSONL/CSV/Parquet/saved HF dataset) and either a preset or a field map."""
 
-    paths: list[str]
-    preset: str | None = None
-    map: FieldMap | None = None
+    paths: list[str]  # input files; relative paths from the folder you run alfa in
+    preset: str | None = None  # a shipped field map: askdocs
+    map: FieldMap | None = None  # your columns (when not a preset)
 
     def __post_init__(self):
         if (self.preset is None) == (self.map is None):
@@ -49,14 +49,14 @@ class RewriterConfig:
     and weak), transformers (local model folder), openai (endpoint), llamacpp (`model`: a GGUF file, served by
     llama.cpp's own server that alfa starts and stops)."""
 
-    kind: str = "local"
-    model: str | None = None
+    kind: str = "local"  # local | smollm2 | transformers | openai | llamacpp
+    model: str | None = None  # a model folder (transformers), a GGUF file (llamacpp), the served name (openai)
     base_url: str | None = None  # comma-separated for several replicas
     api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key, never the key
-    concurrency: int = 16
-    batch_size: int = 16
-    max_new_tokens: int = 40
-    timeout_s: float = 60.0
+    concurrency: int = 16  # requests in flight (openai, llamacpp)
+    batch_size: int = 16  # generation batch (smollm2, transformers)
+    max_new_tokens: int = 40  # longest reply, in tokens
+    timeout_s: float = 60.0  # per request, before it is retried (openai)
     requests_per_minute: float | None = None  # a provider's quota (openai)
     tokens_per_minute: float | None = None
 
@@ -69,7 +69,7 @@ class JudgeConfig(RewriterConfig):
     `judge: null` turns it off."""
 
     max_new_tokens: int = 16  # the judge answers 'Answer: A'
-    pairs: int | None = 40
+    pairs: int | None = 40  # a seeded sample of this many pairs; null: every pair
     keep: str = "all"  # "all": verdicts only measure agreement; "agreed": drop the pairs the judge disagrees with
 
     def __post_init__(self):
@@ -83,9 +83,11 @@ class JudgeConfig(RewriterConfig):
 
 @dataclass
 class SynthesisConfig:
-    standalone: bool = False
-    hindsight_for_enhance: bool = False
-    max_context_chars: int = 1200
+    """How each question is rewritten (alfa.data.synthesize)."""
+
+    standalone: bool = False  # restate each original as one self-contained question first (the paper's step)
+    hindsight_for_enhance: bool = False  # show the thread's outcome (hindsight) in enhance prompts
+    max_context_chars: int = 1200  # the post is cut to this many characters in prompts
     limit: int | None = None  # first N questions only (a quick look before a full run)
     cache: str | None = None  # share one call cache between runs (default: RUN_DIR/cache.sqlite)
     samples: int = 3  # attempts per variant: greedy, then sampled while the reply fails the text checks
@@ -94,17 +96,19 @@ class SynthesisConfig:
 
 @dataclass
 class CardConfig:
-    license: str = "cc-by-4.0"
-    pretty_name: str | None = None
-    source_description: str | None = None
+    """The dataset card (alfa.data.card): PAIRS_DIR/README.md."""
+
+    license: str = "cc-by-4.0"  # a licence id as the Hub spells it: follow your source data
+    pretty_name: str | None = None  # the card's title (default: one from the pack)
+    source_description: str | None = None  # where the questions come from (default: the input paths)
 
 
 @dataclass
 class PipelineConfig:
     input: InputConfig
-    output_dir: str
+    output_dir: str  # questions.parquet, run/ and pairs/ go here
     attributes: str = "core"  # shipped pack name or path to your own pack YAML
-    select_attributes: list[str] | None = None
+    select_attributes: list[str] | None = None  # only these attributes of the pack (default: all)
     rewriter: RewriterConfig = field(default_factory=RewriterConfig)
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
