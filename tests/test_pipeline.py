@@ -141,15 +141,56 @@ def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
     assert "exactly one of `preset`" in capsys.readouterr().err
 
 
-def test_shipped_pipeline_configs_validate():
+@pytest.mark.parametrize("name", ["demo", "askdocs", "askdocs_core"])
+def test_shipped_pipeline_configs_pass_their_checks(name, request, monkeypatch):
+    """Each shipped pipeline YAML loads and passes every check (files, pack, backends), read from the repository
+    root as `make demo` runs them; those that read the real data need it beside the repository."""
     from pathlib import Path
 
     from alfa.data.pipeline import load_pipeline
 
-    configs = sorted((Path(__file__).parents[1] / "configs" / "pipelines").glob("*.yaml"))
-    assert {c.stem for c in configs} >= {"demo", "askdocs"}
-    for c in configs:
-        load_pipeline(c)
+    root = Path(__file__).parents[1]
+    path = root / "configs" / "pipelines" / f"{name}.yaml"
+    if "../shared/" in path.read_text():
+        request.getfixturevalue("askdocs_path")  # skipped (or failed in CI) where the data is absent
+    monkeypatch.chdir(root)
+    assert {c.stem for c in path.parent.glob("*.yaml")} == {"demo", "askdocs", "askdocs_core"}
+    load_pipeline(path)
+
+
+def test_build_dry_run_checks_the_whole_yaml_before_any_stage_writes(tmp_path, capsys):
+    """The issue's reproduction: a typo in `kind` failed only after ingest had written its outputs, naming a CLI
+    flag. Now every problem of the YAML is named by its line and key, and nothing is written."""
+    cfg = _pipeline_yaml(
+        tmp_path,
+        f"""\
+        input:
+          paths: [{SAMPLE}, missing.jsonl]
+          map: {{question: question, context: [title, post], group: post_id}}
+        output_dir: {tmp_path / "out"}
+        attributes: core
+        select_attributes: [clarity, empathy]
+        rewriter: {{kind: locl}}
+        judge: {{kind: transformers, model: no/such/folder}}
+        card: {{license: apache2}}
+        """,
+    )
+    for argv in (["build", str(cfg), "--dry-run"], ["build", str(cfg)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{cfg}:2 (input.paths.1): missing.jsonl: no such file or folder" in err
+        assert f"{cfg}:6 (select_attributes): attribute(s) ['empathy'] not in pack 'core'" in err
+        assert f"{cfg}:7 (rewriter.kind): 'locl' is not one of local, smollm2" in err
+        assert f"{cfg}:8 (judge.model): 'no/such/folder': kind transformers needs a local model folder" in err
+        assert f"{cfg}:9 (card.license): 'apache2' is not a licence id" in err
+        assert not (tmp_path / "out").exists()  # no stage ran
+    good = _pipeline_yaml(tmp_path, cfg.read_text().replace(", missing.jsonl", "").replace(", empathy", "")
+                          .replace("locl", "smollm2").replace("judge: {kind: transformers, model: no/such/folder}",
+                                                              "judge: null").replace("apache2", "apache-2.0"))  # fmt: skip
+    assert main(["build", str(good), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "every key, file, pack and backend checked" in out and "rewriter smollm2" in out and "no judge" in out
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

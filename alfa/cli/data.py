@@ -320,14 +320,22 @@ def add_build(sub) -> None:
     s = sub.add_parser(
         "build",
         help="every stage from one pipeline YAML (see configs/pipelines/)",
-        epilog="Example:\n  alfa build configs/pipelines/demo.yaml",
+        epilog="Example:\n  alfa build configs/pipelines/demo.yaml --dry-run   # check it first\n"
+        "  alfa build configs/pipelines/demo.yaml\nEvery key: docs/pipeline-reference.md",
         formatter_class=fmt,
     )
     s.add_argument("config", help="pipeline YAML; keys map onto alfa.data.pipeline.PipelineConfig")
+    s.add_argument(
+        "--dry-run", action="store_true", help="check the whole YAML (keys, files, pack, backends) and stop there"
+    )
     s.set_defaults(func=_build)
 
 
 def _build(args) -> int:
-    from alfa.data.pipeline import build, load_pipeline
+    from alfa.data.pipeline import build, dry_run, load_pipeline
 
-    return build(load_pipeline(Path(args.config)))
+    config = load_pipeline(Path(args.config))  # every problem of the YAML stops here, with its line
+    if args.dry_run:
+        print(dry_run(config, Path(args.config)))
+        return 0
+    return build(config)

@@ -1,7 +1,9 @@
 """`alfa build PIPELINE.yaml`: every data stage (ingest -> synthesize -> pairs -> lint -> card) from
 one YAML that maps one-to-one onto `PipelineConfig` below. Unknown keys are rejected with the line.
 
-Relative paths in the YAML are relative to the directory you run `alfa` from. Outputs:
+Relative paths in the YAML are relative to the directory you run `alfa` from. Loading the YAML checks it whole
+(keys, values, input files, pack, backends, licence) before any stage runs; `alfa build --dry-run` stops there.
+Every key: docs/pipeline-reference.md. Outputs:
     OUTPUT_DIR/questions.parquet (+ questions.rejects.jsonl)
     OUTPUT_DIR/run/      the synthesis run dir
     OUTPUT_DIR/pairs/    the pair dataset, lint report, README.md card and plots
@@ -23,7 +25,7 @@ from alfa.data.lint import LintConfig, lint, report, write_report
 from alfa.data.pairs import SplitConfig, make_pairs
 from alfa.data.synthesize import synthesize
 from alfa.llm.rewriters import make_rewriter
-from alfa.yamlconfig import ConfigError, from_dict, load_yaml
+from alfa.yamlconfig import ConfigError, from_dict, load_yaml, where
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +121,72 @@ class PipelineConfig:
 
 
 def load_pipeline(path: Path) -> PipelineConfig:
+    """Parse and check the whole pipeline YAML (keys, values, files, packs, backends) before any stage runs:
+    every problem is named by file, line and key, and nothing is written."""
     data, lines = load_yaml(path)
-    return from_dict(PipelineConfig, data, Path(path), lines)
+    config = from_dict(PipelineConfig, data, Path(path), lines)
+    problems = [f"{where(Path(path), lines, key)}: {why}" for key, why in pipeline_problems(config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def pipeline_problems(config: PipelineConfig) -> list[tuple[tuple, str]]:
+    """(key path, why) for every setting that would stop the build once it ran: paths are read from the folder
+    alfa runs in, as the stages will read them."""
+    from alfa.data.card import check_license
+    from alfa.llm.rewriters import KINDS
+
+    out = []
+    for i, p in enumerate(config.input.paths):
+        if not Path(p).exists():
+            out.append((("input", "paths", i), f"{p}: no such file or folder (relative to {Path.cwd()})"))
+    try:
+        load_pack(config.attributes).select(config.select_attributes)
+    except ConfigError as e:
+        out.append((("select_attributes" if config.select_attributes else "attributes",), str(e)))
+    for name, backend in (("rewriter", config.rewriter), ("judge", config.judge)):
+        if backend is None:
+            continue
+        if backend.kind not in KINDS:
+            out.append(((name, "kind"), f"{backend.kind!r} is not one of {', '.join(KINDS)}"))
+        elif backend.kind in ("transformers", "llamacpp") and not (backend.model and Path(backend.model).exists()):
+            what = "a local model folder" if backend.kind == "transformers" else "a GGUF file"
+            out.append(((name, "model"), f"{backend.model!r}: kind {backend.kind} needs {what} that exists"))
+        elif backend.kind == "openai" and not (backend.model and backend.base_url):
+            out.append(((name,), "kind openai needs model (the served name) and base_url (http://HOST:PORT/v1)"))
+    tokenizer = config.lint.tokenizer
+    if tokenizer and tokenizer != "local" and not Path(tokenizer).is_dir():
+        out.append((("lint", "tokenizer"), f"{tokenizer}: no such tokenizer folder (or 'local' for SmolLM2's)"))
+    try:
+        check_license(config.card.license)
+    except ValueError as e:
+        out.append((("card", "license"), str(e).removeprefix("--license ")))
+    return out
+
+
+def dry_run(config: PipelineConfig, path: Path) -> str:
+    """What `alfa build` would do, for `--dry-run` (the config passed every check to get here)."""
+    judge = config.judge
+    return "\n".join(
+        [
+            f"{path}: every key, file, pack and backend checked",
+            f"  ingest {', '.join(config.input.paths)} ({config.input.preset or 'map'}) -> {config.output_dir}",
+            f"  synthesize: pack {config.attributes}"
+            + (f" ({', '.join(config.select_attributes)})" if config.select_attributes else "")
+            + f", rewriter {config.rewriter.kind}"
+            + (f" {config.rewriter.model}" if config.rewriter.model else "")
+            + (f", first {config.synthesis.limit} questions" if config.synthesis.limit else ""),
+            "  pairs: "
+            + (
+                "no judge"
+                if judge is None
+                else f"judge {judge.kind} on {judge.pairs or 'every'} pairs, keep {judge.keep}"
+            ),
+            f"  lint{'' if config.lint.tokenizer else ' (truncation checks skipped: no tokenizer)'}, "
+            f"card (license {config.card.license})",
+        ]
+    )
 
 
 def stop_if_every_call_failed(stats, rewriter, run_dir: Path) -> None:
