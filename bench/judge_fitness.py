@@ -8,7 +8,9 @@ embedded judges saw no askdocs post at all. On each of their questions, every ju
 - control: "What is your favourite colour?" against the human question (known bad: a fit judge puts it near 0);
 - known difference: the human question against the one written for another post (known better: near 1);
 
-overall only (`--attributes none`), and prints one row per judge with the `judge_fit` verdict
+overall only (`--attributes none`), and prints one row per judge with the `judge_fit` verdict. With `--rm`, the
+questions on posts a reward model trained on (its alfa_train.json) are left out for every judge, so all rows read
+the same questions
 (alfa.eval.winrate: control upper bound <= 0.15, known difference lower bound >= 0.75).
 
     .venv/bin/python bench/judge_fitness.py -o runs/bench/judges                          # pairwise + pointwise
@@ -60,6 +62,11 @@ def main() -> None:
     args = p.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     questions = held_out_questions(args.askdocs, args.limit)
+    rm_judge = RewardModelJudge([Path(d) for d in args.rm.split(",")]) if args.rm else None
+    if rm_judge is not None:  # every judge reads the same questions: none from a post the reward models saw
+        seen = pl.col("group_id").is_in(sorted(rm_judge.seen))
+        print(f"left out {questions.filter(seen).height} questions on posts the reward models trained on")
+        questions = questions.filter(~seen)
     print(f"{questions.height} held-out questions from {questions['group_id'].n_unique()} posts")
     gen = args.output / "smollm2.jsonl"
     policy = smollm2_rewriter(max_new_tokens=48)
@@ -71,7 +78,7 @@ def main() -> None:
     for name in [j for j in args.judges.split(",") if j] + (["rm"] if args.rm else []):
         backend = None
         if name == "rm":
-            judge = RewardModelJudge([Path(d) for d in args.rm.split(",")])
+            judge = rm_judge
         elif name == "pointwise":
             backend = backend_from_spec("local", max_new_tokens=1)
             judge = PointwiseJudge(backend)
