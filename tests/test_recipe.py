@@ -342,3 +342,24 @@ def test_trl_values_of_the_wrong_type_or_outside_their_choices_stop_the_dry_run(
         tmp_path, _base(tiny_model_dir, pairs_dir, extra_trl="  learning_rate: 1.0e-3\n          loss_type: sigmoid")
     )
     assert main(["train", str(good), "--dry-run"]) == 0
+
+
+def test_a_missing_data_dir_or_model_folder_names_the_command_that_makes_it(tmp_path, tiny_model_dir, capsys):
+    """The issue's reproduction: every missing data dir said "build the pairs with `alfa pairs`" whatever made it
+    (CollabLLM pairs come from `alfa collab build`), and a missing model folder "give a local model folder"."""
+    from alfa.train.recipe import load_recipe
+
+    collab = ROOT / "recipes" / "smollm2-135m" / "dpo_collab_cpu.yaml"
+    body = collab.read_text().replace("pairs_dir: runs/collab-240", f"pairs_dir: {tmp_path / 'nowhere'}")
+    body = body.replace("name_or_path: ~/.cache/alfa/models/SmolLM2-135M-Instruct", f"name_or_path: {tmp_path}/m")
+    path = _recipe(tmp_path, body)
+    assert main(["train", str(path), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "split 'train' not found; build the pairs with `alfa collab build" in out and "-o runs/collab-240`" in out
+    assert "no config.json: make the model folder with `alfa models export smollm2" in out
+    # every shipped recipe names how its model and its data are made (StaR-GATE sets its dialogues dir itself;
+    # the paper-scale recipe starts from the user's own SFT checkpoint)
+    for shipped in SHIPPED:
+        recipe = load_recipe(shipped)
+        assert recipe.data.built_by or recipe.data.dialogues_dir, shipped
+        assert recipe.model.built_by or "paper-scale" in str(shipped), shipped

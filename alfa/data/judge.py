@@ -18,8 +18,11 @@ agrees with. Calls go through the same disk cache, so a rerun costs nothing. Out
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import polars as pl
@@ -29,6 +32,8 @@ from alfa.data.prompts import post_text
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
 from alfa.stats import wilson
+
+log = logging.getLogger(__name__)
 
 # Prompt processing (~75 tokens/s for Qwen2.5-1.5B on 2 CPU cores) is most of a judge call: the post comes first,
 # so the calls about one question share it in llama.cpp's prompt cache, and the reply is one letter.
@@ -252,3 +257,51 @@ def load_run_attributes(run_dir: Path) -> dict[str, Attribute]:
     from alfa.data.attributes import load_pack
 
     return load_pack(run_dir / "attribute_pack.yaml").attributes
+
+
+def verify_with_judge(
+    pairs: pl.DataFrame, run_dir: Path, judge, out_dir: Path, sample: int | None, keep: str, seed: int
+) -> tuple[pl.DataFrame, dict]:
+    """The LLM verifier on `sample` pairs (all when None); verdicts and report into out_dir."""
+    cache = CallCache(out_dir / "judge_cache.sqlite")
+    before = pairs.height
+    attributes = load_run_attributes(run_dir)
+    pairs, verdicts, judge_stats = judge_pairs(pairs, attributes, judge, cache, sample=sample, seed=seed, keep=keep)
+    cache.close()
+    verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
+    report = judge_report(verdicts)
+    (out_dir / "judge_report.json").write_text(json.dumps(report, indent=2))
+    judged = {
+        "judge": judge.model_id,
+        "backend": judge.backend,
+        "keep": keep,
+        "pairs_before": before,
+        "pairs_judged": verdicts.height,
+        "pairs_kept": pairs.height,
+        "agreement": report["overall"],
+        "reading": report["reading"],
+        "no_information_baseline": report["no_information_baseline"],
+        "failed_calls": report["failed_calls"],
+        "by_reading": report["by_reading"],
+        "mean_p_a": report["mean_p_a"],
+        "stats": asdict(judge_stats),
+    }
+    log.info(
+        "judge %s agreed with %d of %d judged pairs; %d of %d pairs kept (verdicts in %s)",
+        judge.model_id,
+        report["overall"]["agree"],
+        verdicts.height,
+        pairs.height,
+        before,
+        out_dir / "judge_verdicts.parquet",
+    )
+    if report["failed_calls"]:
+        log.warning(
+            "judge: %d of %d pairs could not be judged (a call failed; replies in %s)%s: rerun the same command "
+            "to ask only those again",
+            report["failed_calls"],
+            verdicts.height,
+            out_dir / "judge_verdicts.parquet",
+            ", and --judge-keep agreed dropped them" if keep == "agreed" else "",
+        )
+    return pairs, judged

@@ -27,6 +27,7 @@ import polars as pl
 import yaml
 
 from alfa.data.filter import FilterConfig, filter_variants
+from alfa.data.judge import verify_with_judge
 from alfa.llm.embedder import Embedder
 
 log = logging.getLogger(__name__)
@@ -328,57 +329,6 @@ def make_pairs(
         out_dir,
     )
     return pairs
-
-
-def verify_with_judge(
-    pairs: pl.DataFrame, run_dir: Path, judge, out_dir: Path, sample: int | None, keep: str, seed: int
-) -> tuple[pl.DataFrame, dict]:
-    """The LLM verifier on `sample` pairs (all when None); verdicts and report into out_dir."""
-    from alfa.data.judge import judge_pairs, judge_report, load_run_attributes
-    from alfa.llm.cache import CallCache
-
-    cache = CallCache(out_dir / "judge_cache.sqlite")
-    before = pairs.height
-    attributes = load_run_attributes(run_dir)
-    pairs, verdicts, judge_stats = judge_pairs(pairs, attributes, judge, cache, sample=sample, seed=seed, keep=keep)
-    cache.close()
-    verdicts.write_parquet(out_dir / "judge_verdicts.parquet")
-    report = judge_report(verdicts)
-    (out_dir / "judge_report.json").write_text(json.dumps(report, indent=2))
-    judged = {
-        "judge": judge.model_id,
-        "backend": judge.backend,
-        "keep": keep,
-        "pairs_before": before,
-        "pairs_judged": verdicts.height,
-        "pairs_kept": pairs.height,
-        "agreement": report["overall"],
-        "reading": report["reading"],
-        "no_information_baseline": report["no_information_baseline"],
-        "failed_calls": report["failed_calls"],
-        "by_reading": report["by_reading"],
-        "mean_p_a": report["mean_p_a"],
-        "stats": asdict(judge_stats),
-    }
-    log.info(
-        "judge %s agreed with %d of %d judged pairs; %d of %d pairs kept (verdicts in %s)",
-        judge.model_id,
-        report["overall"]["agree"],
-        verdicts.height,
-        pairs.height,
-        before,
-        out_dir / "judge_verdicts.parquet",
-    )
-    if report["failed_calls"]:
-        log.warning(
-            "judge: %d of %d pairs could not be judged (a call failed; replies in %s)%s: rerun the same command "
-            "to ask only those again",
-            report["failed_calls"],
-            verdicts.height,
-            out_dir / "judge_verdicts.parquet",
-            ", and --judge-keep agreed dropped them" if keep == "agreed" else "",
-        )
-    return pairs, judged
 
 
 def data_digest(pairs_dir: Path) -> str:

@@ -113,6 +113,7 @@ def synthesize(
         rewriter, cache, requests, replies, keys, originals, pack, samples, temperature, stats, max_words
     )
     cache.close()
+    resampled = sum(len(a) > 1 for a in attempts)
 
     out = write_variants(run_dir, rows, plan, keys, replies, attempts, sources, standalone_texts, fallbacks)
     manifest = run_manifest(
@@ -129,12 +130,7 @@ def synthesize(
         hindsight_for_enhance,
         rewriter,
         stats,
-        {
-            "samples": samples,
-            "temperature": temperature,
-            "max_words": max_words,
-            "resampled": sum(len(a) > 1 for a in attempts),
-        },
+        {"samples": samples, "temperature": temperature, "max_words": max_words, "resampled": resampled},
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     log_outcome(len(out), stats, run_dir)

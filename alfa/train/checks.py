@@ -143,7 +143,8 @@ def check_recipe(recipe: Recipe) -> list[Check]:
         hidden = cfg.get("hidden_size") or cfg.get("d_model")
         checks.append(Check("model", True, f"{model_dir} ({cfg.get('model_type', '?')}, hidden {hidden})"))
     else:
-        checks.append(Check("model", False, f"{model_dir}: no config.json: give a local model folder"))
+        make = recipe.model.built_by or "alfa models export GGUF -o DIR"  # a folder TRL trains, from a GGUF
+        checks.append(Check("model", False, f"{model_dir}: no config.json: make the model folder with `{make}`"))
 
     checks += [Check(*c) for c in option_checks(recipe.model, recipe.launch.lora is not None)]
     if recipe.launch.deepspeed:
@@ -198,7 +199,7 @@ def _check_grpo(recipe: Recipe, global_batch: int) -> list[Check]:
     from alfa.train.rollout import rollout_checks
 
     splits = [recipe.data.train_split] + ([recipe.data.eval_split] if recipe.data.eval_split else [])
-    checks = [Check(*c) for c in rollout_checks(recipe.data_dir, splits, recipe.rollout)]
+    checks = [Check(*c) for c in rollout_checks(recipe.data_dir, splits, recipe.rollout, recipe.data.built_by)]
     groups = int(trl_value(recipe, "num_generations"))  # TRL would refuse it only once the model is loaded
     ok = global_batch % groups == 0
     message = f"{global_batch} conversations a step in groups of {groups}"
@@ -270,7 +271,8 @@ def _check_data(recipe: Recipe) -> Check:
     for s in splits:
         f = d / "data" / f"{s}.parquet"
         if not f.exists():
-            return Check("data", False, f"{f}: split {s!r} not found; build the pairs with `alfa pairs`")
+            make = recipe.data.built_by or "alfa pairs RUN_DIR -o PAIRS_DIR` (or `alfa build PIPELINE.yaml"
+            return Check("data", False, f"{f}: split {s!r} not found; build the pairs with `{make}`")
         df = pl.read_parquet(f)
         missing = [c for c in need + ["attribute", "pair_type"] if c not in df.columns]
         if missing:
@@ -320,9 +322,8 @@ def _check_dialogues(recipe: Recipe) -> Check:
     for s in splits:
         f = recipe.data_dir / "data" / f"{s}.parquet"
         if not f.exists():
-            return Check(
-                "data", False, f"{f}: split {s!r} not found (a dialogues dir, e.g. alfa stargate's iter_K/kept)"
-            )
+            make = recipe.data.built_by or "alfa stargate ...` (its iter_K/kept) or `alfa sml dialogues ..."
+            return Check("data", False, f"{f}: split {s!r} not found; make the dialogues with `{make}`")
         df = pl.read_parquet(f)
         if "messages" not in df.columns:
             return Check("data", False, f"{f}: no `messages` column (a list of {{role, content}} per conversation)")

@@ -33,6 +33,7 @@ class ModelConfig:
     quantization: str | None = None
     chat_template: str | None = None
     trust_remote_code: bool = False
+    built_by: str | None = None  # the command that makes this model folder: the dry run names it when it is missing
 
     def __post_init__(self):
         self.name_or_path = os.path.expanduser(self.name_or_path)

@@ -55,6 +55,7 @@ class DataConfig:
     exclude_pair_types: list[str] = field(default_factory=list)
     train_split: str = "train"
     eval_split: str | None = "validation"
+    built_by: str | None = None  # the command that makes this data dir: the dry run names it when the dir is missing
 
 
 @dataclass

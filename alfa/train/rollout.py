@@ -188,8 +188,11 @@ class MultiTurnRollout:
         return written
 
 
-def rollout_checks(tasks_dir: Path, splits: list[str], cfg: RolloutConfig) -> list[tuple[str, bool, str]]:
-    """The dry run's checks of a GRPO recipe: the tasks dir's splits and columns, each reward, the partner word."""
+def rollout_checks(
+    tasks_dir: Path, splits: list[str], cfg: RolloutConfig, built_by: str | None = None
+) -> list[tuple[str, bool, str]]:
+    """The dry run's checks of a GRPO recipe: the tasks dir's splits and columns, each reward, the partner word.
+    `built_by`: the recipe's command for a missing tasks dir."""
     import polars as pl
 
     from alfa.train.rewards import reward_function
@@ -199,9 +202,8 @@ def rollout_checks(tasks_dir: Path, splits: list[str], cfg: RolloutConfig) -> li
     for split in splits:
         f = Path(tasks_dir) / "data" / f"{split}.parquet"
         if not f.exists():
-            out.append(
-                ("data", False, f"{f}: split {split!r} not found; make a tasks dir with `alfa sml tasks CASES -o DIR`")
-            )
+            make = built_by or "alfa sml tasks CASES -o DIR` (or `alfa flaws tasks`, `alfa tasks gsm8k"
+            out.append(("data", False, f"{f}: split {split!r} not found; make the tasks dir with `{make}`"))
             break
         df = pl.read_parquet(f)
         missing = [c for c in ("task_id", "prompt", "facts", "answer", "options") if c not in df.columns]
