@@ -102,9 +102,32 @@ def test_eval_interactive_on_a_file_with_no_readable_case_stops_with_a_clear_err
     two = tmp_path / "two.jsonl"
     two.write_text("\n".join([_case(0), _case(1)]) + "\n")
     assert main(["eval", "interactive", str(two), "--skip", "2", "-o", str(tmp_path / "out")]) == 2
-    assert "no readable case after the first 2 readable ones (--skip 2)" in capsys.readouterr().err
+    assert "no readable case after the first 2 (--skip 2)" in capsys.readouterr().err
     assert main(["eval", "interactive", str(two), "--skip", "-1", "-o", str(tmp_path / "out")]) == 2
     assert "--skip must be 0 or more, got -1" in capsys.readouterr().err
+
+
+def test_eval_cases_on_a_questions_file_says_what_the_file_is_and_what_a_case_is(tmp_path, capsys):
+    """The issue's reproduction: `alfa eval cases` on askdocs questions said `"n": 0` with 433 identical reasons
+    and exit 0. Now one line: the reason counted once, the file's fields, what it looks like, what a case is."""
+    from alfa.cli import main
+
+    questions = tmp_path / "questions.jsonl"
+    rows = [{"qid": f"q{i}", "post": "My knee hurts.", "question": "Since when?"} for i in range(3)]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["eval", "cases", str(questions)]) == 2
+    err = capsys.readouterr().err
+    assert "no readable case: field 'context' is missing (3 lines)" in err and err.count("is missing") == 1
+    assert "first row's fields: post, qid, question" in err and "looks like a questions file" in err
+    assert "A case is one JSON object per line with question, context" in err
+
+
+def test_a_line_that_is_not_utf8_is_one_reject_naming_its_file_and_line(tmp_path):
+    path = tmp_path / "cases.jsonl"
+    path.write_bytes(_case(0).encode() + b"\n" + b'{"question": "caf\xe9?"}\n' + _case(1).encode() + b"\n")
+    cases, rejects = load_cases(path)
+    assert [c.case_id for c in cases] == ["0", "1"]
+    assert len(rejects) == 1 and rejects[0]["line"] == 2 and f"{path}:2: not UTF-8" in rejects[0]["reason"]
 
 
 def test_alfas_published_mediq_askdocs_layout_reads_as_it_is(tmp_path):

@@ -219,3 +219,33 @@ def test_default_ids_stay_unique_across_inputs_named_alike(tmp_path, capsys):
     # one input keeps the short ids it always had
     assert main(["ingest", inputs[0], "--map", "question=q,context=post", "-o", str(out)]) == 0
     assert pl.read_parquet(out)["qid"].to_list() == ["q-1", "q-2"]
+
+
+def test_tracebacks_a_new_user_met_are_one_line_messages(tmp_path, capsys):
+    """Found trying the CLI as a new user would: a CSV given to synthesize, a pairs file given to synthesize
+    (KeyError: 'context'), ingest into an existing folder (IsADirectoryError), and a --map typo reported once
+    per row without the file's real columns."""
+    from alfa.cli import main
+
+    mine = tmp_path / "mine.csv"
+    mine.write_text("question,post\nDoes it hurt?,Knee.\nSince when?,Head.\n")
+    assert main(["synthesize", str(mine), "-o", str(tmp_path / "r")]) == 2
+    assert (
+        "is not a questions table (the Parquet file `alfa ingest` writes): run `alfa ingest" in capsys.readouterr().err
+    )
+    pairs = tmp_path / "train.parquet"
+    pl.DataFrame({"prompt": [[{"role": "user", "content": "x"}]], "chosen": ["a"], "rejected": ["b"]}).write_parquet(
+        pairs
+    )
+    assert main(["synthesize", str(pairs), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "lacks qid, group_id, context, question" in err and "looks like a pairs file" in err
+    (tmp_path / "outdir").mkdir()
+    assert main(["ingest", str(mine), "--map", "question=question,context=post", "-o", str(tmp_path / "outdir")]) == 2
+    assert "is a folder: give the questions file to write" in capsys.readouterr().err
+    assert (
+        main(["ingest", str(mine), "--map", "question=questoin,context=post", "-o", str(tmp_path / "q.parquet")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("questoin") == 1 and "its columns: post, question" in err
+    assert not (tmp_path / "q.parquet").exists()

@@ -117,11 +117,11 @@ def _synthesize(args) -> int:
     import polars as pl
 
     from alfa.data.attributes import load_pack
-    from alfa.data.ingest import groups_of
+    from alfa.data.ingest import groups_of, read_questions
     from alfa.data.synthesize import parse_shard, synthesize
     from alfa.llm.rewriters import make_rewriter
 
-    questions = pl.read_parquet(args.questions)
+    questions = read_questions(args.questions)
     if args.limit:
         questions = questions.head(args.limit)
     if questions.height == 0:

@@ -118,9 +118,11 @@ def add_generate(sub) -> None:
 def _eval_cases(args) -> int:
     import json
 
-    from alfa.eval.cases import check_cases, load_cases
+    from alfa.eval.cases import check_cases, load_cases, no_case_message
 
     cases, rejects = load_cases(Path(args.cases))
+    if not cases:
+        raise ValueError(no_case_message(Path(args.cases), rejects))
     report = check_cases(cases)
     report["rejected_lines"] = rejects
     print(json.dumps(report, indent=2))
@@ -128,12 +130,12 @@ def _eval_cases(args) -> int:
 
 
 def _generate(args) -> int:
-    import polars as pl
 
+    from alfa.data.ingest import read_questions
     from alfa.eval.generate import generate_questions
     from alfa.llm.rewriters import backend_from_spec
 
-    questions = pl.read_parquet(args.questions)
+    questions = read_questions(args.questions)
     if args.limit:
         questions = questions.head(args.limit)
     policy = backend_from_spec(args.policy, max_new_tokens=args.max_new_tokens)

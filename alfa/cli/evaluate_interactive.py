@@ -108,7 +108,7 @@ def run_eval_interactive(args) -> int:
     import logging
 
     from alfa.dialogue.patients import FactSelectPatient
-    from alfa.eval.cases import check_cases, load_cases, warnings
+    from alfa.eval.cases import check_cases, load_cases, no_case_message, warnings
     from alfa.eval.interactive import ORACLE, InteractiveProtocol, evaluate_interactive
     from alfa.llm.embedder import Embedder
     from alfa.llm.rewriters import RoleBackends
@@ -120,12 +120,10 @@ def run_eval_interactive(args) -> int:
         logging.warning("case rejected: %s", r["reason"])
     end = args.skip + args.limit if args.limit else None
     cases, reference = every[args.skip : end], every[: args.skip] + (every[end:] if end else [])
+    if not every:
+        raise ValueError(no_case_message(Path(args.cases), rejects))
     if not cases:
-        after = f" after the first {args.skip} readable ones (--skip {args.skip})" if args.skip else ""
-        raise ValueError(
-            f"{args.cases}: no readable case{after} ({len(rejects)} lines rejected, listed above); "
-            "`alfa eval cases` shows why"
-        )
+        raise ValueError(f"{args.cases}: no readable case after the first {args.skip} (--skip {args.skip})")
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
     budget = args.expert_max_tokens or (64 if all(c.options for c in cases) else 320)

@@ -109,12 +109,11 @@ def make_judge(spec: str):
 def run_eval_winrate(args) -> int:
     import json
 
-    import polars as pl
-
     from alfa.data.attributes import load_pack
+    from alfa.data.ingest import read_questions
     from alfa.eval.winrate import judge_winrate
 
-    questions = pl.read_parquet(args.questions)
+    questions = read_questions(args.questions)
     a = read_questions_jsonl(args.a)
     if args.b == "human":  # the human question of each post A was asked about
         b = {q: h for q, h in zip(questions["qid"], questions["question"]) if q in a}

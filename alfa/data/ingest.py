@@ -303,6 +303,19 @@ def normalize_row(row: dict, fm: FieldMap, id_prefix: str, line: int) -> dict:
     }
 
 
+def check_mapped_columns(path: Path, fm: FieldMap, columns: set[str]) -> None:
+    """A mapped column that no row of the file has is a typo in --map, not a bad row: say so once, with the file's
+    real columns (rather than one reject per row)."""
+    mapped = {fm.question: "question", **{c: "context" for c in fm.context}}
+    mapped |= {c: key for key, c in (("group", fm.group), ("qid", fm.qid), ("turns", fm.turns)) if c}
+    absent = [f"{key}={column}" for column, key in mapped.items() if column not in columns]
+    if columns and absent:
+        raise ValueError(
+            f"{path}: no row has the column(s) that --map {', '.join(absent)} names; its columns: "
+            f"{', '.join(sorted(columns))}"
+        )
+
+
 def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
     """Read every input file and normalize it. Never raises for a bad row: it becomes a reject."""
     if isinstance(paths, (str, Path)):
@@ -312,8 +325,10 @@ def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
+        columns: set[str] = set()
         for line, raw in _read_rows(path, rejects):
             read += 1
+            columns |= set(raw)
             try:
                 out = normalize_row(raw, fm, prefixes.get(path, path.stem), line)
             except KeyError as e:
@@ -340,6 +355,7 @@ def ingest(paths: list[Path] | Path, fm: FieldMap) -> IngestResult:
                 continue
             seen[out["qid"]] = f"{path}:{line}"
             rows.append(out)
+        check_mapped_columns(path, fm, columns)
     schema = {
         "qid": pl.String,
         "group_id": pl.String,
@@ -359,8 +375,36 @@ def write_rejects(rejects: list[Reject], path: Path) -> None:
             f.write(json.dumps(r.__dict__, ensure_ascii=False) + "\n")
 
 
+def read_questions(path: Path) -> pl.DataFrame:
+    """A questions table `alfa ingest` wrote, or a ValueError saying what the file is and what to run instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; make the questions table with `alfa ingest INPUT -o {path}`")
+    if path.suffix.lower() != ".parquet":
+        raise ValueError(
+            f"{path} is not a questions table (the Parquet file `alfa ingest` writes): run "
+            f"`alfa ingest {path} --map question=COL,context=COL,group=COL -o q.parquet` and give q.parquet"
+        )
+    try:
+        columns = pl.read_parquet_schema(path)
+    except pl.exceptions.PolarsError as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
+    missing = [c for c in ("qid", "group_id", "context", "question") if c not in columns]
+    if missing:
+        what = " It looks like a pairs file (prompt/chosen/rejected)." if "chosen" in columns else ""
+        raise ValueError(
+            f"{path} is not a questions table: it lacks {', '.join(missing)} (its columns: {', '.join(columns)}).{what} "
+            "Give the questions table `alfa ingest` wrote (a run dir holds its own copy: RUN_DIR/questions.parquet)"
+        )
+    return pl.read_parquet(path)
+
+
 def run_ingest(inputs: list[Path], fm: FieldMap, output: Path) -> IngestResult:
     """Ingest and write `output` (Parquet) plus `<output stem>.rejects.jsonl` beside it."""
+    if output.is_dir():
+        raise ValueError(
+            f"-o {output} is a folder: give the questions file to write, e.g. {output / 'questions.parquet'}"
+        )
     result = ingest(inputs, fm)
     output.parent.mkdir(parents=True, exist_ok=True)
     result.questions.write_parquet(output, metadata={GROUPS_KEY: "given" if result.groups_given else "none"})

@@ -131,8 +131,15 @@ def load_cases(path: Path, limit: int | None = None, skip: int = 0) -> tuple[lis
     leaves out the first readable cases (those a method built its training data from, `--limit` there), `limit`
     keeps the next ones."""
     cases, rejects, first_line, skipped = [], [], {}, 0
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for n, raw_bytes in enumerate(f, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as e:  # one bad line is one reject, not the end of the file
+                rejects.append(
+                    {"file": str(path), "line": n, "reason": f"{path}:{n}: not UTF-8 ({e.reason} at byte {e.start})"}
+                )
+                continue
             if not raw.strip():
                 continue
             try:
@@ -153,6 +160,38 @@ def load_cases(path: Path, limit: int | None = None, skip: int = 0) -> tuple[lis
             if limit and len(cases) >= limit:
                 break
     return cases, rejects
+
+
+CASE_FIELDS = (
+    "question, context (the facts; the first is what the patient says first), options + answer_idx or a numeric answer"
+)
+
+
+def no_case_message(path: Path, rejects: list[dict]) -> str:
+    """Why a file gave no case, said once: the rejects' reasons counted, what the file looks like, what is expected."""
+    if not rejects:
+        return f"{path}: no readable case (the file is empty)"
+    reasons = {}
+    for r in rejects:
+        reason = r["reason"].split(": ", 1)[-1] if r["reason"].startswith(str(path)) else r["reason"]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    shown = "; ".join(f"{reason} ({n} lines)" for reason, n in sorted(reasons.items(), key=lambda x: -x[1])[:3])
+    keys = _first_keys(path)
+    looks = f" Its first row's fields: {', '.join(keys)}." if keys else ""
+    if keys and {"question", "post"} <= set(keys) and "options" not in keys:
+        looks += " It looks like a questions file (for `alfa ingest`), not interactive cases."
+    return f"{path}: no readable case: {shown}.{looks} A case is one JSON object per line with {CASE_FIELDS}."
+
+
+def _first_keys(path: Path) -> list[str]:
+    with open(path, "rb") as f:
+        for raw in f:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                return []
+            return sorted(obj) if isinstance(obj, dict) else []
+    return []
 
 
 def _words(text: str) -> set[str]:

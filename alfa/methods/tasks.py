@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from alfa.eval.cases import Case, load_cases
+from alfa.eval.cases import Case, load_cases, no_case_message
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,7 @@ def read_cases(path: Path, limit: int | None = None) -> list[Case]:
     """The readable cases of a file; a file with none stops the run, naming the first reasons."""
     cases, rejects = load_cases(Path(path), limit)
     if not cases:
-        reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejects[:3])
-        raise ValueError(f"{path}: no readable case" + (f" ({reasons})" if reasons else " (the file is empty)"))
+        raise ValueError(no_case_message(Path(path), rejects))
     if rejects:  # `alfa eval cases FILE` lists them all
         log.warning(
             "%s: %d line(s) are not readable cases and are left out, e.g. line %d: %s",
