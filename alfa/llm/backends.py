@@ -29,7 +29,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,33 @@ class Completion:
 
 
 OnDone = Callable[[int, Completion], None]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every model backend provides: the one interface alfa's stages, judges, patients and experts call.
+    A new serving stack implements these members (tests/test_backends.py checks each shipped backend has them
+    with these signatures) and gets a branch in alfa.llm.rewriters.make_rewriter; run_calls then caches it."""
+
+    backend: str  # the kind, as cards and cache rows show it: transformers, openai
+    model_id: str  # the model's name in cards and logs
+    sampling: dict  # generation settings (temperature, seed, max tokens): part of every cache key
+    cache_id: str  # the model's identity for the call cache (weights digest, or the endpoint's stable listing)
+
+    def complete(self, requests: list[list[dict]], on_done: OnDone) -> None:
+        """Answer each chat request; call on_done(index, Completion) as each finishes (errors in Completion.error)."""
+
+    def with_sampling(self, temperature: float, seed: int) -> Backend:
+        """A copy that samples with this temperature and seed (each sample its own cached call)."""
+
+    def with_max_tokens(self, n: int) -> Backend:
+        """A copy whose replies may be up to n tokens long."""
+
+    def with_logprobs(self, top: int = 10) -> Backend:
+        """A copy whose replies carry their first token's top log-probabilities where the backend reports them."""
+
+    def close(self) -> None:
+        """Release what the backend holds (a server alfa started, a model in memory)."""
 
 
 def default_device() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from alfa.llm.backends import Completion
+from alfa.llm.backends import Backend, Completion
 from alfa.llm.cache import CallCache, call_key
 
 EMPTY_REPLY = "empty reply"  # the error of a call that came back with no text
@@ -38,7 +38,7 @@ class CallStats:
 
 
 def run_calls(
-    rewriter, cache: CallCache, requests: list[list[dict]], desc: str, stats: CallStats
+    rewriter: Backend, cache: CallCache, requests: list[list[dict]], desc: str, stats: CallStats
 ) -> tuple[list[Completion], list[str]]:
     """Answer every request, from the cache where possible; new answers are cached as they arrive.
     Returns the completions and each request's cache key, in request order."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alfa.llm.backends import TransformersRewriter
+from alfa.llm.backends import Backend, TransformersRewriter
 from alfa.llm.endpoint import OpenAIRewriter
 from alfa.llm.llamacpp import LlamaCppServer, gguf_digest
 
@@ -63,7 +63,7 @@ def make_rewriter(
     timeout_s: float = 60.0,
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
-):
+) -> Backend:
     """Build a rewriter (or judge) from CLI/config words (see KINDS and this module's docstring).
 
     `stop`: transformers generation ends at these strings (a rewrite at its '?'; a judge needs none)."""
