@@ -1,4 +1,5 @@
-"""Intervals every reported figure carries. A bottom-layer module: plain arithmetic, imported by any stage.
+"""Intervals every reported figure carries, and the seeded hash alfa samples by. A bottom-layer module: plain
+arithmetic, imported by any stage.
 
 `rate` is what a reported rate uses (accuracy, win rate, flag rate, premature answers): Wilson's interval for
 independent items, which keeps its width at 0% and 100% (a percentile bootstrap collapses there: "100% (100%-100%)"
@@ -7,7 +8,14 @@ narrower than Wilson's. `bootstrap_mean` is for means that are no rate (a differ
 
 from __future__ import annotations
 
+import hashlib
 import math
+
+
+def seeded_hash(key: str, seed: int | str | None = None) -> str:
+    """A stable pseudo-random rank for `key` (sha256 of "seed:key", or of key alone): the same on every machine
+    and run, and independent of row order. alfa's samples and splits sort by it (judge, review, card, splits)."""
+    return hashlib.sha256((key if seed is None else f"{seed}:{key}").encode()).hexdigest()
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -9,7 +9,6 @@ rewriter, prompt and pack hashes, lint findings, and a personal-health-informati
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import polars as pl
 
 from alfa.data.card_templates import fmt, render
 from alfa.data.pairs import FLIPPED_PAIR_TYPES, PAIR_TYPES, SPLITS, data_digest, load_pairs
+from alfa.stats import seeded_hash
 
 PHI_STATEMENT = (
     "**Personal health information.** The patient posts in this dataset describe health conditions. "
@@ -177,7 +177,7 @@ def count_rows(pairs: pl.DataFrame) -> list[list]:
 
 def random_pair_rows(pairs: pl.DataFrame, n: int = 10) -> list[list]:
     """`n` pairs ranked by a hash of their id: a fixed, unbiased sample for the card."""
-    rank = pl.col("pair_id").map_elements(lambda p: hashlib.sha256(p.encode()).hexdigest(), return_dtype=pl.String)
+    rank = pl.col("pair_id").map_elements(seeded_hash, return_dtype=pl.String)
     picked = pairs.with_columns(rank.alias("_rank")).sort("_rank").head(n).sort(["attribute", "pair_type"])
 
     def cell(messages) -> str:

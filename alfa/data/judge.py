@@ -17,7 +17,6 @@ agrees with. Calls go through the same disk cache, so a rerun costs nothing. Out
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from alfa.data.attributes import Attribute
 from alfa.data.prompts import post_text
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
-from alfa.stats import wilson
+from alfa.stats import seeded_hash, wilson
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +113,7 @@ def sample_for_judging(pairs: pl.DataFrame, n: int | None, seed: int = 0) -> pl.
     the pair id, so a bigger `n` judges a superset and reuses every cached verdict."""
 
     def rank(pair_id: str) -> str:
-        return hashlib.sha256(f"{seed}:{pair_id}".encode()).hexdigest()
+        return seeded_hash(pair_id, seed)
 
     if n is None or n >= pairs.height:
         return pairs

@@ -29,6 +29,7 @@ import yaml
 from alfa.data.filter import FilterConfig, filter_variants
 from alfa.data.judge import verify_with_judge
 from alfa.llm.embedder import Embedder
+from alfa.stats import seeded_hash
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +90,7 @@ def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) 
     which variants a rewriter or filter let through: every rebuild of the same questions keeps every post
     in its split."""
 
-    def rank(g: str) -> str:
-        return hashlib.sha256(f"{config.seed}:{g}".encode()).hexdigest()
-
-    order = sorted(set(groups), key=rank)
+    order = sorted(set(groups), key=lambda g: seeded_hash(g, config.seed))
     total = sum(sizes[g] for g in order) or 1
     bounds = (("train", config.train), ("validation", config.train + config.validation), ("test", float("inf")))
     assignment, done = {}, 0

@@ -13,6 +13,7 @@ import polars as pl
 
 from alfa.data.attributes import load_pack
 from alfa.review.connection import ReviewError
+from alfa.stats import seeded_hash
 
 PROBLEMS = {
     "not_a_question": "Not a question",
@@ -112,9 +113,7 @@ def sample_pairs(pairs: pl.DataFrame, n: int | None, stratify: list[str], seed: 
     unknown = [c for c in stratify if c not in pairs.columns]
     if unknown:
         raise ReviewError(f"--stratify {','.join(unknown)}: not a column of the pairs; use e.g. attribute,pair_type")
-    key = pl.col("pair_id").map_elements(
-        lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest(), return_dtype=pl.String
-    )
+    key = pl.col("pair_id").map_elements(lambda p: seeded_hash(p, seed), return_dtype=pl.String)
     pairs = pairs.with_columns(_order=key).sort("_order")
     if n is None or n >= pairs.height:
         return pairs.drop("_order")
