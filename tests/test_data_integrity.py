@@ -210,7 +210,7 @@ def test_split_fractions_follow_the_questions(tiny_run):
 
 
 def test_the_card_shows_ten_pairs_drawn_by_a_seeded_hash(pairs_dir, tiny_run, tmp_path, embedder):
-    from alfa.data.card import random_pair_rows
+    from alfa.data.card_common import random_pair_rows
 
     pairs = load_pairs(pairs_dir)
     rows = random_pair_rows(pairs)

@@ -134,7 +134,7 @@ def load_pipeline(path: Path) -> PipelineConfig:
 def pipeline_problems(config: PipelineConfig) -> list[tuple[tuple, str]]:
     """(key path, why) for every setting that would stop the build once it ran: paths are read from the folder
     alfa runs in, as the stages will read them."""
-    from alfa.data.card import check_license
+    from alfa.data.card_common import check_license
     from alfa.llm.rewriters import KINDS
 
     out = []

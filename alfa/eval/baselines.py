@@ -17,8 +17,8 @@ from collections import Counter
 
 from alfa.dialogue.parsing import parse_answer
 from alfa.dialogue.patients import FactSelectPatient
+from alfa.eval.case_prompts import final_messages
 from alfa.eval.cases import Case
-from alfa.eval.interactive import final_messages
 from alfa.stats import rate
 
 GENERIC_QUESTION = "Can you tell me more?"

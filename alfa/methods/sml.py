@@ -23,7 +23,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.card import PHI_STATEMENT
+from alfa.data.card_common import PHI_STATEMENT
 from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt, unprimed
 from alfa.dialogue.engine import Episode, Turn, run_episodes
 from alfa.eval.cases import Case

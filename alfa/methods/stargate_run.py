@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.card import PHI_STATEMENT
+from alfa.data.card_common import PHI_STATEMENT
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats
 from alfa.methods.stargate import (

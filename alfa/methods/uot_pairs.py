@@ -16,8 +16,8 @@ from pathlib import Path
 
 from alfa.data.pairs import SplitConfig
 from alfa.dialogue.engine import written_episodes
+from alfa.eval.case_prompts import questioner_messages
 from alfa.eval.cases import Case
-from alfa.eval.interactive import questioner_messages
 from alfa.methods.scored_pairs import write_scored_pairs
 
 PAIR_TYPE = "uot_high_vs_low_expected_reward"
