@@ -48,3 +48,18 @@ def test_alfa_help_lists_every_verb_once_under_its_group(capsys):
     for group, members in VERB_GROUPS.items():
         assert f"\n{group}:\n  {members[0]}" in out
     assert out.count("  synthesize ") == 1  # not listed twice
+
+
+def test_names_that_misled_now_say_what_they_mean(tmp_path, capsys, monkeypatch):
+    """`--judge-pairs 0` meant every pair (now: 'all', and 0 is refused); `-q` left the progress bars on."""
+    import os
+
+    from alfa.cli import main
+
+    assert main(["pairs", str(tmp_path), "-o", str(tmp_path / "p"), "--judge-pairs", "0"]) == 2
+    assert "--judge-pairs 0: give a number of pairs (1 or more) or 'all'" in capsys.readouterr().err
+    p = next(p for p in all_parsers(parser()) if p.prog == "alfa pairs")
+    assert p.parse_args([str(tmp_path), "-o", "x", "--judge-pairs", "all"]).judge_pairs is None
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    main(["-q", "card", str(tmp_path / "nothing-here")])  # any verb: -q is read first
+    assert os.environ.get("TQDM_DISABLE") == "1"

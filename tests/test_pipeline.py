@@ -50,7 +50,7 @@ def test_embedded_model_on_real_askdocs_through_every_verb(askdocs_run, capsys):
     # the prompt is the real post: title + body as the user's message
     first = pl.read_parquet(q).filter(pl.col("qid") == pairs["qid"][0]).to_dicts()[0]
     assert pairs.filter(pl.col("qid") == first["qid"])["prompt"][0].to_list() == first["context"]
-    code = main(["lint", str(out), "--tokenizer", "local", "--max-length", "2048"])
+    code = main(["lint", str(out), "--tokenizer", "smollm2", "--max-length", "2048"])
     report = json.loads((out / "lint_report.json").read_text())
     assert report["data_digest"] == data_digest(out)  # the report describes this data
     checks = {f["check"] for f in report["findings"]}

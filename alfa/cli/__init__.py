@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors in the log, no progress bars")
     p.add_argument("--debug", action="store_true", help="show the full traceback of every error (or ALFA_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -113,6 +113,8 @@ EXTRAS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.quiet:  # progress bars too (tqdm reads it when a bar is made)
+        os.environ["TQDM_DISABLE"] = "1"
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -200,9 +200,9 @@ def add_pairs(sub) -> None:
     )
     s.add_argument(
         "--judge-pairs",
-        type=int,
+        type=lambda v: None if v == "all" else int(v),
         default=40,
-        help="judge this many pairs (a seeded sample) to measure agreement; 0 = every pair",
+        help="judge this many pairs (a seeded sample) to measure agreement, or 'all'",
     )
     s.add_argument(
         "--judge-keep",
@@ -226,6 +226,8 @@ def _pairs(args) -> int:
 
     fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
     sc = SplitConfig(*[float(x) for x in args.split.split(",")], seed=args.seed)
+    if args.judge_pairs is not None and args.judge_pairs < 1:  # before a judge model loads
+        raise ValueError(f"--judge-pairs {args.judge_pairs}: give a number of pairs (1 or more) or 'all'")
     judge = (
         make_rewriter(
             args.judge,
@@ -239,7 +241,7 @@ def _pairs(args) -> int:
         if args.judge != "none"
         else None
     )
-    sample = None if args.judge_keep == "agreed" or args.judge_pairs == 0 else args.judge_pairs
+    sample = None if args.judge_keep == "agreed" else args.judge_pairs
     try:
         pairs = make_pairs(
             [Path(d) for d in args.run_dirs],
@@ -269,10 +271,10 @@ def add_lint(sub) -> None:
         formatter_class=fmt,
         description="Identical/near-identical pairs, length bias, truncation "
         "that hides the difference, group leakage, balance. Writes PAIRS_DIR/lint_report.json.",
-        epilog="Example:\n  alfa lint runs/r1-pairs --tokenizer local --max-length 1024",
+        epilog="Example:\n  alfa lint runs/r1-pairs --tokenizer smollm2 --max-length 1024",
     )
     s.add_argument("pairs_dir", help="a pairs dir written by `alfa pairs` (or `alfa build`)")
-    s.add_argument("--tokenizer", help="tokenizer folder the trainer will use ('local' = embedded SmolLM2)")
+    s.add_argument("--tokenizer", help="tokenizer folder the trainer will use ('smollm2' = the embedded SmolLM2's)")
     s.add_argument("--max-length", type=int, help="the trainer's max_length (prompt + completion)")
     s.set_defaults(func=_lint)
 

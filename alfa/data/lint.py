@@ -45,7 +45,7 @@ class LintConfig:
     length_bias_share: float = 0.85  # warn when chosen is longer in more than this share (or less than 1-share)
     length_bias_min_pairs: int = 10  # fewer pairs in an attribute: no length-bias verdict
     balance_min_ratio: float = 0.25  # smallest cell / largest cell
-    tokenizer: str | None = None  # a local tokenizer/model folder, or "local" for the embedded SmolLM2
+    tokenizer: str | None = None  # a local tokenizer/model folder, or "smollm2" for the embedded SmolLM2's
     max_length: int | None = None  # the trainer's max_length (prompt + completion)
 
     def __post_init__(self):
@@ -122,7 +122,7 @@ def check_truncation(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
         return []
     from transformers import AutoTokenizer
 
-    if config.tokenizer == "local":
+    if config.tokenizer in ("smollm2", "local"):  # "local" was its name before; --rewriter local is Qwen
         from alfa.llm.embedded import smollm2_path
 
         tok = AutoTokenizer.from_pretrained(smollm2_path())
@@ -235,7 +235,7 @@ def skipped_checks(config: LintConfig | None = None) -> dict[str, str]:
     config = config or LintConfig()
     if config.tokenizer and config.max_length:
         return {}
-    why = "no tokenizer and max_length given (`alfa lint DIR --tokenizer local --max-length N`, or a pipeline's lint: block)"
+    why = "no tokenizer and max_length given (`alfa lint DIR --tokenizer smollm2 --max-length N`, or a pipeline's lint: block)"
     return {"truncated_diff": why, "truncated": why}
 
 

@@ -156,8 +156,8 @@ def pipeline_problems(config: PipelineConfig) -> list[tuple[tuple, str]]:
         elif backend.kind == "openai" and not (backend.model and backend.base_url):
             out.append(((name,), "kind openai needs model (the served name) and base_url (http://HOST:PORT/v1)"))
     tokenizer = config.lint.tokenizer
-    if tokenizer and tokenizer != "local" and not Path(tokenizer).is_dir():
-        out.append((("lint", "tokenizer"), f"{tokenizer}: no such tokenizer folder (or 'local' for SmolLM2's)"))
+    if tokenizer and tokenizer not in ("smollm2", "local") and not Path(tokenizer).is_dir():
+        out.append((("lint", "tokenizer"), f"{tokenizer}: no such tokenizer folder (or 'smollm2' for SmolLM2's)"))
     try:
         check_license(config.card.license)
     except ValueError as e:
