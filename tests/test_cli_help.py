@@ -63,3 +63,17 @@ def test_names_that_misled_now_say_what_they_mean(tmp_path, capsys, monkeypatch)
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     main(["-q", "card", str(tmp_path / "nothing-here")])  # any verb: -q is read first
     assert os.environ.get("TQDM_DISABLE") == "1"
+
+
+def test_every_limit_refuses_zero(capsys):
+    """`--limit 0` read as no limit (0 is falsy) and ran every question; now every verb's --limit takes 1 or more."""
+    import pytest
+
+    from alfa.cli import main
+    from alfa.cli.arguments import positive_int
+
+    limits = [(p.prog, a) for p in all_parsers(parser()) for a in p._actions if "--limit" in a.option_strings]
+    assert len(limits) >= 6 and all(a.type is positive_int for _, a in limits), [p for p, a in limits]
+    with pytest.raises(SystemExit):
+        main(["synthesize", "q.parquet", "--limit", "0", "-o", "out"])
+    assert "--limit: 0: give 1 or more" in capsys.readouterr().err

@@ -265,6 +265,19 @@ def test_server_commands(argilla, tmp_path, capsys):
     assert capsys.readouterr().out.split() == ["export", f"ARGILLA_API_URL={url}", "export", f"ARGILLA_API_KEY={key}"]
     assert (state_dir / "owner.json").stat().st_mode & 0o777 == 0o600
     assert main(["review", "server", "status", "--dir", str(tmp_path)]) == 1  # never started there
+    capsys.readouterr()
+
+
+def test_server_status_from_another_folder_names_the_folder_it_read(tmp_path, monkeypatch, capsys):
+    """--dir is relative to the folder alfa runs in: status and env say which absolute folder they read, and how
+    to point at a server started elsewhere (before: "no local server in .alfa-review")."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["review", "server", "status"]) == 1
+    out = capsys.readouterr()
+    assert json.loads(out.out)["state_dir"] == str(tmp_path / ".alfa-review")
+    assert f"no local server in {tmp_path / '.alfa-review'}" in out.err and "give it with --dir" in out.err
+    assert main(["review", "server", "env"]) == 2
+    assert f"no local server in {tmp_path / '.alfa-review'}" in capsys.readouterr().err
 
 
 def test_suggestions_only_when_asked(owner, askdocs_run):

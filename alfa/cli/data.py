@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from alfa.cli.arguments import positive_int
 from alfa.llm.rewriters import KINDS
 
 
@@ -87,7 +88,7 @@ def add_synthesize(sub) -> None:
     s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried (openai)")
     s.add_argument("--batch-size", type=int, default=16, help="generation batch size (smollm2/transformers)")
     s.add_argument("--max-new-tokens", type=int, default=40, help="longest reply per call, in tokens")
-    s.add_argument("--limit", type=int, help="only the first N questions")
+    s.add_argument("--limit", type=positive_int, help="only the first N questions")
     s.add_argument(
         "--samples",
         type=int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from alfa.cli.arguments import positive_int
 from alfa.cli.evaluate_interactive import add_eval_interactive
 from alfa.cli.evaluate_winrate import add_eval_winrate
 
@@ -110,7 +111,7 @@ def add_generate(sub) -> None:
     g.add_argument("policy", help="backend: transformers:FOLDER, local, smollm2, llamacpp:FILE.gguf, openai:MODEL@URL")
     g.add_argument("questions", help="questions Parquet from alfa ingest")
     g.add_argument("-o", "--output", required=True, help="JSONL to write")
-    g.add_argument("--limit", type=int, help="only the first N questions")
+    g.add_argument("--limit", type=positive_int, help="only the first N questions")
     g.add_argument("--max-new-tokens", type=int, default=48, help="longest question per post, in tokens")
     g.set_defaults(func=_generate)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alfa.cli.arguments import positive_int
 from alfa.eval.interactive import ABSTAIN
 
 
@@ -56,7 +57,7 @@ def add_eval_interactive(verbs, fmt) -> None:
     )
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5, help="questions an episode may ask before it must answer")
-    i.add_argument("--limit", type=int, help="only the first N cases")
+    i.add_argument("--limit", type=positive_int, help="only the first N cases")
     i.add_argument(
         "--skip",
         type=int,

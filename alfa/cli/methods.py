@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from alfa.cli.arguments import positive_int
+
 
 def add_stargate(sub) -> None:
     """alfa stargate"""
@@ -77,7 +79,7 @@ def add_sml(sub) -> None:
         default="full",
         help="full: every case fact (SML's fully specified problems); initial: the first fact only",
     )
-    d.add_argument("--limit", type=int, help="only the first N cases")
+    d.add_argument("--limit", type=positive_int, help="only the first N cases")
     d.set_defaults(func=_sml_dialogues)
     t = verbs.add_parser(
         "tasks",
@@ -88,7 +90,7 @@ def add_sml(sub) -> None:
     t.add_argument("cases", help="case JSONL")
     t.add_argument("-o", "--output", required=True, help="tasks dir to write")
     t.add_argument("--view", choices=["initial", "full"], default="initial", help="what the policy is shown first")
-    t.add_argument("--limit", type=int, help="only the first N cases")
+    t.add_argument("--limit", type=positive_int, help="only the first N cases")
     t.set_defaults(func=_sml_tasks)
 
 
@@ -236,7 +238,7 @@ def add_collab(sub) -> None:
     b.add_argument("--policy", default="smollm2", help="backend whose replies are scored (the model to train)")
     b.add_argument("--user", default="local", help="backend of the simulated patient (shown only the case's facts)")
     b.add_argument("--judge", default="local", help="backend rating interactivity (unused at interactivity_weight 0)")
-    b.add_argument("--limit", type=int, help="only the first N cases")
+    b.add_argument("--limit", type=positive_int, help="only the first N cases")
     for name, kind, text in (
         ("candidates", int, "replies scored per turn (2)"),
         ("futures", int, "S, continuations sampled per candidate (3)"),

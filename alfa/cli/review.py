@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -117,10 +118,17 @@ def _add_review_actions(rsub, fmt) -> None:
     _connection(r)
 
 
+# --dir is read from the folder alfa runs in: the usual reason a running server is "not found".
+NO_SERVER_HINT = (
+    "no local server in {state_dir}: `alfa review server up` starts one there; a server started from another "
+    "folder keeps its state in that folder's .alfa-review (give it with --dir)"
+)
+
+
 def _review_server(args) -> int:
     from alfa.review.server import owner_credentials, server_down, server_status, server_up
 
-    state_dir = Path(args.dir)
+    state_dir = Path(args.dir).resolve()  # printed absolute, so the commands it prints work from any folder
     if args.action == "up":
         state = server_up(state_dir, port=args.port, venv=Path(args.venv) if args.venv else None)
         creds = owner_credentials(state_dir)
@@ -136,12 +144,14 @@ def _review_server(args) -> int:
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif args.action == "status":
         status = server_status(state_dir)
-        print(json.dumps(status, indent=2))
+        print(json.dumps({"state_dir": str(state_dir), **status}, indent=2))
+        if not state_dir.is_dir():
+            print(f"{NO_SERVER_HINT.format(state_dir=state_dir)}", file=sys.stderr)
         return 0 if status["running"] else 1
     else:  # env: for eval in a shell; it prints the key, so never paste its output anywhere
         state = server_status(state_dir)
         if "url" not in state:
-            raise RuntimeError(f"no local server in {state_dir}: start one with `alfa review server up`")
+            raise RuntimeError(NO_SERVER_HINT.format(state_dir=state_dir))
         print(
             f"export ARGILLA_API_URL={state['url']}\nexport ARGILLA_API_KEY={owner_credentials(state_dir)['api_key']}"
         )
