@@ -258,3 +258,17 @@ def test_a_rerun_of_alfa_card_keeps_the_licence_and_title_and_a_bad_licence_is_r
     assert main(["card", str(d), "--license", "apache2"]) != 0
     assert "'apache2' is not a licence id" in capsys.readouterr().err
     assert "license: mit" in (d / "README.md").read_text()  # the refused run changed nothing
+
+
+def test_the_card_says_when_the_judges_agreement_interval_holds_chance(pairs_dir, tmp_path):
+    d = _cardable_copy(pairs_dir, tmp_path / "pairs")
+    info = json.loads((d / "pairs.json").read_text())
+    (d / "judge_report.json").write_text(json.dumps({"by_type": {}}))
+    for agree, ci, says in ((6, [0.31, 0.83], True), (10, [0.72, 1.0], False)):
+        info["judge"] = {"judge": "j", "backend": "openai", "keep": "all", "pairs_before": 36, "pairs_judged": 10,
+                         "pairs_kept": 36, "agreement": {"pairs": 10, "agree": agree, "rate": agree / 10, "ci95": ci},
+                         "reading": "probability", "no_information_baseline": 0.5, "failed_calls": 0,
+                         "by_reading": {}, "mean_p_a": 0.5, "stats": {}}  # fmt: skip
+        (d / "pairs.json").write_text(json.dumps(info))
+        card = write_card(d).read_text()
+        assert ("no evidence the judge agrees with the pipeline beyond chance" in card) == says, agree

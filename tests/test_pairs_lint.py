@@ -161,6 +161,17 @@ def test_lint_warns_on_length_bias_balance_and_empty_split(tmp_path):
     assert main(["lint", str(d)]) == 0  # warnings alone do not block
 
 
+def test_a_split_holding_one_questions_pairs_is_a_warning(tmp_path):
+    rows = [_row(i) for i in range(6)] + [_row(10 + i, split="test", group="g99") for i in range(2)]
+    for r in rows[-2:]:
+        r["qid"] = "q-only"  # the test split's two pairs both come from one question
+    rows.append(_row(20, split="validation"))
+    checks = {f.check: f for f in lint(_pairs_dir(tmp_path, rows))}
+    assert checks["tiny_split"].severity == "warning" and "split 'test' holds the pairs of one question" in (
+        checks["tiny_split"].message
+    )
+
+
 def test_lint_truncation_with_a_real_tokenizer(tmp_path, tiny_model_dir):
     long_post = "My knee has been swollen for weeks and it hurts when I climb stairs. " * 20
     rows = [

@@ -73,7 +73,7 @@ def make_plots(pairs: pl.DataFrame, pairs_dir: Path, filter_report: dict, bounds
         bottom = [b + c for b, c in zip(bottom, counts)]
     ax.set_ylabel("pairs")
     ax.set_title("Pairs per attribute and pair type")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, never over them
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     out.append(plots / "pairs_per_attribute.png")

@@ -8,6 +8,7 @@ Checks:
     truncated           prompt + completion longer than max_length, difference still seen  warning
     group_leakage       a group (post) appears in two splits                                error
     empty_split         a split with no pairs                                               warning
+    tiny_split          a split whose pairs come from one question: its figures say nothing  warning
     balance             an attribute x pair-type cell far below the others                  warning
     no_pairs            the dataset has no pairs at all                                      error
 
@@ -189,6 +190,15 @@ def check_splits(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
         n = pairs.filter(pl.col("split") == s).height
         if n == 0:
             out.append(Finding("empty_split", "warning", f"split {s!r} has no pairs (too few groups or questions)"))
+        elif pairs.filter(pl.col("split") == s)["qid"].n_unique() == 1:
+            out.append(
+                Finding(
+                    "tiny_split",
+                    "warning",
+                    f"split {s!r} holds the pairs of one question only: any figure measured on it says nothing "
+                    "(more data, or other split fractions)",
+                )
+            )
     return out
 
 
