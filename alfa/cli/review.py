@@ -146,7 +146,7 @@ def _review_server(args) -> int:
         status = server_status(state_dir)
         print(json.dumps({"state_dir": str(state_dir), **status}, indent=2))
         if not state_dir.is_dir():
-            print(f"{NO_SERVER_HINT.format(state_dir=state_dir)}", file=sys.stderr)
+            print(NO_SERVER_HINT.format(state_dir=state_dir), file=sys.stderr)
         return 0 if status["running"] else 1
     else:  # env: for eval in a shell; it prints the key, so never paste its output anywhere
         state = server_status(state_dir)

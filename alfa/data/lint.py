@@ -119,7 +119,7 @@ def check_length_bias(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
 def check_truncation(pairs: pl.DataFrame, config: LintConfig) -> list[Finding]:
     """Tokenize like a DPO trainer (chat template on prompt, completion appended) and see whether the
     first token where chosen and rejected differ survives `max_length` (prompt + completion)."""
-    if not (config.tokenizer and config.max_length):
+    if skipped_checks(config):
         return []
     from transformers import AutoTokenizer
 

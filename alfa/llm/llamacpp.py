@@ -111,6 +111,7 @@ class LlamaCppServer:
 
         if importlib.util.find_spec("xllamacpp") is None:
             raise RuntimeError(f"llama.cpp's server is not installed: {XLLAMACPP_INSTALL}")
+        atexit.register(self.stop)  # once: every attempt's process is self.proc, which stop() ends
         for attempt in range(1, attempts + 1):
             why = self._start_once()
             if why is None:
@@ -147,7 +148,6 @@ class LlamaCppServer:
         self.proc = subprocess.Popen(
             cmd, stdout=log_file.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-        atexit.register(self.stop)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
