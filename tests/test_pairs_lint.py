@@ -90,9 +90,42 @@ def test_group_aware_split_on_real_posts(askdocs_path):
     assignment = split_groups(list(sizes), sizes, SplitConfig(0.8, 0.1, 0.1, seed=1))
     assert set(assignment) == set(sizes)  # each group in exactly one split
     share = {s: sum(n for g, n in sizes.items() if assignment[g] == s) / q.height for s in SPLITS}
-    assert abs(share["train"] - 0.8) < 0.03 and abs(share["test"] - 0.1) < 0.03
+    # each post by its own bucket: the fractions hold in expectation over 190 posts, not exactly
+    assert abs(share["train"] - 0.8) < 0.08 and abs(share["test"] - 0.1) < 0.06
     assert split_groups(list(sizes), sizes, SplitConfig(seed=1)) == assignment  # deterministic
     assert split_groups(list(sizes), sizes, SplitConfig(seed=2)) != assignment
+
+
+def test_adding_questions_never_moves_a_post_already_split(askdocs_path):
+    q = ingest(askdocs_path, PRESETS["askdocs"]).questions
+    sizes = dict(q.group_by("group_id").len().iter_rows())
+    posts = sorted(sizes)
+    for seed in range(3):
+        config = SplitConfig(0.7, 0.15, 0.15, seed=seed)
+        before = split_groups(posts[:100], sizes, config)
+        # more questions of posts already split (sizes change) and 90 more posts
+        grown = {g: n + 3 for g, n in sizes.items()}
+        after = split_groups(posts, grown, config)
+        assert {g: after[g] for g in before} == before
+        assert set(after.values()) == set(SPLITS)
+
+
+def test_a_small_set_gets_no_empty_split_and_the_log_says_which_post_moved(caplog):
+    sizes = {f"post-{i}": 1 + i % 3 for i in range(13)}  # the 40-question fixture's shape: 13 posts
+    repaired = 0
+    for seed in range(20):
+        caplog.clear()
+        assignment = split_groups(list(sizes), sizes, SplitConfig(0.8, 0.1, 0.1, seed=seed))
+        assert set(assignment.values()) == set(SPLITS), seed
+        for record in caplog.records:
+            split, post = record.args[0], record.args[3]
+            assert assignment[post] == split  # the post the log names is where it says
+            repaired += 1
+    assert repaired > 0  # 13 posts leave a 10% split empty about a quarter of the time
+    # a fraction of 0 stays empty; two posts cannot fill three splits and nothing breaks
+    assert "validation" not in split_groups(list(sizes), sizes, SplitConfig(0.9, 0.0, 0.1)).values()
+    two = {"a": 1, "b": 1}
+    assert len(set(split_groups(list(two), two, SplitConfig()).values())) == 2
 
 
 def _pairs_dir(tmp_path, rows):

@@ -189,7 +189,8 @@ def add_pairs(sub) -> None:
     s.add_argument(
         "--split",
         default="0.8,0.1,0.1",
-        help="train,validation,test fractions of the questions; every group (post) goes whole to one split",
+        help="train,validation,test fractions, held in expectation over posts: each group (post) goes whole to "
+        "one split by its own hash bucket",
     )
     s.add_argument("--seed", type=int, default=0, help="seed of the split hash and of the judged sample")
     s.add_argument(
