@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from alfa.data.attributes import load_pack  # noqa: E402
 from alfa.data.ingest import PRESETS, run_ingest  # noqa: E402
 from alfa.data.pairs import make_pairs  # noqa: E402
-from alfa.data.synthesize import synthesize  # noqa: E402
-from alfa.llm.rewriters import make_rewriter  # noqa: E402
+from alfa.data.synthesize import SynthesisConfig, synthesize  # noqa: E402
+from alfa.llm.make import BackendConfig, make_backend  # noqa: E402
 
 ASKDOCS = ROOT.parent / "shared" / "data" / "askdocs" / "questions_dev.jsonl"
 # (name, rewriter kind, attempts per variant): SmolLM2 greedy only, as alfa's embedded default was before.
@@ -69,12 +69,16 @@ class ServerTimings:
 
 
 def run_one(name, kind, samples, questions, out: Path, judge, judge_pairs: int) -> dict:
-    rewriter = make_rewriter(kind)
+    rewriter = make_backend(BackendConfig(kind))
     timed = ServerTimings(rewriter) if rewriter.backend == "llamacpp" else rewriter
     t0 = time.perf_counter()
     try:
         stats = synthesize(
-            questions, load_pack("core"), timed, out / "run", samples=samples, cache_path=out / "cache.sqlite"
+            questions,
+            load_pack("core"),
+            timed,
+            out / "run",
+            SynthesisConfig(samples=samples, cache=out / "cache.sqlite"),
         )
     finally:
         rewriter.close()
@@ -156,7 +160,7 @@ def main() -> None:
     args = ap.parse_args()
     out = args.output
     questions = run_ingest([ASKDOCS], PRESETS["askdocs"], out / "questions.parquet").questions.head(args.questions)
-    judge = make_rewriter("local", max_new_tokens=16, stop=())
+    judge = make_backend(BackendConfig("local", max_new_tokens=16), stop=())
     rows = []
     try:
         for name, kind, samples in REWRITERS:

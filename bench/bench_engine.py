@@ -29,7 +29,7 @@ from alfa.llm.cache import CallCache  # noqa: E402
 from alfa.llm.calls import CallStats, run_calls  # noqa: E402
 from alfa.llm.embedded import smollm2_gguf_path  # noqa: E402
 from alfa.llm.embedder import Embedder  # noqa: E402
-from alfa.llm.rewriters import backend_from_spec  # noqa: E402
+from alfa.llm.make import backend_from_spec  # noqa: E402
 
 MEDQA = ROOT.parent / "shared" / "data" / "mediq" / "medqa_dev_interactive.jsonl"
 

@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from alfa.dialogue.patients import CANNOT_ANSWER  # noqa: E402
-from alfa.llm.backends import TransformersRewriter  # noqa: E402
+from alfa.llm.backends import TransformersBackend  # noqa: E402
 from alfa.llm.cache import CallCache  # noqa: E402
 from alfa.llm.embedded import smollm2_path  # noqa: E402
-from alfa.llm.rewriters import backend_from_spec  # noqa: E402
+from alfa.llm.make import backend_from_spec  # noqa: E402
 from alfa.methods.stargate import ROLEPLAYER_SYSTEM, StarGateConfig, sample_conversations, score_table  # noqa: E402
 from alfa.methods.tasks import read_cases, tasks_from_cases  # noqa: E402
 from alfa.stats import bootstrap_mean  # noqa: E402
@@ -142,7 +142,7 @@ def main() -> None:
     tasks = tasks_from_cases(args.cases, args.limit)
     args.output.mkdir(parents=True, exist_ok=True)
     cache = CallCache(args.output / "cache.sqlite")
-    policy = TransformersRewriter(smollm2_path(), max_new_tokens=48, stop=("?",))
+    policy = TransformersBackend(smollm2_path(), max_new_tokens=48, stop=("?",))
     roleplayer = backend_from_spec(args.roleplayer, 48)
     print(f"{len(tasks)} cases x {args.samples} samples x {args.turns} questions, roleplayer {args.roleplayer}")
     flags, seconds, calls, sampled = {}, {}, {}, {}

@@ -56,12 +56,12 @@ def minimal(url: str, n: int, c: int) -> float:
 
 
 def alfa(url: str, n: int, c: int) -> float:
-    """alfa's whole synthesis call path: OpenAIRewriter plus the disk cache (a fresh one)."""
+    """alfa's whole synthesis call path: ChatEndpoint plus the disk cache (a fresh one)."""
     from alfa.llm.cache import CallCache
     from alfa.llm.calls import CallStats, run_calls
-    from alfa.llm.endpoint import OpenAIRewriter
+    from alfa.llm.endpoint import ChatEndpoint
 
-    rw = OpenAIRewriter("bench", url, concurrency=c, max_tokens=16, max_retries=0)
+    rw = ChatEndpoint("bench", url, concurrency=c, max_tokens=16, max_retries=0)
     with tempfile.TemporaryDirectory() as d:
         cache = CallCache(Path(d) / "cache.sqlite")
         reqs = [messages(i) for i in range(n)]

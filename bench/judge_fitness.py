@@ -34,7 +34,7 @@ from alfa.data.pairs import SplitConfig, split_groups  # noqa: E402
 from alfa.eval.generate import generate_questions  # noqa: E402
 from alfa.eval.judges import PointwiseJudge, RewardModelJudge  # noqa: E402
 from alfa.eval.winrate import judge_winrate  # noqa: E402
-from alfa.llm.rewriters import backend_from_spec, smollm2_rewriter  # noqa: E402
+from alfa.llm.make import backend_from_spec, smollm2_backend  # noqa: E402
 
 ASKDOCS = ROOT.parent / "shared" / "data" / "askdocs" / "questions_dev.jsonl"
 
@@ -69,7 +69,7 @@ def main() -> None:
         questions = questions.filter(~seen)
     print(f"{questions.height} held-out questions from {questions['group_id'].n_unique()} posts")
     gen = args.output / "smollm2.jsonl"
-    policy = smollm2_rewriter(max_new_tokens=48)
+    policy = smollm2_backend(max_new_tokens=48)
     generate_questions(questions, policy, gen, args.output / "smollm2.cache.sqlite")
     policy.close()
     a = {r["qid"]: r.get("question") for r in map(json.loads, gen.read_text().splitlines())}

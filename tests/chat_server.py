@@ -157,7 +157,7 @@ def serve_in_thread(server: ChatServer):
 
 
 def main():
-    from alfa.llm.backends import TransformersRewriter
+    from alfa.llm.backends import TransformersBackend
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model", required=True)
@@ -165,7 +165,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port-file", required=True)
     args = p.parse_args()
-    server = ChatServer(TransformersRewriter(args.model, batch_size=1, max_new_tokens=8), args.fault_rate, args.seed)
+    server = ChatServer(TransformersBackend(args.model, batch_size=1, max_new_tokens=8), args.fault_rate, args.seed)
     url, _ = serve_in_thread(server)
     Path(args.port_file).write_text(url)
     threading.Event().wait()

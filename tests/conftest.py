@@ -157,9 +157,9 @@ def embedder():
 @pytest.fixture(scope="session")
 def smollm2():
     """The embedded SmolLM2-135M through transformers: the quick embedded model for tests."""
-    from alfa.llm.rewriters import smollm2_rewriter
+    from alfa.llm.make import smollm2_backend
 
-    return smollm2_rewriter()
+    return smollm2_backend()
 
 
 class CountingRewriter:

@@ -7,8 +7,8 @@ import inspect
 
 from scripted import ScriptedBackend
 
-from alfa.llm.backends import Backend, TransformersRewriter
-from alfa.llm.endpoint import OpenAIRewriter
+from alfa.llm.backends import Backend, TransformersBackend
+from alfa.llm.endpoint import ChatEndpoint
 from alfa.llm.llamacpp import free_port
 
 METHODS = ["complete", "with_sampling", "with_max_tokens", "with_logprobs", "close"]
@@ -21,8 +21,8 @@ def _parameters(fn) -> list[str]:
 
 def test_every_backend_provides_the_protocol_with_its_signatures(tiny_model_dir):
     backends = [
-        TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=2),
-        OpenAIRewriter("m", f"http://127.0.0.1:{free_port()}/v1"),  # nothing listens: its listing is "unlisted"
+        TransformersBackend(tiny_model_dir, batch_size=1, max_new_tokens=2),
+        ChatEndpoint("m", f"http://127.0.0.1:{free_port()}/v1"),  # nothing listens: its listing is "unlisted"
         ScriptedBackend("scripted", reply=lambda messages, seed: "A?"),
     ]
     for b in backends:

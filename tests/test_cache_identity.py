@@ -13,9 +13,9 @@ from conftest import SAMPLE, SAMPLE_MAP
 
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
-from alfa.data.synthesize import synthesize
-from alfa.llm.backends import DIGEST_FILE, TransformersRewriter, weights_digest
-from alfa.llm.endpoint import OpenAIRewriter
+from alfa.data.synthesize import SynthesisConfig, synthesize
+from alfa.llm.backends import DIGEST_FILE, TransformersBackend, weights_digest
+from alfa.llm.endpoint import ChatEndpoint
 
 
 def _copy(src, dst):
@@ -26,21 +26,21 @@ def _copy(src, dst):
 
 def test_a_model_retrained_into_the_same_folder_is_another_model(tmp_path, tiny_model_dir):
     folder = _copy(tiny_model_dir, tmp_path / "model")
-    before = TransformersRewriter(folder).cache_id
+    before = TransformersBackend(folder).cache_id
     assert (folder / DIGEST_FILE).exists()  # computed once, kept beside the weights
-    assert TransformersRewriter(folder).cache_id == before  # and reused while the files are unchanged
+    assert TransformersBackend(folder).cache_id == before  # and reused while the files are unchanged
     weights = next(folder.glob("*.safetensors"))
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01  # one byte of the weights changes, the file size does not
     weights.write_bytes(bytes(data))
     os.utime(weights, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert TransformersRewriter(folder).cache_id != before
+    assert TransformersBackend(folder).cache_id != before
     assert weights_digest(folder) == json.loads((folder / DIGEST_FILE).read_text())["sha256"]
 
 
 def test_another_chat_template_is_another_cache_identity(tmp_path, tiny_model_dir):
     folder = _copy(tiny_model_dir, tmp_path / "model")
-    before = TransformersRewriter(folder).cache_id
+    before = TransformersBackend(folder).cache_id
     config = json.loads((folder / "tokenizer_config.json").read_text())
     template = folder / "chat_template.jinja"
     if template.exists():
@@ -48,7 +48,7 @@ def test_another_chat_template_is_another_cache_identity(tmp_path, tiny_model_di
     else:
         config["chat_template"] += "{# another template #}"
         (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    assert TransformersRewriter(folder).cache_id != before
+    assert TransformersBackend(folder).cache_id != before
 
 
 def test_an_endpoint_serving_other_weights_under_the_same_name_gets_no_old_answer(tmp_path, tiny_model_dir):
@@ -61,11 +61,15 @@ def test_an_endpoint_serving_other_weights_under_the_same_name_gets_no_old_answe
     data[-1] ^= 0x01
     next(other.glob("*.safetensors")).write_bytes(bytes(data))
     for folder, expect_calls in ((tiny_model_dir, 4), (tiny_model_dir, 0), (other, 4)):
-        chat = ChatServer(TransformersRewriter(folder, batch_size=1, max_new_tokens=8))
+        chat = ChatServer(TransformersBackend(folder, batch_size=1, max_new_tokens=8))
         chat.url, stop = serve_in_thread(chat)
         try:
             stats = synthesize(
-                questions, pack, OpenAIRewriter("tiny", chat.url, max_tokens=8), run, cache_path=cache, samples=1
+                questions,
+                pack,
+                ChatEndpoint("tiny", chat.url, max_tokens=8),
+                run,
+                SynthesisConfig(cache=cache, samples=1),
             )
         finally:
             stop()
@@ -75,9 +79,9 @@ def test_an_endpoint_serving_other_weights_under_the_same_name_gets_no_old_answe
 def test_cached_answers_keep_their_token_usage(tmp_path, tiny_model_dir):
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(2)
     pack = load_pack("core").select(["clarity"])
-    rewriter = TransformersRewriter(tiny_model_dir, batch_size=4, max_new_tokens=8)
-    first = synthesize(questions, pack, rewriter, tmp_path / "run", samples=1)
-    again = synthesize(questions, pack, rewriter, tmp_path / "run", samples=1)
+    rewriter = TransformersBackend(tiny_model_dir, batch_size=4, max_new_tokens=8)
+    first = synthesize(questions, pack, rewriter, tmp_path / "run", SynthesisConfig(samples=1))
+    again = synthesize(questions, pack, rewriter, tmp_path / "run", SynthesisConfig(samples=1))
     assert first.prompt_tokens > 0 and again.calls_made == 0 and again.prompt_tokens == 0
     assert (again.cached_prompt_tokens, again.cached_completion_tokens) == (
         first.prompt_tokens,

@@ -16,8 +16,8 @@ from alfa.data.filter import FilterConfig
 from alfa.data.ingest import ingest, parse_map
 from alfa.data.lint import lint, write_report
 from alfa.data.pairs import FLIPPED_PAIR_TYPES, SPLITS, load_pairs, make_pairs, pair_id
-from alfa.data.synthesize import synthesize
-from alfa.llm.backends import TransformersRewriter
+from alfa.data.synthesize import SynthesisConfig, synthesize
+from alfa.llm.backends import TransformersBackend
 from alfa.review.pull import apply_review
 
 
@@ -27,8 +27,8 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     restatements mostly fail, which is what the fallback accounting is for)."""
     d = tmp_path_factory.mktemp("tiny-run")
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(12)
-    rewriter = TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
-    synthesize(questions, load_pack("core"), rewriter, d / "run", standalone=True, samples=1)
+    rewriter = TransformersBackend(tiny_model_dir, batch_size=8, max_new_tokens=12)
+    synthesize(questions, load_pack("core"), rewriter, d / "run", SynthesisConfig(standalone=True, samples=1))
     return d / "run"
 
 
@@ -170,8 +170,8 @@ def test_the_card_says_when_no_groups_were_given(tmp_path, tiny_model_dir, embed
     no_groups = SAMPLE_MAP.replace(",group=post_id", "")
     assert no_groups != SAMPLE_MAP
     questions = ingest(SAMPLE, parse_map(no_groups)).questions.head(4)
-    rewriter = TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
-    synthesize(questions, load_pack("core").select(["clarity"]), rewriter, tmp_path / "run", samples=1)
+    rewriter = TransformersBackend(tiny_model_dir, batch_size=8, max_new_tokens=12)
+    synthesize(questions, load_pack("core").select(["clarity"]), rewriter, tmp_path / "run", SynthesisConfig(samples=1))
     assert json.loads((tmp_path / "run" / "run.json").read_text())["groups"] == "none"
     make_pairs(
         tmp_path / "run",

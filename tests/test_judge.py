@@ -162,10 +162,10 @@ def test_judge_on_llamacpp_is_read_by_probability_on_a_seeded_sample(tmp_path, e
     pytest.importorskip("xllamacpp")
     from alfa.data.card import write_card
     from alfa.llm.embedded import smollm2_gguf_path
-    from alfa.llm.rewriters import llamacpp_rewriter
+    from alfa.llm.make import llamacpp_backend
 
     run = _run_dir(tmp_path)
-    judge = llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=4)
+    judge = llamacpp_backend(smollm2_gguf_path(), concurrency=1, max_new_tokens=4)
     try:
         everything = make_pairs(run, tmp_path / "plain", embedder=embedder)
         kept = make_pairs(run, tmp_path / "pairs", embedder=embedder, judge=judge, judge_sample=2, judge_keep="all")
@@ -220,13 +220,13 @@ def test_failed_judge_calls_on_a_real_server_are_counted_logged_and_carded(tmp_p
     pytest.importorskip("xllamacpp")
     from alfa.data.card import write_card
     from alfa.llm.embedded import smollm2_gguf_path
-    from alfa.llm.endpoint import OpenAIRewriter
+    from alfa.llm.endpoint import ChatEndpoint
     from alfa.llm.llamacpp import LlamaCppServer
 
     run = _run_dir(tmp_path)
     server = LlamaCppServer(smollm2_gguf_path(), parallel=1, ctx=2048).start()
     try:
-        judge = OpenAIRewriter("smollm2", f"{server.base_url}/wrong", concurrency=1, max_tokens=4)
+        judge = ChatEndpoint("smollm2", f"{server.base_url}/wrong", concurrency=1, max_tokens=4)
         with caplog.at_level("WARNING"):
             kept = make_pairs(run, tmp_path / "pairs", embedder=embedder, judge=judge, judge_keep="agreed")
     finally:

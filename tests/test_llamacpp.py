@@ -163,8 +163,8 @@ def test_two_servers_one_killed_mid_run_loses_nothing_and_pays_nothing_twice(tmp
     """Two llama.cpp servers as replicas of one rewriter; one is killed (SIGKILL) after the 4th answer. The
     requests it held are retried on the other: every variant gets its reply, and no answer is delivered twice."""
     from alfa.data.attributes import load_pack
-    from alfa.data.synthesize import synthesize
-    from alfa.llm.endpoint import OpenAIRewriter
+    from alfa.data.synthesize import SynthesisConfig, synthesize
+    from alfa.llm.endpoint import ChatEndpoint
 
     gguf = smollm2_gguf_path()
     questions = pl.read_parquet(questions_file)
@@ -173,7 +173,7 @@ def test_two_servers_one_killed_mid_run_loses_nothing_and_pays_nothing_twice(tmp
         LlamaCppServer(gguf, parallel=1, ctx=2048, threads=1) as a,
         LlamaCppServer(gguf, parallel=1, ctx=2048, threads=1) as b,
     ):
-        replicas = OpenAIRewriter("smollm2", [a.base_url, b.base_url], concurrency=2, max_tokens=24, identity="smollm2")
+        replicas = ChatEndpoint("smollm2", [a.base_url, b.base_url], concurrency=2, max_tokens=24, identity="smollm2")
         killed_at = []
 
         class KillsOneReplica(counting):
@@ -187,20 +187,20 @@ def test_two_servers_one_killed_mid_run_loses_nothing_and_pays_nothing_twice(tmp
                 super().complete(requests, watched)
 
         rw = KillsOneReplica(replicas)
-        stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+        stats = synthesize(questions, pack, rw, tmp_path / "run", SynthesisConfig(samples=1))
         assert killed_at == [4] and a.proc.poll() is not None  # killed mid-run, not after it
         variants = pl.read_parquet(tmp_path / "run" / "variants.parquet")
         assert variants.height == 32 and variants["error"].null_count() == 32  # nothing lost
         assert rw.calls == stats.calls_made == 32 and stats.failed == 0  # every request answered exactly once
-        survivor = OpenAIRewriter("smollm2", b.base_url, max_tokens=24, identity="smollm2")
+        survivor = ChatEndpoint("smollm2", b.base_url, max_tokens=24, identity="smollm2")
         again = counting(survivor)
-        synthesize(questions, pack, again, tmp_path / "run", samples=1)
+        synthesize(questions, pack, again, tmp_path / "run", SynthesisConfig(samples=1))
         assert again.calls == 0  # what the killed server answered before it died was kept
 
 
 def test_roles_naming_one_model_share_one_server_and_none_is_left():
     """alfa eval interactive / flaws, sml and collab open their roles through RoleBackends: one server per spec."""
-    from alfa.llm.rewriters import RoleBackends
+    from alfa.llm.make import RoleBackends
 
     before = set(llama_servers())
     spec = f"llamacpp:{smollm2_gguf_path()}"
@@ -217,12 +217,12 @@ def test_a_run_whose_own_server_died_stops_at_once_and_resumes_from_the_cache(tm
     (362 calls over ~45 min) instead of the run stopping. Now the first refused connection to alfa's own server
     stops the run with the server's state and log, and a rerun pays only for what was not answered."""
     from alfa.data.attributes import load_pack
-    from alfa.data.synthesize import synthesize
-    from alfa.llm.rewriters import llamacpp_rewriter
+    from alfa.data.synthesize import SynthesisConfig, synthesize
+    from alfa.llm.make import llamacpp_backend
 
     questions = pl.read_parquet(questions_file)
     pack = load_pack("core").select(["clarity"])  # 8 questions x 2 directions = 16 requests
-    rewriter = llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=24)
+    rewriter = llamacpp_backend(smollm2_gguf_path(), concurrency=1, max_new_tokens=24)
     answered = []
 
     class KillsItsServer(counting):
@@ -237,12 +237,12 @@ def test_a_run_whose_own_server_died_stops_at_once_and_resumes_from_the_cache(tm
             super().complete(requests, watched)
 
     with pytest.raises(RuntimeError, match=r"exited with code -9, so no call can be answered") as stopped:
-        synthesize(questions, pack, KillsItsServer(rewriter), tmp_path / "run", samples=1)
+        synthesize(questions, pack, KillsItsServer(rewriter), tmp_path / "run", SynthesisConfig(samples=1))
     assert str(rewriter.server.log_file) in str(stopped.value) and "rerun the same command" in str(stopped.value)
     assert all(c.error is None for c in answered)  # it stopped before any call was written off as failed
 
-    again = counting(llamacpp_rewriter(smollm2_gguf_path(), concurrency=1, max_new_tokens=24))
-    synthesize(questions, pack, again, tmp_path / "run", samples=1)
+    again = counting(llamacpp_backend(smollm2_gguf_path(), concurrency=1, max_new_tokens=24))
+    synthesize(questions, pack, again, tmp_path / "run", SynthesisConfig(samples=1))
     assert again.calls == 16 - 3  # the three answers from before the kill were kept
     assert pl.read_parquet(tmp_path / "run" / "variants.parquet")["error"].null_count() == 16
     again.inner.close()
@@ -253,7 +253,7 @@ def test_a_rerun_against_llamacpps_server_through_openai_pays_for_no_call(tmp_pa
     changed on every run, so the second run paid for every call again ("6 requests, 0 from cache")."""
     import urllib.request
 
-    from alfa.llm.endpoint import OpenAIRewriter
+    from alfa.llm.endpoint import ChatEndpoint
 
     gguf = smollm2_gguf_path()
     with LlamaCppServer(gguf, parallel=1, ctx=2048) as server:
@@ -263,7 +263,7 @@ def test_a_rerun_against_llamacpps_server_through_openai_pays_for_no_call(tmp_pa
                 listings.append(json.loads(resp.read()))
             time.sleep(1.1)
         assert listings[0] != listings[1]  # the server's own quirk: `created` moved
-        ids = [OpenAIRewriter("smollm2", server.base_url).cache_id for _ in range(2)]
+        ids = [ChatEndpoint("smollm2", server.base_url).cache_id for _ in range(2)]
         assert ids[0] == ids[1] and "unlisted" not in ids[0]
         cmd = ["synthesize", str(questions_file), "--attributes", "core", "--limit", "2", "--rewriter", "openai",
                "--model", "smollm2", "--base-url", server.base_url, "-o", str(tmp_path / "run")]  # fmt: skip

@@ -108,3 +108,18 @@ def test_bf16_eager_and_a_chat_template_file_train_on_the_cpu(tmp_path, tiny_mod
     assert json.loads((saved / "config.json").read_text())["dtype"] == "bfloat16"
     model = AutoModelForCausalLM.from_pretrained(saved)
     assert model.config._attn_implementation in ("eager", "sdpa")  # loadable; trained with eager
+
+
+@pytest.mark.parametrize("dtype, compute", [("auto", "bfloat16"), ("float16", "float16"), ("bfloat16", "bfloat16")])
+def test_quantization_config_comes_from_trl_with_the_recipe_dtype(dtype, compute):
+    import torch
+
+    from alfa.train.model_options import ModelConfig, loading_kwargs
+
+    four = loading_kwargs(ModelConfig("m", dtype=dtype, quantization="4bit"))["quantization_config"]
+    assert four.load_in_4bit and not four.load_in_8bit
+    assert four.bnb_4bit_quant_type == "nf4" and four.bnb_4bit_use_double_quant
+    assert four.bnb_4bit_compute_dtype == getattr(torch, compute)
+    eight = loading_kwargs(ModelConfig("m", dtype=dtype, quantization="8bit"))["quantization_config"]
+    assert eight.load_in_8bit and not eight.load_in_4bit
+    assert "quantization_config" not in loading_kwargs(ModelConfig("m", dtype=dtype))

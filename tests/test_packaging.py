@@ -26,9 +26,11 @@ def test_a_plain_pip_install_carries_the_card_templates_and_attribute_packs(tmp_
     code = (
         "import alfa\n"
         "from alfa.data.attributes import load_pack\n"
-        "from alfa.data.card_templates import environment\n"
-        "names = sorted(environment().list_templates())\n"
-        "for name in names: environment().get_template(name)\n"
+        "from alfa.card_templates import environment\n"
+        "from alfa.train.run import MODEL_CARD_TEMPLATES\n"
+        "envs = [environment(), environment(MODEL_CARD_TEMPLATES)]\n"
+        "names = sorted(n for e in envs for n in e.list_templates())\n"
+        "for e in envs: [e.get_template(n) for n in e.list_templates()]\n"
         "print(alfa.__file__, names, sorted(load_pack('clinical').attributes))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

@@ -363,3 +363,19 @@ def test_a_missing_data_dir_or_model_folder_names_the_command_that_makes_it(tmp_
         recipe = load_recipe(shipped)
         assert recipe.data.built_by or recipe.data.dialogues_dir, shipped
         assert recipe.model.built_by or "paper-scale" in str(shipped), shipped
+
+
+def test_reading_a_dpo_recipe_does_not_load_the_dialogue_layer():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from alfa.train.recipe import load_recipe\n"
+        "load_recipe('recipes/smollm2-135m/dpo_core_cpu.yaml')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alfa.dialogue')))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

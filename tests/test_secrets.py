@@ -16,8 +16,8 @@ from alfa.cli import main
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
 from alfa.data.synthesize import synthesize
-from alfa.llm.backends import TransformersRewriter
-from alfa.llm.endpoint import OpenAIRewriter
+from alfa.llm.backends import TransformersBackend
+from alfa.llm.endpoint import ChatEndpoint
 from alfa.train.run import run_recipe
 
 PLANTED_KEY = "sk-PLANTED-4f1d9a7c2b"
@@ -30,13 +30,11 @@ def files_holding(folder: Path, secret: str) -> list[str]:
 
 def test_an_endpoint_echoing_headers_leaves_no_key_in_the_run_dir(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("ALFA_PLANTED_KEY", PLANTED_KEY)
-    chat = ChatServer(TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=8))
+    chat = ChatServer(TransformersBackend(tiny_model_dir, batch_size=1, max_new_tokens=8))
     chat.url, stop = serve_in_thread(chat)
     try:
         chat.faults = {i: "echo_headers" for i in range(1, 4)}  # not retryable: recorded as failed calls
-        rw = OpenAIRewriter(
-            "tiny", chat.url, concurrency=1, max_tokens=8, max_retries=0, api_key_env="ALFA_PLANTED_KEY"
-        )
+        rw = ChatEndpoint("tiny", chat.url, concurrency=1, max_tokens=8, max_retries=0, api_key_env="ALFA_PLANTED_KEY")
         questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(3)
         stats = synthesize(questions, load_pack("core").select(["clarity"]), rw, tmp_path / "run")
     finally:

@@ -8,8 +8,8 @@ from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
 
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
-from alfa.data.synthesize import synthesize
-from alfa.llm.backends import TransformersRewriter
+from alfa.data.synthesize import SynthesisConfig, synthesize
+from alfa.llm.backends import TransformersBackend
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def questions():
 
 @pytest.fixture(scope="module")
 def tiny_rewriter(tiny_model_dir):
-    return TransformersRewriter(tiny_model_dir, batch_size=8, max_new_tokens=12)
+    return TransformersBackend(tiny_model_dir, batch_size=8, max_new_tokens=12)
 
 
 def _variants(run_dir):
@@ -29,10 +29,10 @@ def _variants(run_dir):
 def test_finished_run_rerun_makes_zero_calls(tmp_path, questions, tiny_rewriter, counting):
     pack = load_pack("core")
     first = counting(tiny_rewriter)
-    stats = synthesize(questions.head(5), pack, first, tmp_path / "run", samples=1)
+    stats = synthesize(questions.head(5), pack, first, tmp_path / "run", SynthesisConfig(samples=1))
     assert first.calls == stats.calls_made == 5 * 3 * 2 and stats.cache_hits == 0
     again = counting(tiny_rewriter)
-    stats2 = synthesize(questions.head(5), pack, again, tmp_path / "run", samples=1)
+    stats2 = synthesize(questions.head(5), pack, again, tmp_path / "run", SynthesisConfig(samples=1))
     assert again.calls == 0 and stats2.cache_hits == 30 and stats2.calls_made == 0
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["rewriter"]["model"] == tiny_rewriter.model_id
@@ -45,14 +45,14 @@ def test_interrupted_run_resumes_and_pays_no_call_twice(tmp_path, questions, tin
     q = questions.head(6)  # 36 requests: 6 prompt prefixes (attribute x direction) of 6, one batch each
     interrupted = counting(tiny_rewriter, stop_after=12)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(q, pack, interrupted, tmp_path / "run", samples=1)
+        synthesize(q, pack, interrupted, tmp_path / "run", SynthesisConfig(samples=1))
     assert interrupted.calls == 12  # two whole batches got through before the interrupt
     resumed = counting(tiny_rewriter)
-    stats = synthesize(q, pack, resumed, tmp_path / "run", samples=1)
+    stats = synthesize(q, pack, resumed, tmp_path / "run", SynthesisConfig(samples=1))
     assert resumed.calls == 36 - 12 and stats.cache_hits == 12
     # the resumed run produced exactly what an uninterrupted run produces
     clean = counting(tiny_rewriter)
-    synthesize(q, pack, clean, tmp_path / "clean", samples=1)
+    synthesize(q, pack, clean, tmp_path / "clean", SynthesisConfig(samples=1))
     assert clean.calls == 36
     assert _variants(tmp_path / "run").drop("call_key").equals(_variants(tmp_path / "clean").drop("call_key"))
 
@@ -85,7 +85,7 @@ def test_kill_9_mid_run_then_rerun_repeats_no_completed_call(tmp_path, questions
     cached = len(kill_9_when_cached(cmd, run / "cache.sqlite", at_least=24))
     assert 24 <= cached < 240
     resumed = counting(tiny_rewriter)
-    stats = synthesize(questions, load_pack("core"), resumed, run, samples=1)
+    stats = synthesize(questions, load_pack("core"), resumed, run, SynthesisConfig(samples=1))
     assert stats.requests == 240
     assert resumed.calls == 240 - cached and stats.cache_hits == cached
 
@@ -95,7 +95,11 @@ def test_standalone_and_hindsight(tmp_path, questions, smollm2, counting):
     pack = load_pack("core").select(["relevance"])
     rw = counting(smollm2)
     stats = synthesize(
-        questions.head(2), pack, rw, tmp_path / "run", standalone=True, hindsight_for_enhance=True, samples=1
+        questions.head(2),
+        pack,
+        rw,
+        tmp_path / "run",
+        SynthesisConfig(standalone=True, hindsight_for_enhance=True, samples=1),
     )
     assert stats.requests == 2 + 2 * 2 and rw.calls == 6
     v = _variants(tmp_path / "run")
@@ -125,7 +129,7 @@ def test_failed_replies_are_sampled_again_each_sample_its_own_cached_call(tmp_pa
     pack = load_pack("core").select(["clarity"])
     q = questions.head(4)
     rw = counting(tiny_rewriter)
-    stats = synthesize(q, pack, rw, tmp_path / "run", samples=3, temperature=0.8)
+    stats = synthesize(q, pack, rw, tmp_path / "run", SynthesisConfig(samples=3, temperature=0.8))
     v = _variants(tmp_path / "run")
     attempts = [json.loads(a) for a in v["attempts"]]
     assert any(len(a) == 3 for a in attempts), "noise should fail three times somewhere"
@@ -146,7 +150,7 @@ def test_failed_replies_are_sampled_again_each_sample_its_own_cached_call(tmp_pa
     resampled = sum(len(a) > 1 for a in attempts)
     assert run["sample_again"] == {"samples": 3, "temperature": 0.8, "max_words": 60, "resampled": resampled}
     again = counting(tiny_rewriter)
-    synthesize(q, pack, again, tmp_path / "run", samples=3, temperature=0.8)
+    synthesize(q, pack, again, tmp_path / "run", SynthesisConfig(samples=3, temperature=0.8))
     assert again.calls == 0 and _variants(tmp_path / "run").equals(v)
 
 
@@ -163,7 +167,7 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
     pack = load_pack("core").select(["clarity"])
     shared_cache = tmp_path / "shared-cache.sqlite"  # several shards may share one cache file
     for i in range(3):
-        synthesize(q, pack, tiny_rewriter, tmp_path / f"s{i}", shard=(i, 3), cache_path=shared_cache)
+        synthesize(q, pack, tiny_rewriter, tmp_path / f"s{i}", SynthesisConfig(cache=shared_cache), shard=(i, 3))
     assert not (tmp_path / "s0" / "cache.sqlite").exists()
     pairs = make_pairs([tmp_path / f"s{i}" for i in range(3)], tmp_path / "pairs", embedder=embedder)
     info = json.loads((tmp_path / "pairs" / "pairs.json").read_text())
@@ -181,7 +185,9 @@ def test_shards_split_whole_posts_and_merge_back_with_nothing_missing(tmp_path, 
     synthesize(q, load_pack("core").select(["relevance"]), tiny_rewriter, tmp_path / "other", shard=(2, 3))
     with pytest.raises(ValueError, match="differ in 'attribute_pack'"):
         make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "other"], tmp_path / "p4", embedder=embedder)
-    synthesize(q, pack, tiny_rewriter, tmp_path / "one-sample", shard=(2, 3), cache_path=shared_cache, samples=1)
+    synthesize(
+        q, pack, tiny_rewriter, tmp_path / "one-sample", SynthesisConfig(cache=shared_cache, samples=1), shard=(2, 3)
+    )
     with pytest.raises(ValueError, match="differ in 'sample_again'"):
         make_pairs([tmp_path / "s0", tmp_path / "s1", tmp_path / "one-sample"], tmp_path / "p5", embedder=embedder)
     with pytest.raises(ValueError, match="expected I/N"):
@@ -201,7 +207,7 @@ def test_local_models_run_on_the_gpu_when_there_is_one_and_where_alfa_device_say
     if "ALFA_DEVICE" not in os.environ:
         assert tiny_rewriter.model.device.type == expected and embedder.model.device.type == expected
     monkeypatch.setenv("ALFA_DEVICE", "cpu")
-    assert TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=1).model.device.type == "cpu"
+    assert TransformersBackend(tiny_model_dir, batch_size=1, max_new_tokens=1).model.device.type == "cpu"
 
 
 def test_the_cli_counts_variants_sampled_again_not_restatements(tmp_path, questions, tiny_rewriter, capsys):
@@ -232,7 +238,9 @@ def test_a_reply_too_long_for_the_filters_max_words_is_sampled_again(tmp_path, q
     pack = load_pack("core").select(["clarity"])
     for max_words, expected in ((60, 0), (10, 2)):
         rw = ScriptedBackend("long-then-short", reply=lambda messages, seed: long if seed is None else short)
-        synthesize(questions.head(1), pack, rw, tmp_path / str(max_words), samples=2, max_words=max_words)
+        synthesize(
+            questions.head(1), pack, rw, tmp_path / str(max_words), SynthesisConfig(samples=2), max_words=max_words
+        )
         run = json.loads((tmp_path / str(max_words) / "run.json").read_text())
         assert run["sample_again"]["resampled"] == expected and run["sample_again"]["max_words"] == max_words
         assert set(_variants(tmp_path / str(max_words))["reply"]) == {long if expected == 0 else short}

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 from alfa.cli.arguments import positive_int
-from alfa.llm.rewriters import KINDS
+from alfa.data.filter import FilterConfig
+from alfa.data.pairs import SplitConfig
+from alfa.data.synthesize import SynthesisConfig
+from alfa.llm.make import KINDS, BackendConfig
 
 
 def add_ingest(sub) -> None:
@@ -81,22 +84,36 @@ def add_synthesize(sub) -> None:
     )
     s.add_argument("--model", help="model folder (transformers) or served model name (openai)")
     s.add_argument("--base-url", help="OpenAI-compatible base URL(s), comma-separated, e.g. http://localhost:8000/v1")
-    s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the API key")
-    s.add_argument("--concurrency", type=int, default=16, help="parallel requests (openai)")
+    s.add_argument(
+        "--api-key-env", default=BackendConfig.api_key_env, help="name of the env variable holding the API key"
+    )
+    s.add_argument("--concurrency", type=int, default=BackendConfig.concurrency, help="parallel requests (openai)")
     s.add_argument("--rpm", type=float, help="at most this many requests per minute (openai; a provider's quota)")
     s.add_argument("--tpm", type=float, help="at most this many tokens per minute (openai; estimated before each call)")
-    s.add_argument("--timeout", type=float, default=60.0, help="seconds per request before it is retried (openai)")
-    s.add_argument("--batch-size", type=int, default=16, help="generation batch size (smollm2/transformers)")
-    s.add_argument("--max-new-tokens", type=int, default=40, help="longest reply per call, in tokens")
+    s.add_argument(
+        "--timeout",
+        type=float,
+        default=BackendConfig.timeout_s,
+        help="seconds per request before it is retried (openai)",
+    )
+    s.add_argument(
+        "--batch-size", type=int, default=BackendConfig.batch_size, help="generation batch size (smollm2/transformers)"
+    )
+    s.add_argument(
+        "--max-new-tokens", type=int, default=BackendConfig.max_new_tokens, help="longest reply per call, in tokens"
+    )
     s.add_argument("--limit", type=positive_int, help="only the first N questions")
     s.add_argument(
         "--samples",
         type=int,
-        default=3,
+        default=SynthesisConfig.samples,
         help="attempts per variant: greedy first, then sampled (seed 1, 2, ...) while the reply fails the text checks",
     )
     s.add_argument(
-        "--temperature", type=float, default=0.8, help="sampling temperature of the attempts after the first"
+        "--temperature",
+        type=float,
+        default=SynthesisConfig.temperature,
+        help="sampling temperature of the attempts after the first",
     )
     s.add_argument("--standalone", action="store_true", help="restate each original as one standalone question first")
     s.add_argument(
@@ -120,25 +137,25 @@ def _synthesize(args) -> int:
     from alfa.data.attributes import load_pack
     from alfa.data.ingest import groups_of, read_questions
     from alfa.data.synthesize import parse_shard, synthesize
-    from alfa.llm.rewriters import make_rewriter
+    from alfa.llm.make import BackendConfig, make_backend
 
     questions = read_questions(args.questions)
-    if args.limit:
-        questions = questions.head(args.limit)
     if questions.height == 0:
         raise ValueError(f"{args.questions} holds no questions; check `alfa ingest`'s rejects file next to it")
     pack = load_pack(args.attributes).select(args.select.split(",") if args.select else None)
-    rewriter = make_rewriter(
-        args.rewriter,
-        args.model,
-        args.base_url,
-        args.concurrency,
-        args.batch_size,
-        args.max_new_tokens,
-        args.api_key_env,
-        timeout_s=args.timeout,
-        requests_per_minute=args.rpm,
-        tokens_per_minute=args.tpm,
+    rewriter = make_backend(
+        BackendConfig(
+            kind=args.rewriter,
+            model=args.model,
+            base_url=args.base_url,
+            api_key_env=args.api_key_env,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            timeout_s=args.timeout,
+            requests_per_minute=args.rpm,
+            tokens_per_minute=args.tpm,
+        )
     )
     try:
         stats = synthesize(
@@ -146,14 +163,17 @@ def _synthesize(args) -> int:
             pack,
             rewriter,
             Path(args.output),
-            standalone=args.standalone,
-            hindsight_for_enhance=args.hindsight_for_enhance,
-            cache_path=Path(args.cache) if args.cache else None,
+            SynthesisConfig(
+                standalone=args.standalone,
+                hindsight_for_enhance=args.hindsight_for_enhance,
+                limit=args.limit,
+                cache=args.cache,
+                samples=args.samples,
+                temperature=args.temperature,
+            ),
             questions_source=args.questions,
             shard=parse_shard(args.shard) if args.shard else None,
             groups=groups_of(Path(args.questions)),
-            samples=args.samples,
-            temperature=args.temperature,
         )
     finally:
         rewriter.close()  # stops a llama.cpp server alfa started
@@ -175,20 +195,26 @@ def add_pairs(sub) -> None:
         formatter_class=fmt,
         description="Filter a synthesis run (one question per reply, no echoes "
         "or refusals, similarity bounds, near-duplicates) and write a TRL-ready preference dataset.",
-        epilog="Examples:\n  alfa pairs runs/r1 -o runs/r1-pairs --split 0.8,0.1,0.1\n"
+        epilog="Examples:\n  alfa pairs runs/r1 -o runs/r1-pairs --split-fractions 0.7,0.15,0.15\n"
         "  alfa pairs runs/shard0 runs/shard1 runs/shard2 -o runs/all-pairs   # merge shards",
     )
     s.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one run dir, or every shard's run dir")
     s.add_argument("-o", "--output", required=True, help="pairs dir to write")
     s.add_argument(
-        "--enhance-min", type=float, default=0.5, help="min similarity of an enhanced variant to the original"
+        "--enhance-min",
+        type=float,
+        default=FilterConfig.enhance_min_similarity,
+        help="min similarity of an enhanced variant to the original",
     )
     s.add_argument(
-        "--corrupt-min", type=float, default=0.3, help="min similarity of a corrupted variant to the original"
+        "--corrupt-min",
+        type=float,
+        default=FilterConfig.corrupt_min_similarity,
+        help="min similarity of a corrupted variant to the original",
     )
     s.add_argument(
-        "--split",
-        default="0.8,0.1,0.1",
+        "--split-fractions",
+        default=f"{SplitConfig.train},{SplitConfig.validation},{SplitConfig.test}",
         help="train,validation,test fractions, held in expectation over posts: each group (post) goes whole to "
         "one split by its own hash bucket",
     )
@@ -216,28 +242,36 @@ def add_pairs(sub) -> None:
     s.add_argument("--judge-model", help="judge model folder (transformers) or served name (openai)")
     s.add_argument("--judge-base-url", help="judge endpoint base URL(s) (openai)")
     s.add_argument("--judge-max-new-tokens", type=int, default=16, help="longest judge reply, in tokens")
-    s.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env variable holding the judge's key")
-    s.add_argument("--concurrency", type=int, default=16, help="parallel judge requests (openai)")
+    s.add_argument(
+        "--api-key-env", default=BackendConfig.api_key_env, help="name of the env variable holding the judge's key"
+    )
+    s.add_argument(
+        "--concurrency", type=int, default=BackendConfig.concurrency, help="parallel judge requests (openai)"
+    )
     s.set_defaults(func=_pairs)
 
 
 def _pairs(args) -> int:
-    from alfa.data.filter import FilterConfig
-    from alfa.data.pairs import SplitConfig, make_pairs
-    from alfa.llm.rewriters import make_rewriter
+    from alfa.data.pairs import make_pairs
+    from alfa.llm.make import BackendConfig, make_backend
 
     fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
-    sc = SplitConfig(*[float(x) for x in args.split.split(",")], seed=args.seed)
+    fractions = args.split_fractions.split(",")
+    if len(fractions) != 3:
+        raise ValueError(f"--split-fractions {args.split_fractions}: give three numbers, train,validation,test")
+    sc = SplitConfig(*[float(x) for x in fractions], seed=args.seed)
     if args.judge_pairs is not None and args.judge_pairs < 1:  # before a judge model loads
         raise ValueError(f"--judge-pairs {args.judge_pairs}: give a number of pairs (1 or more) or 'all'")
     judge = (
-        make_rewriter(
-            args.judge,
-            args.judge_model,
-            args.judge_base_url,
-            args.concurrency,
-            max_new_tokens=args.judge_max_new_tokens,
-            api_key_env=args.api_key_env,
+        make_backend(
+            BackendConfig(
+                kind=args.judge,
+                model=args.judge_model,
+                base_url=args.judge_base_url,
+                api_key_env=args.api_key_env,
+                concurrency=args.concurrency,
+                max_new_tokens=args.judge_max_new_tokens,
+            ),
             stop=(),
         )
         if args.judge != "none"

@@ -134,7 +134,7 @@ def _generate(args) -> int:
 
     from alfa.data.ingest import read_questions
     from alfa.eval.generate import generate_questions
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.make import backend_from_spec
 
     questions = read_questions(args.questions)
     if args.limit:
@@ -152,7 +152,7 @@ def _generate(args) -> int:
 
 def _eval_flaws(args) -> int:
     from alfa.eval.flaws import evaluate_flaws, read_items
-    from alfa.llm.rewriters import RoleBackends
+    from alfa.llm.make import RoleBackends
 
     items = read_items(Path(args.items))  # a bad file stops here, before any model loads
     with RoleBackends() as roles:

@@ -112,7 +112,7 @@ def run_eval_interactive(args) -> int:
     from alfa.eval.cases import check_cases, load_cases, no_case_message, warnings
     from alfa.eval.interactive import ORACLE, InteractiveProtocol, evaluate_interactive
     from alfa.llm.embedder import Embedder
-    from alfa.llm.rewriters import RoleBackends
+    from alfa.llm.make import RoleBackends
 
     if args.skip < 0:
         raise ValueError(f"--skip must be 0 or more, got {args.skip}")

@@ -95,7 +95,7 @@ def corrupted_variants(pairs_dir: Path) -> dict[str, str]:
 def make_judge(spec: str):
     """(judge, backend to close or None) from --judge's word."""
     from alfa.eval.judges import PointwiseJudge, RewardModelJudge
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.make import backend_from_spec
 
     if spec.startswith("rm:"):
         return RewardModelJudge([Path(d) for d in spec[3:].split(",") if d]), None

@@ -104,7 +104,7 @@ def _sml_tasks(args) -> int:
 
 
 def _sml_dialogues(args) -> int:
-    from alfa.llm.rewriters import RoleBackends
+    from alfa.llm.make import RoleBackends
     from alfa.methods.sml import run_sml_dialogues
     from alfa.methods.tasks import read_cases
 
@@ -257,7 +257,7 @@ def add_collab(sub) -> None:
 def _collab_build(args) -> int:
     import dataclasses
 
-    from alfa.llm.rewriters import RoleBackends
+    from alfa.llm.make import RoleBackends
     from alfa.methods.collab import CollabConfig, build_collab, load_config
     from alfa.methods.tasks import read_cases
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.card_templates import render
 from alfa.data.card_common import (
     CARD_SETTINGS,
     PHI_STATEMENT,
@@ -23,7 +24,6 @@ from alfa.data.card_common import (
     review_section,
     size_category,
 )
-from alfa.data.card_templates import render
 from alfa.data.method_card import is_method_pairs, write_method_card
 from alfa.data.pairs import FLIPPED_PAIR_TYPES, PAIR_TYPES, SPLITS, load_pairs
 

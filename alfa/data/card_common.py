@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.card_templates import fmt, render
+from alfa.card_templates import fmt, render
 from alfa.data.pairs import data_digest
 from alfa.stats import seeded_hash
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.card_templates import render
 from alfa.data.card_common import PHI_STATEMENT, current_report, random_pair_rows, review_section, size_category
-from alfa.data.card_templates import render
 from alfa.data.pairs import SPLITS, load_pairs
 
 

@@ -111,7 +111,12 @@ def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) 
         log.warning(
             "split %s: no post fell in its %.0f%% of the hash line (%d posts in all); moved post %s (%d question(s)) "
             "from %s into it",
-            split, 100 * (high - low), len(point), moved, sizes[moved], assignment[moved],
+            split,
+            100 * (high - low),
+            len(point),
+            moved,
+            sizes[moved],
+            assignment[moved],
         )
         assignment[moved] = split
     return assignment

@@ -23,8 +23,8 @@ from alfa.data.filter import FilterConfig
 from alfa.data.ingest import PRESETS, FieldMap, run_ingest
 from alfa.data.lint import LintConfig, lint, report, write_report
 from alfa.data.pairs import SplitConfig, make_pairs
-from alfa.data.synthesize import synthesize
-from alfa.llm.rewriters import make_rewriter
+from alfa.data.synthesize import SynthesisConfig, synthesize
+from alfa.llm.make import BackendConfig, make_backend
 from alfa.yamlconfig import ConfigError, from_dict, load_yaml, where
 
 log = logging.getLogger(__name__)
@@ -46,21 +46,10 @@ class InputConfig:
 
 
 @dataclass
-class RewriterConfig:
+class RewriterConfig(BackendConfig):
     """`kind`: local (embedded Qwen2.5-Coder-1.5B on llama.cpp, offline), smollm2 (embedded SmolLM2-135M, fast
     and weak), transformers (local model folder), openai (endpoint), llamacpp (`model`: a GGUF file, served by
     llama.cpp's own server that alfa starts and stops)."""
-
-    kind: str = "local"  # local | smollm2 | transformers | openai | llamacpp
-    model: str | None = None  # a model folder (transformers), a GGUF file (llamacpp), the served name (openai)
-    base_url: str | None = None  # comma-separated for several replicas
-    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key, never the key
-    concurrency: int = 16  # requests in flight (openai, llamacpp)
-    batch_size: int = 16  # generation batch (smollm2, transformers)
-    max_new_tokens: int = 40  # longest reply, in tokens
-    timeout_s: float = 60.0  # per request, before it is retried (openai)
-    requests_per_minute: float | None = None  # a provider's quota (openai)
-    tokens_per_minute: float | None = None
 
 
 @dataclass
@@ -81,19 +70,6 @@ class JudgeConfig(RewriterConfig):
             raise ValueError(
                 "judge keep: agreed drops the pairs the judge disagrees with, so it judges every pair: set pairs: null"
             )
-
-
-@dataclass
-class SynthesisConfig:
-    """How each question is rewritten (alfa.data.synthesize)."""
-
-    standalone: bool = False  # restate each original as one self-contained question first (the paper's step)
-    hindsight_for_enhance: bool = False  # show the thread's outcome (hindsight) in enhance prompts
-    max_context_chars: int = 1200  # the post is cut to this many characters in prompts
-    limit: int | None = None  # first N questions only (a quick look before a full run)
-    cache: str | None = None  # share one call cache between runs (default: RUN_DIR/cache.sqlite)
-    samples: int = 3  # attempts per variant: greedy, then sampled while the reply fails the text checks
-    temperature: float = 0.8  # of the sampled attempts
 
 
 @dataclass
@@ -135,7 +111,7 @@ def pipeline_problems(config: PipelineConfig) -> list[tuple[tuple, str]]:
     """(key path, why) for every setting that would stop the build once it ran: paths are read from the folder
     alfa runs in, as the stages will read them."""
     from alfa.data.card_common import check_license
-    from alfa.llm.rewriters import KINDS
+    from alfa.llm.make import KINDS
 
     out = []
     for i, p in enumerate(config.input.paths):
@@ -211,38 +187,19 @@ def build(config: PipelineConfig) -> int:
     fm = PRESETS[config.input.preset] if config.input.preset else config.input.map
     ingested = run_ingest([Path(p) for p in config.input.paths], fm, out / "questions.parquet")
     questions = ingested.questions
-    if config.synthesis.limit:
-        questions = questions.head(config.synthesis.limit)
     if questions.height == 0:
         raise ConfigError(f"no questions left to synthesize; see {out / 'questions.rejects.jsonl'}")
     pack = load_pack(config.attributes).select(config.select_attributes)
-    r = config.rewriter
-    rewriter = make_rewriter(
-        r.kind,
-        r.model,
-        r.base_url,
-        r.concurrency,
-        r.batch_size,
-        r.max_new_tokens,
-        r.api_key_env,
-        timeout_s=r.timeout_s,
-        requests_per_minute=r.requests_per_minute,
-        tokens_per_minute=r.tokens_per_minute,
-    )
+    rewriter = make_backend(config.rewriter)
     try:
         stats = synthesize(
             questions,
             pack,
             rewriter,
             out / "run",
-            standalone=config.synthesis.standalone,
-            hindsight_for_enhance=config.synthesis.hindsight_for_enhance,
-            max_context_chars=config.synthesis.max_context_chars,
-            cache_path=Path(config.synthesis.cache) if config.synthesis.cache else None,
+            config.synthesis,
             questions_source=", ".join(config.input.paths),
             groups="given" if ingested.groups_given else "none",
-            samples=config.synthesis.samples,
-            temperature=config.synthesis.temperature,
             max_words=config.filter.max_words,  # a reply the filter would reject as too long is sampled again
         )
     finally:
@@ -250,20 +207,7 @@ def build(config: PipelineConfig) -> int:
     stop_if_every_call_failed(stats, rewriter, out / "run")
     judge = None
     if config.judge:
-        j = config.judge
-        judge = make_rewriter(
-            j.kind,
-            j.model,
-            j.base_url,
-            j.concurrency,
-            j.batch_size,
-            j.max_new_tokens,
-            j.api_key_env,
-            stop=(),
-            timeout_s=j.timeout_s,
-            requests_per_minute=j.requests_per_minute,
-            tokens_per_minute=j.tokens_per_minute,
-        )
+        judge = make_backend(config.judge, stop=())
     try:
         make_pairs(
             out / "run",

@@ -17,7 +17,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
@@ -57,22 +57,30 @@ def select_shard(questions: pl.DataFrame, index: int, count: int) -> pl.DataFram
     return questions.filter(pl.col("group_id").map_elements(shard_of, return_dtype=pl.Int64) == index)
 
 
+@dataclass
+class SynthesisConfig:
+    """How each question is rewritten: a pipeline YAML's `synthesis:` block, and `alfa synthesize`'s flags."""
+
+    standalone: bool = False  # restate each original as one self-contained question first (the paper's step)
+    hindsight_for_enhance: bool = False  # show the thread's outcome (hindsight) in enhance prompts
+    max_context_chars: int = 1200  # the post is cut to this many characters in prompts
+    limit: int | None = None  # first N questions only (a quick look before a full run)
+    cache: str | None = None  # share one call cache between runs (default: RUN_DIR/cache.sqlite)
+    samples: int = 3  # attempts per variant: greedy, then sampled while the reply fails the text checks
+    temperature: float = 0.8  # of the sampled attempts
+
+
 def synthesize(
     questions: pl.DataFrame,
     pack: AttributePack,
     rewriter,
     run_dir: Path,
+    config: SynthesisConfig | None = None,
     *,
     directions: tuple[str, ...] = prompts.DIRECTIONS,
-    standalone: bool = False,
-    hindsight_for_enhance: bool = False,
-    max_context_chars: int = 1200,
-    cache_path: Path | None = None,
     questions_source: str = "",
     shard: tuple[int, int] | None = None,
     groups: str | None = None,
-    samples: int = 3,
-    temperature: float = 0.8,
     max_words: int = 60,  # the filter's max_words: a reply it would reject as too long is sampled again
 ) -> CallStats:
     """Write variants for every question x attribute x direction into `run_dir`.
@@ -81,6 +89,7 @@ def synthesize(
     rewrite that, so the original and both variants share one style. `hindsight_for_enhance`: show
     the thread's outcome (e.g. final diagnosis) to the rewriter, for the enhance direction only:
     a corrupted variant written with hindsight could leak the answer into a rejected example.
+    `config` (SynthesisConfig; its defaults when None): `limit` keeps the first N questions, before sharding.
     `shard=(i, n)`: only shard i of n (see select_shard); `alfa pairs` merges the n run dirs.
     `groups`: "given" or "none", as `alfa ingest` recorded in the questions table (alfa.data.ingest.groups_of);
     by default "none" when every question is its own group.
@@ -88,13 +97,16 @@ def synthesize(
     no single question, an echo, a copied example) is asked again with sampling at `temperature`, seed 1, 2, ...
     (each sample its own cached call), up to `samples` attempts. Every attempt's reason is kept.
     """
+    config = config or SynthesisConfig()
+    if config.limit:
+        questions = questions.head(config.limit)
     if groups is None:
         groups = "none" if questions["group_id"].equals(questions["qid"], check_names=False) else "given"
     all_questions, digest = questions.height, questions_digest(questions)
     if shard:
         questions = select_shard(questions, *shard)
     run_dir = start_run_dir(Path(run_dir), questions, pack, groups)
-    cache = CallCache(cache_path or run_dir / "cache.sqlite")
+    cache = CallCache(Path(config.cache) if config.cache else run_dir / "cache.sqlite")
     stats = CallStats()
     rows = questions.to_dicts()
     posts = [prompts.post_text(r["context"]) for r in rows]
@@ -102,35 +114,38 @@ def synthesize(
     sources = [r["question"] for r in rows]
     standalone_texts: list[str | None] = [None] * len(rows)
     fallbacks: list[str | None] = [None] * len(rows)
-    if standalone:
-        standalone_texts, fallbacks = restate_standalone(rewriter, cache, posts, sources, max_context_chars, stats)
+    if config.standalone:
+        standalone_texts, fallbacks = restate_standalone(
+            rewriter, cache, posts, sources, config.max_context_chars, stats
+        )
         sources = [s or q for s, q in zip(standalone_texts, sources)]  # a failed restatement keeps the original
 
-    plan, requests = rewrite_requests(rows, posts, sources, pack, directions, hindsight_for_enhance, max_context_chars)
+    plan, requests = rewrite_requests(
+        rows, posts, sources, pack, directions, config.hindsight_for_enhance, config.max_context_chars
+    )
     replies, keys = run_calls(rewriter, cache, requests, "synthesize", stats)
     originals = [(sources[i], rows[i]["question"]) for i, _, _ in plan]
     attempts = sample_again(
-        rewriter, cache, requests, replies, keys, originals, pack, samples, temperature, stats, max_words
+        rewriter, cache, requests, replies, keys, originals, pack, config.samples, config.temperature, stats, max_words
     )
     cache.close()
     resampled = sum(len(a) > 1 for a in attempts)
 
     out = write_variants(run_dir, rows, plan, keys, replies, attempts, sources, standalone_texts, fallbacks)
     manifest = run_manifest(
-        questions,
-        questions_source,
-        shard,
-        all_questions,
-        digest,
-        pack,
-        directions,
-        standalone,
-        fallbacks,
-        groups,
-        hindsight_for_enhance,
-        rewriter,
-        stats,
-        {"samples": samples, "temperature": temperature, "max_words": max_words, "resampled": resampled},
+        questions=questions,
+        questions_source=questions_source,
+        shard=shard,
+        all_questions=all_questions,
+        digest=digest,
+        pack=pack,
+        directions=directions,
+        config=config,
+        fallbacks=fallbacks,
+        groups=groups,
+        rewriter=rewriter,
+        stats=stats,
+        sampling_again={"max_words": max_words, "resampled": resampled},
     )
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     log_outcome(len(out), stats, run_dir)
@@ -158,20 +173,20 @@ def start_run_dir(run_dir: Path, questions: pl.DataFrame, pack: AttributePack, g
 
 
 def run_manifest(
-    questions,
-    questions_source,
-    shard,
-    all_questions,
-    digest,
-    pack,
-    directions,
-    standalone,
-    fallbacks,
-    groups,
-    hindsight_for_enhance,
+    *,
+    questions: pl.DataFrame,
+    questions_source: str,
+    shard: tuple[int, int] | None,
+    all_questions: int,
+    digest: str,
+    pack: AttributePack,
+    directions: tuple[str, ...],
+    config: SynthesisConfig,
+    fallbacks: list[str | None],
+    groups: str,
     rewriter,
     stats: CallStats,
-    sampling_again: dict,
+    sampling_again: dict,  # {max_words, resampled}: beside the config's samples and temperature
 ) -> dict:
     """run.json: what this run was made from and with, and what it cost."""
     return {
@@ -182,21 +197,21 @@ def run_manifest(
         "questions_digest": digest,
         "attribute_pack": {"name": pack.name, "digest": pack.digest, "attributes": list(pack.attributes)},
         "directions": list(directions),
-        "standalone": standalone,
+        "standalone": config.standalone,
         # questions whose restatement failed and that were rewritten from the original instead, with why
         "standalone_fallbacks": {
             "count": sum(f is not None for f in fallbacks),
             "reasons": dict(Counter(f for f in fallbacks if f is not None)),
         },
         "groups": groups,
-        "hindsight_for_enhance": hindsight_for_enhance,
+        "hindsight_for_enhance": config.hindsight_for_enhance,
         "rewriter": {
             "backend": rewriter.backend,
             "model": rewriter.model_id,
             "sampling": rewriter.sampling,
             "cache_id": rewriter.cache_id,
         },
-        "sample_again": sampling_again,
+        "sample_again": {"samples": config.samples, "temperature": config.temperature, **sampling_again},
         "prompt_template_hash": prompts.template_hash(),
         "stats": asdict(stats),
     }

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
 from alfa.llm.backends import default_device
+from alfa.llm.reward_inputs import encoder_max_length, reward_input_ids
 
 
 class RewardScorer:

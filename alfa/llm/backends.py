@@ -7,11 +7,11 @@ A rewriter turns chat requests into completions:
 plus `backend`, `model_id` (the name cards show), `sampling` and `cache_id` (what the call cache keys on,
 with `sampling`: the model's identity, see weights_digest and alfa.llm.endpoint.endpoint_cache_id). Two backends:
 
-- `TransformersRewriter` (here): any local causal LM folder, batched generation, on the GPU when there is one
+- `TransformersBackend` (here): any local causal LM folder, batched generation, on the GPU when there is one
   (the embedded SmolLM2-135M-Instruct, `smollm2`, runs on it).
-- `OpenAIRewriter` (alfa.llm.endpoint): any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, llama.cpp's
+- `ChatEndpoint` (alfa.llm.endpoint): any OpenAI-compatible chat endpoint (OpenAI, vLLM, TGI, llama.cpp's
   server), async with bounded concurrency and retries. The embedded default (`local`: Qwen2.5-Coder-1.5B-Instruct
-  on llama.cpp's server, alfa.llm.rewriters) runs on it.
+  on llama.cpp's server, alfa.llm.make) runs on it.
 
 Both are greedy by default; `rewriter.with_sampling(temperature, seed)` gives a copy that samples, whose
 `sampling` (and so every cache key) carries the temperature and seed: each sample is its own cached call.
@@ -49,7 +49,7 @@ OnDone = Callable[[int, Completion], None]
 class Backend(Protocol):
     """What every model backend provides: the one interface alfa's stages, judges, patients and experts call.
     A new serving stack implements these members (tests/test_backends.py checks each shipped backend has them
-    with these signatures) and gets a branch in alfa.llm.rewriters.make_rewriter; run_calls then caches it."""
+    with these signatures) and gets a branch in alfa.llm.make.make_backend; run_calls then caches it."""
 
     backend: str  # the kind, as cards and cache rows show it: transformers, openai
     model_id: str  # the model's name in cards and logs
@@ -125,7 +125,7 @@ def weights_digest(model_dir: Path) -> str:
     return digest
 
 
-class TransformersRewriter:
+class TransformersBackend:
     """Batched generation with a local transformers model (a folder with config + weights + tokenizer)."""
 
     backend = "transformers"
@@ -164,20 +164,20 @@ class TransformersRewriter:
         template = hashlib.sha256(self.tokenizer.chat_template.encode()).hexdigest()[:12]
         self.cache_id = f"{self.model_id}|weights={digest[:16]}|chat_template={template}"
 
-    def with_sampling(self, temperature: float, seed: int) -> TransformersRewriter:
+    def with_sampling(self, temperature: float, seed: int) -> TransformersBackend:
         """A copy sharing the loaded model that samples at `temperature`, seeding torch with `seed` before each
         group of requests (a group's samples are reproducible for the same requests)."""
         sampled = copy.copy(self)
         sampled.sampling = {**self.sampling, "do_sample": True, "temperature": temperature, "seed": seed}
         return sampled
 
-    def with_max_tokens(self, n: int) -> TransformersRewriter:
+    def with_max_tokens(self, n: int) -> TransformersBackend:
         """A copy sharing the loaded model whose replies may run to `n` new tokens."""
         longer = copy.copy(self)
         longer.sampling = {**self.sampling, "max_new_tokens": n}
         return longer
 
-    def with_logprobs(self, top: int = 10) -> TransformersRewriter:
+    def with_logprobs(self, top: int = 10) -> TransformersBackend:
         """Itself: this backend reports no log-probabilities, so a judge on it is read by its answers."""
         return self
 

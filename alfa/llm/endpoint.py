@@ -86,8 +86,9 @@ def first_token_logprobs(choice: dict) -> dict[str, float]:
     return {t["token"]: t["logprob"] for t in content[0].get("top_logprobs") or []}
 
 
-class OpenAIRewriter:
-    """Any OpenAI-compatible `/v1/chat/completions` endpoint, called concurrently over aiohttp.
+class ChatEndpoint:
+    """Any OpenAI-compatible `/v1/chat/completions` endpoint, called concurrently over aiohttp: OpenAI, vLLM,
+    SGLang, and llama.cpp's own server (the embedded default, alfa.llm.make.llamacpp_backend).
 
     aiohttp, because the HTTP client is the bottleneck at scale (see DESIGN: ~1,050 req/s at
     concurrency 64 against ~250 for the openai SDK's default client on the same 2 cores). With several
@@ -131,20 +132,20 @@ class OpenAIRewriter:
         self.rpm, self.tpm = requests_per_minute, tokens_per_minute
         self.in_flight = [0] * len(self.base_urls)
 
-    def with_logprobs(self, top: int = 10) -> OpenAIRewriter:
+    def with_logprobs(self, top: int = 10) -> ChatEndpoint:
         """A copy whose replies carry their first token's `top` log-probabilities (in usage, see first_token_logprobs)."""
         scoring = copy.copy(self)
         scoring.sampling = {**self.sampling, "logprobs": True, "top_logprobs": top}
         return scoring
 
-    def with_sampling(self, temperature: float, seed: int) -> OpenAIRewriter:
+    def with_sampling(self, temperature: float, seed: int) -> ChatEndpoint:
         """A copy (same endpoint, same server) whose requests sample at `temperature` with `seed`: servers that
         honour `seed` (llama.cpp, vLLM, OpenAI's best effort) answer the same request the same way."""
         sampled = copy.copy(self)
         sampled.sampling = {**self.sampling, "temperature": temperature, "seed": seed}
         return sampled
 
-    def with_max_tokens(self, n: int) -> OpenAIRewriter:
+    def with_max_tokens(self, n: int) -> ChatEndpoint:
         """A copy (same endpoint) whose replies may run to `n` tokens."""
         longer = copy.copy(self)
         longer.sampling = {**self.sampling, "max_tokens": n}
@@ -248,6 +249,6 @@ class OpenAIRewriter:
         asyncio.run(self._run(requests, on_done))
 
     def close(self) -> None:
-        """Stop the llama.cpp server alfa started for this rewriter, if it did (alfa.llm.rewriters)."""
+        """Stop the llama.cpp server alfa started for this rewriter, if it did (alfa.llm.make)."""
         if self.server is not None:
             self.server.stop()

@@ -4,13 +4,13 @@ The server is llama.cpp's C++ server from the PyPI wheel `xllamacpp` (OpenAI-com
 `/v1/models`, `/health`), run in a child process so that alfa holds its pid:
 
 - it listens on 127.0.0.1 on a free port, and alfa talks to it through the same async HTTP client as to any
-  endpoint (`OpenAIRewriter`); a second alfa process starts its own and never talks to a stranger's;
+  endpoint (`ChatEndpoint`); a second alfa process starts its own and never talks to a stranger's;
 - it is stopped by its pid when the run ends (also on Ctrl-C: atexit), and the kernel kills it when alfa
   dies any other way, `kill -9` included (PR_SET_PDEATHSIG, set in the child);
 - threads = the machine's cores, `parallel` slots (each gets ctx / parallel tokens of context).
 
     with LlamaCppServer(Path("model.gguf")) as server:
-        rewriter = OpenAIRewriter(server.alias, server.base_url, concurrency=server.parallel)
+        rewriter = ChatEndpoint(server.alias, server.base_url, concurrency=server.parallel)
 """
 
 from __future__ import annotations

@@ -175,9 +175,9 @@ def check_same_config(cfg: StarGateConfig, path: Path) -> None:
 
 def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict]:
     """Every iteration of the config; `roleplayer` / `oracle` backends replace the config's when given."""
-    from alfa.llm.backends import TransformersRewriter
+    from alfa.llm.backends import TransformersBackend
     from alfa.llm.embedded import smollm2_path
-    from alfa.llm.rewriters import backend_from_spec
+    from alfa.llm.make import backend_from_spec
     from alfa.llm.scorer import LogProbScorer
 
     tasks = load_tasks(cfg)  # a bad line stops the run here, before any model loads or server starts
@@ -195,7 +195,7 @@ def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict
         train = recipe_trainer(Path(cfg.recipe), m0)
         policy_path = m0
         for iteration in range(cfg.iterations):
-            policy = TransformersRewriter(policy_path, max_new_tokens=cfg.max_new_tokens, stop=("?",))
+            policy = TransformersBackend(policy_path, max_new_tokens=cfg.max_new_tokens, stop=("?",))
             summary = run_iteration(cfg, iteration, tasks, policy, roleplayer, oracle, scorer, train, cache)
             summaries.append(summary)
             policy_path = Path(summary["model"])

@@ -55,18 +55,20 @@ def loading_kwargs(model: ModelConfig) -> dict:
     if model.attn_implementation:
         kwargs["attn_implementation"] = model.attn_implementation
     if model.quantization:
-        from transformers import BitsAndBytesConfig
+        # TRL's own helper builds the BitsAndBytesConfig (nf4, nested quantization, compute in the model's dtype),
+        # so a QLoRA recipe loads as TRL's scripts load it; bfloat16 compute when the dtype is left to the model.
+        from trl import ModelConfig as TRLModelConfig
+        from trl import get_quantization_config
 
-        compute = torch.bfloat16 if model.dtype in ("auto", "bfloat16") else getattr(torch, model.dtype)
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(
-                load_in_4bit=True,
+        kwargs["quantization_config"] = get_quantization_config(
+            TRLModelConfig(
+                model_name_or_path=model.name_or_path,
+                dtype="bfloat16" if model.dtype == "auto" else model.dtype,
+                load_in_4bit=model.quantization == "4bit",
+                load_in_8bit=model.quantization == "8bit",
                 bnb_4bit_quant_type="nf4",
-                bnb_4bit_compute_dtype=compute,
-                bnb_4bit_use_double_quant=True,
+                use_bnb_nested_quant=True,
             )
-            if model.quantization == "4bit"
-            else BitsAndBytesConfig(load_in_8bit=True)
         )
     return kwargs
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alfa.train.model_options import ModelConfig
-from alfa.train.rollout import RolloutConfig
 from alfa.train.trl_values import trl_value_problems
 from alfa.yamlconfig import ConfigError, apply_overrides, from_dict, load_yaml, where
 
@@ -35,6 +34,23 @@ DEFAULT_REPORT_TO = ("tensorboard",)
 # report_to names whose transformers availability check or pip package is not named after them
 AVAILABILITY_CHECK = {"comet_ml": "comet", "azure_ml": "azureml", "flyte": "flytekit"}
 PIP_PACKAGE = {"comet_ml": "comet-ml", "azure_ml": "azureml-core", "flyte": "flytekit"}
+
+
+@dataclass
+class RolloutConfig:
+    """The recipe's `rollout:` block (stage grpo only; alfa.train.rollout runs it)."""
+
+    partner: str = "fact"  # fact (fact-select patient) or a backend spec for an LLM patient shown only the facts
+    turns: int = 3  # the policy's turns per conversation; one without an answer by then has none
+    max_turn_tokens: int = 48  # tokens the policy may write in one turn
+    rewards: list[str] = field(default_factory=lambda: ["correct", "asked_before_answer"])  # alfa.train.rewards
+    judge: str | None = None  # backend word rating the `interactivity` reward (local, openai:MODEL@URL, ...)
+
+    def __post_init__(self):
+        if self.turns < 1 or self.max_turn_tokens < 1:
+            raise ValueError("rollout.turns and rollout.max_turn_tokens must be at least 1")
+        if not self.rewards:
+            raise ValueError("rollout.rewards: name at least one reward function (alfa.train.rewards)")
 
 
 @dataclass

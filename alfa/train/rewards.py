@@ -88,7 +88,7 @@ class JudgedInteractivity:
 
     def __init__(self, spec: str, cache_path: Path, backend=None):
         from alfa.llm.calls import CallStats
-        from alfa.llm.rewriters import parse_backend_spec
+        from alfa.llm.make import parse_backend_spec
 
         parse_backend_spec(spec)  # a wrong word fails here, in the dry run
         self.__name__ = "interactivity"  # TRL logs a reward under its function's name
@@ -98,7 +98,7 @@ class JudgedInteractivity:
     def __call__(self, completions, transcript, **kwargs) -> list[float]:
         from alfa.llm.cache import CallCache
         from alfa.llm.calls import run_calls
-        from alfa.llm.rewriters import backend_from_spec
+        from alfa.llm.make import backend_from_spec
 
         if self.backend is None:
             self.backend = backend_from_spec(self.spec, 4)

@@ -23,25 +23,9 @@ from pathlib import Path
 
 from alfa.dialogue.consult import read_student_turn
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
+from alfa.train.recipe import RolloutConfig
 
 SENTINEL = "\x00alfa-turn\x00"
-
-
-@dataclass
-class RolloutConfig:
-    """The recipe's `rollout:` block (stage grpo only)."""
-
-    partner: str = "fact"  # fact (fact-select patient) or a backend spec for an LLM patient shown only the facts
-    turns: int = 3  # the policy's turns per conversation; one without an answer by then has none
-    max_turn_tokens: int = 48  # tokens the policy may write in one turn
-    rewards: list[str] = field(default_factory=lambda: ["correct", "asked_before_answer"])  # alfa.train.rewards
-    judge: str | None = None  # backend word rating the `interactivity` reward (local, openai:MODEL@URL, ...)
-
-    def __post_init__(self):
-        if self.turns < 1 or self.max_turn_tokens < 1:
-            raise ValueError("rollout.turns and rollout.max_turn_tokens must be at least 1")
-        if not self.rewards:
-            raise ValueError("rollout.rewards: name at least one reward function (alfa.train.rewards)")
 
 
 def prompt_key(prompt: list[dict]) -> str:
@@ -80,7 +64,7 @@ class LLMPartner:
     def __init__(self, spec: str, cache_path: Path):
         from alfa.llm.cache import CallCache
         from alfa.llm.calls import CallStats
-        from alfa.llm.rewriters import backend_from_spec
+        from alfa.llm.make import backend_from_spec
 
         self.backend, self.stats = backend_from_spec(spec, 64), CallStats()
         cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +203,7 @@ def rollout_checks(
             out.append(("rollout.rewards", True, f"{name}: {fn.__module__}.{fn.__name__}"))
         except ValueError as e:
             out.append(("rollout.rewards", False, str(e)))
-    from alfa.llm.rewriters import parse_backend_spec
+    from alfa.llm.make import parse_backend_spec
 
     try:
         if cfg.partner != "fact":  # the fact-select patient, or any backend word an evaluation role takes

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.data.card_templates import render
-from alfa.data.reward_inputs import encoder_max_length, reward_input_ids
+from alfa.card_templates import render
+from alfa.llm.reward_inputs import encoder_max_length, reward_input_ids
 from alfa.train.chat_templates import training_chat_template
 from alfa.train.launch import launch_command
 from alfa.train.model_options import load_tokenizer, loading_kwargs
@@ -38,6 +38,7 @@ from alfa.train.ref_store import RefLogpStore, fill_store, reference_digest, sto
 from alfa.train.resume import checkpoint_to_resume
 
 log = logging.getLogger(__name__)
+MODEL_CARD_TEMPLATES = Path(__file__).resolve().parent / "templates"  # model_card.md.j2
 
 
 def load_split(recipe: Recipe, split: str):
@@ -308,9 +309,10 @@ def keep_secrets_off_disk(config) -> None:
 
 
 def _write_model_card(recipe: Recipe, recipe_path: Path, output_dir: str, summary: dict) -> None:
-    """OUTPUT_DIR/README.md from alfa/data/templates/model_card.md.j2."""
+    """OUTPUT_DIR/README.md from alfa/train/templates/model_card.md.j2."""
     text = render(
         "model_card.md.j2",
+        MODEL_CARD_TEMPLATES,
         recipe=recipe,
         recipe_path=recipe_path,
         model_name=Path(output_dir).name,

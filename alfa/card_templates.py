@@ -1,6 +1,7 @@
-"""The card templates (Jinja2) in alfa/data/templates/, shipped inside the package (package data, so a plain
-`pip install .` has them): dataset cards (alfa.data.card), method pair cards and model cards (alfa.train.run).
-Change a card's wording there; the code only computes what fills it."""
+"""Rendering of alfa's cards (Jinja2 templates, Markdown out), a bottom-layer helper: each layer keeps its own
+templates beside its code, shipped as package data so a plain `pip install .` has them. Dataset, method-pair
+and review-section cards in alfa/data/templates/ (DATA_TEMPLATES), model cards in alfa/train/templates/
+(alfa.train.run). Change a card's wording there; the code only computes what fills it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import functools
 import json
 from pathlib import Path
 
-TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+DATA_TEMPLATES = Path(__file__).resolve().parent / "data" / "templates"
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -28,11 +29,11 @@ def pct(x: float | None) -> str:
 
 
 @functools.cache
-def environment():
+def environment(folder: Path = DATA_TEMPLATES):
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        loader=jinja2.FileSystemLoader(folder),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         autoescape=False,
@@ -44,5 +45,6 @@ def environment():
     return env
 
 
-def render(template: str, **context) -> str:
-    return environment().get_template(template).render(**context)
+def render(template: str, folder: Path = DATA_TEMPLATES, **context) -> str:
+    """`template` (a file name in `folder`) filled with `context`."""
+    return environment(folder).get_template(template).render(**context)

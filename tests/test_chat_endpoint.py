@@ -10,14 +10,14 @@ from conftest import SAMPLE, SAMPLE_MAP, kill_9_when_cached
 
 from alfa.data.attributes import load_pack
 from alfa.data.ingest import ingest, parse_map
-from alfa.data.synthesize import synthesize
-from alfa.llm.backends import TransformersRewriter
-from alfa.llm.endpoint import OpenAIRewriter
+from alfa.data.synthesize import SynthesisConfig, synthesize
+from alfa.llm.backends import TransformersBackend
+from alfa.llm.endpoint import ChatEndpoint
 
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    chat = ChatServer(TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=8), slow_s=2.0)
+    chat = ChatServer(TransformersBackend(tiny_model_dir, batch_size=1, max_new_tokens=8), slow_s=2.0)
     chat.url, stop = serve_in_thread(chat)
     yield chat
     stop()
@@ -32,8 +32,8 @@ def test_synthesis_over_http_retries_faults_and_caches(tmp_path, server, questio
     monkeypatch.setenv("ALFA_TEST_KEY", "sk-secret-value")
     server.reset()
     server.faults = {1: "429", 2: "500", 3: "empty_choices", 4: "bad_json"}
-    rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8, max_retries=5, api_key_env="ALFA_TEST_KEY")
-    stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
+    rw = ChatEndpoint("tiny", server.url, concurrency=4, max_tokens=8, max_retries=5, api_key_env="ALFA_TEST_KEY")
+    stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", SynthesisConfig(samples=1))
     assert stats.requests == 18 and stats.failed == 0
     assert server.hits == 18 + 4  # each injected fault cost exactly one extra request
     assert set(server.auth_headers) == {"Bearer sk-secret-value"}
@@ -42,23 +42,23 @@ def test_synthesis_over_http_retries_faults_and_caches(tmp_path, server, questio
         assert b"sk-secret-value" not in f.read_bytes(), f
     # a rerun makes no request at all
     server.hits = 0
-    stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
+    stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", SynthesisConfig(samples=1))
     assert server.hits == 0 and stats.cache_hits == 18
 
 
 def test_failed_calls_are_recorded_and_retried_next_run(tmp_path, server, questions, caplog):
     server.reset()
     server.faults = {i: "401" for i in range(1, 4)}  # not retryable: fail at once
-    rw = OpenAIRewriter("tiny", server.url, concurrency=1, max_tokens=8, max_retries=2)
+    rw = ChatEndpoint("tiny", server.url, concurrency=1, max_tokens=8, max_retries=2)
     pack = load_pack("core").select(["clarity"])
-    stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+    stats = synthesize(questions, pack, rw, tmp_path / "run", SynthesisConfig(samples=1))
     assert stats.failed == 3 and server.hits == 6
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("3 calls failed" in w and "rerun the same command" in w for w in warned)  # not only in the stats
     failed = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
     assert len(failed) == 3 and all("HTTP 401" in f["error"] for f in failed)
     server.hits, server.faults = 0, {}
-    stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+    stats = synthesize(questions, pack, rw, tmp_path / "run", SynthesisConfig(samples=1))
     assert server.hits == 3 and stats.failed == 0 and stats.cache_hits == 3  # only the failed ones again
     assert (tmp_path / "run" / "failed_calls.jsonl").read_text() == ""
 
@@ -68,23 +68,25 @@ def test_empty_replies_are_failed_calls_not_cached_and_retried_next_run(tmp_path
     out, never cached, and asked again by the next run."""
     server.reset()
     server.faults = {1: "empty_content", 2: "null_content", **{i: "empty_content" for i in range(3, 9)}}
-    rw = OpenAIRewriter("tiny", server.url, concurrency=1, max_tokens=8, max_retries=1)
+    rw = ChatEndpoint("tiny", server.url, concurrency=1, max_tokens=8, max_retries=1)
     pack = load_pack("core").select(["clarity"])
-    stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+    stats = synthesize(questions, pack, rw, tmp_path / "run", SynthesisConfig(samples=1))
     # 6 requests, 2 attempts each: the first 8 hits are empty, so 4 requests fail, 2 get their answer
     assert server.hits == 10 and stats.failed == 4
     failed = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
     assert len(failed) == 4 and {f["error"] for f in failed} == {"endpoint returned empty content"}
     server.hits, server.faults = 0, {}
-    stats = synthesize(questions, pack, rw, tmp_path / "run", samples=1)
+    stats = synthesize(questions, pack, rw, tmp_path / "run", SynthesisConfig(samples=1))
     assert server.hits == 4 and stats.failed == 0 and stats.cache_hits == 2
     replies = pl.read_parquet(tmp_path / "run" / "variants.parquet")["reply"]
     assert replies.null_count() == 0 and all(r.strip() for r in replies)
 
 
 def test_unreachable_endpoint_fails_with_reasons_not_a_crash(tmp_path, questions):
-    rw = OpenAIRewriter("tiny", "http://127.0.0.1:9/v1", concurrency=2, max_retries=1, timeout_s=5)
-    stats = synthesize(questions.head(1), load_pack("core").select(["clarity"]), rw, tmp_path / "run", samples=1)
+    rw = ChatEndpoint("tiny", "http://127.0.0.1:9/v1", concurrency=2, max_retries=1, timeout_s=5)
+    stats = synthesize(
+        questions.head(1), load_pack("core").select(["clarity"]), rw, tmp_path / "run", SynthesisConfig(samples=1)
+    )
     assert stats.failed == 2
     failed = [json.loads(x) for x in (tmp_path / "run" / "failed_calls.jsonl").read_text().splitlines()]
     assert all("Connect" in f["error"] or "connect" in f["error"] for f in failed)
@@ -100,8 +102,8 @@ def test_twenty_percent_faults_every_question_done_or_failed_with_reason(tmp_pat
     slow_before, server.slow_s, timeout_s = server.slow_s, 8.0, 4.0
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(10)
     try:
-        rw = OpenAIRewriter("tiny", server.url, concurrency=8, max_tokens=8, max_retries=4, timeout_s=timeout_s)
-        stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
+        rw = ChatEndpoint("tiny", server.url, concurrency=8, max_tokens=8, max_retries=4, timeout_s=timeout_s)
+        stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", SynthesisConfig(samples=1))
     finally:
         server.fault_rate, server.slow_s = 0.0, slow_before
     faults = set(server.fault_log)
@@ -154,8 +156,8 @@ def test_kill_9_during_http_synthesis_then_rerun_repeats_no_cached_call(tmp_path
     ]
     cached_keys = kill_9_when_cached(cmd, run / "cache.sqlite", at_least=40)
     server.reset()
-    rw = OpenAIRewriter("tiny", server.url, concurrency=4, max_tokens=8)
-    stats = synthesize(all_q, load_pack("core"), rw, run, samples=1)
+    rw = ChatEndpoint("tiny", server.url, concurrency=4, max_tokens=8)
+    stats = synthesize(all_q, load_pack("core"), rw, run, SynthesisConfig(samples=1))
     assert stats.requests == 240 and stats.failed == 0
     assert server.hits == 240 - len(cached_keys) == stats.calls_made
     # no request whose answer was cached before the kill reached the server again
@@ -189,7 +191,7 @@ def test_requests_spread_over_two_servers_and_survive_one_dying_mid_run(tmp_path
     move to the other. Nothing is lost and a rerun pays for nothing again."""
     import threading
 
-    a, b = (ChatServer(TransformersRewriter(tiny_model_dir, batch_size=1, max_new_tokens=8)) for _ in range(2))
+    a, b = (ChatServer(TransformersBackend(tiny_model_dir, batch_size=1, max_new_tokens=8)) for _ in range(2))
     stops = []
     original_chat = b.chat
 
@@ -204,9 +206,9 @@ def test_requests_spread_over_two_servers_and_survive_one_dying_mid_run(tmp_path
         stops.append(stop)
     questions = ingest(SAMPLE, parse_map(SAMPLE_MAP)).questions.head(10)
     concurrency = 4
-    rw = OpenAIRewriter("tiny", f"{a.url},{b.url}", concurrency=concurrency, max_tokens=8, max_retries=4, timeout_s=10)
+    rw = ChatEndpoint("tiny", f"{a.url},{b.url}", concurrency=concurrency, max_tokens=8, max_retries=4, timeout_s=10)
     try:
-        stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
+        stats = synthesize(questions, load_pack("core"), rw, tmp_path / "run", SynthesisConfig(samples=1))
         assert stats.requests == 60 and stats.failed == 0  # nothing lost
         assert 5 <= b.hits <= 10 < a.hits  # both replicas worked until b died, then a took every request
         with pytest.raises(OSError):  # b is really gone: its port refuses connections
@@ -216,7 +218,7 @@ def test_requests_spread_over_two_servers_and_survive_one_dying_mid_run(tmp_path
         assert done <= set(a.answered) | set(b.answered)
         # paid twice only for what was in flight on b when it died
         assert len(a.answered) + len(b.answered) - len(done) <= concurrency
-        again = synthesize(questions, load_pack("core"), rw, tmp_path / "run", samples=1)
+        again = synthesize(questions, load_pack("core"), rw, tmp_path / "run", SynthesisConfig(samples=1))
         assert again.calls_made == 0 and again.cache_hits == 60
     finally:
         stops[0]()

