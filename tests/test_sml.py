@@ -53,19 +53,62 @@ def test_dialogues_flag_successes_and_saved_copies_carry_no_priming(tmp_path, ca
     summary = run_sml_dialogues(cases, student, teacher, tmp_path, turns=3, q_priming=q_priming)
     # every student request was primed exactly when asked for
     assert all((Q_PRIMING in r[0]["content"]) == q_priming for r in student.requests)
-    # the student reaches the answer once the teacher names it (or at once when the answer is A, unprimed)
-    assert summary["success_rate"]["value"] == 1.0 and summary["sft_dialogues"] == len(cases)
+    # primed, it asks, the teacher names the answer, it gives it; unprimed, its first answer (A) decides at once
+    answer_a = sum(c.answer == "A" for c in cases)
+    assert 0 < answer_a < len(cases)  # both outcomes happen in these cases
+    expected = len(cases) if q_priming else answer_a
+    assert summary["success_rate"]["value"] == pytest.approx(expected / len(cases))
+    assert summary["sft_dialogues"] == expected
     assert summary["answered_first_rate"]["value"] == (0.0 if q_priming else 1.0)
     sft = pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet")
-    for messages in sft["messages"].to_list():
+    by_id = {c.case_id: c for c in cases}
+    for case_id, messages in zip(sft["case_id"], sft["messages"].to_list()):
         assert all(Q_PRIMING not in m["content"] for m in messages)
         assert messages[0] == {"role": "system", "content": STUDENT_SYSTEM}
-        assert messages[-1]["role"] == "assistant" and messages[-1]["content"].startswith("Answer: ")
+        answers = [m["content"] for m in messages if m["role"] == "assistant" and m["content"].startswith("Answer:")]
+        assert answers == [f"Answer: {by_id[case_id].answer}"]  # one answer, the right one, last: no wrong guess
+        assert messages[-1]["content"] == answers[0]
     assert "Personal health information" in (tmp_path / "sft" / "README.md").read_text()
     # a rerun reads every dialogue back and calls nobody
     again_student, again_teacher = ScriptedStudent(), ScriptedTeacher()
     assert run_sml_dialogues(cases, again_student, again_teacher, tmp_path, turns=3, q_priming=q_priming) == summary
     assert again_student.requests == [] and again_teacher.requests == []
+
+
+def test_a_wrong_first_answer_ends_the_dialogue_however_many_turns_are_left(tmp_path, cases):
+    class Eliminator(ScriptedStudent):
+        """Guesses through the options, one per turn, the way a student eliminates after each "no"."""
+
+        def reply(self, messages):
+            return f"Answer: {'ABCDE'[sum(m['role'] == 'assistant' for m in messages)]}"
+
+    teacher = ScriptedTeacher()
+    summary = run_sml_dialogues(cases, Eliminator(), teacher, tmp_path, turns=5)
+    assert summary["success_rate"]["value"] == pytest.approx(sum(c.answer == "A" for c in cases) / len(cases))
+    assert teacher.requests == []  # each dialogue ended at its first answer
+
+
+def test_the_q_primed_sft_set_keeps_only_the_successes_that_asked_first(tmp_path, cases):
+    class Impatient(ScriptedStudent):
+        """Primed or not, answers A at once."""
+
+        def reply(self, messages):
+            return "Answer: A"
+
+    primed = run_sml_dialogues(cases, Impatient(), ScriptedTeacher(), tmp_path / "p", turns=3, q_priming=True)
+    assert primed["success_rate"]["value"] > 0 and primed["sft_dialogues"] == 0
+    plain = run_sml_dialogues(cases, Impatient(), ScriptedTeacher(), tmp_path / "u", turns=3)
+    assert plain["sft_dialogues"] == sum(c.answer == "A" for c in cases)
+
+
+def test_the_default_view_shows_the_first_fact_only_and_leaves_the_rest_to_ask_for(tmp_path, cases):
+    student = ScriptedStudent()
+    run_sml_dialogues(cases, student, ScriptedTeacher(), tmp_path, turns=3, q_priming=True)
+    first = {r[1]["content"] for r in student.requests if len(r) == 2}
+    for case in cases:
+        shown = next(text for text in first if case.question in text)
+        assert case.initial_info in shown
+        assert any(fact not in shown for fact in case.facts)  # a fact the student must ask for
 
 
 def test_a_student_that_never_gets_it_fails_and_is_kept_out_of_the_sft_set(tmp_path, cases):
@@ -84,7 +127,7 @@ def test_a_student_that_never_gets_it_fails_and_is_kept_out_of_the_sft_set(tmp_p
 def test_a_failed_call_is_counted_kept_out_of_the_sft_set_and_asked_again_on_rerun(tmp_path, cases):
     """The engine (alfa.dialogue.engine): a dialogue with a failed call is written and counted, never trained on, and
     played again by a rerun, which pays only for what failed; a line cut short by a kill is dropped, not fatal."""
-    flaky = next(c for c in cases if c.answer != "A")  # the student's first answer (A) is wrong: the teacher speaks
+    flaky = next(c for c in cases if c.answer != "A")  # primed, the student asks first: the teacher speaks
 
     class FlakyTeacher(ScriptedTeacher):
         """Fails its first call about the flaky case (an HTTP error), then answers as the scripted teacher."""
@@ -97,15 +140,16 @@ def test_a_failed_call_is_counted_kept_out_of_the_sft_set_and_asked_again_on_rer
                 return Completion(None, error="HTTP 503: server overloaded")
             return super().reply(messages)
 
-    summary = run_sml_dialogues(cases, ScriptedStudent(), FlakyTeacher(), tmp_path, turns=3)
+    summary = run_sml_dialogues(cases, ScriptedStudent(), FlakyTeacher(), tmp_path, turns=3, q_priming=True)
     assert summary["dialogues"] == len(cases) and summary["dialogues_with_failed_calls"] == 1
-    assert summary["success_rate"]["value"] == 1.0  # it still succeeded (one turn late) and counts in the rate
+    # without the teacher's reply its first answer (A) was wrong: a failure, counted in the rate
+    assert summary["success_rate"]["value"] == pytest.approx((len(cases) - 1) / len(cases))
     sft = pl.read_parquet(tmp_path / "sft" / "data" / "train.parquet")
     assert sft.height == len(cases) - 1 and flaky.case_id not in sft["case_id"].to_list()
     with open(tmp_path / "dialogues.jsonl", "a") as f:
         f.write('{"episode_id": "cut short by a ki')  # a kill mid-write
     student, teacher = ScriptedStudent(), ScriptedTeacher()
-    again = run_sml_dialogues(cases, student, teacher, tmp_path, turns=3)
+    again = run_sml_dialogues(cases, student, teacher, tmp_path, turns=3, q_priming=True)
     assert again["dialogues_with_failed_calls"] == 0 and again["sft_dialogues"] == len(cases)
     assert teacher.requests and all(flaky.question in m[-1]["content"] for m in teacher.requests)
     assert all(flaky.question in m[1]["content"] for m in student.requests)  # only the flaky dialogue played again

@@ -16,6 +16,7 @@ import pytest
 from conftest import kill_9_when_cached
 from scripted import ScriptedBackend
 
+from alfa.dialogue.engine import Episode
 from alfa.llm.backends import Completion
 from alfa.llm.cache import CallCache
 from alfa.llm.scorer import LogProbScorer
@@ -294,3 +295,55 @@ def test_kill_9_mid_iteration_then_rerun_repeats_no_finished_call(tmp_path, tiny
     assert made == len(model_calls - cached) and len(model_calls & cached) >= 8
     episodes = (out / "iter_0" / "conversations.jsonl").read_text().splitlines()
     assert len(episodes) == 12 and len({json.loads(e)["episode_id"] for e in episodes}) == 12
+
+
+def test_the_roleplayer_is_shown_the_hidden_information_only_never_the_task_or_its_options():
+    from alfa.methods.stargate import roleplayer_messages
+
+    task = Task("c1", "Answer this question about the patient: which drug?\nA. Ceftriaxone\nB. Aspirin", ["I am 40."])
+    shown = roleplayer_messages(task, "How old are you?", ROLEPLAYER_SYSTEM)[-1]["content"]
+    assert "I am 40." in shown and "How old are you?" in shown
+    assert "Ceftriaxone" not in shown and "which drug" not in shown
+
+
+def test_case_tasks_take_the_oracles_gold_unless_the_config_says_case(medqa_path):
+    from alfa.methods.tasks import tasks_from_cases
+
+    [task] = tasks_from_cases(medqa_path, limit=1)
+    assert task.gold is None and task.options  # the oracle writes it from the facts
+    [labelled] = tasks_from_cases(medqa_path, limit=1, answer_as_gold=True)
+    assert labelled.gold.startswith("The answer is ")
+
+
+class ScriptedScorer:
+    """Not a model: returns the score written for each conversation's first question, to test the ranking alone."""
+
+    def __init__(self, by_question: dict[str, float]):
+        self.by_question = by_question
+
+    def score(self, items):
+        return [self.by_question[next(m["content"] for m in ctx if m["role"] == "assistant")] for ctx, _ in items]
+
+
+def test_a_conversation_that_answers_where_it_should_ask_is_never_kept_however_well_it_scores():
+    from alfa.methods.stargate import StarGateProtocol, score_table
+
+    task = Task(
+        "c1", "Which drug?\nA. Ceftriaxone\nB. Aspirin", ["I am 40."], options={"A": "Ceftriaxone", "B": "Aspirin"}
+    )
+    protocol = StarGateProtocol([None], [None], None, turns=1, final_answer=False, roleplayer_instruction="x")
+    episodes = []
+    for sample, reply in enumerate(["A. Ceftriaxone", "How old are you?", "Answer: B"]):
+        e = Episode(f"c1#{sample}", {"task": task, "conversation": [], "sample": sample}, state="question")
+        protocol.apply(e, "questioner#0", "question", Completion(reply), "k")
+        protocol.apply(e, "roleplayer", "answer", Completion("I am 40."), "k")
+        episodes.append({"episode_id": e.episode_id, "data": e.data, "result": e.result})
+    scores = score_table(
+        episodes,
+        {"c1": task},
+        {"c1": "gold"},
+        ScriptedScorer({"A. Ceftriaxone": -1.0, "How old are you?": -5.0, "Answer: B": -0.5}),
+        top_k=1,
+    )
+    assert scores["answer_turns"].to_list() == [1, 0, 1]
+    assert scores.filter("kept")["episode_id"].to_list() == ["c1#1"]  # the one that asked, though it scored lowest

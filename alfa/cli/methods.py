@@ -75,9 +75,9 @@ def add_sml(sub) -> None:
     d.add_argument("--temperature", type=float, default=0.7, help="the student's sampling temperature")
     d.add_argument(
         "--view",
-        choices=["full", "initial"],
-        default="full",
-        help="full: every case fact (SML's fully specified problems); initial: the first fact only",
+        choices=["initial", "full"],
+        default="initial",
+        help="initial: the case's first fact, the rest to ask the teacher for; full: every fact (nothing left to ask)",
     )
     d.add_argument("--limit", type=positive_int, help="only the first N cases")
     d.set_defaults(func=_sml_dialogues)

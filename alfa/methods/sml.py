@@ -2,14 +2,16 @@
 
 A student works a case out in conversation with a teacher who holds privileged knowledge (the case's facts and
 its answer): each turn the student asks the teacher one question or answers ("Answer: C",
-alfa.dialogue.consult); the teacher answers questions from the facts without giving the answer away, and meets a
-wrong answer with a hint. A dialogue succeeds when the student gives the case's answer within `turns` turns
-(read from its own reply, not from the teacher's say-so). Offline SML is SFT on the successful dialogues (the
-loss on the student's turns); online SML is `stage: grpo` over a tasks dir (`write_tasks_dir`).
+alfa.dialogue.consult); the teacher answers questions from the facts without giving the answer away. The
+student's first answer ends the dialogue: it succeeds when that answer is the case's (read from the student's
+own reply, not from the teacher's say-so) within `turns` turns. Guessing through the options after a "no" is not
+success, and a wrong "Answer: X" never enters a training copy. By default (`view: initial`) the student sees
+the case's first fact only and must ask for the rest. Offline SML is SFT on the successful dialogues (the loss
+on the student's turns); online SML is `stage: grpo` over a tasks dir (`write_tasks_dir`).
 
 **Q-priming**: the student is told to ask before answering while the dialogues are sampled (consult.Q_PRIMING);
 the training copy of each dialogue is written without that instruction, so the model trained on it asks
-without being told.
+without being told; the Q-primed SFT set keeps only the successes in which the student asked before answering.
 
 `alfa sml dialogues CASES -o DIR` writes DIR/dialogues.jsonl (every dialogue, every turn, its success flag),
 DIR/sft/ (a dialogues dir of the successes that `alfa train` reads, with its card) and DIR/summary.json.
@@ -29,12 +31,11 @@ from alfa.dialogue.engine import Episode, Turn, run_episodes
 from alfa.eval.cases import Case
 from alfa.llm.cache import CallCache
 
-VIEWS = ("full", "initial")  # full: every case fact (a fully specified problem, as SML trains); initial: the first
+VIEWS = ("initial", "full")  # initial: the first fact, the rest to ask for; full: every fact (nothing to ask)
 TEACHER_SYSTEM = (
     "You are a teacher helping a student work out the case below. You know the case's facts and the correct answer; "
-    "the student does not. If the student asks a question, answer it in one or two sentences from the facts, without "
-    "giving away the answer. If the student gives a wrong answer, say it is not right and give a short hint, without "
-    "naming the correct option."
+    "the student does not. Answer the student's question in one or two sentences from the facts, without giving "
+    "away the answer."
 )
 
 
@@ -111,11 +112,10 @@ class SMLProtocol:
         said, value = read_student_turn(text, case.options)
         e.turns.append(Turn(role, said, raw, value, key))
         conv.append({"role": "assistant", "content": (text or "").strip()})
-        student_turns = sum(m["role"] == "assistant" for m in conv)
-        if said == "answer" and value == case.answer:
+        if said == "answer":  # the first committed answer decides: right or wrong, the dialogue ends here
             return self._finish(e, value)
-        if student_turns >= self.turns:
-            return self._finish(e, value if said == "answer" else None)
+        if sum(m["role"] == "assistant" for m in conv) >= self.turns:
+            return self._finish(e, None)
         e.state = "teacher"
 
     def _finish(self, e: Episode, answer: str | None) -> None:
@@ -139,7 +139,7 @@ def run_sml_dialogues(
     turns: int = 4,
     samples: int = 1,
     q_priming: bool = False,
-    view: str = "full",
+    view: str = "initial",
     temperature: float = 0.7,
     seed: int = 0,
 ) -> dict:
@@ -161,6 +161,8 @@ def run_sml_dialogues(
     by_case = [e["result"]["case_id"] for e in episodes]
     # a dialogue with a failed call counts in the rates (as what it was) but is not trained on; a rerun plays it again
     successes = [e for e in episodes if e["result"]["success"] and not e.get("failed_calls")]
+    if q_priming:  # the point of priming is a model that asks: a primed success that answered at once teaches not
+        successes = [e for e in successes if not e["result"]["answered_first"]]
     rows = [
         {
             "episode_id": e["episode_id"],
@@ -195,8 +197,9 @@ def run_sml_dialogues(
     }
     (sft / "README.md").write_text(
         f"# SML {'Q-priming ' if q_priming else ''}dialogues: the successes\n\n{len(rows)} of {len(episodes)} dialogues "
-        f"in which the student (`{student.model_id}`) reached the case's answer within {turns} turns, talking with the "
-        f"teacher `{teacher.model_id}`"
+        f"in which the student (`{student.model_id}`) gave the case's answer as its first answer within {turns} turns"
+        + (", having asked first" if q_priming else "")
+        + f", talking with the teacher `{teacher.model_id}`"
         + (" (the priming instruction removed from this copy)" if q_priming else "")
         + ". Made by `alfa sml dialogues`; `alfa train` reads it as a dialogues dir (the loss on the student's turns "
         "only).\n\n" + PHI_STATEMENT + "\n"

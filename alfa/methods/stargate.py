@@ -2,12 +2,15 @@
 
 Each iteration t:
 1. the questioner m_t (m0 the first time) samples `samples` conversations per task, at `temperature`, each
-   `turns` questions long, with a roleplayer that holds the task's hidden information and answers from it only;
-2. an oracle that sees the hidden information writes the gold response once per task (or, for cases, the case's
-   own answer: `oracle: case`);
+   `turns` questions long, with a roleplayer that is shown the hidden information only (never the task or its
+   options, which it could repeat) and answers from it;
+2. an oracle that sees the hidden information and the task writes the gold response once per task (`oracle:
+   case` takes a case's label "The answer is X" instead: cheaper, not the paper's);
 3. a conversation's score is log p(gold | task, conversation) under the **initial** model m0 (alfa.llm.scorer:
    batched, masked to the gold's tokens, cached);
-4. the `top_k` conversations of each task are kept, with a final answer as regulariser (`self`: m_t's own answer
+4. the `top_k` conversations of each task are kept among those that asked: a conversation with an answer turn
+   where a question belongs ("C. Ceftriaxone", "Answer: C") or no question at all is scored and listed, never
+   kept (it would teach answering in place of asking); each kept conversation gets a final answer as regulariser (`self`: m_t's own answer
    after the conversation, so the model keeps answering rather than only asking; `gold`: the oracle's; `none`);
 5. m_{t+1} is fine-tuned **from m0** on the kept conversations with the loss on the questioner's turns only
    (the SFT recipe, with data.dialogues_dir: alfa.train.chat_templates).
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.dialogue.consult import read_student_turn
 from alfa.dialogue.engine import Episode, Turn, run_episodes
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
@@ -127,8 +131,10 @@ def final_context(task: Task, conversation: list[tuple[str, str]]) -> list[dict]
 
 
 def roleplayer_messages(task: Task, question: str, instruction: str) -> list[dict]:
+    """The roleplayer holds the hidden information only, as in the paper: shown the task with its options, the
+    embedded 1.5B repeated the option the questioner named."""
     listing = "\n".join(f"- {h}" for h in task.hidden)
-    body = f"About you:\n{listing}\n\nYour task for the assistant:\n{task.task}\n\nThe assistant asks: {question}"
+    body = f"About you:\n{listing}\n\nThe assistant asks: {question}"
     return [{"role": "system", "content": instruction}, {"role": "user", "content": body}]
 
 
@@ -180,6 +186,8 @@ class StarGateProtocol:
         if kind == "question":
             question = first_line(text)
             e.turns.append(Turn(role, kind, raw, question or None, key))
+            if question and read_student_turn(question, e.data["task"].options)[0] == "answer":
+                e.data["answer_turns"] = e.data.get("answer_turns", 0) + 1  # it answered where it should ask
             if question:
                 e.data["pending"], e.state = question, "answer"
                 return
@@ -275,11 +283,14 @@ def score_table(episodes: list[dict], tasks: dict[str, Task], gold: dict[str, st
             "sample": [e["result"]["sample"] for e in episodes],
             "score": scores,
             "questions_asked": [sum(1 for q, _ in e["data"]["conversation"] if q) for e in episodes],
+            "answer_turns": [e["data"].get("answer_turns", 0) for e in episodes],
             "failed_calls": [e.get("failed_calls", 0) for e in episodes],
         }
     )
-    # a conversation with a failed call is scored and listed, never kept: its turns are not the questioner's
-    clean = pl.col("failed_calls") == 0
-    df = df.sort(["task_id", "failed_calls", "score", "sample"], descending=[False, False, True, False])
+    # Scored and listed, never kept: a conversation with a failed call (its turns are not the questioner's), one
+    # that answered where it should ask, or one that asked nothing. The best of the rest are kept.
+    keepable = (pl.col("failed_calls") == 0) & (pl.col("answer_turns") == 0) & (pl.col("questions_asked") > 0)
+    df = df.with_columns(keepable=keepable)
+    df = df.sort(["task_id", "keepable", "score", "sample"], descending=[False, True, True, False])
     df = df.with_columns(rank=pl.int_range(pl.len()).over("task_id") + 1)
-    return df.with_columns(kept=(pl.col("rank") <= top_k) & clean).sort(["task_id", "sample"])
+    return df.with_columns(kept=(pl.col("rank") <= top_k) & pl.col("keepable")).sort(["task_id", "sample"])

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 def load_tasks(cfg: StarGateConfig) -> list[Task]:
     if cfg.cases is not None:
-        return tasks_from_cases(Path(cfg.cases), cfg.limit)
+        return tasks_from_cases(Path(cfg.cases), cfg.limit, answer_as_gold=cfg.oracle == "case")
     return tasks_from_profiles(Path(cfg.tasks), Path(cfg.profiles), cfg.limit)
 
 
@@ -109,6 +109,13 @@ def run_iteration(
     scores = score_table(episodes, by_id, gold, scorer, cfg.top_k)
     scores.write_parquet(out / "scores.parquet")
     kept = scores.filter(pl.col("kept"))
+    if kept.height == 0:
+        raise RuntimeError(
+            f"iteration {iteration}: no conversation asked without answering ({scores.height} scored, "
+            f"{int((scores['answer_turns'] > 0).sum())} with an answer turn, "
+            f"{int((scores['questions_asked'] == 0).sum())} with no question; {out / 'scores.parquet'}): nothing to "
+            "train on. More samples, a questioner that asks, or more turns"
+        )
     n_kept = write_kept(out / "kept", episodes, kept, by_id, gold, cfg, iteration)
     train(out / "kept", out / "model")
     summary = {
@@ -121,6 +128,8 @@ def run_iteration(
         "kept_mean_score": kept["score"].mean(),
         "mean_questions_asked": scores["questions_asked"].mean(),
         "conversations_with_failed_calls": int((scores["failed_calls"] > 0).sum()),  # scored, never kept
+        "conversations_with_answer_turns": int((scores["answer_turns"] > 0).sum()),  # scored, never kept
+        "conversations_without_questions": int((scores["questions_asked"] == 0).sum()),  # scored, never kept
         "calls": asdict(stats),
         "oracle_calls": asdict(oracle_stats),
         "model": str(out / "model"),

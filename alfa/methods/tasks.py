@@ -4,7 +4,9 @@ A task is what the questioner is asked to do; the hidden information is what onl
 the patient, the teacher) knows and the questioner must ask for. Two sources:
 
 - MediQ-style cases (alfa.eval.cases): the task is the initial info with the diagnostic question and its options;
-  the hidden information is the case's facts; the case's own answer can serve as the gold response.
+  the hidden information is the case's facts. The gold response is the oracle's, written from the facts (as in
+  the paper); `answer_as_gold` takes the case's label "The answer is X: ..." instead (STaR-GATE's `oracle: case`,
+  a cheaper departure from the paper).
 - A tasks JSONL (`{"task_id", "task"}` a line) crossed with a profiles JSONL (`{"profile_id", "hidden"}`, the
   hidden information as a string or a list of facts): every task with every profile, as STaR-GATE pairs
   instructions with personas.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alfa.eval.cases import Case, load_cases, no_case_message
@@ -29,7 +31,8 @@ class Task:
     task_id: str
     task: str  # what the questioner sees
     hidden: list[str]  # what only the partner knows
-    gold: str | None = None  # a known best response (a case's answer), else written by the oracle
+    gold: str | None = None  # a known best response (from the tasks file), else written by the oracle
+    options: dict[str, str] = field(default_factory=dict)  # a case's answer options: what an answer turn names
 
 
 def case_task_text(initial_info: str, question: str, options: dict[str, str]) -> str:
@@ -53,13 +56,14 @@ def read_cases(path: Path, limit: int | None = None) -> list[Case]:
     return cases
 
 
-def tasks_from_cases(path: Path, limit: int | None = None) -> list[Task]:
+def tasks_from_cases(path: Path, limit: int | None = None, answer_as_gold: bool = False) -> list[Task]:
     return [
         Task(
             task_id=c.case_id,
             task=case_task_text(c.initial_info, c.question, c.options),
             hidden=c.facts,
-            gold=f"The answer is {c.answer}: {c.options[c.answer]}",
+            gold=f"The answer is {c.answer}: {c.options[c.answer]}" if answer_as_gold else None,
+            options=c.options,
         )
         for c in read_cases(path, limit)
     ]
