@@ -160,3 +160,34 @@ def test_a_candidate_whose_call_failed_is_not_scored_and_makes_no_pair(tmp_path,
 def test_config_refuses_a_single_candidate():
     with pytest.raises(ValueError, match="candidates must be at least 2"):
         CollabConfig(candidates=1)
+
+
+def test_an_unreadable_rating_is_left_out_of_the_mean_and_the_judge_sees_the_case(tmp_path, cases):
+    r = roles(cases)
+    # a rating for the futures that asked, none readable for those that answered at once: with unreadable scored 0
+    # the premature answer would lose on interactivity alone; left out, it has no MR estimate and makes no pair
+    r["judge"] = ScriptedBackend("judge", lambda m, s: "4" if "fever?" in m[0]["content"] else "It was fine.")
+    cfg = CollabConfig(candidates=2, futures=2, window=2, turns=1, task_weight=0.0)
+    summary = build_collab(cases, r["policy"], r["user"], r["judge"], cfg, tmp_path)
+    assert summary["pairs"] == 0
+    for line in (tmp_path / "conversations.jsonl").read_text().splitlines():
+        conv = json.loads(line)
+        case = next(c for c in cases if c.case_id == conv["case_id"])
+        asked, blurted = sorted(conv["turns"][0]["candidates"], key=lambda c: c["reply"] != "Do you have a fever?")
+        assert asked["interactivity"] == 0.75 and not asked["unrated"]
+        assert blurted["interactivity"] is None and blurted["unrated"] and blurted["judge_unreadable"] == 2
+        assert all(
+            case.initial_info in m[0]["content"] for m in r["judge"].requests if case.question in m[0]["content"]
+        )
+    assert all("What the doctor was shown:" in m[0]["content"] for m in r["judge"].requests)
+
+
+def test_the_token_cost_counts_tokens_not_words():
+    from transformers import AutoTokenizer
+
+    from alfa.llm.embedded import smollm2_path
+    from alfa.methods.collab import tokens
+
+    text = "Have you taken acetaminophen or ibuprofen since Tuesday?"
+    expected = len(AutoTokenizer.from_pretrained(smollm2_path())(text, add_special_tokens=False)["input_ids"])
+    assert tokens(text) == expected != len(text.split()) and tokens("") == tokens(None) == 0

@@ -172,12 +172,19 @@ def test_interactivity_reward_rates_each_conversation_once_through_the_cache(tmp
     first = ScriptedBackend("judge", judge)
     reward = JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", first)
     assert reward.__name__ == "interactivity"
-    assert reward(None, transcripts) == [1.0, 0.0] and reward.failures == 1
+    prompts = [
+        [{"role": "system", "content": "s"}, {"role": "user", "content": f"Knee pain, case {n}."}] for n in (1, 2)
+    ]
+    assert reward(prompts, None, transcripts) == [1.0, 0.0] and reward.failures == 1
     assert first.requests[0][0]["content"] == (
-        f"{JUDGE_PROMPT}\n\nassistant: How long has the knee hurt?\nuser: Three days.\nassistant: Answer: C"
-    )
+        f"{JUDGE_PROMPT}\n\nWhat the doctor was shown:\nKnee pain, case 1.\n\nThe conversation:\n"
+        "assistant: How long has the knee hurt?\nuser: Three days.\nassistant: Answer: C"
+    )  # the judge sees the case it rates
     again = ScriptedBackend("judge", judge)
-    assert JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", again)(None, transcripts) == [1.0, 0.0]
+    assert JudgedInteractivity("local", tmp_path / "judge_cache.sqlite", again)(prompts, None, transcripts) == [
+        1.0,
+        0.0,
+    ]
     assert again.calls == 0
     from alfa.train.rewards import correct, judge_figures
 

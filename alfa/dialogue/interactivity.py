@@ -16,10 +16,16 @@ JUDGE_PROMPT = (
 )
 
 
-def judge_request(turns: list[tuple[str, str]]) -> list[dict]:
-    """The judge's request for a conversation given as (role, text) turns, role `assistant` or `user`."""
+def judge_request(case: str, turns: list[tuple[str, str]]) -> list[dict]:
+    """The judge's request for a conversation given as (role, text) turns, role `assistant` or `user`, with the
+    case as the doctor was shown it: whether a question was useful depends on what the doctor already knew."""
     text = "\n".join(f"{role}: {content}" for role, content in turns)
-    return [{"role": "user", "content": f"{JUDGE_PROMPT}\n\n{text}"}]
+    return [
+        {
+            "role": "user",
+            "content": f"{JUDGE_PROMPT}\n\nWhat the doctor was shown:\n{case}\n\nThe conversation:\n{text}",
+        }
+    ]
 
 
 def interactivity_score(reply: str) -> float | None:

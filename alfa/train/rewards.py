@@ -95,7 +95,7 @@ class JudgedInteractivity:
         self.spec, self.cache_path, self.backend, self.cache = spec, cache_path, backend, None
         self.stats, self.failures = CallStats(), 0
 
-    def __call__(self, completions, transcript, **kwargs) -> list[float]:
+    def __call__(self, prompts, completions, transcript, **kwargs) -> list[float]:
         from alfa.llm.cache import CallCache
         from alfa.llm.calls import run_calls
         from alfa.llm.make import backend_from_spec
@@ -105,7 +105,10 @@ class JudgedInteractivity:
         if self.cache is None:
             self.cache_path.parent.mkdir(parents=True, exist_ok=True)
             self.cache = CallCache(self.cache_path)
-        requests = [judge_request([(self.ROLE[t["role"]], t["text"]) for t in json.loads(x)]) for x in transcript]
+        requests = [
+            judge_request(prompt[-1]["content"], [(self.ROLE[t["role"]], t["text"]) for t in json.loads(x)])
+            for prompt, x in zip(prompts, transcript)
+        ]
         done, _ = run_calls(self.backend, self.cache, requests, "judge", self.stats)
         scores = [interactivity_score(c.text or "") if c.error is None else None for c in done]
         unreadable = sum(s is None for s in scores)
