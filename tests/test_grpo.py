@@ -27,13 +27,15 @@ def tasks_dir(tmp_path_factory, medqa_path) -> Path:
     return out
 
 
-def write_recipe(tmp_path: Path, model: Path, tasks: Path, steps: int = 2, rewards: str = "[correct]") -> Path:
+def write_recipe(
+    tmp_path: Path, model: Path, tasks: Path, steps: int = 2, rewards: str = "[correct]", max_length: int = 256
+) -> Path:
     recipe = tmp_path / "grpo.yaml"
     recipe.write_text(
         f"stage: grpo\nmodel: {{name_or_path: {model}}}\ndata: {{tasks_dir: {tasks}, eval_split: null}}\n"
         f"rollout: {{partner: fact, turns: 3, max_turn_tokens: 10, rewards: {rewards}}}\n"
         f"trl:\n  output_dir: {tmp_path / 'run'}\n  per_device_train_batch_size: 4\n  num_generations: 4\n"
-        f"  max_completion_length: 256\n  learning_rate: 1.0e-2\n  max_steps: {steps}\n  logging_steps: 1\n"
+        f"  max_completion_length: {max_length}\n  learning_rate: 1.0e-2\n  max_steps: {steps}\n  logging_steps: 1\n"
         "  save_strategy: 'no'\n  bf16: false\n  report_to: []\n  seed: 0\n"
     )
     return recipe
@@ -217,3 +219,60 @@ def test_grpo_under_deepspeed_zero3_generates_from_gathered_weights(tmp_path, ti
     summary = json.loads((tmp_path / "run" / "alfa_train.json").read_text())
     assert summary["deepspeed"] == {"enabled": True, "zero_stage": 3} and summary["global_steps"] == 2
     assert all("rewards/correct/mean" in h for h in summary["log_history"] if "loss" in h)
+
+
+class FirstFactPartner:
+    """Not a model: answers every question with its task's first fact, so a reply shows which facts it was handed."""
+
+    def replies(self, asks):
+        return [facts[0] for facts, _ in asks]
+
+
+def _rollout(tmp_path, tiny_model_dir, tasks, max_length=256, partner=None):
+    from alfa.train.model_options import load_tokenizer, loading_kwargs
+    from alfa.train.recipe import load_recipe, trl_config_class
+    from alfa.train.rollout import make_partner
+    from alfa.train.run import grpo_trainer, load_split
+
+    recipe = load_recipe(write_recipe(tmp_path, tiny_model_dir, tasks, max_length=max_length))
+    tok = load_tokenizer(recipe.model)
+    train = load_split(recipe, "train")
+    config = trl_config_class("grpo")(**recipe.trl)
+    partner = partner or make_partner("fact", ".")
+    trainer = grpo_trainer(recipe, config, tok, train, None, loading_kwargs(recipe.model), partner)
+    prompts = [p for p in train["prompt"] for _ in range(2)]
+    return tok, train, trainer.rollout_func(prompts, trainer)
+
+
+def test_tasks_that_share_a_prompt_are_told_apart_by_their_id(tmp_path, tiny_model_dir, tasks_dir):
+    """Two tasks, one prompt text, other facts: each conversation's patient answers from its own task's facts."""
+    import polars as pl
+
+    one = pl.read_parquet(tasks_dir / "data" / "train.parquet").head(1)
+    twins = pl.concat(
+        [
+            one.with_columns(task_id=pl.lit("twin-a"), facts=pl.lit(pl.Series([["I have had a fever for two days."]]))),
+            one.with_columns(task_id=pl.lit("twin-b"), facts=pl.lit(pl.Series([["My left knee is swollen."]]))),
+        ]
+    )
+    (tmp_path / "twins" / "data").mkdir(parents=True)
+    twins.write_parquet(tmp_path / "twins" / "data" / "train.parquet")
+    tok, train, out = _rollout(tmp_path, tiny_model_dir, tmp_path / "twins", partner=FirstFactPartner())
+    own = {"twin-a": "fever", "twin-b": "knee"}
+    heard = 0
+    for prompt, transcript in zip([p for p in train["prompt"] for _ in range(2)], out["transcript"]):
+        for turn in json.loads(transcript):
+            if turn["role"] == "partner":
+                assert own[prompt[0]["task_id"]] in turn["text"]
+                heard += 1
+    assert heard > 0
+
+
+def test_the_rewards_read_the_conversation_the_loss_sees(tmp_path, tiny_model_dir, tasks_dir):
+    """A short max_completion_length: every completion fits it, and the transcript the rewards read is exactly the
+    policy's visible turns (before, the transcript held turns cut from the loss)."""
+    tok, _, out = _rollout(tmp_path, tiny_model_dir, tasks_dir, max_length=14)
+    for ids, mask, transcript in zip(out["completion_ids"], out["env_mask"], out["transcript"]):
+        assert len(ids) == len(mask) <= 14
+        policy = [t["text"] for t in json.loads(transcript) if t["role"] == "policy"]
+        assert [tok.decode(ids[a:b], skip_special_tokens=True) for v, a, b in runs(mask) if v == 1] == policy

@@ -28,8 +28,15 @@ from alfa.train.recipe import RolloutConfig
 SENTINEL = "\x00alfa-turn\x00"
 
 
-def prompt_key(prompt: list[dict]) -> str:
-    return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
+def tagged_prompt(prompt: list[dict], task_id: str) -> list[dict]:
+    """The prompt with its task id on every message: TRL hands `rollout_func` the prompts only, and two tasks may
+    share a prompt's text (one case shown alike, other facts), so the rollout finds its task by this id. Chat
+    templates read `role` and `content` only."""
+    return [{**m, "task_id": task_id} for m in prompt]
+
+
+def task_id_of(prompt: list[dict]) -> str:
+    return prompt[0]["task_id"]
 
 
 def partner_segment(tokenizer, reply: str) -> str:
@@ -96,7 +103,9 @@ class MultiTurnRollout:
     """`rollout_func` for TRL's GRPOTrainer over a tasks table (prompt, facts, answer, options)."""
 
     def __init__(self, tasks: list[dict], cfg: RolloutConfig, partner):
-        self.tasks = {prompt_key(t["prompt"]): t for t in tasks}
+        self.tasks = {t["task_id"]: t for t in tasks}
+        if len(self.tasks) < len(tasks):
+            raise ValueError("task ids repeat in the tasks dir: each task needs its own task_id")
         self.cfg, self.partner = cfg, partner
 
     def __call__(self, prompts: list[list[dict]], trainer) -> dict:
@@ -105,7 +114,10 @@ class MultiTurnRollout:
             list(tok.apply_chat_template(p, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"])
             for p in prompts
         ]
-        convs = [Conversation(self.tasks[prompt_key(p)], [], []) for p in prompts]
+        convs = [Conversation(self.tasks[task_id_of(p)], [], []) for p in prompts]
+        # The loss sees at most max_completion_length tokens; the rewards must read that same conversation, so a
+        # turn past the limit is cut there and read as cut, and a conversation that reaches the limit ends.
+        limit = trainer.args.max_completion_length
         for turn in range(self.cfg.turns):
             active = [i for i, c in enumerate(convs) if not c.done]
             if not active:
@@ -114,12 +126,13 @@ class MultiTurnRollout:
             asks = []
             for i, ids in zip(active, written):
                 c = convs[i]
+                ids = ids[: limit - len(c.ids)]
                 c.ids += ids
                 c.mask += [1] * len(ids)
                 text = tok.decode(ids, skip_special_tokens=True)
                 kind, value = read_student_turn(text, json.loads(c.task["options"]))
                 c.turns.append({"role": "policy", "kind": kind, "text": text})
-                if kind == "answer" or turn == self.cfg.turns - 1:
+                if kind == "answer" or turn == self.cfg.turns - 1 or len(c.ids) >= limit:
                     c.final_answer, c.done = (value if kind == "answer" else None), True
                     continue
                 if ids[-1] != tok.eos_token_id:  # cut at max_turn_tokens: the turn is closed for it (not its token)
@@ -129,10 +142,12 @@ class MultiTurnRollout:
             replies = self.partner.replies([(list(convs[i].task["facts"]), q) for i, q in asks]) if asks else []
             for (i, _), reply in zip(asks, replies):
                 segment = tok(partner_segment(tok, reply), add_special_tokens=False)["input_ids"]
+                segment = segment[: max(0, limit - len(convs[i].ids))]
                 convs[i].ids += segment
                 convs[i].mask += [0] * len(segment)
-                convs[i].turns.append({"role": "partner", "kind": "answer", "text": reply})
-        limit = trainer.args.max_completion_length
+                if segment:  # the reply is in what the loss sees (in part, at the limit), so the rewards read it
+                    convs[i].turns.append({"role": "partner", "kind": "answer", "text": reply})
+                convs[i].done = len(convs[i].ids) >= limit  # no room left for the policy's next turn
         return {
             "prompt_ids": prompt_ids,
             "completion_ids": [c.ids[:limit] for c in convs],

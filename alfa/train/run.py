@@ -50,7 +50,11 @@ def load_split(recipe: Recipe, split: str):
     if recipe.data.dialogues_dir is not None:
         return datasets.Dataset.from_dict({"messages": df["messages"].to_list()})
     if recipe.data.tasks_dir is not None:  # GRPO: every column reaches the reward functions as a keyword argument
-        return datasets.Dataset.from_dict({c: df[c].to_list() for c in df.columns})
+        from alfa.train.rollout import tagged_prompt
+
+        columns = {c: df[c].to_list() for c in df.columns}
+        columns["prompt"] = [tagged_prompt(p, t) for p, t in zip(columns["prompt"], columns["task_id"])]
+        return datasets.Dataset.from_dict(columns)
     if recipe.data.attributes:
         df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
     df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
