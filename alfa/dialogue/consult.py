@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from alfa.dialogue.case_view import render_case
 from alfa.dialogue.parsing import parse_answer
 
 STUDENT_SYSTEM = (
@@ -26,8 +27,8 @@ _ANSWER_TURN = re.compile(r"^\W*(?:final\s+)?answer\b|\banswer\s*:", re.IGNORECA
 
 
 def case_prompt_text(initial_info: str, question: str, options: dict[str, str]) -> str:
-    listing = "\n".join(f"{k}. {v}" for k, v in sorted(options.items()))
-    return f"What you know: {initial_info}\n\nDiagnostic question: {question}\n{listing}"
+    """The case as the student's first user turn: the one renderer evaluation uses too (alfa.dialogue.case_view)."""
+    return render_case(initial_info, question, options)
 
 
 def student_prompt(case_text: str, q_priming: bool = False) -> list[dict]:

@@ -1,37 +1,25 @@
-"""The words of interactive diagnosis: the expert's and the questioner's system prompts, how a case and the
-conversation so far are shown, and the expert's answering call. Shared by the evaluation (alfa.eval.interactive),
+"""The words of interactive diagnosis: the expert's system prompts and answering call, and the questioner's
+prompt (the case and the questioner instruction come from alfa.dialogue.case_view, shared with training). Shared by the evaluation (alfa.eval.interactive),
 its baselines (alfa.eval.baselines) and the methods that train on the same format (alfa.methods.uot_pairs)."""
 
 from __future__ import annotations
 
+from alfa.dialogue.case_view import questioner_system, render_case
 from alfa.eval.cases import Case
 
 EXPERT_SYSTEM = (
     "You are a doctor working out a patient's case from what you have been told so far. You know only what is "
     "written below; ask nothing you were already told."
 )
-QUESTIONER_SYSTEM = (
-    "You are a doctor interviewing a patient. Ask the one follow-up question whose answer would help most with "
-    "the diagnostic question. Reply with the question only."
-)
-# Word problems (no options): the expert solves, the questioner asks the person who set the problem.
+# Word problems (no options): the expert solves them from what it was told.
 PROBLEM_EXPERT_SYSTEM = "You solve word problems from what you have been told so far, and only from that."
-PROBLEM_QUESTIONER_SYSTEM = (
-    "You are solving a word problem, but a piece of information it needs may be missing. Ask the one question "
-    "whose answer you most need to solve it. Reply with the question only."
-)
 FINAL_LETTER = "Reply with the letter of the answer."
 # Short and plain: the 1.5B's LaTeX-laden working ran past a 320-token budget before its answer.
 FINAL_NUMBER = "Solve it in a few short lines of plain arithmetic (no LaTeX), then end with 'Answer: ' and the number."
 
 
 def case_text(case: Case, initial_info: str, conversation: list[tuple[str, str]], with_options: bool = True) -> str:
-    lines = [f"What you know: {initial_info}"]
-    lines += [f"You asked: {q}\nThe patient said: {a}" for q, a in conversation]
-    lines.append(f"Diagnostic question: {case.question}" if case.options else f"Question: {case.question}")
-    if with_options:
-        lines += [f"{k}. {v}" for k, v in sorted(case.options.items())]
-    return "\n".join(lines)
+    return render_case(initial_info, case.question, case.options, conversation, with_options)
 
 
 def final_messages(case: Case, initial_info: str, conversation, told: list[int] | None = None) -> list[dict]:
@@ -53,7 +41,7 @@ def expert_system(case: Case) -> str:
 
 def questioner_messages(case: Case, initial_info: str, conversation) -> list[dict]:
     """The plain questioner's prompt: what is known and asked so far, never the options or the hidden facts."""
-    system, ask = (QUESTIONER_SYSTEM, "to the patient") if case.options else (PROBLEM_QUESTIONER_SYSTEM, "")
+    system, ask = questioner_system(case.options), "to the patient" if case.options else ""
     body = (
         case_text(case, initial_info, conversation, with_options=False)
         + f"\nYour one question{' ' + ask if ask else ''}:"

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
+from alfa.dialogue.case_view import questioner_system
 from alfa.dialogue.consult import read_student_turn
 from alfa.dialogue.engine import Episode, Turn, run_episodes
 from alfa.llm.cache import CallCache
@@ -42,7 +43,9 @@ from alfa.yamlconfig import from_dict, load_yaml
 log = logging.getLogger(__name__)
 
 REGULARIZERS = ("self", "gold", "none")
-QUESTIONER_SYSTEM = (
+# The questioner's instruction for an open task (a tasks JSONL with profiles); a case task takes the instruction
+# the interactive evaluation gives its questioner (alfa.dialogue.case_view), so it trains on the words it is tested on.
+TASK_QUESTIONER_SYSTEM = (
     "Before you respond to the task below, find out what you need to know by asking the person questions, one at "
     "a time. Reply with your one next question only."
 )
@@ -117,7 +120,8 @@ def load_config(path: Path) -> StarGateConfig:
 def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
     """The questioner's view: the task and the conversation so far (its questions are its own turns). A spent turn
     (no question) is left out here, so sampling, scoring and training all see the same conversation."""
-    messages = [{"role": "system", "content": QUESTIONER_SYSTEM}, {"role": "user", "content": task.task}]
+    system = questioner_system(task.options) if task.options else TASK_QUESTIONER_SYSTEM
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": task.task}]
     for question, answer in conversation:
         if not question:
             continue

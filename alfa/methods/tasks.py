@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alfa.dialogue.case_view import render_case
 from alfa.eval.cases import Case, load_cases, no_case_message
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ class Task:
 
 
 def case_task_text(initial_info: str, question: str, options: dict[str, str]) -> str:
-    listing = "\n".join(f"{k}. {v}" for k, v in sorted(options.items()))
-    return f"A patient tells you: {initial_info}\n\nAnswer this question about the patient: {question}\n{listing}"
+    """A case as a task: the one case renderer training and evaluation share (alfa.dialogue.case_view)."""
+    return render_case(initial_info, question, options)
 
 
 def read_cases(path: Path, limit: int | None = None) -> list[Case]:
