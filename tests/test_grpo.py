@@ -117,6 +117,11 @@ def test_recipe_and_dry_run_refuse_what_grpo_cannot_train(tmp_path, tiny_model_d
         [sys.executable, "-m", "alfa.cli", "train", str(recipe), "--dry-run"], capture_output=True, text=True
     )
     assert r.returncode == 1 and "[FAIL] rollout.rewards: reward 'no_such_reward'" in r.stdout
+    premise = write_recipe(tmp_path, tiny_model_dir, tasks_dir, rewards="[retrieved_premise]")  # MedQA: none removed
+    r = subprocess.run(
+        [sys.executable, "-m", "alfa.cli", "train", str(premise), "--dry-run"], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and "no task names its removed premise" in r.stdout
     bad = tmp_path / "dpo_tasks.yaml"
     bad.write_text(recipe.read_text().replace("stage: grpo", "stage: dpo"))
     with pytest.raises(Exception, match="stage grpo trains on data.tasks_dir"):
@@ -276,3 +281,29 @@ def test_the_rewards_read_the_conversation_the_loss_sees(tmp_path, tiny_model_di
         assert len(ids) == len(mask) <= 14
         policy = [t["text"] for t in json.loads(transcript) if t["role"] == "policy"]
         assert [tok.decode(ids[a:b], skip_special_tokens=True) for v, a, b in runs(mask) if v == 1] == policy
+
+
+def test_retrieved_premise_rewards_a_conversation_whose_partner_told_the_removed_premise(tmp_path, gsm8k_path):
+    """On the GSM8K missing-premise testbed: the tasks dir carries the removed premise and a word-problem prompt;
+    the reward is 1 exactly when a partner turn quoted it, None for a task without one."""
+    import polars as pl
+
+    from alfa.dialogue.consult import PROBLEM_STUDENT_SYSTEM
+    from alfa.eval.gsm8k import write_gsm8k_cases
+    from alfa.methods.sml import write_tasks_dir
+    from alfa.methods.tasks import read_cases
+    from alfa.train.rewards import retrieved_premise
+
+    write_gsm8k_cases(gsm8k_path, tmp_path / "gsm")
+    write_tasks_dir(read_cases(tmp_path / "gsm" / "train.jsonl", 3), tmp_path / "tasks")
+    tasks = pl.read_parquet(tmp_path / "tasks" / "data" / "train.parquet").to_dicts()
+    assert all(t["decisive_fact"] is not None and t["prompt"][0]["content"] == PROBLEM_STUDENT_SYSTEM for t in tasks)
+    t = tasks[0]
+    premise = t["facts"][t["decisive_fact"]]
+    other = next(f for i, f in enumerate(t["facts"]) if i != t["decisive_fact"])
+    told = [{"role": "policy", "text": "How many?"}, {"role": "partner", "text": premise}]
+    not_told = [{"role": "policy", "text": "How many?"}, {"role": "partner", "text": other}]
+    said_by_policy = [{"role": "policy", "text": premise}]  # the policy's own words are not the partner's
+    transcripts = [json.dumps(x) for x in (told, not_told, said_by_policy, told)]
+    facts = [t["facts"]] * 4
+    assert retrieved_premise(None, facts, [t["decisive_fact"]] * 3 + [None], transcripts) == [1.0, 0.0, 0.0, None]

@@ -17,6 +17,11 @@ STUDENT_SYSTEM = (
     "You are a doctor working out a patient's case. Each turn, either ask one question to learn something you "
     "need, or, when you are ready, reply 'Answer: ' followed by the letter of your answer."
 )
+# A word problem (no options, e.g. the GSM8K missing-premise testbed): the same choice, answered with a number.
+PROBLEM_STUDENT_SYSTEM = (
+    "You are solving a word problem, but a piece of information it needs may be missing. Each turn, either ask one "
+    "question to learn something you need, or, when you are ready, reply 'Answer: ' followed by the number."
+)
 # Q-priming (SML): the extra instruction the student gets while the priming dialogues are sampled; the saved
 # training copy is written without it, so the trained model asks without being told to.
 Q_PRIMING = "Before you answer, ask at least one question about anything that would help you answer correctly."
@@ -31,9 +36,10 @@ def case_prompt_text(initial_info: str, question: str, options: dict[str, str]) 
     return render_case(initial_info, question, options)
 
 
-def student_prompt(case_text: str, q_priming: bool = False) -> list[dict]:
-    """The chat prompt the student starts from; with `q_priming` the system turn also tells it to ask first."""
-    system = STUDENT_SYSTEM + (" " + Q_PRIMING if q_priming else "")
+def student_prompt(case_text: str, options: dict[str, str], q_priming: bool = False) -> list[dict]:
+    """The chat prompt the student starts from (a diagnosis with `options`, else a word problem); with `q_priming`
+    the system turn also tells it to ask first."""
+    system = (STUDENT_SYSTEM if options else PROBLEM_STUDENT_SYSTEM) + (" " + Q_PRIMING if q_priming else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": case_text}]
 
 

@@ -252,7 +252,9 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
     out.mkdir(parents=True, exist_ok=True)
     cache = CallCache(out / "cache.sqlite")
     builder = CollabBuilder(policy, user, judge, cfg, cache)
-    convs = {c.case_id: student_prompt(case_prompt_text(c.initial_info, c.question, c.options)) for c in cases}
+    convs = {
+        c.case_id: student_prompt(case_prompt_text(c.initial_info, c.question, c.options), c.options) for c in cases
+    }
     turns_log: dict[str, list] = {c.case_id: [] for c in cases}
     rows, active = [], list(cases)
     try:

@@ -47,19 +47,21 @@ def case_text(case: Case, view: str) -> str:
 
 
 def write_tasks_dir(cases: list[Case], out: Path, view: str = "initial") -> int:
-    """DIR/data/train.parquet (task_id, prompt, facts, answer, options as JSON) and DIR/README.md."""
+    """DIR/data/train.parquet (task_id, prompt, facts, answer, options as JSON, decisive_fact: the index of the
+    fact the answer hinges on where the case file names one, else null) and DIR/README.md."""
     rows = [
         {
             "task_id": c.case_id,
-            "prompt": student_prompt(case_text(c, view)),
+            "prompt": student_prompt(case_text(c, view), c.options),
             "facts": c.facts,
             "answer": c.answer,
             "options": json.dumps(c.options, ensure_ascii=False),
+            "decisive_fact": c.decisive_fact,  # the removed premise (GSM8K testbed), for the `retrieved_premise` reward
         }
         for c in cases
     ]
     (out / "data").mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(rows).write_parquet(out / "data" / "train.parquet")
+    pl.DataFrame(rows, schema_overrides={"decisive_fact": pl.Int64}).write_parquet(out / "data" / "train.parquet")
     (out / "README.md").write_text(
         f"# Consultation tasks ({len(rows)} cases, view: {view})\n\nEach row is a case as the policy's chat prompt, "
         "with the facts the partner may reveal and the answer the rewards check. Made by `alfa sml tasks`; a "
@@ -88,7 +90,7 @@ class SMLProtocol:
         self.turns, self.q_priming, self.view = turns, q_priming, view
 
     def episode(self, case: Case, sample: int) -> Episode:
-        prompt = student_prompt(case_text(case, self.view), self.q_priming)
+        prompt = student_prompt(case_text(case, self.view), case.options, self.q_priming)
         return Episode(
             f"{case.case_id}#{sample}", {"case": case, "prompt": prompt, "conversation": []}, state="student"
         )

@@ -10,6 +10,9 @@ returns one float per conversation. Weights go in `trl.reward_weights`.
     token_cost            -min(1, 0.001 x the policy's words in the conversation): CollabLLM's cost term; with
                           `correct` (and trl.reward_weights) it is CollabLLM's multiturn-aware reward of the whole
                           played-out conversation, without its judged interactivity term
+    retrieved_premise     the missing-premise testbed (`alfa tasks gsm8k`, then `alfa sml tasks`): 1 when the partner's
+                          reply quoted the removed premise (the task's `decisive_fact`), else 0: verifiable, no expert
+                          call, with the fact-select partner (it quotes facts verbatim); None for a task without one
     handles_flaws         flawed problems (`alfa flaws tasks`): on a missing-premise or contradiction item 1 for
                           asking about the flaw instead of answering (the rule of `alfa eval flaws`); on an intact or
                           distractor item 1 for the right answer
@@ -52,6 +55,20 @@ def answered(completions, final_answer, **kwargs) -> list[float]:
 def token_cost(completions, transcript, **kwargs) -> list[float]:
     words = [sum(len(t["text"].split()) for t in json.loads(x) if t["role"] == "policy") for x in transcript]
     return [-min(1.0, 0.001 * w) for w in words]
+
+
+def retrieved_premise(completions, facts, decisive_fact, transcript, **kwargs) -> list[float | None]:
+    """1 when a partner turn of the conversation holds the removed premise's text, else 0; None (TRL leaves it out
+    of the sum) for a task whose case names no decisive fact."""
+    out = []
+    for fs, d, tr in zip(facts, decisive_fact, transcript):
+        if d is None:
+            out.append(None)
+            continue
+        premise = fs[d].strip().rstrip(".")
+        heard = " ".join(t["text"] for t in json.loads(tr) if t["role"] == "partner")
+        out.append(float(premise in heard))
+    return out
 
 
 FLAWED = ("missing_premise", "contradiction")  # as alfa.eval.flaws.FLAWED (train and eval are siblings: no import)
@@ -133,7 +150,9 @@ def judge_figures(reward_funcs) -> dict | None:
     }
 
 
-BUILT_IN = {f.__name__: f for f in (correct, asked_before_answer, answered, token_cost, handles_flaws)}
+BUILT_IN = {
+    f.__name__: f for f in (correct, asked_before_answer, answered, token_cost, retrieved_premise, handles_flaws)
+}
 
 
 def reward_function(name: str, judge: str | None = None, cache_dir: str | Path = ".") -> Callable:

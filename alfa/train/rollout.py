@@ -209,6 +209,13 @@ def rollout_checks(
         if missing:
             out.append(("data", False, f"{f}: missing columns {missing} (a tasks dir from `alfa sml tasks`)"))
             break
+        if "retrieved_premise" in cfg.rewards and (
+            "decisive_fact" not in df.columns or df["decisive_fact"].null_count() == df.height
+        ):
+            why = "no task names its removed premise (decisive_fact), which reward 'retrieved_premise' reads"
+            make = "make the tasks with `alfa sml tasks` from `alfa tasks gsm8k` cases"
+            out.append(("data", False, f"{f}: {why}; {make}"))
+            break
         counts.append(f"{split} {df.height}")
     else:
         out.append(("data", True, f"{tasks_dir}: " + ", ".join(counts) + " tasks"))
