@@ -250,3 +250,33 @@ def test_a_constant_readiness_reply_is_warned_about():
         "depend on the case"
     ]
     assert run_warnings(r | {"abstain": "implicit"}) == []  # implicit replies are questions or answers
+
+
+def test_consult_mode_shows_the_model_the_training_format_and_sends_its_own_question(tmp_path, cases, embedder):
+    """--abstain consult: the model under test sees the student prompt and chat turns SML, CollabLLM and GRPO train
+    on; its question goes to the patient verbatim; one that never answers is asked for it at the budget."""
+    from alfa.dialogue.consult import STUDENT_SYSTEM, case_prompt_text
+
+    asker = ScriptedBackend(
+        "asker", lambda m, s: "Do you have a fever?" if len(m) == 2 else f"Answer: {'C' if len(m) == 4 else 'B'}"
+    )
+    patient = FactSelectPatient(embedder)
+    report = evaluate_interactive(
+        cases, InteractiveProtocol(asker, None, patient, "consult", max_questions=3), tmp_path / "c"
+    )
+    first, second = asker.requests[0], next(r for r in asker.requests if len(r) == 4)  # turns are batched by case
+    case = next(c for c in cases if case_prompt_text(c.initial_info, c.question, c.options) == second[1]["content"])
+    assert first[0] == {"role": "system", "content": STUDENT_SYSTEM} == second[0]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == "Do you have a fever?"
+    assert second[3]["content"] == patient.answer(case.facts, "Do you have a fever?")[0]
+    assert report["questions"]["asked"] == len(cases) and report["roles"] == {"expert": "asker"}
+    assert report["accuracy"]["value"] == sum(c.answer == "C" for c in cases) / len(cases)
+
+    never = ScriptedBackend("never", lambda m, s: "Answer: A" if "Now give your answer" in m[-1]["content"] else "Why?")
+    ran = evaluate_interactive(
+        cases[:1], InteractiveProtocol(never, None, patient, "consult", max_questions=2), tmp_path / "n"
+    )
+    assert ran["timeout_rate"] == 1.0 and ran["questions"]["asked"] == 2
+    with pytest.raises(ValueError, match="give no questioner"):
+        InteractiveProtocol(asker, asker, patient, "consult")

@@ -42,9 +42,9 @@ def add_eval_interactive(verbs, fmt) -> None:
     )
     i.add_argument(
         "--questioner",
-        default="local",
         help="backend of the question generator; `uot`: the expert's backend plans each question (UoT); `oracle`: "
-        "a script that asks with the words of the case's decisive fact, the upper bound of asking (default: local)",
+        "a script that asks with the words of the case's decisive fact, the upper bound of asking (default: local; "
+        "none with --abstain consult, where the expert asks its own questions)",
     )
     add_patient_options(i)
     i.add_argument(
@@ -53,7 +53,8 @@ def add_eval_interactive(verbs, fmt) -> None:
         default="scale",
         help="how the expert decides to answer: implicit (it answers or says 'Question:', and the questioner then "
         "asks), binary (yes/no), numeric (a confidence against --threshold), scale (1-5), fixed (exactly "
-        "--max-questions questions) (default: scale)",
+        "--max-questions questions), consult (the expert is the model under test, shown the case and the "
+        "conversation as SML, CollabLLM and GRPO train it: each reply answers or is its own question) (default: scale)",
     )
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5, help="questions an episode may ask before it must answer")
@@ -131,7 +132,13 @@ def run_eval_interactive(args) -> int:
     planner = None
     with RoleBackends() as roles:  # roles that name the same model share one backend
         expert = None if args.expert == "none" else roles.get(args.expert, budget)
-        if args.questioner == "uot":  # the expert's model proposes the questions and their splits
+        if args.abstain == "consult":
+            if args.questioner is not None:
+                raise ValueError("--abstain consult: the expert asks its own questions; leave out --questioner")
+            if expert is None:
+                raise ValueError("--abstain consult needs an --expert: the model under test")
+            questioner = None
+        elif args.questioner == "uot":  # the expert's model proposes the questions and their splits
             from alfa.dialogue.uot import UoTPlanner
 
             if expert is None:
@@ -139,7 +146,7 @@ def run_eval_interactive(args) -> int:
             planner = UoTPlanner(args.uot_n, args.uot_depth, args.uot_lambda)
             questioner = roles.get(args.expert, 48 * args.uot_n + 32)
         else:
-            questioner = ORACLE if args.questioner == ORACLE else roles.get(args.questioner)
+            questioner = ORACLE if args.questioner == ORACLE else roles.get(args.questioner or "local")
         if args.patient == "fact":
             top_k = args.patient_top_k or (2 if all(c.options for c in cases) else 1)
             patient = FactSelectPatient(Embedder(), args.patient_threshold, top_k)

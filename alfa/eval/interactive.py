@@ -9,6 +9,12 @@ you answer now?), numeric (a confidence in [0, 1] against `threshold`), scale (1
 default 4) and fixed (exactly `max_questions` questions, then answer). A reply the module cannot read is a parse
 failure: counted, and the episode goes on asking (it never turns into a random confidence).
 
+In consult mode the model under test is the expert and the questioner in one, shown the case exactly as the
+methods that train a questioner show it (alfa.dialogue.consult: the student prompt, then its questions and the
+patient's answers as chat turns): each reply either answers ("Answer: C") or is its own question to the patient; at
+the question budget it is asked for its answer in the same chat. SML, CollabLLM and GRPO models are tested in the
+format they were trained on.
+
 In implicit mode the expert only decides: its "Answer: C" ends the episode, its "Question: ..." means "ask", and the
 questioner under test writes the question (the expert's own words never reach the patient). Replies are read by the
 one reader training uses too (alfa.dialogue.consult.read_student_turn).
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from alfa.dialogue.consult import read_student_turn
+from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
 from alfa.dialogue.engine import Episode, Turn
 from alfa.dialogue.parsing import parse_answer, parse_confidence, parse_scale, parse_yes_no
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
@@ -43,7 +49,7 @@ from alfa.eval.case_prompts import (
 )
 from alfa.eval.cases import Case
 
-ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed")
+ABSTAIN = ("implicit", "binary", "numeric", "scale", "fixed", "consult")
 ORACLE = "oracle"  # the scripted questioner that asks for the decisive fact
 DEFAULT_THRESHOLD = {"numeric": 0.8, "scale": 4}
 DECIDE = {
@@ -52,10 +58,22 @@ DECIDE = {
     "scale": "How confident are you that you can answer correctly now, from 1 (not at all) to 5 (certain)? Reply with the number.",
     "implicit": "If you can answer now, reply 'Answer: ' and the letter; otherwise reply 'Question: ' and the one question you would ask the patient.",
 }
+CONSULT_FINAL = {
+    True: "Now give your answer: reply 'Answer: ' and the letter.",
+    False: "Now give your answer: reply 'Answer: ' and the number.",
+}
 IMPLICIT_NUMERIC = (
     "If you can answer now, reply 'Answer: ' and the number; otherwise reply 'Question: ' and the one question you "
     "would ask."
 )
+
+
+def consult_messages(case: Case, initial_info: str, conversation: list[tuple[str, str]]) -> list[dict]:
+    """The consultation as training shows it: the student prompt, then each question and answer as chat turns."""
+    messages = student_prompt(case_prompt_text(initial_info, case.question, case.options), case.options)
+    for question, answer in conversation:
+        messages += [{"role": "assistant", "content": question}, {"role": "user", "content": answer}]
+    return messages
 
 
 def oracle_question(case: Case, told: set[int]) -> str:
@@ -85,10 +103,14 @@ class InteractiveProtocol:
             raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
         if expert is None and abstain != "fixed":
             raise ValueError("--expert none runs the questioner and the patient only: use it with --abstain fixed")
+        if (abstain == "consult") != (questioner is None):
+            raise ValueError(
+                "--abstain consult: the expert asks its own questions, so give no questioner (and only then)"
+            )
         self.roles = {}
         if expert is not None:
             self.roles["expert"] = expert
-        if questioner != ORACLE:
+        if questioner not in (ORACLE, None):
             self.roles["questioner"] = questioner
         if not isinstance(patient, FactSelectPatient):
             self.roles["patient"] = patient
@@ -120,6 +142,9 @@ class InteractiveProtocol:
                 self._ask_patient(e, question)
                 continue
             break
+        if self.abstain == "consult" and e.state in ("decide", "final"):
+            final = [{"role": "user", "content": CONSULT_FINAL[bool(case.options)]}] if e.state == "final" else []
+            return "expert", e.state if e.state == "final" else "consult", consult_messages(case, info, conv) + final
         if e.state == "final":
             open_options = {k: case.options[k] for k in e.data["uot"]["open"]} if self.planner else None
             shown = case if not open_options else replace(case, options=open_options)
@@ -144,6 +169,14 @@ class InteractiveProtocol:
         text = completion.text if completion.error is None else None
         raw = text if text is not None else completion.error
         case = e.data["case"]
+        if kind == "consult":  # the model under test answered, or asked its own question
+            said, value = read_student_turn(text, case.options)
+            e.turns.append(Turn(role, kind, raw, {"answer": value, "question": value}.get(said), key))
+            if said == "answer":
+                self._finish(e, value)
+            else:
+                self._ask_patient(e, value or "")  # an empty turn asks nothing: counted as a parse failure
+            return
         if kind == "final":
             answer = parse_answer(text, case.options)
             e.turns.append(Turn(role, kind, raw, answer, key))
@@ -216,7 +249,7 @@ class InteractiveProtocol:
 
     def _finish(self, e: Episode, answer: str | None) -> None:
         case = e.data["case"]
-        decisions = [t for t in e.turns if t.kind == "decide"]
+        decisions = [t for t in e.turns if t.kind in ("decide", "consult")]
         knows_told = case.decisive_fact is not None and "patient" not in self.roles  # fact-select: told is known
         told = self._told(e)
         e.result = {
