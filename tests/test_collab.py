@@ -10,9 +10,12 @@ import polars as pl
 import pytest
 from scripted import ScriptedBackend
 
+from alfa.dialogue.consult import answer_now
 from alfa.llm.backends import Completion
-from alfa.methods.collab import FINAL_PROMPT, PAIR_TYPE, CollabConfig, build_collab
+from alfa.methods.collab import PAIR_TYPE, CollabConfig, build_collab
 from alfa.methods.tasks import read_cases
+
+FINAL_PROMPT = answer_now({"A": "a case with options"})
 
 
 @pytest.fixture(scope="module")

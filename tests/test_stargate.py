@@ -353,15 +353,19 @@ def test_a_conversation_that_answers_where_it_should_ask_is_never_kept_however_w
 
 
 def test_training_and_evaluation_show_a_case_in_the_same_words(medqa_path):
-    """One renderer and one questioner instruction per task type: what STaR-GATE, SML, CollabLLM and GRPO tasks
-    train on is what `alfa eval interactive` shows."""
+    """One renderer and one consultation format per task type: what STaR-GATE, SML, CollabLLM and GRPO tasks train on
+    is what `alfa eval interactive` shows (the case) and `--abstain consult` asks in (the chat)."""
     from alfa.dialogue.consult import case_prompt_text
-    from alfa.eval.case_prompts import case_text, questioner_messages
-    from alfa.methods.stargate import task_messages
+    from alfa.eval.case_prompts import case_text
+    from alfa.eval.interactive import consult_messages
+    from alfa.methods.stargate import final_context, task_messages
     from alfa.methods.tasks import read_cases, tasks_from_cases
 
     [case] = read_cases(medqa_path, 1)
     [task] = tasks_from_cases(medqa_path, 1)
     shown = case_text(case, case.initial_info, [])
     assert task.task == shown == case_prompt_text(case.initial_info, case.question, case.options)
-    assert task_messages(task, [])[0] == questioner_messages(case, case.initial_info, [])[0]  # the same instruction
+    conversation = [("Do you have a fever?", "No.")]
+    # a STaR-GATE case task trains on exactly what `alfa eval interactive --abstain consult` shows the model
+    assert task_messages(task, conversation) == consult_messages(case, case.initial_info, conversation)
+    assert final_context(task, conversation)[-1]["content"].startswith("Now give your answer")

@@ -36,10 +36,19 @@ def case_prompt_text(initial_info: str, question: str, options: dict[str, str]) 
     return render_case(initial_info, question, options)
 
 
+def student_system(options: dict[str, str]) -> str:
+    return STUDENT_SYSTEM if options else PROBLEM_STUDENT_SYSTEM
+
+
+def answer_now(options: dict[str, str]) -> str:
+    """The user turn that asks for the answer at the end of a consultation (a letter, or a number)."""
+    return f"Now give your answer: reply 'Answer: ' and the {'letter' if options else 'number'}."
+
+
 def student_prompt(case_text: str, options: dict[str, str], q_priming: bool = False) -> list[dict]:
     """The chat prompt the student starts from (a diagnosis with `options`, else a word problem); with `q_priming`
     the system turn also tells it to ask first."""
-    system = (STUDENT_SYSTEM if options else PROBLEM_STUDENT_SYSTEM) + (" " + Q_PRIMING if q_priming else "")
+    system = student_system(options) + (" " + Q_PRIMING if q_priming else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": case_text}]
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
+from alfa.dialogue.consult import answer_now, case_prompt_text, read_student_turn, student_prompt
 from alfa.dialogue.engine import Episode, Turn
 from alfa.dialogue.parsing import parse_answer, parse_confidence, parse_scale, parse_yes_no
 from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
@@ -57,10 +57,6 @@ DECIDE = {
     "numeric": "How confident are you that you can answer correctly now? Reply with a number between 0 and 1.",
     "scale": "How confident are you that you can answer correctly now, from 1 (not at all) to 5 (certain)? Reply with the number.",
     "implicit": "If you can answer now, reply 'Answer: ' and the letter; otherwise reply 'Question: ' and the one question you would ask the patient.",
-}
-CONSULT_FINAL = {
-    True: "Now give your answer: reply 'Answer: ' and the letter.",
-    False: "Now give your answer: reply 'Answer: ' and the number.",
 }
 IMPLICIT_NUMERIC = (
     "If you can answer now, reply 'Answer: ' and the number; otherwise reply 'Question: ' and the one question you "
@@ -143,7 +139,7 @@ class InteractiveProtocol:
                 continue
             break
         if self.abstain == "consult" and e.state in ("decide", "final"):
-            final = [{"role": "user", "content": CONSULT_FINAL[bool(case.options)]}] if e.state == "final" else []
+            final = [{"role": "user", "content": answer_now(case.options)}] if e.state == "final" else []
             return "expert", e.state if e.state == "final" else "consult", consult_messages(case, info, conv) + final
         if e.state == "final":
             open_options = {k: case.options[k] for k in e.data["uot"]["open"]} if self.planner else None

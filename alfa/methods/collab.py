@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from alfa.dialogue.consult import case_prompt_text, read_student_turn, student_prompt
+from alfa.dialogue.consult import answer_now, case_prompt_text, read_student_turn, student_prompt
 from alfa.dialogue.interactivity import interactivity_score, judge_request
 from alfa.dialogue.patients import CANNOT_ANSWER, llm_patient_messages
 from alfa.eval.cases import Case
@@ -41,7 +41,6 @@ from alfa.yamlconfig import from_dict, load_yaml
 
 PAIR_TYPE = "collab_best_vs_worst_mr"
 ATTRIBUTE = "multiturn_reward"
-FINAL_PROMPT = "Now give your answer: reply 'Answer: ' and the letter."
 
 
 @dataclass
@@ -155,7 +154,7 @@ class CollabBuilder:
             open_ = still
         unanswered = [i for i in range(len(runs)) if answer[i] is None]
         finals = self.policy_replies(
-            [convs[i] + [{"role": "user", "content": FINAL_PROMPT}] for i in unanswered],
+            [convs[i] + [{"role": "user", "content": answer_now(case_of[runs[i][0]].options)}] for i in unanswered],
             None,
             "final",
             [ids[i] for i in unanswered],

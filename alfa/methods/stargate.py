@@ -32,8 +32,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.dialogue.case_view import questioner_system
-from alfa.dialogue.consult import read_student_turn
+from alfa.dialogue.consult import answer_now, read_student_turn, student_system
 from alfa.dialogue.engine import Episode, Turn, run_episodes
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
@@ -43,8 +42,9 @@ from alfa.yamlconfig import from_dict, load_yaml
 log = logging.getLogger(__name__)
 
 REGULARIZERS = ("self", "gold", "none")
-# The questioner's instruction for an open task (a tasks JSONL with profiles); a case task takes the instruction
-# the interactive evaluation gives its questioner (alfa.dialogue.case_view), so it trains on the words it is tested on.
+# The questioner's instruction for an open task (a tasks JSONL with profiles). A case task is a consultation
+# (alfa.dialogue.consult: the student prompt, its questions as chat turns, then "Now give your answer"), exactly
+# what `alfa eval interactive --abstain consult` shows the trained model.
 TASK_QUESTIONER_SYSTEM = (
     "Before you respond to the task below, find out what you need to know by asking the person questions, one at "
     "a time. Reply with your one next question only."
@@ -120,7 +120,7 @@ def load_config(path: Path) -> StarGateConfig:
 def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
     """The questioner's view: the task and the conversation so far (its questions are its own turns). A spent turn
     (no question) is left out here, so sampling, scoring and training all see the same conversation."""
-    system = questioner_system(task.options) if task.options else TASK_QUESTIONER_SYSTEM
+    system = student_system(task.options) if task.options else TASK_QUESTIONER_SYSTEM
     messages = [{"role": "system", "content": system}, {"role": "user", "content": task.task}]
     for question, answer in conversation:
         if not question:
@@ -131,7 +131,8 @@ def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]
 
 def final_context(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
     """What the final answer (and the gold response's score) is conditioned on."""
-    return task_messages(task, conversation) + [{"role": "user", "content": FINAL_PROMPT}]
+    final = answer_now(task.options) if task.options else FINAL_PROMPT
+    return task_messages(task, conversation) + [{"role": "user", "content": final}]
 
 
 def roleplayer_messages(task: Task, question: str, instruction: str) -> list[dict]:
