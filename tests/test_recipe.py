@@ -120,11 +120,17 @@ def test_every_shipped_recipe_passes_its_dry_run(
         messages = [{"role": "user", "content": "Dinner?"}, {"role": "assistant", "content": "Any allergies?"}]
         pl.DataFrame({"messages": [messages, messages]}).write_parquet(dialogues / "data" / "train.parquet")
         data["data"]["dialogues_dir"] = str(dialogues)
-    elif "tasks_dir" in data["data"]:  # consultations: the tasks of two real MedQA dev cases
+    elif "tasks_dir" in data["data"]:  # consultations: the tasks of two real MedQA dev cases (or GSM8K testbed ones)
         from alfa.methods.sml import write_tasks_dir
         from alfa.methods.tasks import read_cases
 
-        write_tasks_dir(read_cases(request.getfixturevalue("medqa_path"), 2), tmp_path / "tasks")
+        cases = request.getfixturevalue("medqa_path")
+        if "retrieved_premise" in data["rollout"]["rewards"]:  # the missing-premise testbed's word problems
+            from alfa.eval.gsm8k import write_gsm8k_cases
+
+            write_gsm8k_cases(request.getfixturevalue("gsm8k_path"), tmp_path / "gsm8k")
+            cases = tmp_path / "gsm8k" / "train.jsonl"
+        write_tasks_dir(read_cases(cases, 2), tmp_path / "tasks")
         data["data"]["tasks_dir"] = str(tmp_path / "tasks")
     else:
         data["data"]["pairs_dir"] = str(every_attribute_pairs)
