@@ -13,6 +13,7 @@ from alfa.data.pairs import (
     SplitConfig,
     build_pairs,
     pair_id,
+    question_splits,
     split_groups,
     write_split_files,
 )
@@ -62,7 +63,7 @@ def test_three_pair_types_and_deterministic_ids():
             ("q2", "clarity", "corrupt", "Worse 2?"),
         ]
     )
-    pairs = build_pairs(kept, _questions(), MANIFEST, SplitConfig())
+    pairs = build_pairs(kept, _questions(), MANIFEST, question_splits(_questions(), SplitConfig()))
     got = {
         (r["qid"], r["pair_type"]): (r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in pairs.to_dicts()
     }
@@ -73,7 +74,7 @@ def test_three_pair_types_and_deterministic_ids():
         ("q1", "enhanced_vs_original"): ("Better 1?", "Original question 1?"),
         ("q2", "original_vs_corrupted"): ("Original question 2?", "Worse 2?"),
     }
-    again = build_pairs(kept, _questions(), MANIFEST, SplitConfig())
+    again = build_pairs(kept, _questions(), MANIFEST, question_splits(_questions(), SplitConfig()))
     assert pairs["pair_id"].to_list() == again["pair_id"].to_list()
     assert pairs["pair_id"].n_unique() == pairs.height
     assert pair_id("q0", "clarity", "enhanced_vs_original", "a", "b") != pair_id(

@@ -122,8 +122,18 @@ def split_groups(groups: list[str], sizes: dict[str, int], config: SplitConfig) 
     return assignment
 
 
-def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, split: SplitConfig) -> pl.DataFrame:
-    """All pair types from the kept variants; one row per pair with TRL's prompt/chosen/rejected."""
+def question_splits(questions: pl.DataFrame, split: SplitConfig) -> dict[str, str]:
+    """{group_id: split} of every post of the questions table. Sized by the questions table, not by the pairs: a
+    post's split must not move when another rewriter or filter setting changes which of its questions yield pairs."""
+    sizes = dict(questions.group_by("group_id").len().iter_rows())
+    return split_groups(list(sizes), sizes, split)
+
+
+def build_pairs(
+    kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, assignment: dict[str, str]
+) -> pl.DataFrame:
+    """All pair types from the kept variants; one row per pair with TRL's prompt/chosen/rejected, each in its
+    post's split (`assignment`: question_splits)."""
     q_by_id = {r["qid"]: r for r in questions.to_dicts()}
     variants: dict[tuple, dict] = {}
     for r in kept.to_dicts():
@@ -170,10 +180,6 @@ def build_pairs(kept: pl.DataFrame, questions: pl.DataFrame, manifest: dict, spl
                     "attribute_pack": pack,
                 }
             )
-    # Sized by the questions table, not by the pairs: a post's split must not move when another rewriter
-    # or filter setting changes which of its questions yield pairs.
-    sizes = dict(questions.group_by("group_id").len().iter_rows())
-    assignment = split_groups(list(sizes), sizes, split)
     for r in rows:
         r["split"] = assignment[r["group_id"]]
     return pl.DataFrame(rows, schema=PAIR_SCHEMA)
@@ -303,7 +309,8 @@ def make_pairs(
     run_dir = run_dirs[0]
 
     result = filter_variants(variants, filter_config, embedder or Embedder(), example_texts(run_dir))
-    pairs = build_pairs(result.kept, questions, manifest, split)
+    assignment = question_splits(questions, split)  # once: a small set's repair is logged once
+    pairs = build_pairs(result.kept, questions, manifest, assignment)
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     judged = None
     if judge is not None:
@@ -315,9 +322,6 @@ def make_pairs(
     (out_dir / "filter_report.json").write_text(json.dumps(result.pass_rates, indent=2))
     _save_hf(pairs, out_dir)
     split_sizes = {s: pairs.filter(pl.col("split") == s).height for s in SPLITS}
-    assignment = split_groups(
-        questions["group_id"].to_list(), dict(questions.group_by("group_id").len().iter_rows()), split
-    )
     question_split_sizes = {s: sum(1 for g in questions["group_id"] if assignment[g] == s) for s in SPLITS}
     (out_dir / "pairs.json").write_text(
         json.dumps(
