@@ -230,7 +230,7 @@ class FirstFactPartner:
     """Not a model: answers every question with its task's first fact, so a reply shows which facts it was handed."""
 
     def replies(self, asks):
-        return [facts[0] for facts, _ in asks]
+        return [facts[0] for facts, _, _ in asks]
 
 
 def _rollout(tmp_path, tiny_model_dir, tasks, max_length=256, partner=None):

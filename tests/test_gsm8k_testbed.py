@@ -134,3 +134,22 @@ def test_the_expert_answers_numbers_from_the_facts_told_and_shares_calls(tmp_pat
     assert expert.calls == 2 * len(cases) and report["calls"]["from_cache"] == len(cases)
     finals = [m[-1]["content"] for m in expert.requests]
     assert all("You asked" not in f and "Answer: ' and the number" in f for f in finals)
+
+
+def test_the_training_partner_quotes_what_the_evaluation_patient_quotes(gsm8k_cases, medqa_path, embedder):
+    """GRPO's fact partner and `alfa eval interactive`'s fact-select patient tell the same facts for the same
+    question: one for a word problem, up to two for a diagnosis, so a training reward reads like the held-out one."""
+    from alfa.dialogue.patients import default_top_k
+    from alfa.eval.cases import load_cases
+    from alfa.train.rollout import FactPartner
+
+    partner = FactPartner()
+    word = [(c.facts, c.facts[c.decisive_fact].split(",")[0] + "?", False) for c in gsm8k_cases[:10]]
+    diagnosis = [(c.facts, f"{c.facts[0]} {c.facts[1]}?", True) for c in load_cases(medqa_path, limit=5)[0]]
+    for asks, top_k in ((word, 1), (diagnosis, 2)):
+        assert default_top_k(asks[0][2]) == top_k
+        patient = FactSelectPatient(embedder, top_k=top_k)
+        expected = [patient.answer(facts, q)[0] for facts, q, _ in asks]
+        assert partner.replies(asks) == expected
+        told = [len(patient.answer(facts, q)[1]) for facts, q, _ in asks]
+        assert max(told) == top_k  # a word problem's premise is told alone; a diagnosis may get two facts

@@ -109,7 +109,7 @@ def add_patient_options(i) -> None:
 def run_eval_interactive(args) -> int:
     import logging
 
-    from alfa.dialogue.patients import FactSelectPatient
+    from alfa.dialogue.patients import FactSelectPatient, default_top_k
     from alfa.eval.cases import check_cases, load_cases, no_case_message, warnings
     from alfa.eval.interactive import ORACLE, InteractiveProtocol, evaluate_interactive
     from alfa.llm.embedder import Embedder
@@ -148,7 +148,7 @@ def run_eval_interactive(args) -> int:
         else:
             questioner = ORACLE if args.questioner == ORACLE else roles.get(args.questioner or "local")
         if args.patient == "fact":
-            top_k = args.patient_top_k or (2 if all(c.options for c in cases) else 1)
+            top_k = args.patient_top_k or default_top_k(all(c.options for c in cases))
             patient = FactSelectPatient(Embedder(), args.patient_threshold, top_k)
         else:
             patient = roles.get(args.patient)

@@ -15,20 +15,28 @@ if TYPE_CHECKING:  # the CLI imports this module to parse arguments: numpy and M
 CANNOT_ANSWER = "I can't answer that."
 
 
+def default_top_k(has_options: bool) -> int:
+    """How many facts the fact-select patient quotes by default: 2 for a diagnosis (a symptom often spans two
+    facts), 1 for a word problem (each premise is one sentence, and quoting a second would hand out a premise the
+    question did not ask for). Training partners and evaluation patients share it, so a reward means the same."""
+    return 2 if has_options else 1
+
+
 class FactSelectPatient:
     def __init__(self, embedder: Embedder, threshold: float = 0.45, top_k: int = 2):
         self.embedder, self.threshold, self.top_k = embedder, threshold, top_k
         self._facts: dict[tuple[str, ...], object] = {}  # each case's fact embeddings, computed once
 
-    def answer(self, facts: list[str], question: str) -> tuple[str, list[int]]:
-        """(answer, indices of the facts it quotes): up to `top_k` facts at or above `threshold`, in case order."""
+    def answer(self, facts: list[str], question: str, top_k: int | None = None) -> tuple[str, list[int]]:
+        """(answer, indices of the facts it quotes): up to `top_k` (default: the patient's) facts at or above
+        `threshold`, in case order."""
         if not facts:
             return CANNOT_ANSWER, []
         key = tuple(facts)
         if key not in self._facts:
             self._facts[key] = self.embedder.encode(list(facts))
         similarity = self._facts[key] @ self.embedder.encode([question])[0]
-        ranked = sorted(range(len(facts)), key=lambda i: -similarity[i])[: self.top_k]
+        ranked = sorted(range(len(facts)), key=lambda i: -similarity[i])[: top_k or self.top_k]
         chosen = sorted(i for i in ranked if similarity[i] >= self.threshold)
         if not chosen:
             return CANNOT_ANSWER, []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alfa.dialogue.consult import read_student_turn
-from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, llm_patient_messages
+from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, default_top_k, llm_patient_messages
 from alfa.train.recipe import RolloutConfig
 
 SENTINEL = "\x00alfa-turn\x00"
@@ -54,15 +54,16 @@ def partner_segment(tokenizer, reply: str) -> str:
 
 
 class FactPartner:
-    """The fact-select patient: the case facts most similar to the question, verbatim."""
+    """The fact-select patient: the case facts most similar to the question, verbatim, as many as the evaluation's
+    patient quotes for the task's kind (alfa.dialogue.patients.default_top_k)."""
 
     def __init__(self):
         from alfa.llm.embedder import Embedder
 
         self.patient = FactSelectPatient(Embedder())
 
-    def replies(self, asks: list[tuple[list[str], str]]) -> list[str]:
-        return [self.patient.answer(facts, question)[0] for facts, question in asks]
+    def replies(self, asks: list[tuple[list[str], str, bool]]) -> list[str]:
+        return [self.patient.answer(facts, q, default_top_k(has_options))[0] for facts, q, has_options in asks]
 
 
 class LLMPartner:
@@ -77,10 +78,10 @@ class LLMPartner:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         self.cache = CallCache(cache_path)
 
-    def replies(self, asks: list[tuple[list[str], str]]) -> list[str]:
+    def replies(self, asks: list[tuple[list[str], str, bool]]) -> list[str]:
         from alfa.llm.calls import run_calls
 
-        requests = [llm_patient_messages(facts, question) for facts, question in asks]
+        requests = [llm_patient_messages(facts, question) for facts, question, _ in asks]
         done, _ = run_calls(self.backend, self.cache, requests, "partner", self.stats)
         return [(c.text or "").strip() or CANNOT_ANSWER for c in done]  # a failed call answers nothing
 
@@ -139,7 +140,8 @@ class MultiTurnRollout:
                     c.ids.append(tok.eos_token_id)
                     c.mask.append(0)
                 asks.append((i, value or ""))
-            replies = self.partner.replies([(list(convs[i].task["facts"]), q) for i, q in asks]) if asks else []
+            asked = [(list(convs[i].task["facts"]), q, bool(json.loads(convs[i].task["options"]))) for i, q in asks]
+            replies = self.partner.replies(asked) if asks else []
             for (i, _), reply in zip(asks, replies):
                 segment = tok(partner_segment(tok, reply), add_special_tokens=False)["input_ids"]
                 segment = segment[: max(0, limit - len(convs[i].ids))]
