@@ -153,3 +153,36 @@ def test_the_training_partner_quotes_what_the_evaluation_patient_quotes(gsm8k_ca
         assert partner.replies(asks) == expected
         told = [len(patient.answer(facts, q)[1]) for facts, q, _ in asks]
         assert max(told) == top_k  # a word problem's premise is told alone; a diagnosis may get two facts
+
+
+def test_premise_questions_ask_for_the_removed_premise_without_its_numbers(tmp_path, gsm8k_path, embedder):
+    """ALFA's originals on the testbed: each asks the removed premise back with its quantities taken out, beside
+    the case as the consultation shows it; one the patient does not answer with the premise is kept aside."""
+    from alfa.eval.gsm8k import premise_question, write_premise_questions
+
+    assert premise_question("Betty has $15 and 3 coins, after the 2nd week.") == (
+        "Betty has how much and how many coins, after the 2nd week?"
+    )
+    assert premise_question("Prices rose 20% to 1,250.5 units.") == "Prices rose what percent to how many units?"
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(gsm8k_path.open().readlines()[:120]))
+    write_gsm8k_cases(head, tmp_path / "cases", heldout_share=0.0)
+    cases = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "cases" / "train.jsonl").open()}
+    out = tmp_path / "questions.jsonl"
+    counts = write_premise_questions(tmp_path / "cases" / "train.jsonl", out, FactSelectPatient(embedder, top_k=1), 40)
+    rows = [json.loads(line) for line in out.open()]
+    assert counts["kept"] == len(rows) >= 36 and counts["kept"] + counts["rejected"] == 40
+    for row in rows:
+        case = cases[row["qid"]]
+        premise = case["facts"][case["decisive_fact"]]
+        assert row["group_id"] == row["qid"] and premise not in row["context"] and case["question"] in row["context"]
+        assert premise_question(row["question"]) == row["question"]  # no quantity left to take out
+
+    class Mute:  # never tells anything: every question is left out, with its reason
+        def answer(self, facts, question):
+            return "I can't answer that.", []
+
+    counts = write_premise_questions(tmp_path / "cases" / "train.jsonl", out, Mute(), 5)
+    rejects = [json.loads(line) for line in out.with_suffix(".rejects.jsonl").open()]
+    assert counts == {"kept": 0, "rejected": 5} and not out.read_text()
+    assert [r["line"] for r in rejects] == [1, 2, 3, 4, 5] and all("told facts []" in r["reason"] for r in rejects)

@@ -385,3 +385,26 @@ def test_reading_a_dpo_recipe_does_not_load_the_dialogue_layer():
     run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+def test_system_prompt_puts_the_consultation_turn_before_each_pair_prompt(tmp_path, tiny_model_dir, pairs_dir):
+    """Pairs whose prompt is the case text train in the consultation's format once the recipe names its system
+    turn; the shipped testbed recipe names it word for word, and a dialogues or tasks recipe cannot."""
+    import yaml
+
+    from alfa.dialogue.consult import PROBLEM_STUDENT_SYSTEM
+    from alfa.train.run import load_split
+
+    plain = load_split(load_recipe(_recipe(tmp_path, _base(tiny_model_dir, pairs_dir))), "train")
+    body = _base(tiny_model_dir, pairs_dir).replace(
+        "attributes: [specificity]}", f"attributes: [specificity], system_prompt: {PROBLEM_STUDENT_SYSTEM!r}}}"
+    )
+    framed = load_split(load_recipe(_recipe(tmp_path, body)), "train")
+    assert len(framed) == len(plain) > 0 and framed["chosen"] == plain["chosen"]
+    for before, after in zip(plain["prompt"], framed["prompt"]):
+        assert before[0]["role"] == "user" and after == [{"role": "system", "content": PROBLEM_STUDENT_SYSTEM}, *before]
+    shipped = yaml.safe_load((ROOT / "recipes/smollm2-135m/dpo_premise_cpu.yaml").read_text())
+    assert shipped["data"]["system_prompt"] == PROBLEM_STUDENT_SYSTEM
+    dialogues = body.replace(f"pairs_dir: {pairs_dir}", f"dialogues_dir: {pairs_dir}").replace("stage: dpo", "stage: sft")
+    with pytest.raises(ConfigError, match="system_prompt is for pairs"):
+        load_recipe(_recipe(tmp_path, dialogues))

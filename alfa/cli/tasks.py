@@ -6,9 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from alfa.cli.arguments import positive_int
+
 
 def add_tasks(sub) -> None:
-    """alfa tasks gsm8k"""
+    """alfa tasks gsm8k | premise-questions"""
     t = sub.add_parser("tasks", help="make interactive case sets: a GSM8K missing-premise testbed")
     verbs = t.add_subparsers(dest="tasks_verb", required=True, metavar="WHAT")
     g = verbs.add_parser(
@@ -35,6 +37,36 @@ def add_tasks(sub) -> None:
         "ones suit a small expert on a CPU",
     )
     g.set_defaults(func=_gsm8k)
+    q = verbs.add_parser(
+        "premise-questions",
+        help="testbed cases -> one question per case asking for its removed premise, as input for `alfa build`",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ALFA on the missing-premise testbed: each case's removed premise asked back as an echo "
+        "question ('He buys 3 pizzas.' -> 'He buys how many pizzas?'), beside the case as the consultation shows "
+        "it. These are the original questions the attribute decomposer rewrites (configs/pipelines/"
+        "gsm8k_premise.yaml). A question the fact-select patient does not answer with the removed premise is left "
+        "out, kept in FILE's .rejects.jsonl with its reason.",
+        epilog="Example:\n  alfa tasks premise-questions runs/gsm8k/train.jsonl --limit 64 -o runs/gsm8k/premise_questions.jsonl\n"
+        "  alfa build configs/pipelines/gsm8k_premise.yaml",
+    )
+    q.add_argument("cases", help="a case file of `alfa tasks gsm8k` (its train.jsonl)")
+    q.add_argument("-o", "--output", required=True, help="the JSONL to write (qid, group_id, context, question)")
+    q.add_argument("--limit", type=positive_int, help="the first N cases only (default: all)")
+    q.set_defaults(func=_premise_questions)
+
+
+def _premise_questions(args) -> int:
+    from alfa.dialogue.patients import FactSelectPatient, default_top_k
+    from alfa.eval.gsm8k import write_premise_questions
+    from alfa.llm.embedder import Embedder
+
+    patient = FactSelectPatient(Embedder(), top_k=default_top_k(False))
+    counts = write_premise_questions(Path(args.cases), Path(args.output), patient, args.limit)
+    print(
+        f"{counts['kept']} questions -> {args.output}; {counts['rejected']} left out (the patient did not tell "
+        "the removed premise for them: the .rejects.jsonl beside it)"
+    )
+    return 0 if counts["kept"] else 1
 
 
 def _gsm8k(args) -> int:

@@ -27,6 +27,9 @@ from pathlib import Path
 from alfa.dialogue.asking import sentences
 from alfa.dialogue.parsing import number_text
 
+# A quantity as the premise states it: money, a percentage or a plain number; an echo question asks each back.
+_NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
+_QUANTITY = re.compile(rf"\$\s?{_NUM}|{_NUM}\s?(?:%|percent\b)|{_NUM}(?!\w)")
 _ANNOTATION = re.compile(r"<<([^=<>]*)=([^<>]*)>>")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
@@ -73,6 +76,18 @@ def make_case(problem: str, solution: str, case_id: str, seed: int = 0) -> dict:
     }
 
 
+def premise_question(premise: str) -> str:
+    """The removed premise asked back as an echo question, each quantity replaced by what asks for it: 'Betty has
+    $15 and 3 coins.' -> 'Betty has how much and how many coins?'. It names what is missing without its value, so
+    a model trained to ask it cannot learn to make the number up."""
+
+    def asked(m: re.Match) -> str:
+        q = m.group(0)
+        return "how much" if q.startswith("$") else "what percent" if q.endswith(("%", "percent")) else "how many"
+
+    return _QUANTITY.sub(asked, premise.strip()).rstrip(".!?") + "?"
+
+
 def write_gsm8k_cases(
     path: Path, out: Path, heldout_share: float = 0.2, seed: int = 0, max_steps: int | None = None
 ) -> dict:
@@ -110,6 +125,38 @@ def write_gsm8k_cases(
     counts = {"train": len(splits["train"]), "heldout": len(splits["heldout"]), "rejected": len(rejects)}
     (out / "README.md").write_text(card(path, counts, rejects, heldout_share, seed, max_steps), encoding="utf-8")
     return counts
+
+
+def write_premise_questions(cases_path: Path, out: Path, patient, limit: int | None = None) -> dict:
+    """ALFA's input from the testbed: for each case (the first `limit`), one follow-up question that asks for its
+    removed premise (`premise_question`), in alfa's ingest layout (qid, group_id = the case, context = the case as
+    the consultation shows it, alfa.dialogue.case_view). A question the fact-select `patient` does not answer with
+    the removed premise is not one that retrieves it: it goes to OUT's `.rejects.jsonl` with its reason. Returns
+    the counts."""
+    from alfa.dialogue.case_view import render_case
+
+    cases_path, out = Path(cases_path), Path(out)
+    kept, rejects = [], []
+    with open(cases_path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for n, case in enumerate(rows[:limit], start=1):
+        question = premise_question(case["facts"][case["decisive_fact"]])
+        told = patient.answer(case["facts"], question)[1]
+        row = {
+            "qid": case["id"],
+            "group_id": case["id"],
+            "context": render_case(case["initial_info"], case["question"], {}),
+            "question": question,
+        }
+        if told != [case["decisive_fact"]]:
+            rejects.append({"file": str(cases_path), "line": n, "reason": f"the patient told facts {told}", **row})
+        else:
+            kept.append(row)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for path, written in ((out, kept), (out.with_suffix(".rejects.jsonl"), rejects)):
+        with open(path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in written)
+    return {"kept": len(kept), "rejected": len(rejects)}
 
 
 def card(path: Path, counts: dict, rejects: list[dict], heldout_share: float, seed: int, max_steps) -> str:

@@ -72,6 +72,9 @@ class DataConfig:
     train_split: str = "train"
     eval_split: str | None = "validation"
     built_by: str | None = None  # the command that makes this data dir: the dry run names it when the dir is missing
+    # Pairs only: a system turn put before every prompt that has none, so the model trains in the format it is
+    # asked in (e.g. the consultation's, alfa.dialogue.consult, for pairs whose prompt is the case text).
+    system_prompt: str | None = None
 
 
 @dataclass
@@ -115,6 +118,8 @@ class Recipe:
             raise ValueError(f"data.dialogues_dir (conversations) is for stage sft, not stage {self.stage!r}")
         if (self.data.tasks_dir is not None) != (self.stage == "grpo"):
             raise ValueError("stage grpo trains on data.tasks_dir (made by `alfa sml tasks`), and only it does")
+        if self.data.system_prompt is not None and self.data.pairs_dir is None:
+            raise ValueError("data.system_prompt is for pairs (data.pairs_dir); dialogues and tasks carry their own")
         if self.rollout is not None and self.stage != "grpo":
             raise ValueError(f"rollout: is for stage grpo, not stage {self.stage!r}")
         if self.stage == "grpo" and self.rollout is None:

@@ -58,6 +58,11 @@ def load_split(recipe: Recipe, split: str):
     if recipe.data.attributes:
         df = df.filter(pl.col("attribute").is_in(recipe.data.attributes))
     df = df.filter(~pl.col("pair_type").is_in(recipe.data.exclude_pair_types))
+    if recipe.data.system_prompt is not None:
+        system = {"role": "system", "content": recipe.data.system_prompt}
+        df = df.with_columns(
+            prompt=pl.Series([p if p and p[0]["role"] == "system" else [system, *p] for p in df["prompt"].to_list()])
+        )
     if recipe.stage == "sft":
         # SFT on the original questions in context: one row per question, completion = the original.
         originals = df.filter(pl.col("pair_type") == "original_vs_corrupted").unique("qid", keep="first")
