@@ -405,6 +405,8 @@ def test_system_prompt_puts_the_consultation_turn_before_each_pair_prompt(tmp_pa
         assert before[0]["role"] == "user" and after == [{"role": "system", "content": PROBLEM_STUDENT_SYSTEM}, *before]
     shipped = yaml.safe_load((ROOT / "recipes/smollm2-135m/dpo_premise_cpu.yaml").read_text())
     assert shipped["data"]["system_prompt"] == PROBLEM_STUDENT_SYSTEM
-    dialogues = body.replace(f"pairs_dir: {pairs_dir}", f"dialogues_dir: {pairs_dir}").replace("stage: dpo", "stage: sft")
+    dialogues = body.replace(f"pairs_dir: {pairs_dir}", f"dialogues_dir: {pairs_dir}").replace(
+        "stage: dpo", "stage: sft"
+    )
     with pytest.raises(ConfigError, match="system_prompt is for pairs"):
         load_recipe(_recipe(tmp_path, dialogues))
