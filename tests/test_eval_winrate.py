@@ -237,3 +237,47 @@ def test_eval_report_puts_interactive_and_winrate_runs_on_one_page(tmp_path):
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     (tmp_path / "empty").mkdir()
     assert main(["eval", "report", str(tmp_path / "empty"), "-o", str(tmp_path / "r2")]) == 2
+
+
+def test_report_shows_the_testbed_table_with_each_runs_paired_difference_from_the_base(tmp_path):
+    """asked_decisive runs get docs/results.md's table; with --base each gets its per-case difference on the cases
+    both ran (a case the other run lacks is not compared), and the per-attribute win rates get their own panel."""
+    import json
+
+    from alfa.cli import main
+    from alfa.stats import rate
+
+    def run(name, hits):  # hits: case id -> asked_decisive
+        (tmp_path / name).mkdir()
+        values = list(hits.values())
+        results = {
+            "n": len(hits),
+            "accuracy": rate([0] * len(hits)),
+            "mean_questions": 1.0,
+            "baselines": {},
+            "asked_decisive": rate(values),
+            "asked_decisive_floor": rate([0] * len(hits)),
+            "answered_before_decisive_fact": rate([1 - v for v in values]),
+        }
+        (tmp_path / name / "results.json").write_text(json.dumps(results))
+        episodes = [{"episode_id": c, "result": {"asked_decisive": bool(v)}} for c, v in hits.items()]
+        (tmp_path / name / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
+
+    run("base", {f"c{i}": i < 2 for i in range(10)})  # 2 of 10
+    run("trained", {f"c{i}": i < 6 for i in range(8)})  # 6 of the first 8: +4 on the shared 8
+    (tmp_path / "wr").mkdir()
+    ci = {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7}
+    (tmp_path / "wr" / "winrate.json").write_text(
+        json.dumps(
+            {"n": 20, "win_rate": ci, "wins": 12, "ties": 0, "losses": 8, "failures": 0, "position_bias": None,
+             "by_attribute": {"clarity": ci, "specificity": {**ci, "value": 0.4}}}
+        )
+    )  # fmt: skip
+    runs = [str(tmp_path / r) for r in ("base", "trained", "wr")]
+    assert main(["eval", "report", *runs, "--base", str(tmp_path / "base"), "-o", str(tmp_path / "r")]) == 0
+    testbed = (tmp_path / "r" / "report.md").read_text().split("## Missing-premise testbed")[1]
+    assert "| base | 10 | **20.0% (5.7%-51.0%)** | 0.0% (0.0%-27.8%) | 0.0% (0.0%-27.8%) | 80.0%" in testbed
+    trained = next(line for line in testbed.splitlines() if line.startswith("| trained | 8 |"))
+    assert "75.0%" in trained and trained.endswith(" cases |") and "+50.0 points" in trained and ", 8 cases" in trained
+    assert (tmp_path / "r" / "report.png").stat().st_size > 0
+    assert main(["eval", "report", runs[0], "--base", str(tmp_path / "wr"), "-o", str(tmp_path / "r3")]) == 2

@@ -67,10 +67,20 @@ def add_eval(sub) -> None:
         "report",
         help="one Markdown page with plots comparing evaluation runs",
         description="Reads each RUN folder (alfa eval interactive or winrate output) and writes DIR/report.md and "
-        "DIR/report.png: accuracy and win rates with their intervals, the baselines beside.",
+        "DIR/report.png: accuracy, asked_decisive on the missing-premise testbed, and win rates overall and per "
+        "attribute, with their intervals and the baselines beside.",
+        epilog="Example (the testbed table of docs/results.md):\n  alfa eval report runs/eval/premise-oracle "
+        "runs/eval/premise-base runs/eval/premise-dpo --base runs/eval/premise-base -o runs/report",
+        formatter_class=fmt,
     )
     r.add_argument("runs", nargs="+", metavar="RUN", help="output folders of alfa eval interactive or winrate")
     r.add_argument("-o", "--output", required=True, help="folder for report.md and report.png")
+    r.add_argument(
+        "--base",
+        metavar="RUN",
+        help="an interactive run to compare each testbed run with, case by case (paired difference in "
+        "asked_decisive with its interval; default: none)",
+    )
     r.set_defaults(func=_eval_report)
 
 
@@ -165,6 +175,6 @@ def _eval_flaws(args) -> int:
 def _eval_report(args) -> int:
     from alfa.eval.report import write_report
 
-    path = write_report([Path(r) for r in args.runs], Path(args.output))
+    path = write_report([Path(r) for r in args.runs], Path(args.output), Path(args.base) if args.base else None)
     print(path.read_text())
     return 0
