@@ -16,7 +16,7 @@ import pytest
 from conftest import kill_9_when_cached
 from scripted import ScriptedBackend
 
-from alfa.dialogue.engine import Episode
+from alfa.dialogue.engine import Episode, run_episodes
 from alfa.llm.backends import Completion
 from alfa.llm.cache import CallCache
 from alfa.llm.scorer import LogProbScorer
@@ -369,3 +369,36 @@ def test_training_and_evaluation_show_a_case_in_the_same_words(medqa_path):
     # a STaR-GATE case task trains on exactly what `alfa eval interactive --abstain consult` shows the model
     assert task_messages(task, conversation) == consult_messages(case, case.initial_info, conversation)
     assert final_context(task, conversation)[-1]["content"].startswith("Now give your answer")
+
+
+def test_a_word_problem_trains_in_the_consultation_format_with_the_evaluations_patient(tmp_path, gsm8k_path, embedder):
+    """A GSM8K testbed case is a consultation like a diagnosis (the word-problem system turn, "Now give your
+    answer"), its label gold is the answer turn "Answer: N", and `roleplayer: fact` is the evaluation's fact-select
+    patient: one fact quoted verbatim, no call."""
+    from alfa.dialogue.consult import PROBLEM_STUDENT_SYSTEM, answer_now
+    from alfa.dialogue.patients import FactSelectPatient
+    from alfa.eval.gsm8k import premise_question, write_gsm8k_cases
+    from alfa.eval.interactive import consult_messages
+    from alfa.methods.stargate import StarGateProtocol, final_context, task_messages
+    from alfa.methods.tasks import read_cases, tasks_from_cases
+
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(gsm8k_path.open().readlines()[:20]))
+    write_gsm8k_cases(head, tmp_path / "cases", heldout_share=0.0)
+    cases_path = tmp_path / "cases" / "train.jsonl"
+    case, task = read_cases(cases_path, 1)[0], tasks_from_cases(cases_path, 1, answer_as_gold=True)[0]
+    assert task.consultation and task.options == {} and task.gold == f"Answer: {case.answer}"
+    conversation = [("How many?", "Three.")]
+    assert task_messages(task, conversation) == consult_messages(case, case.initial_info, conversation)
+    assert task_messages(task, [])[0]["content"] == PROBLEM_STUDENT_SYSTEM
+    assert final_context(task, conversation)[-1]["content"] == answer_now({})
+
+    asker = ScriptedBackend("asks", lambda messages, seed: premise_question(case.facts[case.decisive_fact]))
+    protocol = StarGateProtocol([asker], [asker], FactSelectPatient(embedder), 1, False, "unused")
+    assert "roleplayer" not in protocol.roles
+    start = Episode("e", {"task": task, "conversation": [], "sample": 0}, state="question")
+    [episode] = run_episodes([start], protocol, CallCache(tmp_path / "c.sqlite"), tmp_path / "conv.jsonl")[0]
+    [(question, answer)] = episode["data"]["conversation"]
+    assert answer == case.facts[case.decisive_fact].rstrip(".") + "." and asker.calls == 1  # the asker's one call
+    told = [t for t in episode["turns"] if t["role"] == "roleplayer"]
+    assert [t["parsed"] for t in told] == [[case.decisive_fact]] and told[0]["call_key"] is None

@@ -34,6 +34,7 @@ import polars as pl
 
 from alfa.dialogue.consult import answer_now, read_student_turn, student_system
 from alfa.dialogue.engine import Episode, Turn, run_episodes
+from alfa.dialogue.patients import FactSelectPatient, default_top_k
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
 from alfa.methods.tasks import Task
@@ -68,7 +69,9 @@ class StarGateConfig:
 
     questioner: m0, a local model folder (`smollm2`: the embedded SmolLM2-135M-Instruct).
     roleplayer, oracle: backends (`local`, `smollm2`, `llamacpp:FILE.gguf`, `transformers:DIR`,
-    `openai:MODEL@URL`); oracle `case` takes a case's own answer as the gold response.
+    `openai:MODEL@URL`); roleplayer `fact` is the fact-select patient of `alfa eval interactive` (the hidden
+    facts most similar to the question, verbatim: no call); oracle `case` takes a case's own answer as the gold
+    response.
     roleplayer_instruction: the roleplayer's system prompt (default ROLEPLAYER_SYSTEM: answer from the hidden
     information only, else "I can't answer that").
     recipe: an SFT recipe with `data: {dialogues_dir: ...}`; its model, data dir and output dir are set per
@@ -120,7 +123,7 @@ def load_config(path: Path) -> StarGateConfig:
 def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
     """The questioner's view: the task and the conversation so far (its questions are its own turns). A spent turn
     (no question) is left out here, so sampling, scoring and training all see the same conversation."""
-    system = student_system(task.options) if task.options else TASK_QUESTIONER_SYSTEM
+    system = student_system(task.options) if task.consultation else TASK_QUESTIONER_SYSTEM
     messages = [{"role": "system", "content": system}, {"role": "user", "content": task.task}]
     for question, answer in conversation:
         if not question:
@@ -131,7 +134,7 @@ def task_messages(task: Task, conversation: list[tuple[str, str]]) -> list[dict]
 
 def final_context(task: Task, conversation: list[tuple[str, str]]) -> list[dict]:
     """What the final answer (and the gold response's score) is conditioned on."""
-    final = answer_now(task.options) if task.options else FINAL_PROMPT
+    final = answer_now(task.options) if task.consultation else FINAL_PROMPT
     return task_messages(task, conversation) + [{"role": "user", "content": final}]
 
 
@@ -169,7 +172,9 @@ class StarGateProtocol:
         final_answer: bool,
         roleplayer_instruction: str,
     ):
-        self.roles = {"roleplayer": roleplayer}
+        # The fact-select patient (`roleplayer: fact`) answers at once, no call: the evaluation's patient itself.
+        self.patient = roleplayer if isinstance(roleplayer, FactSelectPatient) else None
+        self.roles = {} if self.patient else {"roleplayer": roleplayer}
         self.roleplayer_instruction = roleplayer_instruction
         for s, (q, a) in enumerate(zip(questioners, answerers)):
             self.roles[f"questioner#{s}"], self.roles[f"answerer#{s}"] = q, a
@@ -193,10 +198,16 @@ class StarGateProtocol:
             e.turns.append(Turn(role, kind, raw, question or None, key))
             if question and read_student_turn(question, e.data["task"].options)[0] == "answer":
                 e.data["answer_turns"] = e.data.get("answer_turns", 0) + 1  # it answered where it should ask
-            if question:
+            if question and self.patient is None:
                 e.data["pending"], e.state = question, "answer"
                 return
-            conv.append(("", ""))  # no question: the turn is spent
+            if question:
+                task = e.data["task"]
+                answer, told = self.patient.answer(task.hidden, question, default_top_k(bool(task.options)))
+                e.turns.append(Turn("roleplayer", "answer", answer, told))
+                conv.append((question, answer))
+            else:
+                conv.append(("", ""))  # no question: the turn is spent
         elif kind == "answer":
             answer = (text or "").strip()
             e.turns.append(Turn(role, kind, raw, answer or None, key))

@@ -194,6 +194,11 @@ def run_stargate(cfg: StarGateConfig, roleplayer=None, oracle=None) -> list[dict
     out.mkdir(parents=True, exist_ok=True)
     check_same_config(cfg, out / "config.json")
     m0 = smollm2_path() if cfg.questioner == "smollm2" else Path(cfg.questioner).expanduser()
+    if roleplayer is None and cfg.roleplayer == "fact":
+        from alfa.dialogue.patients import FactSelectPatient
+        from alfa.llm.embedder import Embedder
+
+        roleplayer = FactSelectPatient(Embedder())
     roleplayer = roleplayer or backend_from_spec(cfg.roleplayer, cfg.max_new_tokens)
     if oracle is None and cfg.oracle != "case":
         oracle = backend_from_spec(cfg.oracle, 4 * cfg.max_new_tokens)

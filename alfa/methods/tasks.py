@@ -5,8 +5,8 @@ the patient, the teacher) knows and the questioner must ask for. Two sources:
 
 - MediQ-style cases (alfa.eval.cases): the task is the initial info with the diagnostic question and its options;
   the hidden information is the case's facts. The gold response is the oracle's, written from the facts (as in
-  the paper); `answer_as_gold` takes the case's label "The answer is X: ..." instead (STaR-GATE's `oracle: case`,
-  a cheaper departure from the paper).
+  the paper); `answer_as_gold` takes the case's label instead ("The answer is X: ...", or "Answer: N" for a word
+  problem of the GSM8K testbed; STaR-GATE's `oracle: case`, a cheaper departure from the paper).
 - A tasks JSONL (`{"task_id", "task"}` a line) crossed with a profiles JSONL (`{"profile_id", "hidden"}`, the
   hidden information as a string or a list of facts): every task with every profile, as STaR-GATE pairs
   instructions with personas.
@@ -34,6 +34,9 @@ class Task:
     hidden: list[str]  # what only the partner knows
     gold: str | None = None  # a known best response (from the tasks file), else written by the oracle
     options: dict[str, str] = field(default_factory=dict)  # a case's answer options: what an answer turn names
+    # A case (a diagnosis, or a word problem without options): the questioner works it in the consultation format
+    # it is evaluated in (alfa.dialogue.consult); a tasks-file task keeps the generic task format.
+    consultation: bool = False
 
 
 def case_task_text(initial_info: str, question: str, options: dict[str, str]) -> str:
@@ -57,14 +60,21 @@ def read_cases(path: Path, limit: int | None = None) -> list[Case]:
     return cases
 
 
+def case_gold(case: Case) -> str:
+    """A case's label as the gold response: "The answer is X: ..." for a diagnosis, the consultation's answer turn
+    "Answer: N" for a word problem."""
+    return f"The answer is {case.answer}: {case.options[case.answer]}" if case.options else f"Answer: {case.answer}"
+
+
 def tasks_from_cases(path: Path, limit: int | None = None, answer_as_gold: bool = False) -> list[Task]:
     return [
         Task(
             task_id=c.case_id,
             task=case_task_text(c.initial_info, c.question, c.options),
             hidden=c.facts,
-            gold=f"The answer is {c.answer}: {c.options[c.answer]}" if answer_as_gold else None,
+            gold=case_gold(c) if answer_as_gold else None,
             options=c.options,
+            consultation=True,
         )
         for c in read_cases(path, limit)
     ]
