@@ -194,3 +194,39 @@ def test_the_token_cost_counts_tokens_not_words():
     text = "Have you taken acetaminophen or ibuprofen since Tuesday?"
     expected = len(AutoTokenizer.from_pretrained(smollm2_path())(text, add_special_tokens=False)["input_ids"])
     assert tokens(text) == expected != len(text.split()) and tokens("") == tokens(None) == 0
+
+
+def test_the_fact_user_is_the_evaluations_patient_on_a_word_problem(tmp_path, gsm8k_path, embedder):
+    """`--user fact` on the GSM8K testbed: the patient quotes the one premise the question asks for (the removed
+    one, for the echo question) without a call; asking for it leads to the right number and beats answering blind."""
+    from alfa.dialogue.patients import FactSelectPatient
+    from alfa.eval.gsm8k import premise_question, write_gsm8k_cases
+
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(gsm8k_path.open().readlines()[:12]))
+    write_gsm8k_cases(head, tmp_path / "cases", heldout_share=0.0)
+    cases = read_cases(tmp_path / "cases" / "train.jsonl", 3)
+    by_case = {c.initial_info: c for c in cases}
+
+    def policy(messages, seed):
+        case = next(c for info, c in by_case.items() if info in messages[1]["content"])
+        premise = case.facts[case.decisive_fact].rstrip(".") + "."
+        if len(messages) == 2:  # the first turn: even seeds guess, odd seeds ask for the removed premise
+            return "Answer: 0" if seed % 2 == 0 else premise_question(case.facts[case.decisive_fact])
+        told = any(premise in m["content"] for m in messages if m["role"] == "user")
+        return f"Answer: {case.answer if told else 0}"
+
+    judge = ScriptedBackend("judge", lambda m, s: "3")
+    out = tmp_path / "pairs"
+    summary = build_collab(
+        cases,
+        ScriptedBackend("policy", policy),
+        FactSelectPatient(embedder),
+        judge,
+        CollabConfig(futures=1, turns=1),
+        out,
+    )
+    assert summary["roles"]["user"] == "fact" and summary["pairs"] == len(cases)
+    pairs = pl.concat([pl.read_parquet(f) for f in sorted((out / "data").glob("*.parquet"))])
+    assert all(r[0]["content"] == "Answer: 0" for r in pairs["rejected"].to_list())
+    assert all(r[0]["content"].endswith("?") for r in pairs["chosen"].to_list())

@@ -236,7 +236,12 @@ def add_collab(sub) -> None:
     b.add_argument("-o", "--output", required=True, help="pairs dir to write")
     b.add_argument("--config", help="YAML with CollabConfig keys (flags given here override it)")
     b.add_argument("--policy", default="smollm2", help="backend whose replies are scored (the model to train)")
-    b.add_argument("--user", default="local", help="backend of the simulated patient (shown only the case's facts)")
+    b.add_argument(
+        "--user",
+        default="local",
+        help="backend of the simulated patient (shown only the case's facts), or 'fact': the fact-select patient of "
+        "`alfa eval interactive` (the facts most similar to the question, verbatim; no model)",
+    )
     b.add_argument("--judge", default="local", help="backend rating interactivity (unused at interactivity_weight 0)")
     b.add_argument("--limit", type=positive_int, help="only the first N cases")
     for name, kind, text in (
@@ -258,7 +263,7 @@ def _collab_build(args) -> int:
     import dataclasses
 
     from alfa.llm.make import RoleBackends
-    from alfa.methods.collab import CollabConfig, build_collab, load_config
+    from alfa.methods.collab import FACT_USER, CollabConfig, build_collab, fact_select_patient, load_config
     from alfa.methods.tasks import read_cases
 
     cfg = load_config(Path(args.config)) if args.config else CollabConfig()
@@ -270,7 +275,8 @@ def _collab_build(args) -> int:
     cfg = dataclasses.replace(cfg, **flags)
     cases = read_cases(Path(args.cases), args.limit)  # a bad file stops here, before any model loads
     with RoleBackends() as roles:  # roles naming the same model share one backend (one server)
-        policy, user, judge = roles.get(args.policy, 64), roles.get(args.user, 64), roles.get(args.judge, 4)
+        policy, judge = roles.get(args.policy, 64), roles.get(args.judge, 4)
+        user = fact_select_patient() if args.user == FACT_USER else roles.get(args.user, 64)
         summary = build_collab(cases, policy, user, judge, cfg, Path(args.output))
     print(json.dumps({k: summary[k] for k in ("cases", "pairs", "splits", "calls", "failures")}))
     return 0 if summary["pairs"] else 1

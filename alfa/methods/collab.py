@@ -33,7 +33,7 @@ from pathlib import Path
 
 from alfa.dialogue.consult import answer_now, case_prompt_text, read_student_turn, student_prompt
 from alfa.dialogue.interactivity import interactivity_score, judge_request
-from alfa.dialogue.patients import CANNOT_ANSWER, llm_patient_messages
+from alfa.dialogue.patients import CANNOT_ANSWER, FactSelectPatient, default_top_k, llm_patient_messages
 from alfa.eval.cases import Case
 from alfa.llm.cache import CallCache
 from alfa.llm.calls import CallStats, run_calls
@@ -41,6 +41,7 @@ from alfa.yamlconfig import from_dict, load_yaml
 
 PAIR_TYPE = "collab_best_vs_worst_mr"
 ATTRIBUTE = "multiturn_reward"
+FACT_USER = "fact"  # `--user fact`: the fact-select patient of `alfa eval interactive`, no model
 
 
 @dataclass
@@ -105,6 +106,8 @@ class CollabBuilder:
         return [None if c.error is not None else (c.text or "").strip() for c in done]
 
     def patient_replies(self, jobs: list[tuple[Case, str]], seeds: list[int | None]) -> list[str | None]:
+        if isinstance(self.user, FactSelectPatient):  # the evaluation's patient: no call, one reply per question
+            return [self.user.answer(c.facts, q, default_top_k(bool(c.options)))[0] for c, q in jobs]
         out: list[str | None] = [None] * len(jobs)
         for seed in sorted(set(seeds), key=lambda s: -1 if s is None else s):  # one backend per seed, batched
             idx = [i for i, s in enumerate(seeds) if s == seed]
@@ -242,6 +245,16 @@ class CollabBuilder:
         return still
 
 
+def fact_select_patient() -> FactSelectPatient:
+    from alfa.llm.embedder import Embedder
+
+    return FactSelectPatient(Embedder())
+
+
+def user_name(user) -> str:
+    return FACT_USER if isinstance(user, FactSelectPatient) else user.model_id
+
+
 def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out: Path) -> dict:
     """Run the consultations, score every candidate reply, write OUT (a pairs dir, conversations.jsonl,
     failures.jsonl, summary.json, README.md) and return the summary."""
@@ -276,7 +289,7 @@ def build_collab(cases: list[Case], policy, user, judge, cfg: CollabConfig, out:
         "pairs": len(rows),
         "splits": splits,
         "config": asdict(cfg),
-        "roles": {"policy": policy.model_id, "user": user.model_id, "judge": judge.model_id},
+        "roles": {"policy": policy.model_id, "user": user_name(user), "judge": judge.model_id},
         "calls": {
             "made": builder.stats.calls_made,
             "from_cache": builder.stats.cache_hits,
@@ -336,7 +349,7 @@ def collab_manifest(n_pairs: int, n_cases: int, b: CollabBuilder, cfg: CollabCon
             ATTRIBUTE: "Which reply leads the conversation to a better outcome: it asks for what is missing when "
             "something is, answers when enough is known, and wastes no words."
         },
-        "roles": {"policy": b.policy.model_id, "user": b.user.model_id, "judge": b.judge.model_id},
+        "roles": {"policy": b.policy.model_id, "user": user_name(b.user), "judge": b.judge.model_id},
         "settings": asdict(cfg),
         "source": f"{n_cases} cases (their ids in conversations.jsonl).",
     }
