@@ -191,3 +191,33 @@ def test_sml_sft_set_trains_with_the_dialogue_recipe(tmp_path, cases, tiny_model
         ],
     )
     assert summary["train_rows"] == len(cases) and summary["global_steps"] == 2
+
+
+def test_a_word_problem_dialogue_shows_the_teacher_the_number_and_succeeds_on_it(tmp_path, gsm8k_path):
+    """On the GSM8K testbed (no options) the teacher is shown the question and the number, and a student that asks,
+    hears it and answers it succeeds; the saved copy is a word-problem consultation."""
+    from alfa.dialogue.consult import PROBLEM_STUDENT_SYSTEM
+    from alfa.eval.gsm8k import write_gsm8k_cases
+
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(gsm8k_path.open().readlines()[:12]))
+    write_gsm8k_cases(head, tmp_path / "cases", heldout_share=0.0)
+    problems = read_cases(tmp_path / "cases" / "train.jsonl", 3)
+
+    class NumberTeacher(ScriptedBackend):
+        def reply(self, messages):
+            return "The number you want is " + re.search(r"Correct answer: (\S+)", messages[-1]["content"]).group(1)
+
+    class Student(ScriptedBackend):
+        def reply(self, messages):
+            if len(messages) == 2:
+                return "What number is missing?"
+            return "Answer: " + messages[-1]["content"].rsplit(" ", 1)[1]
+
+    teacher = NumberTeacher("teacher")
+    summary = run_sml_dialogues(problems, Student("student"), teacher, tmp_path / "sml", turns=2, q_priming=True)
+    assert summary["success_rate"]["value"] == 1.0 and summary["sft_dialogues"] == len(problems)
+    for request, case in zip(teacher.requests, problems):
+        assert f"Question: {case.question}\nCorrect answer: {case.answer}\n" in request[-1]["content"]
+    sft = pl.read_parquet(tmp_path / "sml" / "sft" / "data" / "train.parquet")
+    assert all(m[0] == {"role": "system", "content": PROBLEM_STUDENT_SYSTEM} for m in sft["messages"].to_list())

@@ -73,9 +73,10 @@ def write_tasks_dir(cases: list[Case], out: Path, view: str = "initial") -> int:
 def teacher_messages(case: Case, conversation: list[dict], student_said: str) -> list[dict]:
     facts = "\n".join(f"- {f}" for f in case.facts)
     lines = [f"{'Student' if m['role'] == 'assistant' else 'You'}: {m['content']}" for m in conversation]
+    asked = f"Diagnostic question: {case.question}" if case.options else f"Question: {case.question}"
+    answer = f"{case.answer}. {case.options[case.answer]}" if case.options else case.answer  # a word problem: N
     body = (
-        f"Case facts:\n{facts}\n\nDiagnostic question: {case.question}\nCorrect answer: {case.answer}. "
-        f"{case.options[case.answer]}\n\nConversation so far:\n"
+        f"Case facts:\n{facts}\n\n{asked}\nCorrect answer: {answer}\n\nConversation so far:\n"
         + "\n".join(lines)
         + f"\n\nThe student says: {student_said}"
     )
