@@ -151,3 +151,18 @@ def test_uot_pairs_from_an_evaluation_pass_lint_and_train_dpo(tmp_path, tiny_mod
         Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "dpo_clarity.yaml", overrides=overrides
     )
     assert summary["global_steps"] == 2 and summary["train_rows"] == pairs.filter(pl.col("split") == "train").height
+
+
+def test_uot_on_word_problems_is_refused_with_the_reason_before_any_model_loads(tmp_path, gsm8k_path, capsys):
+    """UoT splits a finite set of answer hypotheses; a GSM8K testbed case has an open number, so the CLI says UoT
+    does not apply instead of planning over nothing."""
+    from alfa.cli import main
+    from alfa.eval.gsm8k import write_gsm8k_cases
+
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(gsm8k_path.open().readlines()[:10]))
+    write_gsm8k_cases(head, tmp_path / "cases", heldout_share=0.0)
+    argv = ["eval", "interactive", str(tmp_path / "cases" / "train.jsonl"), "--questioner", "uot", "--expert"]
+    assert main([*argv, "transformers:nowhere", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "UoT does not apply" in err and "have none (word problems" in err and not (tmp_path / "out").exists()

@@ -128,6 +128,12 @@ def run_eval_interactive(args) -> int:
         raise ValueError(f"{args.cases}: no readable case after the first {args.skip} (--skip {args.skip})")
     for w in warnings(check_cases(cases)):
         logging.warning("cases: %s", w)
+    if args.questioner == "uot" and not all(c.options for c in cases):
+        raise ValueError(
+            f"{args.cases}: --questioner uot plans over each case's answer options, and "
+            f"{sum(not c.options for c in cases)} of these cases have none (word problems: an open number is no "
+            "finite set of hypotheses to split); UoT does not apply to them (docs/methods.md#uot-a-questioner-that-plans)"
+        )
     budget = args.expert_max_tokens or (64 if all(c.options for c in cases) else 320)
     planner = None
     with RoleBackends() as roles:  # roles that name the same model share one backend
