@@ -280,3 +280,33 @@ def test_consult_mode_shows_the_model_the_training_format_and_sends_its_own_ques
     assert ran["timeout_rate"] == 1.0 and ran["questions"]["asked"] == 2
     with pytest.raises(ValueError, match="give no questioner"):
         InteractiveProtocol(asker, asker, patient, "consult")
+
+
+def test_questions_only_reads_the_question_and_pays_for_no_answer(tmp_path, cases, embedder):
+    """--questions-only: each consultation ends once the model's question is answered (one call a case, or its
+    premature answer): no final answer, no accuracy, no expert baselines; a premature answer still counts."""
+    asker = ScriptedBackend("asker", lambda m, s: "Do you have a fever?" if len(m) == 2 else "Answer: C")
+    guesser = ScriptedBackend("guesser", lambda m, s: "Answer: A")
+    patient = FactSelectPatient(embedder)
+    full = evaluate_interactive(
+        cases, InteractiveProtocol(asker, None, patient, "consult", max_questions=1), tmp_path / "full"
+    )
+    calls = asker.calls
+    asks = evaluate_interactive(
+        cases,
+        InteractiveProtocol(asker, None, patient, "consult", max_questions=1, final_answer=False),
+        tmp_path / "asks",
+    )
+    assert asker.calls - calls == len(cases) < calls  # the question only: no final answer, no baseline calls
+    assert asks["accuracy"]["value"] is None and "no_questions" not in asks["baselines"] and not asks["final_answer"]
+    assert full["accuracy"]["value"] is not None and "no_questions" in full["baselines"]
+    assert asks["questions"] == full["questions"] and asks["premature_answer_rate"]["value"] == 0.0
+    guessed = evaluate_interactive(
+        cases,
+        InteractiveProtocol(guesser, None, patient, "consult", max_questions=1, final_answer=False),
+        tmp_path / "g",
+    )
+    assert guessed["premature_answer_rate"]["value"] == 1.0 and guessed["questions"]["asked"] == 0
+    assert not [w for w in asks["warnings"] if "budget" in w or "preference" in w]  # asking once is the design
+    with pytest.raises(ValueError, match="use it with --abstain consult"):
+        InteractiveProtocol(asker, asker, patient, "fixed", final_answer=False)

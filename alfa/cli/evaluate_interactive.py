@@ -58,6 +58,13 @@ def add_eval_interactive(verbs, fmt) -> None:
     )
     i.add_argument("--threshold", type=float, help="numeric: confidence in [0,1] (0.8); scale: 1-5 (4)")
     i.add_argument("--max-questions", type=int, default=5, help="questions an episode may ask before it must answer")
+    i.add_argument(
+        "--questions-only",
+        action="store_true",
+        help="with --abstain consult: read what the model asks (asked_decisive, premature answers) and not its "
+        "final answer; no accuracy and no expert baselines, a third of the calls. For an expert that cannot solve "
+        "the cases even with every fact (its full-information baseline at the floor), whose accuracy reads nothing",
+    )
     i.add_argument("--limit", type=positive_int, help="only the first N cases")
     i.add_argument(
         "--skip",
@@ -159,8 +166,9 @@ def run_eval_interactive(args) -> int:
         else:
             patient = roles.get(args.patient)
         protocol = InteractiveProtocol(
-            expert, questioner, patient, args.abstain, args.threshold, args.max_questions, planner
-        )
+            expert, questioner, patient, args.abstain, args.threshold, args.max_questions, planner,
+            final_answer=not args.questions_only,
+        )  # fmt: skip
         unscored = "the other readable cases of the file (" + (f"the {args.skip} skipped" if args.skip else "")
         unscored += (" and " if args.skip and end else "") + ("those after the scored ones" if end else "") + ")"
         r = evaluate_interactive(

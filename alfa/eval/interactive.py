@@ -94,6 +94,7 @@ class InteractiveProtocol:
         threshold: float | None = None,
         max_questions: int = 5,
         planner: UoTPlanner | None = None,  # UoT: the questioner backend proposes, this plans
+        final_answer: bool = True,  # False: questions only, an episode ends once its questions are answered
     ):
         if abstain not in ABSTAIN:
             raise ValueError(f"--abstain must be one of {', '.join(ABSTAIN)}, got {abstain!r}")
@@ -116,6 +117,9 @@ class InteractiveProtocol:
         self.abstain, self.max_questions = abstain, max_questions
         self.threshold = threshold if threshold is not None else DEFAULT_THRESHOLD.get(abstain)
         self.planner = planner
+        self.final_answer = final_answer
+        if not final_answer and abstain != "consult":
+            raise ValueError("--questions-only reads the model's own question: use it with --abstain consult")
 
     def episode(self, case: Case, initial_info: str) -> Episode:
         data = {"case": case, "initial_info": initial_info, "conversation": []}
@@ -129,7 +133,7 @@ class InteractiveProtocol:
         while True:
             if e.state == "decide" and (len(conv) >= self.max_questions or self.abstain == "fixed"):
                 e.state = "final" if len(conv) >= self.max_questions else "question"
-            if e.state == "final" and self.expert is None:
+            if e.state == "final" and (self.expert is None or not self.final_answer):
                 self._finish(e, None)
                 return None
             if e.state == "question" and self.questioner == ORACLE:
@@ -248,14 +252,15 @@ class InteractiveProtocol:
         decisions = [t for t in e.turns if t.kind in ("decide", "consult")]
         knows_told = case.decisive_fact is not None and "patient" not in self.roles  # fact-select: told is known
         told = self._told(e)
+        scored = self.expert is not None and self.final_answer  # an answer is asked for at the end
         e.result = {
             "answer": answer,
-            "correct": None if self.expert is None else answer == case.answer,
+            "correct": answer == case.answer if scored else None,
             "questions": len(e.data["conversation"]),
             "timed_out": len(e.data["conversation"]) >= self.max_questions and self.abstain != "fixed",
-            "parse_failures": sum(t.parsed is None for t in decisions) + (self.expert is not None and answer is None),
+            "parse_failures": sum(t.parsed is None for t in decisions) + (scored and answer is None),
             # whether the answer came before the decisive fact was told / whether a question drew it out at all
-            "before_decisive_fact": (case.decisive_fact not in told) if knows_told and self.expert else None,
+            "before_decisive_fact": (case.decisive_fact not in told) if knows_told and scored else None,
             "asked_decisive": (case.decisive_fact in told) if knows_told else None,
         }
         if self.planner is not None:  # proposals with no readable candidate line
@@ -304,20 +309,21 @@ def evaluate_interactive(
     results = [by_id[c.case_id]["result"] for c in cases]
     conversations = [by_id[c.case_id]["data"]["conversation"] for c in cases]
     reference = (reference_cases, reference_name) if reference_cases else (cases, "the scored cases (post hoc)")
-    baselines = baseline_accuracies(cases, infos, protocol.expert, cache, stats, reference)
+    scored = protocol.expert is not None and protocol.final_answer  # questions only: no accuracy, no baselines
+    baselines = baseline_accuracies(cases, infos, protocol.expert if scored else None, cache, stats, reference)
     cache.close()
     n = len(results)
-    scored = protocol.expert is not None
     report = {
         "n": n,
         "abstain": protocol.abstain,
         "threshold": protocol.threshold,
         "max_questions": protocol.max_questions,
+        "final_answer": protocol.final_answer,
         "initial_info": initial_info,
         "accuracy": rate([r["correct"] for r in results]) if scored else rate([]),
         "mean_questions": sum(r["questions"] for r in results) / n if n else None,
         # answered before asking anything: what SML / Q-priming should lower on underspecified cases
-        "premature_answer_rate": rate([r["questions"] == 0 for r in results]) if scored else rate([]),
+        "premature_answer_rate": rate([r["questions"] == 0 for r in results]) if protocol.expert else rate([]),
         "answered_before_decisive_fact": figures.decisive_fact_figure(results, "before_decisive_fact"),
         # a question drew out the decisive fact (the testbed's primary figure), and how often a generic one does
         "asked_decisive": figures.decisive_fact_figure(results, "asked_decisive"),

@@ -43,7 +43,7 @@ def run_warnings(r: dict) -> list[str]:
             "the expert was ready to answer at its first turn in every case: the questioner was never used, so the "
             "accuracy is the no_questions baseline's; raise --threshold or use --abstain fixed to measure a questioner"
         )
-    if r["n"] and r["timeout_rate"] == 1:
+    if r["n"] and r["timeout_rate"] == 1 and r.get("final_answer", True):  # questions only: the budget by design
         out.append(
             "the expert was never ready to answer before the budget: the abstention module acted as a fixed budget"
         )
@@ -71,7 +71,7 @@ def run_warnings(r: dict) -> list[str]:
     if q["repeated"] > q["asked"] / 2:
         out.append(f"{q['repeated']} of {q['asked']} questions repeat an earlier one of the same case word for word")
     letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))
-    if share > 0.5 and "expert" in r["roles"]:
+    if share > 0.5 and "expert" in r["roles"] and letter is not None:  # None: no answer (a question-only run)
         out.append(f"the expert answered {letter} in {share:.0%} of cases: a letter preference, not a reading")
     return out
 
