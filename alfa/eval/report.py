@@ -60,15 +60,18 @@ def testbed_table(interactive: list[dict], base: Path | None) -> list[str]:
         "## Missing-premise testbed",
         "",
         "`asked_decisive`: the share of cases whose question drew the removed premise out of the patient (the "
-        "floor: a generic question). Accuracy is the expert's.",
+        "floor: a generic question); answered first: the model answered before asking anything. Accuracy is the "
+        "expert's (n/a: a run with `--questions-only`, or with no expert).",
         "",
-        f"| run | cases | asked_decisive | floor | accuracy | answered before the premise was told{paired} |",
-        "|---" * (6 + bool(base)) + "|",
+        f"| run | cases | asked_decisive | floor | answered first | accuracy | answered before the premise was told"
+        f"{paired} |",
+        "|---" * (7 + bool(base)) + "|",
     ]
     for r in rows:
         before = r.get("answered_before_decisive_fact") or {"value": None}
         cells = [r["run"], str(r["n"]), f"**{_interval(r['asked_decisive'])}**", _interval(r["asked_decisive_floor"])]
-        cells += [_interval(r["accuracy"]), _interval(before)]
+        premature = r.get("premature_answer_rate") or {"value": None}
+        cells += [_interval(premature), _interval(r["accuracy"]), _interval(before)]
         if base:
             cells.append("-" if r["path"] == base else _points(paired_difference(r["path"], base, "asked_decisive")))
         lines.append("| " + " | ".join(cells) + " |")
