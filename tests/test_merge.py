@@ -125,6 +125,17 @@ def test_shipped_merge_configs_parse():
         load_merge_recipe(c)
 
 
+def test_a_home_relative_model_is_a_local_folder_for_mergekit(tmp_path, monkeypatch):
+    """`~/...` (as the shipped recipes and premise_ties.yaml name SmolLM2) is resolved like any local folder, never
+    passed on for mergekit to read as a Hub repo id; a path that is no folder is left as given."""
+    from alfa.train.merge import local
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    assert local("~/models/m") == str((tmp_path / "models" / "m").resolve())
+    assert local("~/models/absent") == "~/models/absent" and local("org/model") == "org/model"
+
+
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory, tiny_model_dir):
     """Three peft LoRA adapters on the tiny Llama with random A and B (as if trained): a and b rank 4,

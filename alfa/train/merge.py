@@ -244,8 +244,10 @@ def mergekit_config(recipe: MergeRecipe, models: list[str], weights: list[float]
 
 
 def local(path: str) -> str:
-    """An existing local folder as an absolute path (mergekit takes a relative one for a Hub repo id)."""
-    return str(Path(path).resolve()) if Path(path).exists() else path
+    """An existing local folder as an absolute path, `~` expanded as in a recipe's model (mergekit takes a relative
+    one for a Hub repo id)."""
+    folder = Path(path).expanduser()
+    return str(folder.resolve()) if folder.exists() else path
 
 
 def merge_jobs(recipe: MergeRecipe) -> list[tuple[Path, list[str], list[float]]]:
