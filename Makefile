@@ -79,6 +79,6 @@ results-sanity: $(VENV)/.installed $(VENV)/.installed-models
 	$(VENV)/bin/alfa eval interactive $(SANITY)/gsm8k/heldout.jsonl --limit 100 --expert none --questioner oracle \
 	    --abstain fixed --max-questions 1 -o $(SANITY)/oracle > /dev/null
 	$(VENV)/bin/alfa -q eval interactive $(SANITY)/gsm8k/heldout.jsonl --limit 100 --expert smollm2 --abstain consult \
-	    --max-questions 1 --questions-only -o $(SANITY)/base > /dev/null
+	    --max-questions 1 --expert-max-tokens 48 --questions-only -o $(SANITY)/base > /dev/null
 	$(VENV)/bin/alfa eval report $(SANITY)/oracle $(SANITY)/base --base $(SANITY)/base -o $(SANITY)/report \
 	    | sed -n '/^## Missing-premise testbed/,/^!\[report\]/p' | grep -v '^!\[report\]'
