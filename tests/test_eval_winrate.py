@@ -276,7 +276,7 @@ def test_report_shows_the_testbed_table_with_each_runs_paired_difference_from_th
     runs = [str(tmp_path / r) for r in ("base", "trained", "wr")]
     assert main(["eval", "report", *runs, "--base", str(tmp_path / "base"), "-o", str(tmp_path / "r")]) == 0
     testbed = (tmp_path / "r" / "report.md").read_text().split("## Missing-premise testbed")[1]
-    assert "| base | 10 | **20.0% (5.7%-51.0%)** | 0.0% (0.0%-27.8%) | n/a | 0.0% (0.0%-27.8%) | 80.0%" in testbed
+    assert "| base | 10 | **20.0% (5.7%-51.0%)** | 0.0% (0.0%-27.8%) | n/a | - | 0.0% (0.0%-27.8%) | 80.0%" in testbed
     trained = next(line for line in testbed.splitlines() if line.startswith("| trained | 8 |"))
     assert "75.0%" in trained and trained.endswith(" cases |") and "+50.0 points" in trained and ", 8 cases" in trained
     assert (tmp_path / "r" / "report.png").stat().st_size > 0

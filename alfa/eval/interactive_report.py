@@ -8,8 +8,9 @@ from alfa.dialogue.patients import CANNOT_ANSWER
 
 
 def question_counts(conversations: list[list]) -> dict:
-    """How the questioner's questions fared: asked, asked again in the same case (the same words), and left
-    unanswered by the patient."""
+    """How the questioner's questions fared: asked, asked again in the same case (the same words), left
+    unanswered by the patient, and how many hold a question mark at all (in consult mode any turn that gives no
+    answer goes to the patient, so an unfinished worked solution counts as asked)."""
     repeated = 0
     for conv in conversations:
         seen = set()
@@ -20,6 +21,7 @@ def question_counts(conversations: list[list]) -> dict:
         "asked": sum(len(c) for c in conversations),
         "repeated": repeated,
         "patient_could_not_answer": sum(answer == CANNOT_ANSWER for c in conversations for _, answer in c),
+        "with_question_mark": sum("?" in question for c in conversations for question, _ in c),
     }
 
 
@@ -68,6 +70,12 @@ def run_warnings(r: dict) -> list[str]:
             f"{floor['value']:.0%} a generic question ({floor['question']!r}) draws"
         )
     q = r["questions"]
+    if q["asked"] and q.get("with_question_mark", q["asked"]) < q["asked"] / 2:  # runs before 2026-12-07 lack it
+        out.append(
+            f"only {q['with_question_mark']} of the {q['asked']} turns sent to the patient hold a question mark: the "
+            "model mostly writes something else (e.g. the start of a worked solution), so asked_decisive reads text "
+            "that resembles the missing fact, not questions that ask for it"
+        )
     if q["repeated"] > q["asked"] / 2:
         out.append(f"{q['repeated']} of {q['asked']} questions repeat an earlier one of the same case word for word")
     letter, share = max(r["expert_answer_share"].items(), key=lambda kv: kv[1], default=(None, 0))

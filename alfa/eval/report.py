@@ -60,18 +60,21 @@ def testbed_table(interactive: list[dict], base: Path | None) -> list[str]:
         "## Missing-premise testbed",
         "",
         "`asked_decisive`: the share of cases whose question drew the removed premise out of the patient (the "
-        "floor: a generic question); answered first: the model answered before asking anything. Accuracy is the "
+        "floor: a generic question); answered first: the model answered before asking anything; turns with a '?': "
+        "of the turns sent to the patient, those that hold a question at all. Accuracy is the "
         "expert's (n/a: a run with `--questions-only`, or with no expert).",
         "",
-        f"| run | cases | asked_decisive | floor | answered first | accuracy | answered before the premise was told"
-        f"{paired} |",
-        "|---" * (7 + bool(base)) + "|",
+        f"| run | cases | asked_decisive | floor | answered first | turns with a '?' | accuracy | answered before the "
+        f"premise was told{paired} |",
+        "|---" * (8 + bool(base)) + "|",
     ]
     for r in rows:
         before = r.get("answered_before_decisive_fact") or {"value": None}
         cells = [r["run"], str(r["n"]), f"**{_interval(r['asked_decisive'])}**", _interval(r["asked_decisive_floor"])]
         premature = r.get("premature_answer_rate") or {"value": None}
-        cells += [_interval(premature), _interval(r["accuracy"]), _interval(before)]
+        q = r.get("questions") or {}  # runs before 2026-12-07 have no question-mark count
+        marked = f"{q['with_question_mark']} of {q['asked']}" if "with_question_mark" in q else "-"
+        cells += [_interval(premature), marked, _interval(r["accuracy"]), _interval(before)]
         if base:
             cells.append("-" if r["path"] == base else _points(paired_difference(r["path"], base, "asked_decisive")))
         lines.append("| " + " | ".join(cells) + " |")
