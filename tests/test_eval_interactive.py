@@ -308,7 +308,9 @@ def test_questions_only_reads_the_question_and_pays_for_no_answer(tmp_path, case
     )
     assert guessed["premature_answer_rate"]["value"] == 1.0 and guessed["questions"]["asked"] == 0
     assert not [w for w in asks["warnings"] if "budget" in w or "preference" in w]  # asking once is the design
-    assert asks["questions"]["with_question_mark"] == len(cases) and not [w for w in asks["warnings"] if "question mark" in w]
+    assert asks["questions"]["with_question_mark"] == len(cases) and not [
+        w for w in asks["warnings"] if "question mark" in w
+    ]
     # a model that starts a worked solution instead of asking: its turn goes to the patient, and the run says so
     solver = ScriptedBackend("solver", lambda m, s: "To solve this problem, we first add the two amounts")
     solved = evaluate_interactive(
