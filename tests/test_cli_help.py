@@ -77,3 +77,25 @@ def test_every_limit_refuses_zero(capsys):
     with pytest.raises(SystemExit):
         main(["synthesize", "q.parquet", "--limit", "0", "-o", "out"])
     assert "--limit: 0: give 1 or more" in capsys.readouterr().err
+
+
+def test_quiet_hides_the_bars_of_calls_and_episodes(tmp_path, capsys, monkeypatch):
+    """`-q` set tqdm's switch, but alfa's bars pass `disable` themselves and so ignored it: the call and episode
+    bars still printed. Now they read the switch too."""
+    from scripted import ScriptedBackend
+
+    from alfa.llm.cache import CallCache
+    from alfa.llm.calls import QUIET, CallStats, run_calls
+
+    def calls(name):
+        cache = CallCache(tmp_path / f"{name}.sqlite")
+        run_calls(
+            ScriptedBackend("s", lambda m, s: "ok"), cache, [[{"role": "user", "content": "hi"}]], name, CallStats()
+        )
+        cache.close()
+        return capsys.readouterr().err
+
+    monkeypatch.delenv(QUIET, raising=False)
+    assert "loud" in calls("loud")
+    monkeypatch.setenv(QUIET, "1")
+    assert "hushed" not in calls("hushed")

@@ -113,7 +113,7 @@ EXTRAS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.quiet:  # progress bars too (tqdm reads it when a bar is made)
+    if args.quiet:  # progress bars too: tqdm's own switch, which alfa's bars also read (alfa.llm.calls.QUIET)
         os.environ["TQDM_DISABLE"] = "1"
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

@@ -17,12 +17,14 @@ Reasons (column `reason` of rejected_variants.parquet):
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
 import polars as pl
 from tqdm.auto import tqdm
 
+from alfa.llm.calls import QUIET
 from alfa.llm.embedder import Embedder
 
 REFUSAL = re.compile(
@@ -123,7 +125,9 @@ def filter_variants(
     """Apply the text checks, then similarity bounds, then near-duplicate removal."""
     examples = {normalize(t) for t in example_texts}
     kept, rejected = [], []
-    for row in tqdm(variants.to_dicts(), desc="verify", unit="variant", disable=variants.height < 500):
+    for row in tqdm(
+        variants.to_dicts(), desc="verify", unit="variant", disable=variants.height < 500 or QUIET in os.environ
+    ):
         if row["error"] is not None:
             rejected.append({**row, "text": None, "reason": "call_failed", "detail": row["error"]})
             continue

@@ -18,6 +18,7 @@ messages (`next_request`), and what the reply does to the episode (`apply`). The
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +26,7 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from alfa.llm.cache import CallCache
-from alfa.llm.calls import EMPTY_REPLY, CallStats, run_calls
+from alfa.llm.calls import EMPTY_REPLY, QUIET, CallStats, run_calls
 
 
 @dataclass
@@ -91,7 +92,7 @@ def run_episodes(
     finished = done_ids(out_path)
     active = [e for e in episodes if e.episode_id not in finished]
     stats = CallStats()
-    bar = tqdm(total=len(active), desc="episodes", unit="episode", disable=not active)
+    bar = tqdm(total=len(active), desc="episodes", unit="episode", disable=not active or QUIET in os.environ)
     with open(out_path, "a", encoding="utf-8") as out:
         for _ in range(max_rounds):
             if not active:

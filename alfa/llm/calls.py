@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from tqdm.auto import tqdm
 
 from alfa.llm.backends import Backend, Completion
 from alfa.llm.cache import CallCache, call_key
+
+# `alfa -q` sets it: tqdm reads it only for a bar made without an explicit `disable`, and alfa's bars pass one.
+QUIET = "TQDM_DISABLE"
 
 EMPTY_REPLY = "empty reply"  # the error of a call that came back with no text
 
@@ -69,7 +73,7 @@ def run_calls(
             rewriter.model_id,
             rewriter.backend,
         )
-    bar = tqdm(total=len(todo_keys), desc=desc, unit="call", disable=not todo_keys)
+    bar = tqdm(total=len(todo_keys), desc=desc, unit="call", disable=not todo_keys or QUIET in os.environ)
 
     def on_done(j: int, completion: Completion) -> None:
         key = todo_keys[j]
