@@ -71,7 +71,13 @@ def test_scripted_expert_with_the_fact_select_patient_gives_the_expected_transcr
     assert report["mean_questions"] == 2 and report["timeout_rate"] == 0 and report["parse_failures"] == 0
     assert report["premature_answer_rate"]["value"] == 0  # it asked twice before every answer
     unanswered = sum(t["text"] == CANNOT_ANSWER for e in episodes for t in e["turns"] if t["kind"] == "answer")
-    assert report["questions"] == {"asked": 10, "repeated": 0, "patient_could_not_answer": unanswered}
+    marked = 5 * sum("?" in q for q in QUESTIONS)  # every case asks both questions
+    assert report["questions"] == {
+        "asked": 10,
+        "repeated": 0,
+        "patient_could_not_answer": unanswered,
+        "with_question_mark": marked,
+    }
     assert set(report["baselines"]) == {"majority_letter", "longest_option", "no_questions", "full_information"}
     assert report["baselines"]["no_questions"]["value"] == pytest.approx(share_c)  # the script always says C
     assert (tmp_path / "eval" / "accuracy_vs_questions.png").stat().st_size > 0
