@@ -337,12 +337,7 @@ def evaluate_interactive(
         "roles": {k: v.model_id for k, v in protocol.roles.items()}
         | ({"questioner": ORACLE} if protocol.questioner == ORACLE else {}),
         "case_checks": check_cases(cases),
-        "calls": {
-            "made": stats.calls_made,
-            "from_cache": stats.cache_hits,
-            "failed": stats.failed,
-            "seconds": round(stats.seconds, 1),
-        },  # fmt: skip
+        "calls": figures.call_counts(stats),
     }
     report["warnings"] = figures.run_warnings(report)
     (out_dir / "results.json").write_text(json.dumps(report, indent=2))

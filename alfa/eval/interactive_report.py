@@ -25,6 +25,16 @@ def question_counts(conversations: list[list]) -> dict:
     }
 
 
+def call_counts(stats) -> dict:
+    """A run's model calls (alfa.llm.calls.CallStats): made, answered from the cache, failed, and seconds spent."""
+    return {
+        "made": stats.calls_made,
+        "from_cache": stats.cache_hits,
+        "failed": stats.failed,
+        "seconds": round(stats.seconds, 1),
+    }
+
+
 def decision_counts(turn_lists: list[list[dict]]) -> dict:
     """The expert's replies to the readiness question (binary, numeric, scale): how many, how many different
     (case, spaces and a final full stop ignored), and the most frequent."""
