@@ -134,22 +134,27 @@ def write_premise_questions(cases_path: Path, out: Path, patient, limit: int | N
     the removed premise is not one that retrieves it: it goes to OUT's `.rejects.jsonl` with its reason. Returns
     the counts."""
     from alfa.dialogue.case_view import render_case
+    from alfa.eval.cases import load_cases, no_case_message
 
     cases_path, out = Path(cases_path), Path(out)
-    kept, rejects = [], []
-    with open(cases_path, encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    for n, case in enumerate(rows[:limit], start=1):
-        question = premise_question(case["facts"][case["decisive_fact"]])
-        told = patient.answer(case["facts"], question)[1]
+    cases, unreadable = load_cases(cases_path, limit)  # a bad line is named with its file, line and reason
+    if not cases:
+        raise ValueError(no_case_message(cases_path, unreadable))
+    kept, rejects = [], list(unreadable)
+    for case in cases:
+        if case.decisive_fact is None:
+            rejects.append({**case.source, "reason": "the case marks no decisive_fact (not an alfa tasks gsm8k case)"})
+            continue
+        question = premise_question(case.facts[case.decisive_fact])
+        told = patient.answer(case.facts, question)[1]
         row = {
-            "qid": case["id"],
-            "group_id": case["id"],
-            "context": render_case(case["initial_info"], case["question"], {}),
+            "qid": case.case_id,
+            "group_id": case.case_id,
+            "context": render_case(case.initial_info, case.question, {}),
             "question": question,
         }
-        if told != [case["decisive_fact"]]:
-            rejects.append({"file": str(cases_path), "line": n, "reason": f"the patient told facts {told}", **row})
+        if told != [case.decisive_fact]:
+            rejects.append({**case.source, "reason": f"the patient told facts {told}", **row})
         else:
             kept.append(row)
     out.parent.mkdir(parents=True, exist_ok=True)
