@@ -387,7 +387,9 @@ def test_reading_a_dpo_recipe_does_not_load_the_dialogue_layer():
     assert run.stdout.strip() == "[]"
 
 
-def test_system_prompt_puts_the_consultation_turn_before_each_pair_prompt(tmp_path, tiny_model_dir, pairs_dir):
+def test_system_prompt_puts_the_consultation_turn_before_each_pair_prompt(
+    tmp_path, tiny_model_dir, pairs_dir, every_attribute_pairs
+):
     """Pairs whose prompt is the case text train in the consultation's format once the recipe names its system
     turn; the shipped testbed recipe names it word for word, and a dialogues or tasks recipe cannot."""
     import yaml
@@ -403,8 +405,14 @@ def test_system_prompt_puts_the_consultation_turn_before_each_pair_prompt(tmp_pa
     assert len(framed) == len(plain) > 0 and framed["chosen"] == plain["chosen"]
     for before, after in zip(plain["prompt"], framed["prompt"]):
         assert before[0]["role"] == "user" and after == [{"role": "system", "content": PROBLEM_STUDENT_SYSTEM}, *before]
-    shipped = yaml.safe_load((ROOT / "recipes/smollm2-135m/dpo_premise_cpu.yaml").read_text())
-    assert shipped["data"]["system_prompt"] == PROBLEM_STUDENT_SYSTEM
+    # SFT on the originals (pairs of every type, so there are originals to copy) carries the same system turn
+    sft_body = _base(tiny_model_dir, every_attribute_pairs).replace("stage: dpo", "stage: sft").replace("beta: 0.1", "")
+    sft_body = sft_body.replace("attributes: [specificity]}", f"system_prompt: {PROBLEM_STUDENT_SYSTEM!r}}}")
+    sft = load_split(load_recipe(_recipe(tmp_path, sft_body)), "train")
+    assert len(sft) > 0 and all(p[0] == {"role": "system", "content": PROBLEM_STUDENT_SYSTEM} for p in sft["prompt"])
+    for name in ("dpo_premise_cpu", "sft_premise_cpu", "dpo_premise_from_sft_cpu"):  # the testbed's ALFA recipes
+        shipped = yaml.safe_load((ROOT / f"recipes/smollm2-135m/{name}.yaml").read_text())
+        assert shipped["data"]["system_prompt"] == PROBLEM_STUDENT_SYSTEM, name
     dialogues = body.replace(f"pairs_dir: {pairs_dir}", f"dialogues_dir: {pairs_dir}").replace(
         "stage: dpo", "stage: sft"
     )
