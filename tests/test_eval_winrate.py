@@ -281,3 +281,60 @@ def test_report_shows_the_testbed_table_with_each_runs_paired_difference_from_th
     assert "75.0%" in trained and trained.endswith(" cases |") and "+50.0 points" in trained and ", 8 cases" in trained
     assert (tmp_path / "r" / "report.png").stat().st_size > 0
     assert main(["eval", "report", runs[0], "--base", str(tmp_path / "wr"), "-o", str(tmp_path / "r3")]) == 2
+
+
+def test_generation_figures_count_every_post_a_failure_as_no_question(tmp_path):
+    """The share of one-question replies and their mean words, as `alfa generate` prints them: a ramble is not a
+    question, and a failed call counts as no question and 0 words instead of leaving the mean."""
+    from alfa.eval.generate import generate_questions, generation_figures
+
+    import polars as pl
+
+    posts = {"knee": "When did the pain start?", "rash": "I am so sorry to hear that, I hope you feel better soon."}
+    q = pl.DataFrame(
+        {
+            "qid": ["q1", "q2", "q3"],
+            "group_id": ["g1", "g2", "g2"],
+            "context": [[{"role": "user", "content": f"My {w} is bad."}] for w in ("knee", "rash", "cough")],
+        }
+    )
+
+    def reply(messages, seed):
+        word = messages[-1]["content"].split()[1]
+        if word not in posts:
+            return Completion(None, error="HTTP 500: boom")
+        return posts[word]
+
+    out = tmp_path / "gen.jsonl"
+    generate_questions(q, ScriptedBackend(reply=reply), out)
+    rows = [__import__("json").loads(line) for line in out.read_text().splitlines()]
+    assert [r["one_question"] for r in rows] == [True, False, False] and "error" in rows[2]
+    figures = generation_figures(out)
+    assert figures["n"] == 3 and figures["failed"] == 1
+    assert figures["one_question"]["value"] == pytest.approx(1 / 3)
+    assert figures["words"]["value"] == pytest.approx((5 + 13 + 0) / 3)
+
+
+def test_generate_held_out_from_leaves_out_the_posts_a_pairs_dir_trains_on(tmp_path, tiny_model_dir, capsys):
+    import json
+
+    import polars as pl
+
+    from alfa.cli import main
+
+    q = _questions(6)
+    qfile = tmp_path / "q.parquet"
+    q.write_parquet(qfile)
+    trained = q["group_id"][0]
+    (tmp_path / "pairs" / "data").mkdir(parents=True)
+    pl.DataFrame({"group_id": [trained]}).write_parquet(tmp_path / "pairs" / "data" / "train.parquet")
+    gen = tmp_path / "gen.jsonl"
+    cmd = ["generate", f"transformers:{tiny_model_dir}", str(qfile), "-o", str(gen), "--max-new-tokens", "8"]
+    assert main([*cmd, "--held-out-from", str(tmp_path / "pairs")]) == 0
+    rows = [json.loads(line) for line in gen.read_text().splitlines()]
+    left_out = q.filter(pl.col("group_id") == trained).height
+    assert left_out >= 1 and len(rows) == q.height - left_out and trained not in {r["group_id"] for r in rows}
+    printed = capsys.readouterr().out
+    assert f"left out {left_out} questions" in printed and "one question: " in printed
+    assert main([*cmd, "--held-out-from", str(tmp_path / "nowhere")]) != 0
+    assert "nowhere/data/train.parquet (give a pairs dir" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from alfa.data.filter import FilterConfig, extract_question, filter_variants
+from alfa.data.filter import UNFILTERED, FilterConfig, extract_question, filter_variants
 
 
 @pytest.mark.parametrize(
@@ -44,8 +44,8 @@ def _variants(rows):
 ORIGINAL = "Do you have any fever or chills with the cough?"
 
 
-def test_filter_reasons_with_real_embeddings(embedder):
-    rows = [
+def _mixed_rows():
+    return [
         # kept: a plausible rewrite on each side
         dict(
             qid="q1",
@@ -118,8 +118,13 @@ def test_filter_reasons_with_real_embeddings(embedder):
             reply="Along with the cough, have you had fever or chills?",
         ),
     ]
-    examples = {"Is there any manifestation of that thoracic sensation in non-exertional states?"}
-    result = filter_variants(_variants(rows), FilterConfig(), embedder, examples)
+
+
+EXAMPLES = {"Is there any manifestation of that thoracic sensation in non-exertional states?"}
+
+
+def test_filter_reasons_with_real_embeddings(embedder):
+    result = filter_variants(_variants(_mixed_rows()), FilterConfig(), embedder, EXAMPLES)
     reasons = {(r["qid"], r["direction"]): r["reason"] for r in result.rejected.to_dicts()}
     assert reasons == {
         ("q2", "enhance"): "echo",
@@ -141,3 +146,24 @@ def test_filter_reasons_with_real_embeddings(embedder):
 def test_filter_config_rejects_inverted_bounds():
     with pytest.raises(ValueError, match="enhance_min_similarity"):
         FilterConfig(enhance_min_similarity=0.9, enhance_max_similarity=0.5)
+
+
+def test_unfiltered_keeps_what_only_the_similarity_checks_reject(embedder):
+    """ALFA's unfiltered ablation: the off-topic rewrite and the near-duplicates stay; a non-question, an echo, a
+    copied example and a failed call still cannot be a pair."""
+    result = filter_variants(_variants(_mixed_rows()), UNFILTERED, embedder, EXAMPLES)
+    reasons = {(r["qid"], r["direction"]): r["reason"] for r in result.rejected.to_dicts()}
+    assert reasons == {("q2", "enhance"): "echo", ("q3", "corrupt"): "copied_example", ("q3", "enhance"): "call_failed"}
+    kept = {(r["qid"], r["direction"]) for r in result.kept.to_dicts()}
+    assert kept == {("q1", "enhance"), ("q1", "corrupt"), ("q2", "corrupt"), ("q4", "enhance"), ("q4", "corrupt")}
+
+
+def test_unfiltered_still_drops_identical_enhanced_and_corrupted(embedder):
+    same = "Have you had a fever with the cough?"
+    rows = [
+        dict(qid="q1", attribute="clarity", direction=d, original=ORIGINAL, source_question=ORIGINAL, reply=same)
+        for d in ("enhance", "corrupt")
+    ]
+    result = filter_variants(_variants(rows), UNFILTERED, embedder)
+    assert result.kept.height == 0
+    assert set(result.rejected["reason"]) == {"near_duplicate"}

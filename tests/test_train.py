@@ -369,3 +369,46 @@ def test_two_processes_write_each_summary_file_once(tmp_path, tiny_model_dir, pa
     assert err.count("wrote the tokenizer, README.md and alfa_train.json") == 1
     assert "process 0 wrote" in err
     assert json.loads((tmp_path / "ddp" / "alfa_train.json").read_text())["processes"] == 2
+
+
+def test_drop_overlong_leaves_out_the_rows_over_max_length_and_counts_them(tmp_path, tiny_model_dir, pairs_dir):
+    """data.drop_overlong: a row whose prompt and longest completion pass max_length is left out (TRL would keep
+    its start and cut the question off); the counts go into the summary."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    from alfa.train.overlong import drop_overlong, row_tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    short, long = [{"role": "user", "content": "My knee hurts."}], [{"role": "user", "content": "My knee hurts. " * 40}]
+    ask = [{"role": "assistant", "content": "When did it start?"}]
+    longer_rejected = [{"role": "assistant", "content": "When did it start? " * 10}]
+    ds = datasets.Dataset.from_list(
+        [
+            {"prompt": short, "chosen": ask, "rejected": ask},
+            {"prompt": long, "chosen": ask, "rejected": ask},
+            {"prompt": short, "chosen": ask, "rejected": longer_rejected},
+        ]
+    )
+    limit = row_tokens(tokenizer, ds[0])
+    kept, dropped = drop_overlong(ds, tokenizer, limit)
+    assert (len(kept), dropped) == (1, 2) and kept[0]["rejected"] == ask  # the longer side decides
+    assert drop_overlong(ds, tokenizer, None)[1] == 0
+
+    from alfa.train.recipe import load_recipe
+    from alfa.train.run import load_split
+
+    def overlong_recipe(stage, **trl):
+        path = _recipe(tmp_path, f"{stage}-overlong", tiny_model_dir, pairs_dir, stage=stage, max_steps=1, **trl)
+        path.write_text(path.read_text().replace("attributes: null}", "attributes: null, drop_overlong: true}"))
+        return path
+
+    rows = load_split(load_recipe(overlong_recipe("sft")), "train")
+    lengths = sorted(row_tokens(tokenizer, r) for r in rows)
+    limit = lengths[len(lengths) // 2]
+    expected = sum(n > limit for n in lengths)
+    assert 0 < expected < len(rows)
+    summary = run_recipe(overlong_recipe("sft", max_length=limit))
+    assert summary["dropped_overlong"]["train"] == expected and summary["train_rows"] == len(rows) - expected
+    with pytest.raises(ValueError, match="drop_overlong is for stages sft and dpo"):
+        load_recipe(overlong_recipe("reward"))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from alfa.cli.arguments import positive_int
-from alfa.data.filter import FilterConfig
+from alfa.data.filter import UNFILTERED, FilterConfig
 from alfa.data.pairs import SplitConfig
 from alfa.data.synthesize import SynthesisConfig
 from alfa.llm.make import KINDS, BackendConfig
@@ -213,6 +213,12 @@ def add_pairs(sub) -> None:
         help="min similarity of a corrupted variant to the original",
     )
     s.add_argument(
+        "--unfiltered",
+        action="store_true",
+        help="ALFA's unfiltered ablation: no similarity bounds and no near-duplicate removal (the text checks "
+        "stay: one question, no echo); replaces --enhance-min and --corrupt-min",
+    )
+    s.add_argument(
         "--split-fractions",
         default=f"{SplitConfig.train},{SplitConfig.validation},{SplitConfig.test}",
         help="train,validation,test fractions, held in expectation over posts: each group (post) goes whole to "
@@ -255,7 +261,11 @@ def _pairs(args) -> int:
     from alfa.data.pairs import make_pairs
     from alfa.llm.make import BackendConfig, make_backend
 
-    fc = FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
+    fc = (
+        UNFILTERED
+        if args.unfiltered
+        else FilterConfig(enhance_min_similarity=args.enhance_min, corrupt_min_similarity=args.corrupt_min)
+    )
     fractions = args.split_fractions.split(",")
     if len(fractions) != 3:
         raise ValueError(f"--split-fractions {args.split_fractions}: give three numbers, train,validation,test")

@@ -121,7 +121,12 @@ def add_generate(sub) -> None:
     g.add_argument("policy", help="backend: transformers:FOLDER, local, smollm2, llamacpp:FILE.gguf, openai:MODEL@URL")
     g.add_argument("questions", help="questions Parquet from alfa ingest")
     g.add_argument("-o", "--output", required=True, help="JSONL to write")
-    g.add_argument("--limit", type=positive_int, help="only the first N questions")
+    g.add_argument(
+        "--held-out-from",
+        metavar="PAIRS_DIR",
+        help="leave out the questions on posts in this pairs dir's train split (what the policy trained on)",
+    )
+    g.add_argument("--limit", type=positive_int, help="only the first N questions (after --held-out-from)")
     g.add_argument("--max-new-tokens", type=int, default=48, help="longest question per post, in tokens")
     g.set_defaults(func=_generate)
 
@@ -141,12 +146,20 @@ def _eval_cases(args) -> int:
 
 
 def _generate(args) -> int:
+    import polars as pl
 
     from alfa.data.ingest import read_questions
-    from alfa.eval.generate import generate_questions
+    from alfa.eval.generate import generate_questions, generation_figures
     from alfa.llm.make import backend_from_spec
 
     questions = read_questions(args.questions)
+    if args.held_out_from:
+        trained = train_posts(Path(args.held_out_from))
+        held = questions.filter(~pl.col("group_id").is_in(sorted(trained)))
+        print(
+            f"left out {questions.height - held.height} questions on the {len(trained)} posts {args.held_out_from} trains on"
+        )
+        questions = held
     if args.limit:
         questions = questions.head(args.limit)
     policy = backend_from_spec(args.policy, max_new_tokens=args.max_new_tokens)
@@ -154,10 +167,26 @@ def _generate(args) -> int:
         stats = generate_questions(questions, policy, Path(args.output))
     finally:
         policy.close()
+    figures = generation_figures(Path(args.output))
+    q, w = figures["one_question"], figures["words"]
     print(
-        f"{questions.height} questions: {stats.calls_made} model calls, {stats.cache_hits} from cache -> {args.output}"
+        f"{questions.height} questions: {stats.calls_made} model calls, {stats.cache_hits} from cache -> {args.output}\n"
+        f"one question: {q['value']:.1%} ({q['ci_low']:.1%}-{q['ci_high']:.1%}); mean words {w['value']:.1f} "
+        f"({w['ci_low']:.1f}-{w['ci_high']:.1f}); failed calls {figures['failed']}"
     )
     return 0
+
+
+def train_posts(pairs_dir: Path) -> set[str]:
+    """The group ids (posts) of a pairs dir's train split."""
+    import polars as pl
+
+    path = pairs_dir / "data" / "train.parquet"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"--held-out-from {pairs_dir}: no {path} (give a pairs dir from alfa pairs or alfa build)"
+        )
+    return set(pl.read_parquet(path, columns=["group_id"])["group_id"])
 
 
 def _eval_flaws(args) -> int:

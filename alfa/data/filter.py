@@ -60,6 +60,17 @@ class FilterConfig:
                 raise ValueError(f"{d}_min_similarity ({lo}) must be below {d}_max_similarity ({hi}), within [-1, 1]")
 
 
+# ALFA's "unfiltered" ablation: no similarity bounds and no near-duplicate removal, only the text checks (one
+# question, not an echo, not a copied example) and identical enhanced/corrupted texts, which make no preference.
+UNFILTERED = FilterConfig(
+    enhance_min_similarity=-1.0,
+    enhance_max_similarity=1.0,
+    corrupt_min_similarity=-1.0,
+    corrupt_max_similarity=1.0,
+    near_duplicate_similarity=1.0,
+)
+
+
 def normalize(text: str) -> str:
     """Lowercase, letters and digits only: what 'the same question' means for echo checks."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))

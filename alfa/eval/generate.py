@@ -1,6 +1,10 @@
 """`alfa generate`: a policy (trained, merged or base) asks its follow-up question for each post of a questions
 table. The policy sees what the preference pairs' `prompt` holds (the patient's post and earlier turns as chat
-messages), so a DPO-trained model is asked exactly as it was trained. Every call is cached."""
+messages), so a DPO-trained model is asked exactly as it was trained. Every call is cached.
+
+`generation_figures` reads a generations file without a judge: the share of replies that are one question (as
+the pairs' filter reads one, alfa.data.filter.extract_question) and their mean length in words, each with its
+interval, posts resampled whole. ALFA's table reports both beside the win rates."""
 
 from __future__ import annotations
 
@@ -31,9 +35,27 @@ def generate_questions(questions: pl.DataFrame, policy, out_path: Path, cache_pa
                 "qid": r["qid"],
                 "group_id": r["group_id"],
                 "question": question or (reply.text or None),
+                "one_question": question is not None,
                 "model": policy.model_id,
             }
             if reply.error is not None:
                 record["error"] = reply.error
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return stats
+
+
+def generation_figures(path: Path) -> dict:
+    """{"n", "failed", "one_question", "words"} of a generations file: the share of posts whose reply is one
+    question and the mean words of the reply, each a rate/mean with its interval over posts. A failed call counts
+    as no question and 0 words: nothing is dropped."""
+    from alfa.stats import bootstrap_mean, rate
+
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    groups = [r["group_id"] for r in rows]
+    words = [len((r.get("question") or "").split()) for r in rows]
+    return {
+        "n": len(rows),
+        "failed": sum("error" in r for r in rows),
+        "one_question": rate([bool(r.get("one_question")) for r in rows], groups),
+        "words": bootstrap_mean(words, groups),
+    }

@@ -75,6 +75,9 @@ class DataConfig:
     # Pairs only: a system turn put before every prompt that has none, so the model trains in the format it is
     # asked in (e.g. the consultation's, alfa.dialogue.consult, for pairs whose prompt is the case text).
     system_prompt: str | None = None
+    # Pairs only: leave out the rows longer than trl.max_length (prompt + longest completion) instead of letting TRL
+    # cut them, which keeps the start and so drops the question after a long post (alfa.train.overlong).
+    drop_overlong: bool = False
 
 
 @dataclass
@@ -120,6 +123,8 @@ class Recipe:
             raise ValueError("stage grpo trains on data.tasks_dir (made by `alfa sml tasks`), and only it does")
         if self.data.system_prompt is not None and self.data.pairs_dir is None:
             raise ValueError("data.system_prompt is for pairs (data.pairs_dir); dialogues and tasks carry their own")
+        if self.data.drop_overlong and (self.data.pairs_dir is None or self.stage not in ("sft", "dpo")):
+            raise ValueError("data.drop_overlong is for stages sft and dpo on pairs (data.pairs_dir)")
         if self.rollout is not None and self.stage != "grpo":
             raise ValueError(f"rollout: is for stage grpo, not stage {self.stage!r}")
         if self.stage == "grpo" and self.rollout is None:

@@ -134,6 +134,14 @@ def run_recipe(
     tokenizer = load_tokenizer(recipe.model)
     train = load_split(recipe, recipe.data.train_split)
     evals = load_split(recipe, recipe.data.eval_split) if recipe.data.eval_split else None
+    dropped = {}
+    if recipe.data.drop_overlong:
+        from alfa.train.overlong import drop_overlong
+
+        train, dropped["train"] = drop_overlong(train, tokenizer, config.max_length)
+        if evals is not None:
+            evals, dropped["eval"] = drop_overlong(evals, tokenizer, config.max_length)
+        log.info("drop_overlong: left out %s rows longer than max_length %d", dropped, config.max_length)
     if evals is not None and len(evals) == 0:
         evals = None
     if evals is None and config.eval_strategy != "no":  # the Trainer would fail only after the model loads
@@ -149,6 +157,7 @@ def run_recipe(
         "output_dir": config.output_dir,
         "train_rows": len(train),
         "eval_rows": len(evals) if evals is not None else 0,
+        **({"dropped_overlong": dropped} if dropped else {}),
     } | trained_on(recipe)
 
     trainer = build_trainer(recipe, config, tokenizer, train, evals, ref_store, summary, partner)
