@@ -141,7 +141,7 @@ def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
     assert "exactly one of `preset`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["demo", "askdocs", "askdocs_core", "gsm8k_premise"])
+@pytest.mark.parametrize("name", ["demo", "askdocs", "askdocs_core", "askdocs_core_120", "gsm8k_premise"])
 def test_shipped_pipeline_configs_pass_their_checks(name, request, monkeypatch, tmp_path):
     """Each shipped pipeline YAML loads and passes every check (files, pack, backends), read from the repository
     root as `make demo` runs them; those that read the real data need it beside the repository. The testbed's reads
@@ -153,7 +153,13 @@ def test_shipped_pipeline_configs_pass_their_checks(name, request, monkeypatch, 
 
     root = Path(__file__).parents[1]
     path = root / "configs" / "pipelines" / f"{name}.yaml"
-    assert {c.stem for c in path.parent.glob("*.yaml")} == {"demo", "askdocs", "askdocs_core", "gsm8k_premise"}
+    assert {c.stem for c in path.parent.glob("*.yaml")} == {
+        "demo",
+        "askdocs",
+        "askdocs_core",
+        "askdocs_core_120",
+        "gsm8k_premise",
+    }
     if "../shared/" in path.read_text():
         request.getfixturevalue("askdocs_path")  # skipped (or failed in CI) where the data is absent
     monkeypatch.chdir(root)
