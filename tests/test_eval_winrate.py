@@ -313,6 +313,11 @@ def test_generation_figures_count_every_post_a_failure_as_no_question(tmp_path):
     assert figures["n"] == 3 and figures["failed"] == 1
     assert figures["one_question"]["value"] == pytest.approx(1 / 3)
     assert figures["words"]["value"] == pytest.approx((5 + 13 + 0) / 3)
+    # a file written before `one_question` was recorded is read again from its question text
+    from alfa.eval.generate import is_one_question
+
+    assert is_one_question({"question": "When did the pain start?"}) and not is_one_question({"question": None})
+    assert not is_one_question({"question": posts["rash"]})
 
 
 def test_generate_held_out_from_leaves_out_the_posts_a_pairs_dir_trains_on(tmp_path, tiny_model_dir, capsys):

@@ -44,6 +44,16 @@ def generate_questions(questions: pl.DataFrame, policy, out_path: Path, cache_pa
     return stats
 
 
+def is_one_question(row: dict) -> bool:
+    """A generation record's reply is one question (files written before `one_question` was recorded: read again
+    from the question text, which holds the extracted question or the raw reply)."""
+    from alfa.data.filter import extract_question
+
+    if "one_question" in row:
+        return bool(row["one_question"])
+    return row.get("question") is not None and extract_question(row["question"])[0] is not None
+
+
 def generation_figures(path: Path) -> dict:
     """{"n", "failed", "one_question", "words"} of a generations file: the share of posts whose reply is one
     question and the mean words of the reply, each a rate/mean with its interval over posts. A failed call counts
@@ -56,6 +66,6 @@ def generation_figures(path: Path) -> dict:
     return {
         "n": len(rows),
         "failed": sum("error" in r for r in rows),
-        "one_question": rate([bool(r.get("one_question")) for r in rows], groups),
+        "one_question": rate([is_one_question(r) for r in rows], groups),
         "words": bootstrap_mean(words, groups),
     }
