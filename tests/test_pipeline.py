@@ -141,7 +141,9 @@ def test_build_rejects_unknown_keys_with_the_line(tmp_path, capsys):
     assert "exactly one of `preset`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["demo", "askdocs", "askdocs_core", "askdocs_core_120", "gsm8k_premise"])
+@pytest.mark.parametrize(
+    "name", ["demo", "askdocs", "askdocs_core", "askdocs_core_120", "askdocs_coarse_120", "gsm8k_premise"]
+)
 def test_shipped_pipeline_configs_pass_their_checks(name, request, monkeypatch, tmp_path):
     """Each shipped pipeline YAML loads and passes every check (files, pack, backends), read from the repository
     root as `make demo` runs them; those that read the real data need it beside the repository. The testbed's reads
@@ -158,6 +160,7 @@ def test_shipped_pipeline_configs_pass_their_checks(name, request, monkeypatch, 
         "askdocs",
         "askdocs_core",
         "askdocs_core_120",
+        "askdocs_coarse_120",
         "gsm8k_premise",
     }
     if "../shared/" in path.read_text():
