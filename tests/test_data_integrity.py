@@ -105,6 +105,25 @@ def test_posts_keep_their_split_whatever_the_filter_lets_through(askdocs_run, tm
     assert abs(shares["train"] - 0.8) < 0.1 and abs(shares["test"] - 0.1) < 0.1  # as close as 40 questions allow
 
 
+def test_pairs_unfiltered_keeps_what_the_similarity_filter_rejects_in_the_same_splits(askdocs_run, tmp_path):
+    """`alfa pairs --unfiltered` (ALFA's unfiltered ablation) on the real askdocs run: every pair of the filtered
+    build and more, the posts in the same splits, and no variant rejected for its similarity."""
+    from alfa.cli import main
+
+    out = tmp_path / "unfiltered"
+    assert main(["pairs", str(askdocs_run.run), "--unfiltered", "--judge", "none", "-o", str(out)]) == 0
+    filtered, unfiltered = (pl.read_parquet(d / "data" / "*.parquet") for d in (askdocs_run.pairs, out))
+    rejected = pl.read_parquet(askdocs_run.pairs / "rejected_variants.parquet")
+    similarity_reasons = {"too_similar", "too_dissimilar", "near_duplicate"}
+    assert set(rejected["reason"]) & similarity_reasons, "the filtered build must reject on similarity to mean something"
+    assert unfiltered.height > filtered.height
+    assert set(filtered["pair_id"]) <= set(unfiltered["pair_id"])
+    split_of = dict(zip(unfiltered["group_id"], unfiltered["split"]))
+    assert all(split_of[g] == s for g, s in zip(filtered["group_id"], filtered["split"]))
+    reasons = set(pl.read_parquet(out / "rejected_variants.parquet")["reason"])
+    assert not reasons & {"too_similar", "too_dissimilar"}
+
+
 def test_standalone_fallbacks_are_recorded_per_row_and_counted_in_the_card(tiny_run, tmp_path, embedder):
     variants = pl.read_parquet(tiny_run / "variants.parquet")
     per_question = variants.unique("qid")
