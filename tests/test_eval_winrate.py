@@ -286,9 +286,9 @@ def test_report_shows_the_testbed_table_with_each_runs_paired_difference_from_th
 def test_generation_figures_count_every_post_a_failure_as_no_question(tmp_path):
     """The share of one-question replies and their mean words, as `alfa generate` prints them: a ramble is not a
     question, and a failed call counts as no question and 0 words instead of leaving the mean."""
-    from alfa.eval.generate import generate_questions, generation_figures
-
     import polars as pl
+
+    from alfa.eval.generate import generate_questions, generation_figures
 
     posts = {"knee": "When did the pain start?", "rash": "I am so sorry to hear that, I hope you feel better soon."}
     q = pl.DataFrame(
