@@ -79,7 +79,7 @@ def test_a_malformed_pack_names_the_line_and_key(tmp_path, edit, match):
 
 
 def test_unknown_pack_and_attribute_selection():
-    with pytest.raises(ConfigError, match="no attribute pack named 'nope'; shipped packs: clinical, core"):
+    with pytest.raises(ConfigError, match="no attribute pack named 'nope'; shipped packs: clinical, coarse, core"):
         load_pack("nope")
     with pytest.raises(ConfigError, match=r"\['kindness'\] not in pack 'core'"):
         load_pack("core").select(["kindness"])
