@@ -13,19 +13,18 @@ Prints one Markdown row per file, in the order of --order (default: by name).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from alfa.eval.generate import generation_figures, is_one_question
+from alfa.eval.generate import generation_figures, is_one_question, read_generations, reply_words
 from alfa.stats import bootstrap_mean
 
 
 def read_rows(path: Path) -> dict[str, dict]:
-    return {r["qid"]: r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+    return {r["qid"]: r for r in read_generations(path)}
 
 
 def per_question(row: dict) -> tuple[float, float]:
-    return float(is_one_question(row)), float(len((row.get("question") or "").split()))
+    return float(is_one_question(row)), float(reply_words(row))
 
 
 def paired(rows: dict[str, dict], base: dict[str, dict], index: int) -> dict:

@@ -313,6 +313,10 @@ def test_generation_figures_count_every_post_a_failure_as_no_question(tmp_path):
     assert figures["n"] == 3 and figures["failed"] == 1
     assert figures["one_question"]["value"] == pytest.approx(1 / 3)
     assert figures["words"]["value"] == pytest.approx((5 + 13 + 0) / 3)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(out.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"broken.jsonl, line 4: not JSON"):
+        generation_figures(broken)
     # a file written before `one_question` was recorded is read again from its question text
     from alfa.eval.generate import is_one_question
 
@@ -341,5 +345,10 @@ def test_generate_held_out_from_leaves_out_the_posts_a_pairs_dir_trains_on(tmp_p
     assert left_out >= 1 and len(rows) == q.height - left_out and trained not in {r["group_id"] for r in rows}
     printed = capsys.readouterr().out
     assert f"left out {left_out} questions" in printed and "one question: " in printed
+    every_post = tmp_path / "every"
+    (every_post / "data").mkdir(parents=True)
+    pl.DataFrame({"group_id": q["group_id"].to_list()}).write_parquet(every_post / "data" / "train.parquet")
+    assert main([*cmd, "--held-out-from", str(every_post)]) != 0  # nothing left: stops before the model loads
+    assert "no questions to generate for" in capsys.readouterr().err
     assert main([*cmd, "--held-out-from", str(tmp_path / "nowhere")]) != 0
     assert "nowhere/data/train.parquet (give a pairs dir" in capsys.readouterr().err

@@ -162,6 +162,8 @@ def _generate(args) -> int:
         questions = held
     if args.limit:
         questions = questions.head(args.limit)
+    if questions.height == 0:  # before any model loads
+        raise ValueError(f"{args.questions}: no questions to generate for (after --held-out-from and --limit)")
     policy = backend_from_spec(args.policy, max_new_tokens=args.max_new_tokens)
     try:
         stats = generate_questions(questions, policy, Path(args.output))

@@ -54,18 +54,34 @@ def is_one_question(row: dict) -> bool:
     return row.get("question") is not None and extract_question(row["question"])[0] is not None
 
 
+def read_generations(path: Path) -> list[dict]:
+    """The records of a generations file, one JSON object a line (blank lines skipped)."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {number}: not JSON ({e}); write the file with alfa generate") from None
+    return rows
+
+
+def reply_words(row: dict) -> int:
+    """Words of a record's reply (0 for a failed call)."""
+    return len((row.get("question") or "").split())
+
+
 def generation_figures(path: Path) -> dict:
     """{"n", "failed", "one_question", "words"} of a generations file: the share of posts whose reply is one
     question and the mean words of the reply, each a rate/mean with its interval over posts. A failed call counts
     as no question and 0 words: nothing is dropped."""
     from alfa.stats import bootstrap_mean, rate
 
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_generations(path)
     groups = [r["group_id"] for r in rows]
-    words = [len((r.get("question") or "").split()) for r in rows]
     return {
         "n": len(rows),
         "failed": sum("error" in r for r in rows),
         "one_question": rate([is_one_question(r) for r in rows], groups),
-        "words": bootstrap_mean(words, groups),
+        "words": bootstrap_mean([reply_words(r) for r in rows], groups),
     }

@@ -141,7 +141,7 @@ def run_recipe(
         train, dropped["train"] = drop_overlong(train, tokenizer, config.max_length)
         if evals is not None:
             evals, dropped["eval"] = drop_overlong(evals, tokenizer, config.max_length)
-        log.info("drop_overlong: left out %s rows longer than max_length %d", dropped, config.max_length)
+        log.info("drop_overlong: left out %s rows longer than max_length %s", dropped, config.max_length)
     if evals is not None and len(evals) == 0:
         evals = None
     if evals is None and config.eval_strategy != "no":  # the Trainer would fail only after the model loads
