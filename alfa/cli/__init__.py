@@ -53,7 +53,7 @@ VERB_GROUPS = {
     "data": ["ingest", "synthesize", "pairs", "lint", "card", "build"],
     "review": ["review"],
     "train": ["train", "merge"],
-    "evaluate": ["eval", "evaluate-rm", "generate", "tasks"],
+    "evaluate": ["eval", "evaluate-rm", "evaluate-policy", "generate", "tasks"],
     "methods": ["stargate", "sml", "uot", "flaws", "collab"],
     "models": ["models"],
 }
@@ -86,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
     data.add_build(sub)
     train.add_train(sub)
     evaluate.add_evaluate_rm(sub)
+    evaluate.add_evaluate_policy(sub)
     evaluate.add_eval(sub)
     tasks.add_tasks(sub)
     evaluate.add_generate(sub)

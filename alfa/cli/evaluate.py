@@ -1,4 +1,4 @@
-"""`alfa evaluate-rm` (the reward-model scorecard), `alfa generate` and `alfa eval cases | interactive | winrate`
+"""`alfa evaluate-rm` (the reward-model scorecard), `alfa evaluate-policy` (a DPO policy's own), `alfa generate` and `alfa eval cases | interactive | winrate`
 (alfa.eval)."""
 
 from __future__ import annotations
@@ -43,6 +43,65 @@ def _evaluate_rm(args) -> int:
     print((Path(args.output) / "scorecard.md").read_text())
     print(f"table, CSV and heatmap -> {args.output}")
     return 0 if table.height else 1
+
+
+def add_evaluate_policy(sub) -> None:
+    """alfa evaluate-policy"""
+    s = sub.add_parser(
+        "evaluate-policy",
+        help="what DPO policies learnt: preference accuracy on held-out pairs per attribute, no judge",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Each DPO policy scores every held-out pair by its implicit reward against the reference "
+        "model it was trained from ([log p(chosen) - log p_ref(chosen)] - [the same for rejected], by TRL's own "
+        "DPO scoring); it is right when that is above 0. Per attribute, with 95% intervals over posts, beside "
+        "two trivial baselines (prefer the shorter question, prefer the longer). This says whether a policy "
+        "learnt the pairs' preference on posts it never saw, not whether its questions are better (that is "
+        "`alfa eval winrate` with a fit judge). Writes margins.parquet and scorecard.csv/.md/.png.",
+        epilog="Example (ALFA's arms on askdocs, docs/results.md):\n"
+        "  alfa evaluate-policy --reference runs/train/smollm2-sft-askdocs \\\n"
+        "    --policy clarity=runs/train/smollm2-dpo-askdocs-clarity --policy mixed=runs/train/smollm2-dpo-askdocs-mixed \\\n"
+        "    --pairs runs/askdocs-core-120/pairs --base mixed -o runs/eval/askdocs-policy",
+    )
+    s.add_argument("--policy", action="append", required=True, metavar="NAME=PATH", help="a DPO policy (repeat)")
+    s.add_argument("--reference", required=True, help="the model the policies were trained from (their DPO reference)")
+    s.add_argument("--pairs", required=True, help="pairs dir")
+    s.add_argument(
+        "--split", default="validation,test", help="comma-separated splits to score (held out: validation,test)"
+    )
+    s.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=512,
+        help="as the recipes' max_length; longer pairs are left out and counted",
+    )
+    s.add_argument("--base", help="a --policy NAME: every other policy's paired difference from it, same pairs")
+    s.add_argument("--store", help="SQLite file keeping each model's log-probs (a rerun pays only for new pairs)")
+    s.add_argument("-o", "--output", required=True, help="folder for the scorecard")
+    s.set_defaults(func=_evaluate_policy)
+
+
+def _evaluate_policy(args) -> int:
+    from alfa.train.policy_scorecard import scorecard
+
+    policies = {}
+    for spec in args.policy:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"--policy {spec!r}: expected NAME=PATH, e.g. clarity=runs/train/dpo-clarity")
+        policies[name] = Path(path)
+    scorecard(
+        policies,
+        Path(args.reference),
+        Path(args.pairs),
+        args.split.split(","),
+        Path(args.output),
+        max_length=args.max_length,
+        base=args.base,
+        store=Path(args.store) if args.store else None,
+    )
+    print((Path(args.output) / "scorecard.md").read_text())
+    print(f"table, margins and plot -> {args.output}")
+    return 0
 
 
 def add_eval(sub) -> None:
