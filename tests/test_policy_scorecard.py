@@ -71,7 +71,7 @@ def test_a_trained_policy_prefers_chosen_the_reference_ties_and_a_rerun_reads_th
     mixed = margins.filter(pl.col("model") == "mixed")
     assert mixed.height == n_train and all(math.isfinite(m) for m in mixed["margin"])
     md = (tmp_path / "card" / "scorecard.md").read_text()
-    assert "| mixed |" in md and "paired vs_itself" in md and "0 longer than max_length 256 left out" in md
+    assert "| mixed |" in md and "Paired difference from itself" in md and "0 longer than max_length 256 left out" in md
     assert (tmp_path / "card" / "scorecard.png").read_bytes()[:4] == b"\x89PNG"
 
     # a rerun on the same store computes no log-prob: TRL's own precompute would raise

@@ -197,25 +197,32 @@ def accuracy_table(long: pl.DataFrame, models: list[str], base: str | None) -> p
 
 
 def markdown(table: pl.DataFrame) -> str:
+    """The accuracy table; with a base, a second table of each policy's paired difference from it, per attribute."""
     attributes = table["attribute"].unique(maintain_order=True).to_list()
-    paired = [c for c in table.columns if c.startswith("vs_")]
+    models = table["model"].unique(maintain_order=True).to_list()
     n = {r["attribute"]: r["n"] for r in table.iter_rows(named=True)}
-    head = "| model | " + " | ".join(f"{a} (n={n[a]})" for a in attributes)
-    head += f" | all: paired {paired[0]} (points) |" if paired else " |"
-    lines = [head, "|" + "---|" * (len(attributes) + 1 + bool(paired))]
-    for model in table["model"].unique(maintain_order=True).to_list():
-        rows = {r["attribute"]: r for r in table.filter(pl.col("model") == model).iter_rows(named=True)}
-        cells = [
-            f"{100 * r['accuracy']:.1f}% ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})" for r in rows.values()
-        ]
-        if paired:
-            r = rows["all"]
-            cells.append(
+    head = "| model | " + " | ".join(f"{a} (n={n[a]})" for a in attributes) + " |"
+    rule = "|" + "---|" * (len(attributes) + 1)
+
+    def block(cell) -> list[str]:
+        lines = [head, rule]
+        for model in models:
+            rows = table.filter(pl.col("model") == model).iter_rows(named=True)
+            lines.append(f"| {model} | " + " | ".join(cell(r) for r in rows) + " |")
+        return lines
+
+    lines = block(lambda r: f"{100 * r['accuracy']:.1f}% ({100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f})")
+    paired = [c for c in table.columns if c.startswith("vs_")]
+    if paired:
+        column = paired[0]
+        lines += ["", f"Paired difference from {column[3:]} on the same pairs (points, 95% interval over posts):", ""]
+        lines += block(
+            lambda r: (
                 "-"
-                if r.get(paired[0]) is None
-                else f"{100 * r[paired[0]]:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f})"
+                if r[column] is None
+                else f"{100 * r[column]:+.1f} ({100 * r['diff_low']:+.1f} to {100 * r['diff_high']:+.1f})"
             )
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        )
     return "\n".join(lines)
 
 
