@@ -99,3 +99,23 @@ def test_bad_arguments_name_what_to_fix(tmp_path, tiny_model_dir, pairs_dir):
         scorecard({"itself": tiny_model_dir}, tiny_model_dir, pairs_dir, ["test"], tmp_path, base="mixed")
     with pytest.raises(FileNotFoundError, match="heldout.parquet: no such split"):
         scorecard({"itself": tiny_model_dir}, tiny_model_dir, pairs_dir, ["heldout"], tmp_path)
+
+
+def test_bench_policy_claims_prints_paired_differences_and_names_missing_arms(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows = [
+        {"pair_id": f"p{i}", "attribute": "clarity", "group_id": f"g{i % 3}", "model": model, "right": right}
+        for i in range(6)
+        for model, right in (("clarity", 1.0), ("mixed", 0.0 if i < 3 else 0.5))
+    ]
+    pl.DataFrame(rows).write_parquet(tmp_path / "margins.parquet")
+    bench = Path(__file__).resolve().parents[1] / "bench" / "policy_claims.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), str(tmp_path / "margins.parquet")], capture_output=True, text=True, check=True
+    ).stdout
+    assert "clarity vs mixed, clarity (n=6): 100.0% vs 25.0%, +75.0 points" in out
+    assert "clarity vs relevance: not in this run (relevance missing)" in out
+    assert "mixed vs unfiltered: not in this run (unfiltered missing)" in out

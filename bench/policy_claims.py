@@ -1,0 +1,68 @@
+"""ALFA's four claims, read without a judge: paired differences of preference accuracy between the arms.
+
+Reads the margins.parquet of `alfa evaluate-policy` runs (docs/results.md, "ALFA's main table at small scale"):
+the fine-grained pairs' run must hold the policies clarity, relevance, specificity, mixed, merged-uniform,
+merged-ties, unfiltered and coarse; `--coarse` adds the run on the coarse pairs (mixed, merged-uniform, coarse).
+Each line is arm A minus arm B on the same held-out pairs, in points, with a 95% bootstrap interval over posts.
+Where a name is missing from a run, its lines are left out and said so.
+
+    .venv/bin/python bench/policy_claims.py runs/eval/askdocs-policy/margins.parquet \\
+        --coarse runs/eval/askdocs-policy-coarse/margins.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import polars as pl
+
+from alfa.stats import bootstrap_mean
+
+ATTRIBUTES = ("clarity", "relevance", "specificity")
+
+
+def paired(margins: pl.DataFrame, a: str, b: str, attribute: str | None = None) -> str:
+    """`a` minus `b` on the pairs both scored (of one attribute, or all), as text."""
+    part = margins if attribute is None else margins.filter(pl.col("attribute") == attribute)
+    models = set(part["model"].unique().to_list())
+    if not {a, b} <= models:
+        return f"{a} vs {b}: not in this run ({', '.join(sorted({a, b} - models))} missing)"
+    left = part.filter(pl.col("model") == a).select("pair_id", "group_id", a_right="right")
+    right = part.filter(pl.col("model") == b).select("pair_id", b_right="right")
+    both = left.join(right, on="pair_id")
+    diff = bootstrap_mean((both["a_right"] - both["b_right"]).to_list(), both["group_id"].to_list())
+    where = attribute or "all pairs"
+    return (
+        f"{a} vs {b}, {where} (n={both.height}): {100 * both['a_right'].mean():.1f}% vs "
+        f"{100 * both['b_right'].mean():.1f}%, {100 * diff['value']:+.1f} points "
+        f"({100 * diff['ci_low']:+.1f} to {100 * diff['ci_high']:+.1f})"
+    )
+
+
+def claims(fine: pl.DataFrame, coarse: pl.DataFrame | None) -> list[str]:
+    lines = ["Each attribute's policy wins on its own attribute's pairs:"]
+    for attribute in ATTRIBUTES:
+        rivals = ["mixed", "merged-uniform", *[a for a in ATTRIBUTES if a != attribute]]
+        lines += [f"  {paired(fine, attribute, rival, attribute)}" for rival in rivals]
+    lines += ["Merged beats mixed:"]
+    lines += [f"  {paired(fine, merged, 'mixed')}" for merged in ("merged-uniform", "merged-ties")]
+    lines += ["Filtered beats unfiltered:", f"  {paired(fine, 'mixed', 'unfiltered')}"]
+    lines += ["Fine-grained beats coarse (on the fine-grained pairs, then on the coarse pairs):"]
+    lines += [f"  {paired(fine, arm, 'coarse')}" for arm in ("mixed", "merged-uniform")]
+    if coarse is not None:
+        lines += [f"  {paired(coarse, arm, 'coarse')}" for arm in ("mixed", "merged-uniform")]
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("margins", type=Path, help="margins.parquet of the fine-grained pairs' run")
+    p.add_argument("--coarse", type=Path, help="margins.parquet of the coarse pairs' run")
+    args = p.parse_args()
+    coarse = pl.read_parquet(args.coarse) if args.coarse else None
+    print("\n".join(claims(pl.read_parquet(args.margins), coarse)))
+
+
+if __name__ == "__main__":
+    main()
