@@ -1,8 +1,9 @@
 """ALFA's four claims, read without a judge: paired differences of preference accuracy between the arms.
 
 Reads the margins.parquet of `alfa evaluate-policy` runs (docs/results.md, "ALFA's main table at small scale"):
-the fine-grained pairs' run must hold the policies clarity, relevance, specificity, mixed, merged-uniform,
-merged-ties, unfiltered and coarse; `--coarse` adds the run on the coarse pairs (mixed, merged-uniform, coarse).
+the fine-grained pairs' run holds the policies clarity, relevance, specificity, mixed (and mixed-seed1, the same arm
+on another draw of its pairs, if run), merged-uniform, merged-ties, unfiltered and coarse; `--coarse` adds the run
+on the coarse pairs.
 Each line is arm A minus arm B on the same held-out pairs, in points, with a 95% bootstrap interval over posts.
 Where a name is missing from a run, its lines are left out and said so.
 
@@ -41,17 +42,23 @@ def paired(margins: pl.DataFrame, a: str, b: str, attribute: str | None = None) 
 
 
 def claims(fine: pl.DataFrame, coarse: pl.DataFrame | None) -> list[str]:
+    # a second draw of the mixed arm's pairs (`--set trl.seed=1`), where the run holds one, is read beside it
+    mixed_arms = [m for m in ("mixed", "mixed-seed1") if m in set(fine["model"].unique().to_list())] or ["mixed"]
     lines = ["Each attribute's policy wins on its own attribute's pairs:"]
     for attribute in ATTRIBUTES:
-        rivals = ["mixed", "merged-uniform", *[a for a in ATTRIBUTES if a != attribute]]
+        rivals = [*mixed_arms, "merged-uniform", *[a for a in ATTRIBUTES if a != attribute]]
         lines += [f"  {paired(fine, attribute, rival, attribute)}" for rival in rivals]
     lines += ["Merged beats mixed:"]
-    lines += [f"  {paired(fine, merged, 'mixed')}" for merged in ("merged-uniform", "merged-ties")]
-    lines += ["Filtered beats unfiltered:", f"  {paired(fine, 'mixed', 'unfiltered')}"]
+    lines += [f"  {paired(fine, merged, m)}" for m in mixed_arms for merged in ("merged-uniform", "merged-ties")]
+    lines += ["Filtered beats unfiltered:", *[f"  {paired(fine, m, 'unfiltered')}" for m in mixed_arms]]
     lines += ["Fine-grained beats coarse (on the fine-grained pairs, then on the coarse pairs):"]
-    lines += [f"  {paired(fine, arm, 'coarse')}" for arm in ("mixed", "merged-uniform")]
+    arms = [*mixed_arms, "merged-uniform"]
+    lines += [f"  {paired(fine, arm, 'coarse')}" for arm in arms]
     if coarse is not None:
-        lines += [f"  {paired(coarse, arm, 'coarse')}" for arm in ("mixed", "merged-uniform")]
+        lines += [f"  {paired(coarse, arm, 'coarse')}" for arm in arms]
+    if len(mixed_arms) == 2:
+        lines += ["Seed check, the mixed arm against itself on another draw of its 80 pairs:"]
+        lines += [f"  {paired(fine, 'mixed-seed1', 'mixed', a)}" for a in (*ATTRIBUTES, None)]
     return lines
 
 
