@@ -44,7 +44,12 @@ def paired(margins: pl.DataFrame, a: str, b: str, attribute: str | None = None) 
 def claims(fine: pl.DataFrame, coarse: pl.DataFrame | None) -> list[str]:
     # a second draw of the mixed arm's pairs (`--set trl.seed=1`), where the run holds one, is read beside it
     mixed_arms = [m for m in ("mixed", "mixed-seed1") if m in set(fine["model"].unique().to_list())] or ["mixed"]
-    lines = ["Each attribute's policy wins on its own attribute's pairs:"]
+    lines = ["Each arm against the two length rules on its own pairs (did it learn more than length?):"]
+    for arm in ATTRIBUTES:
+        lines += [f"  {paired(fine, arm, rule, arm)}" for rule in ("shorter question", "longer question")]
+    if coarse is not None:
+        lines += [f"  {paired(coarse, 'coarse', rule)}" for rule in ("shorter question", "longer question")]
+    lines += ["Each attribute's policy wins on its own attribute's pairs:"]
     for attribute in ATTRIBUTES:
         rivals = [*mixed_arms, "merged-uniform", *[a for a in ATTRIBUTES if a != attribute]]
         lines += [f"  {paired(fine, attribute, rival, attribute)}" for rival in rivals]
