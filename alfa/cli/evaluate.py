@@ -30,15 +30,21 @@ def add_evaluate_rm(sub) -> None:
     s.set_defaults(func=_evaluate_rm)
 
 
+def named_paths(specs: list[str], flag: str, example: str) -> dict[str, Path]:
+    """Repeated NAME=PATH options as {name: path}."""
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} {spec!r}: expected NAME=PATH, e.g. {example}")
+        out[name] = Path(path)
+    return out
+
+
 def _evaluate_rm(args) -> int:
     from alfa.eval.reward_scorecard import scorecard
 
-    models = {}
-    for spec in args.model:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise ValueError(f"--model {spec!r}: expected NAME=PATH, e.g. clarity=runs/train/rm-clarity")
-        models[name] = Path(path)
+    models = named_paths(args.model, "--model", "clarity=runs/train/rm-clarity")
     table = scorecard(models, Path(args.pairs), args.split, Path(args.output))
     print((Path(args.output) / "scorecard.md").read_text())
     print(f"table, CSV and heatmap -> {args.output}")
@@ -83,14 +89,8 @@ def add_evaluate_policy(sub) -> None:
 def _evaluate_policy(args) -> int:
     from alfa.train.policy_scorecard import scorecard
 
-    policies = {}
-    for spec in args.policy:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            raise ValueError(f"--policy {spec!r}: expected NAME=PATH, e.g. clarity=runs/train/dpo-clarity")
-        policies[name] = Path(path)
     scorecard(
-        policies,
+        named_paths(args.policy, "--policy", "clarity=runs/train/dpo-clarity"),
         Path(args.reference),
         Path(args.pairs),
         args.split.split(","),
