@@ -18,7 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
-from alfa.stats import bootstrap_mean
+from alfa.train.policy_scorecard import paired_difference
 
 ATTRIBUTES = ("clarity", "relevance", "specificity")
 
@@ -29,15 +29,10 @@ def paired(margins: pl.DataFrame, a: str, b: str, attribute: str | None = None) 
     models = set(part["model"].unique().to_list())
     if not {a, b} <= models:
         return f"{a} vs {b}: not in this run ({', '.join(sorted({a, b} - models))} missing)"
-    left = part.filter(pl.col("model") == a).select("pair_id", "group_id", a_right="right")
-    right = part.filter(pl.col("model") == b).select("pair_id", b_right="right")
-    both = left.join(right, on="pair_id")
-    diff = bootstrap_mean((both["a_right"] - both["b_right"]).to_list(), both["group_id"].to_list())
-    where = attribute or "all pairs"
+    diff = paired_difference(margins, a, b, attribute)
     return (
-        f"{a} vs {b}, {where} (n={both.height}): {100 * both['a_right'].mean():.1f}% vs "
-        f"{100 * both['b_right'].mean():.1f}%, {100 * diff['value']:+.1f} points "
-        f"({100 * diff['ci_low']:+.1f} to {100 * diff['ci_high']:+.1f})"
+        f"{a} vs {b}, {attribute or 'all pairs'} (n={diff['n']}): {100 * diff['a']:.1f}% vs {100 * diff['b']:.1f}%, "
+        f"{100 * diff['value']:+.1f} points ({100 * diff['ci_low']:+.1f} to {100 * diff['ci_high']:+.1f})"
     )
 
 

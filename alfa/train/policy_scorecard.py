@@ -174,23 +174,32 @@ def scorecard(
     return table
 
 
+def paired_difference(long: pl.DataFrame, a: str, b: str, attribute: str | None = None) -> dict:
+    """Model `a`'s `right` minus model `b`'s on the pairs both scored (of one attribute, or all), from a
+    margins.parquet frame: {"value", "ci_low", "ci_high"} with a bootstrap over posts, "n", and each side's mean."""
+    part = long if attribute is None else long.filter(pl.col("attribute") == attribute)
+    left = part.filter(pl.col("model") == a).select("pair_id", "group_id", a_right="right")
+    both = left.join(part.filter(pl.col("model") == b).select("pair_id", b_right="right"), on="pair_id")
+    diff = bootstrap_mean((both["a_right"] - both["b_right"]).to_list(), both["group_id"].to_list())
+    return diff | {"n": both.height, "a": both["a_right"].mean(), "b": both["b_right"].mean()}
+
+
 def accuracy_table(long: pl.DataFrame, models: list[str], base: str | None) -> pl.DataFrame:
     """One row per model and attribute (and `all`): accuracy with its interval over posts; the paired difference
     from `base` (points) where given."""
     attributes = sorted(long["attribute"].unique().to_list()) + ["all"]
-    base_right = long.filter(pl.col("model") == base).select("pair_id", base_right="right") if base else None
     rows = []
     for model in models:
         for attribute in attributes:
+            only = None if attribute == "all" else attribute
             part = long.filter(pl.col("model") == model)
-            if attribute != "all":
-                part = part.filter(pl.col("attribute") == attribute)
+            if only is not None:
+                part = part.filter(pl.col("attribute") == only)
             acc = rate(part["right"].to_list(), part["group_id"].to_list())
             row = {"model": model, "attribute": attribute, "n": acc["n"], "accuracy": acc["value"]}
             row |= {"ci_low": acc["ci_low"], "ci_high": acc["ci_high"]}
-            if base_right is not None and model != base:
-                paired = part.join(base_right, on="pair_id")
-                diff = bootstrap_mean((paired["right"] - paired["base_right"]).to_list(), paired["group_id"].to_list())
+            if base is not None and model != base:
+                diff = paired_difference(long, model, base, only)
                 row |= {f"vs_{base}": diff["value"], "diff_low": diff["ci_low"], "diff_high": diff["ci_high"]}
             rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
