@@ -99,6 +99,17 @@ def test_bad_arguments_name_what_to_fix(tmp_path, tiny_model_dir, pairs_dir):
         scorecard({"itself": tiny_model_dir}, tiny_model_dir, pairs_dir, ["test"], tmp_path, base="mixed")
     with pytest.raises(FileNotFoundError, match="heldout.parquet: no such split"):
         scorecard({"itself": tiny_model_dir}, tiny_model_dir, pairs_dir, ["heldout"], tmp_path)
+    broken = tmp_path / "broken" / "data"
+    broken.mkdir(parents=True)
+    (broken / "test.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match="test.parquet: not a readable Parquet file"):
+        scorecard({"itself": tiny_model_dir}, tiny_model_dir, broken.parent, ["test"], tmp_path)
+    pl.read_parquet(pairs_dir / "data" / "test.parquet").drop("group_id").write_parquet(broken / "test.parquet")
+    with pytest.raises(ValueError, match="test.parquet: no column group_id"):
+        scorecard({"itself": tiny_model_dir}, tiny_model_dir, broken.parent, ["test"], tmp_path)
+    pl.read_parquet(pairs_dir / "data" / "test.parquet").head(0).write_parquet(broken / "test.parquet")
+    with pytest.raises(ValueError, match="splits test hold no pairs to score"):
+        scorecard({"itself": tiny_model_dir}, tiny_model_dir, broken.parent, ["test"], tmp_path)
 
 
 def test_bench_policy_claims_prints_paired_differences_and_names_missing_arms(tmp_path):

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Trivial baselines beside every policy: a rule that reads only the two questions' lengths in words.
 LENGTH_RULES = ("shorter question", "longer question")
+# What scoring reads of a pairs file.
+PAIR_COLUMNS = ("pair_id", "group_id", "attribute", "prompt", "chosen", "rejected")
 
 
 def held_out_pairs(pairs_dir: Path, splits: list[str]) -> pl.DataFrame:
@@ -42,7 +44,14 @@ def held_out_pairs(pairs_dir: Path, splits: list[str]) -> pl.DataFrame:
         path = Path(pairs_dir) / "data" / f"{split}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such split; a pairs dir holds train, validation and test")
-        frames.append(pl.read_parquet(path))
+        try:
+            frame = pl.read_parquet(path)
+        except pl.exceptions.PolarsError as e:
+            raise ValueError(f"{path}: not a readable Parquet file ({e}); rebuild the pairs with alfa pairs") from None
+        missing = [c for c in PAIR_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)}; a pairs file from alfa pairs has them")
+        frames.append(frame)
     pairs = pl.concat(frames, how="diagonal_relaxed")
     if pairs.height == 0:
         raise ValueError(f"{pairs_dir}: splits {','.join(splits)} hold no pairs to score")
